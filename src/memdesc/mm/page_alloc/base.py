@@ -1,0 +1,237 @@
+"""The design interface every page-allocator design implements, and its buddy-based base.
+
+Theory
+------
+A *design* is a way of keeping physical memory's free state and per-page metadata.  All
+designs answer the same questions, so a workload (random churn, a replayed real trace)
+can be run on each and compared:
+
+==========================  ==============================================================
+``alloc(gfp, order, cpu)``  allocate 2^order pages; pfn, or -1 when the allocation fails
+``free(pfn, order, cpu)``   free an allocation; 0 or a negative error code, state unchanged
+``take(pfn, order)``        remove one specific free block (take_page_off_buddy), for exact
+                            replay of a real kernel's placement
+``drain()``                 return per-CPU cached pages to the allocator
+``nr_free``                 per zone, per order: number of free blocks (/proc/buddyinfo)
+``free_blocks()``           every free block: pfn, order, migratetype, zone
+``metadata_bytes()``        bytes of every structure the design needs, counted honestly
+``check()``                 full invariant check: "ok" or the first violation
+``page_words(pfn)``         the W words of a page's struct page / memdesc
+==========================  ==============================================================
+
+Inside numba kernels the same operations are the primitives ``pa_alloc``, ``pa_free``,
+``pa_take`` and ``pa_drain`` of :mod:`memdesc.mm.page_alloc.dispatch`, so workload
+kernels are written once and specialised per design.
+
+:class:`BuddyDesign` implements the interface for designs that reuse the shared buddy
+algorithms of :mod:`memdesc.mm.page_alloc.core` (``linux``, ``radix``); a subclass only
+provides its state, its primitives, and its own metadata accounting.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+
+import numpy as np
+
+from memdesc.mm.mm_init import MachineLayout
+from memdesc.mm.mmzone import MIGRATE_TYPES, NR_PAGE_ORDERS, NR_PAGEBLOCK_BITS, PAGEBLOCK_ORDER
+from memdesc.mm.page_alloc import core, dispatch
+from memdesc.mm.page_alloc.setup import AllocConfig, build_zone_state
+
+
+class Design(ABC):
+    """Interface of a page-allocator design (see the module docstring)."""
+
+    name: str = ""
+    words: int = 0
+
+    def __init__(self, layout: MachineLayout, config: AllocConfig | None = None):
+        self.layout = layout
+        self.config = config or AllocConfig()
+
+    @property
+    def struct_page_bytes(self) -> int:
+        return self.words * 8
+
+    @property
+    @abstractmethod
+    def zs(self) -> core.ZoneState: ...
+
+    @abstractmethod
+    def alloc(self, gfp: int, order: int, cpu: int = 0) -> int: ...
+
+    @abstractmethod
+    def free(self, pfn: int, order: int, cpu: int = 0) -> int: ...
+
+    @abstractmethod
+    def take(self, pfn: int, order: int) -> int: ...
+
+    @abstractmethod
+    def drain(self) -> None: ...
+
+    @abstractmethod
+    def free_blocks(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def free_counts_by_migratetype(self) -> np.ndarray: ...
+
+    @abstractmethod
+    def metadata_bytes(self) -> dict[str, int]: ...
+
+    @abstractmethod
+    def check(self) -> str: ...
+
+    @abstractmethod
+    def page_words(self, pfn: int) -> np.ndarray: ...
+
+    @property
+    def nr_free(self) -> np.ndarray:
+        return self.zs.nr_free
+
+    def bookkeeping_bytes(self) -> dict[str, int]:
+        """Simulation bookkeeping (not design metadata): owner bytes, stats, event log."""
+        zs = self.zs
+        return {
+            "page_owner": int(zs.owner.nbytes),
+            "stats": int(zs.stats.nbytes + zs.zstats.nbytes),
+            "event_log": int(zs.evlog.nbytes),
+        }
+
+    def pageblock_bytes(self) -> int:
+        npb = self.zs.pb.shape[0]
+        return (npb * NR_PAGEBLOCK_BITS + 7) // 8
+
+
+class BuddyDesign(Design):
+    """A design that runs the shared buddy algorithms of core.py over its own primitives."""
+
+    state_cls: type = None  # the design's state NamedTuple
+
+    def __init__(self, layout: MachineLayout, config: AllocConfig | None = None):
+        super().__init__(layout, config)
+        self.npages = layout.max_pfn
+        managed = [z.managed for z in layout.zones]
+        zs, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
+        nz = len(layout.zones)
+        nlists = nz * NR_PAGE_ORDERS * MIGRATE_TYPES + layout.nr_cpus * nz * core.NR_PCP_LISTS
+        self.state = self._make_state(zs, self.npages, nlists)
+        self._init_page_flags()
+        starts, ends, res = self._managed_ranges()
+        core.init_free_state(self.state, starts, ends, res)
+
+    # -- subclass hooks
+    @abstractmethod
+    def _make_state(self, zs: core.ZoneState, npages: int, nlists: int): ...
+
+    def _init_page_flags(self) -> None:
+        """Set design-specific per-page constant bits (zone/node) before boot."""
+
+    @abstractmethod
+    def freelist_bytes(self) -> int: ...
+
+    def descriptor_bytes(self) -> int:
+        return 0
+
+    def design_check(self) -> str | None:
+        return None
+
+    # -- boot
+    def _managed_ranges(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Managed pfn ranges (to free at boot) and every reserved/hole pfn inside zones."""
+        reserved = np.zeros(self.npages, np.bool_)
+        for r in self.layout.reservations:
+            reserved[r.start_pfn:r.end_pfn] = True
+        inzone = np.zeros(self.npages, np.bool_)
+        for z in self.layout.zones:
+            if z.spanned:
+                inzone[z.start_pfn:z.end_pfn] = True
+                for hs, he in z.holes:
+                    reserved[hs:he] = True
+        reserved &= inzone
+        free = inzone & ~reserved
+        # ranges of free pages, split at zone boundaries
+        edges = np.flatnonzero(np.diff(np.concatenate(([False], free, [False])).astype(np.int8)))
+        starts, ends = edges[0::2], edges[1::2]
+        cuts = sorted({z.start_pfn for z in self.layout.zones if z.spanned})
+        s_out, e_out = [], []
+        for s, e in zip(starts.tolist(), ends.tolist(), strict=True):
+            for c in cuts:
+                if s < c < e:
+                    s_out.append(s)
+                    e_out.append(c)
+                    s = c
+            s_out.append(s)
+            e_out.append(e)
+        return (np.array(s_out, np.int64), np.array(e_out, np.int64),
+                np.flatnonzero(reserved).astype(np.int64))
+
+    # -- interface
+    @property
+    def zs(self) -> core.ZoneState:
+        return self.state.zs
+
+    def alloc(self, gfp: int, order: int, cpu: int = 0) -> int:
+        return int(dispatch.pa_alloc(self.state, np.int64(gfp), np.int64(order), np.int64(cpu)))
+
+    def free(self, pfn: int, order: int, cpu: int = 0) -> int:
+        return int(dispatch.pa_free(self.state, np.int64(pfn), np.int64(order), np.int64(cpu)))
+
+    def take(self, pfn: int, order: int) -> int:
+        return int(dispatch.pa_take(self.state, np.int64(pfn), np.int64(order)))
+
+    def drain(self) -> None:
+        dispatch.pa_drain(self.state)
+
+    def free_blocks(self) -> np.ndarray:
+        total = int(self.zs.nr_free.sum())
+        out = np.zeros((total, 4), np.int64)
+        n = core.collect_free_blocks(self.state, out)
+        return out[:n]
+
+    def free_counts_by_migratetype(self) -> np.ndarray:
+        out = np.zeros((len(self.layout.zones), MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64)
+        core.free_counts_by_mt(self.state, out)
+        return out
+
+    def page_words(self, pfn: int) -> np.ndarray:
+        return np.array(self.state.memmap[pfn], dtype=np.uint64)
+
+    def memmap_bytes(self) -> int:
+        return int(self.state.memmap.nbytes)
+
+    def metadata_bytes(self) -> dict[str, int]:
+        memmap = self.memmap_bytes()
+        freelists = self.freelist_bytes()
+        descriptors = self.descriptor_bytes()
+        pageblock = self.pageblock_bytes()
+        return {
+            "memmap": memmap,
+            "freelists": freelists,
+            "descriptors": descriptors,
+            "pageblock_flags": pageblock,
+            "total": memmap + freelists + descriptors + pageblock,
+        }
+
+    def check(self) -> str:
+        msg = self.design_check()
+        if msg:
+            return msg
+        code, p, a, b = core.check_buddy_state(self.state)
+        if code != core.CHK_OK:
+            return core.CHECK_MESSAGES[int(code)].format(p=int(p), a=int(a), b=int(b))
+        return "ok"
+
+    def pageblock_counts(self) -> np.ndarray:
+        """Number of pageblocks of each migratetype per zone (pagetypeinfo's second table)."""
+        zs = self.zs
+        out = np.zeros((len(self.layout.zones), MIGRATE_TYPES), np.int64)
+        for i, z in enumerate(self.layout.zones):
+            if not z.spanned:
+                continue
+            # pagetypeinfo_showblockcount_print: pageblocks from zone start (aligned down)
+            first = z.start_pfn >> PAGEBLOCK_ORDER
+            last = (z.end_pfn - 1) >> PAGEBLOCK_ORDER
+            mts = zs.pb[first:last + 1] & core.PB_MIGRATETYPE_MASK
+            out[i] = np.bincount(mts, minlength=MIGRATE_TYPES)[:MIGRATE_TYPES]
+        return out

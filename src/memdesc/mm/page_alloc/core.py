@@ -1,0 +1,1534 @@
+"""The page allocator's shared algorithms (mm/page_alloc.c, Linux 6.18), as numba kernels.
+
+Theory
+------
+Per zone, free memory is a set of *buddy blocks*: a block of order k is 2^k pages,
+aligned to 2^k pfns, whose first page is marked PageBuddy with its order.  Blocks sit
+on ``free_area[k].free_list[mt]``, mt being the migratetype of the block's pageblock
+(2^9 pages).  Invariants kept by every operation (and verified by ``check``):
+
+* every managed page of a zone is in exactly one of: a free block, a per-CPU list,
+  an allocation; reserved pages and holes are never free;
+* free blocks are aligned, inside one zone, and *maximally merged*: a block's buddy
+  (``pfn ^ (1 << k)``) is not a free block of the same order, unless merging is
+  forbidden (different zone, or order >= pageblock_order across an isolate/CMA/
+  highatomic boundary);
+* a free block is on the list of its pageblock's migratetype (since 6.9); blocks of
+  order > pageblock_order cover pageblocks of one type;
+* ``free_area[k].nr_free`` and NR_FREE_PAGES equal a recount.
+
+Allocation: ``__alloc_pages`` walks the zonelist from the preferred zone down to the
+highest zone the gfp allows, checks watermarks (min/low/high/promo from
+min_free_kbytes, lowmem_reserve), and takes pages from the per-CPU lists (orders 0-3
+and the THP order) or from the buddy lists: ``__rmqueue_smallest`` + ``expand``, then
+the fallback modes of 6.15+: CMA, *claim* a whole pageblock of another type
+(``__rmqueue_claim``/``try_to_claim_block``), or *steal* one block leaving the
+pageblock's type unchanged (``__rmqueue_steal``).  Frees go to the per-CPU list, which
+is drained in batches (``free_pcppages_bulk``) into ``__free_one_page``, which merges
+with free buddies upward.
+
+What is *not* modelled: reclaim, compaction, the OOM killer.  When the kernel would
+reclaim, the model drains the per-CPU lists and unreserves highatomic pageblocks, retries
+once, and then fails the allocation (counted).  kswapd is "instant": a watermark boost
+is consumed as soon as kswapd is woken.
+
+Design hooks: every operation on free lists and on per-page state goes through the
+primitives of :mod:`memdesc.mm.page_alloc.dispatch`, so ``linux`` (lists threaded
+through an 8-word struct page) and ``radix`` (XArray deques, 2-word struct page) share
+this code exactly.  The ``vmem`` design shares the zone, watermark and pcp layers only.
+
+State: :class:`ZoneState` (numpy arrays) holds the zone, watermark, pageblock and pcp
+state that all designs share, plus *simulation bookkeeping* (statistics, the
+``owner`` byte per page that plays page_owner, an optional event log) which is reported
+separately from any design's metadata.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from memdesc._numba import njit
+from memdesc.mm.mmzone import (
+    MAX_PAGE_ORDER,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    NR_LOWORDER_PCP_LISTS,
+    NR_PAGE_ORDERS,
+    NR_PCP_LISTS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+)
+from memdesc.mm.page_alloc.dispatch import (
+    buddy_order,
+    clear_buddy,
+    is_buddy,
+    list_add,
+    list_del,
+    list_first,
+    list_last,
+    list_next,
+    mark_allocated,
+    mark_freed,
+    mark_reserved,
+    set_buddy,
+)
+
+# ------------------------------------------------------------------ constants
+MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE = 0, 1, 2, 3, 4, 5
+PB_MIGRATETYPE_MASK = 0x7
+PB_MIGRATE_SKIP = 0x8
+
+# GFP bits (include/linux/gfp_types.h, 6.18) used by the allocator itself
+GFP_DMA = 0x01
+GFP_HIGHMEM = 0x02
+GFP_DMA32 = 0x04
+GFP_MOVABLE = 0x08
+GFP_RECLAIMABLE = 0x10
+GFP_HIGH = 0x20
+GFP_DIRECT_RECLAIM = 0x400
+GFP_KSWAPD_RECLAIM = 0x800
+GFP_MEMALLOC = 0x20000
+GFP_COMP = 0x40000
+GFP_NOMEMALLOC = 0x80000
+GFP_ZONEMASK = 0x0F
+GFP_MOVABLE_SHIFT = 3
+
+# alloc_flags (mm/internal.h)
+ALLOC_WMARK_MIN = 0
+ALLOC_WMARK_LOW = 1
+ALLOC_WMARK_HIGH = 2
+ALLOC_WMARK_MASK = 3
+ALLOC_NO_WATERMARKS = 0x04
+ALLOC_OOM = 0x08
+ALLOC_NON_BLOCK = 0x10
+ALLOC_MIN_RESERVE = 0x20  # == __GFP_HIGH
+ALLOC_CPUSET = 0x40
+ALLOC_CMA = 0x80
+ALLOC_NOFRAGMENT = 0x100
+ALLOC_HIGHATOMIC = 0x200
+ALLOC_TRYLOCK = 0x400
+ALLOC_KSWAPD = 0x800  # == __GFP_KSWAPD_RECLAIM
+ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+
+# zone->flags
+ZONE_BOOSTED_WATERMARK = 1
+ZONE_RECLAIM_ACTIVE = 2
+ZONE_BELOW_HIGH = 4
+
+# pcp fields (per cpu, per zone)
+PCP_COUNT, PCP_HIGH, PCP_HIGH_MIN, PCP_HIGH_MAX, PCP_BATCH, PCP_FREE_COUNT, PCP_ALLOC_FACTOR, PCP_FLAGS = range(8)
+NR_PCP_FIELDS = 8
+PCPF_PREV_FREE_HIGH_ORDER = 1
+PCPF_FREE_HIGH_BATCH = 2
+CONFIG_PCP_BATCH_SCALE_MAX = 5
+
+# cfg entries
+(CFG_PCP_ENABLED, CFG_MOBILITY_DISABLED, CFG_NR_ONLINE_NODES, CFG_CMA, CFG_EVLOG, CFG_BOOST_FACTOR,
+ CFG_MOVABLE_IDX) = range(7)
+NR_CFG = 8
+
+# fpi flags
+FPI_NONE = 0
+FPI_TO_TAIL = 2
+
+# statistics (simulation bookkeeping)
+(ST_ALLOC, ST_ALLOC_PAGES, ST_ALLOC_FAIL, ST_FREE, ST_FREE_PAGES, ST_PCP_ALLOC, ST_PCP_REFILL,
+ ST_PCP_FREE, ST_PCP_DRAINED, ST_BUDDY_ALLOC, ST_BUDDY_FREE, ST_MERGE, ST_SPLIT, ST_EXTFRAG,
+ ST_EXTFRAG_FRAGMENTING, ST_CLAIM, ST_STEAL, ST_SLOWPATH, ST_NOFRAGMENT_RETRY, ST_HIGHATOMIC_RESERVE,
+ ST_HIGHATOMIC_UNRESERVE, ST_WMARK_FAIL, ST_BOOST, ST_DRAIN_ALL, ST_TAKE,
+ ST_FREE_PATH_ALLOCS, ST_FREE_STALLS, ST_ALLOC_FAILED_FOR_META) = range(28)
+NR_STATS = 32
+STAT_NAMES = (
+    "alloc", "alloc_pages", "alloc_failed", "free", "free_pages", "pcp_alloc", "pcp_refill",
+    "pcp_free", "pcp_drained_pages", "buddy_alloc", "buddy_free", "merges", "splits", "extfrag",
+    "extfrag_fragmenting", "claim", "steal", "slowpath", "nofragment_retry", "highatomic_reserve",
+    "highatomic_unreserve", "watermark_fail", "watermark_boost", "drain_all", "take",
+    "free_path_allocations", "free_stalls", "alloc_failed_for_metadata",
+)
+
+# per-zone vm events
+ZS_PGALLOC, ZS_PGFREE, ZS_NUMA_HIT, ZS_NUMA_MISS, ZS_NUMA_FOREIGN, ZS_NUMA_LOCAL, ZS_NUMA_OTHER = range(7)
+NR_ZSTATS = 8
+
+# event log (mirrors the kmem tracepoints; filled only when cfg[CFG_EVLOG] is set)
+EV_ALLOC, EV_ALLOC_ZONE_LOCKED, EV_FREE, EV_FREE_BATCHED, EV_PCPU_DRAIN, EV_EXTFRAG = range(6)
+EVLOG_FIELDS = 8  # event, cpu, pfn, order, migratetype, gfp/percpu_refill/fallback_order, fallback_mt, extra
+
+# owner byte per page (page_owner-like simulation bookkeeping, not design metadata):
+# 0 = no state of its own (inside a free block or an allocation), 0xFD = reserved or hole,
+# 0xFE = on a per-cpu list, else an allocation head: 1 | order << 1 | migratetype << 5
+OWNER_NONE = 0
+OWNER_RESERVED = 0xFD
+OWNER_PCP = 0xFE
+
+# free_pages / take error codes
+OK = 0
+E_RANGE = -1
+E_NOT_HEAD = -2
+E_ORDER = -3
+E_DOUBLE_FREE = -4
+E_RESERVED = -5
+E_BUSY = -6
+
+
+class ZoneState(NamedTuple):
+    """Zone, pageblock and per-CPU state shared by every design (struct zone / per_cpu_pages)."""
+
+    z_start: np.ndarray  # int64[Z]
+    z_end: np.ndarray  # int64[Z] (start + spanned)
+    z_node: np.ndarray  # int64[Z]
+    z_idx: np.ndarray  # int64[Z]  zone_idx(): position within the node
+    z_type: np.ndarray  # int64[Z]  memdesc ZoneType
+    z_managed: np.ndarray  # int64[Z]
+    z_direct: np.ndarray  # int64[Z]  1 if directly mapped
+    z_free: np.ndarray  # int64[Z]  NR_FREE_PAGES
+    z_free_highatomic: np.ndarray  # int64[Z]
+    z_free_cma: np.ndarray  # int64[Z]
+    z_reserved_highatomic: np.ndarray  # int64[Z]
+    z_flags: np.ndarray  # int64[Z]
+    nr_free: np.ndarray  # int64[Z, NR_PAGE_ORDERS]  free_area[].nr_free
+    wmark: np.ndarray  # int64[Z, 4]
+    boost: np.ndarray  # int64[Z]
+    lowmem_reserve: np.ndarray  # int64[Z, zones per node]
+    zonelist: np.ndarray  # int64[nodes, Z + 1]  node's fallback zonelist, -1 terminated
+    gfp_zone_table: np.ndarray  # int64[16]  gfp & GFP_ZONEMASK -> highest zone_idx, -1 = invalid
+    pb: np.ndarray  # uint8[nr_pageblocks]  migratetype | PB_migrate_skip
+    pb_zone: np.ndarray  # int16[nr_pageblocks]  zone of the pageblock (-1 none)
+    pcp: np.ndarray  # int64[cpus, Z, NR_PCP_FIELDS]
+    cpu_node: np.ndarray  # int64[cpus]
+    cfg: np.ndarray  # int64[NR_CFG]
+    stats: np.ndarray  # int64[NR_STATS]
+    zstats: np.ndarray  # int64[Z, NR_ZSTATS]
+    owner: np.ndarray  # uint8[npages]  page_owner-like bookkeeping: allocation heads
+    evlog: np.ndarray  # int64[cap, EVLOG_FIELDS]
+    evlog_n: np.ndarray  # int64[1]
+
+
+# ------------------------------------------------------------------ small helpers
+
+
+@njit(inline="always")
+def nr_zones(st):
+    return st.zs.z_start.shape[0]
+
+
+@njit(inline="always")
+def nr_cpus(st):
+    return st.zs.cpu_node.shape[0]
+
+
+@njit(inline="always")
+def buddy_lid(st, z, order, mt):
+    """List id of zone z's free_area[order].free_list[mt]."""
+    return (z * NR_PAGE_ORDERS + order) * MIGRATE_TYPES + mt
+
+
+@njit(inline="always")
+def nr_buddy_lists(nzones):
+    return nzones * NR_PAGE_ORDERS * MIGRATE_TYPES
+
+
+@njit(inline="always")
+def pcp_lid(st, cpu, z, pindex):
+    """List id of cpu's per_cpu_pages.lists[pindex] of zone z."""
+    nz = st.zs.z_start.shape[0]
+    return nr_buddy_lists(nz) + (cpu * nz + z) * NR_PCP_LISTS + pindex
+
+
+@njit(inline="always")
+def order_to_pindex(mt, order):
+    if order > PAGE_ALLOC_COSTLY_ORDER:
+        return NR_LOWORDER_PCP_LISTS + (1 if mt == MT_MOVABLE else 0)
+    return MIGRATE_PCPTYPES * order + mt
+
+
+@njit(inline="always")
+def pindex_to_order(pindex):
+    if pindex >= NR_LOWORDER_PCP_LISTS:
+        return PAGEBLOCK_ORDER
+    return pindex // MIGRATE_PCPTYPES
+
+
+@njit(inline="always")
+def pcp_allowed_order(order):
+    return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+
+
+@njit(inline="always")
+def get_pfnblock_migratetype(st, pfn):
+    return np.int64(st.zs.pb[pfn >> PAGEBLOCK_ORDER] & PB_MIGRATETYPE_MASK)
+
+
+@njit(inline="always")
+def set_pageblock_migratetype(st, pfn, mt):
+    if st.zs.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
+        mt = MT_UNMOVABLE
+    i = pfn >> PAGEBLOCK_ORDER
+    st.zs.pb[i] = np.uint8((st.zs.pb[i] & ~PB_MIGRATETYPE_MASK) | mt)
+
+
+@njit(inline="always")
+def page_zone(st, pfn):
+    """page_zone(): the zone id of pfn (-1 outside every zone)."""
+    return np.int64(st.zs.pb_zone[pfn >> PAGEBLOCK_ORDER])
+
+
+@njit(inline="always")
+def zone_spans_pfn(st, z, pfn):
+    return st.zs.z_start[z] <= pfn < st.zs.z_end[z]
+
+
+@njit(inline="always")
+def migratetype_is_mergeable(mt):
+    return mt < MIGRATE_PCPTYPES
+
+
+@njit(inline="always")
+def gfp_migratetype(gfp):
+    return np.int64((gfp >> GFP_MOVABLE_SHIFT) & 3)
+
+
+@njit(inline="always")
+def owner_encode(order, mt):
+    return np.uint8(1 | (order << 1) | (mt << 5))
+
+
+@njit(inline="always")
+def owner_order(v):
+    return (np.int64(v) >> 1) & 0xF
+
+
+@njit(inline="always")
+def owner_mt(v):
+    return (np.int64(v) >> 5) & 0x7
+
+
+@njit
+def trace_event(st, ev, cpu, pfn, order, mt, a, b, c):
+    """Record a kmem tracepoint into the event log (when enabled)."""
+    if st.zs.cfg[CFG_EVLOG] == 0:
+        return
+    n = st.zs.evlog_n[0]
+    if n >= st.zs.evlog.shape[0]:
+        st.zs.evlog_n[0] = n + 1  # count overruns; caller sizes the log
+        return
+    row = st.zs.evlog[n]
+    row[0] = ev
+    row[1] = cpu
+    row[2] = pfn
+    row[3] = order
+    row[4] = mt
+    row[5] = a
+    row[6] = b
+    row[7] = c
+    st.zs.evlog_n[0] = n + 1
+
+
+# ------------------------------------------------------------------ free lists
+
+
+@njit(inline="always")
+def account_freepages(st, z, nr_pages, mt):
+    if mt == MT_ISOLATE:
+        return
+    zs = st.zs
+    zs.z_free[z] += nr_pages
+    if mt == MT_CMA:
+        zs.z_free_cma[z] += nr_pages
+    elif mt == MT_HIGHATOMIC:
+        zs.z_free_highatomic[z] += nr_pages
+
+
+@njit(inline="always")
+def __add_to_free_list(st, pfn, z, order, mt, tail):
+    list_add(st, buddy_lid(st, z, order, mt), pfn, tail)
+    st.zs.nr_free[z, order] += 1
+
+
+@njit(inline="always")
+def move_to_free_list(st, pfn, z, order, old_mt, new_mt):
+    list_del(st, buddy_lid(st, z, order, old_mt), pfn)
+    list_add(st, buddy_lid(st, z, order, new_mt), pfn, True)
+    account_freepages(st, z, -(1 << order), old_mt)
+    account_freepages(st, z, 1 << order, new_mt)
+
+
+@njit(inline="always")
+def __del_page_from_free_list(st, pfn, z, order, mt):
+    list_del(st, buddy_lid(st, z, order, mt), pfn)
+    clear_buddy(st, pfn)
+    st.zs.nr_free[z, order] -= 1
+
+
+@njit(inline="always")
+def del_page_from_free_list(st, pfn, z, order, mt):
+    __del_page_from_free_list(st, pfn, z, order, mt)
+    account_freepages(st, z, -(1 << order), mt)
+
+
+@njit(inline="always")
+def get_page_from_free_area(st, z, order, mt):
+    return list_first(st, buddy_lid(st, z, order, mt))
+
+
+@njit(inline="always")
+def free_area_empty(st, z, order, mt):
+    return list_first(st, buddy_lid(st, z, order, mt)) < 0
+
+
+@njit(inline="always")
+def page_is_buddy(st, z, buddy, order):
+    """page_is_buddy(): buddy exists, is PageBuddy of this order, in the same zone."""
+    if buddy < 0 or buddy >= st.zs.owner.shape[0]:
+        return False
+    if not is_buddy(st, buddy):
+        return False
+    if buddy_order(st, buddy) != order:
+        return False
+    return page_zone(st, buddy) == z
+
+
+@njit
+def buddy_merge_likely(st, z, pfn, buddy_pfn, order):
+    if order >= MAX_PAGE_ORDER - 1:
+        return False
+    higher_page_pfn = buddy_pfn & pfn
+    higher_buddy = higher_page_pfn ^ (1 << (order + 1))
+    return page_is_buddy(st, z, higher_buddy, order + 1)
+
+
+@njit
+def __free_one_page(st, pfn, z, order, mt, fpi):
+    """Free a block into the buddy lists, merging with free buddies (mm/page_alloc.c)."""
+    buddy_pfn = 0
+    account_freepages(st, z, 1 << order, mt)
+    while order < MAX_PAGE_ORDER:
+        buddy_mt = mt
+        buddy_pfn = pfn ^ (1 << order)
+        if not page_is_buddy(st, z, buddy_pfn, order):
+            break
+        if order >= PAGEBLOCK_ORDER:
+            buddy_mt = get_pfnblock_migratetype(st, buddy_pfn)
+            if mt != buddy_mt and (not migratetype_is_mergeable(mt) or not migratetype_is_mergeable(buddy_mt)):
+                break
+        __del_page_from_free_list(st, buddy_pfn, z, order, buddy_mt)
+        if buddy_mt != mt:
+            set_pageblock_migratetype(st, buddy_pfn, mt)
+        st.zs.stats[ST_MERGE] += 1
+        pfn = buddy_pfn & pfn
+        order += 1
+    set_buddy(st, pfn, order)
+    if fpi & FPI_TO_TAIL:
+        to_tail = True
+    else:
+        to_tail = buddy_merge_likely(st, z, pfn, buddy_pfn, order)
+    __add_to_free_list(st, pfn, z, order, mt, to_tail)
+
+
+@njit
+def split_large_buddy(st, z, pfn, order, fpi):
+    """Free a block pageblock by pageblock, each with its own migratetype."""
+    end = pfn + (1 << order)
+    if order > PAGEBLOCK_ORDER:
+        order = PAGEBLOCK_ORDER
+    while True:
+        mt = get_pfnblock_migratetype(st, pfn)
+        __free_one_page(st, pfn, z, order, mt, fpi)
+        pfn += 1 << order
+        if pfn == end:
+            break
+
+
+@njit
+def free_one_page(st, z, pfn, order, fpi):
+    st.zs.stats[ST_BUDDY_FREE] += 1
+    split_large_buddy(st, z, pfn, order, fpi)
+
+
+@njit
+def expand(st, z, pfn, low, high, mt):
+    """Split a block of order high down to low, putting the upper halves on the free lists."""
+    size = 1 << high
+    nr_added = 0
+    while high > low:
+        high -= 1
+        size >>= 1
+        __add_to_free_list(st, pfn + size, z, high, mt, False)
+        set_buddy(st, pfn + size, high)
+        nr_added += size
+        st.zs.stats[ST_SPLIT] += 1
+    return nr_added
+
+
+@njit
+def page_del_and_expand(st, z, pfn, low, high, mt):
+    nr_pages = 1 << high
+    __del_page_from_free_list(st, pfn, z, high, mt)
+    nr_pages -= expand(st, z, pfn, low, high, mt)
+    account_freepages(st, z, -nr_pages, mt)
+
+
+@njit
+def __rmqueue_smallest(st, z, order, mt, cpu):
+    for current_order in range(order, NR_PAGE_ORDERS):
+        pfn = get_page_from_free_area(st, z, current_order, mt)
+        if pfn < 0:
+            continue
+        page_del_and_expand(st, z, pfn, order, current_order, mt)
+        trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
+                    1 if (pcp_allowed_order(order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
+        return pfn
+    return -1
+
+
+@njit(inline="always")
+def fallback_mt(mt, i):
+    # fallbacks[MIGRATE_TYPES][MIGRATE_PCPTYPES - 1]
+    if mt == MT_UNMOVABLE:
+        return MT_RECLAIMABLE if i == 0 else MT_MOVABLE
+    if mt == MT_MOVABLE:
+        return MT_RECLAIMABLE if i == 0 else MT_UNMOVABLE
+    return MT_UNMOVABLE if i == 0 else MT_MOVABLE
+
+
+@njit
+def should_try_claim_block(st, order, start_mt):
+    if order >= PAGEBLOCK_ORDER:
+        return True
+    if order >= PAGEBLOCK_ORDER // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
+            or st.zs.cfg[CFG_MOBILITY_DISABLED] != 0:
+        return True
+    return False
+
+
+@njit
+def find_suitable_fallback(st, z, order, mt, claimable):
+    if mt >= MIGRATE_PCPTYPES:
+        return -1
+    if claimable and not should_try_claim_block(st, order, mt):
+        return -2
+    if st.zs.nr_free[z, order] == 0:
+        return -1
+    for i in range(MIGRATE_PCPTYPES - 1):
+        fmt = fallback_mt(mt, i)
+        if not free_area_empty(st, z, order, fmt):
+            return fmt
+    return -1
+
+
+@njit
+def __move_freepages_block(st, z, start_pfn, old_mt, new_mt):
+    end_pfn = start_pfn + PAGEBLOCK_NR_PAGES
+    pfn = start_pfn
+    pages_moved = 0
+    while pfn < end_pfn:
+        if not is_buddy(st, pfn):
+            pfn += 1
+            continue
+        order = buddy_order(st, pfn)
+        move_to_free_list(st, pfn, z, order, old_mt, new_mt)
+        pfn += 1 << order
+        pages_moved += 1 << order
+    set_pageblock_migratetype(st, start_pfn, new_mt)
+    return pages_moved
+
+
+@njit
+def prep_move_freepages_block(st, z, pfn):
+    """(pageblock start or -1, free pages, movable pages) of pfn's pageblock."""
+    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+    end = start + PAGEBLOCK_NR_PAGES
+    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, end - 1):
+        return -1, 0, 0
+    free_pages = 0
+    movable_pages = 0
+    p = start
+    while p < end:
+        if is_buddy(st, p):
+            nr = 1 << buddy_order(st, p)
+            free_pages += nr
+            p += nr
+            continue
+        v = st.zs.owner[p]
+        if v != OWNER_NONE and v != OWNER_RESERVED and v != OWNER_PCP:
+            # PageLRU() || __PageMovable(): the model counts pages of movable allocations
+            nr = 1 << owner_order(v)
+            if owner_mt(v) == MT_MOVABLE:
+                movable_pages += min(nr, end - p)
+            p += nr
+            continue
+        p += 1
+    return start, free_pages, movable_pages
+
+
+@njit
+def move_freepages_block(st, z, pfn, old_mt, new_mt):
+    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
+    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, start + PAGEBLOCK_NR_PAGES - 1):
+        return -1
+    return __move_freepages_block(st, z, start, old_mt, new_mt)
+
+
+@njit
+def change_pageblock_range(st, pfn, start_order, mt):
+    nr = 1 << (start_order - PAGEBLOCK_ORDER)
+    for i in range(nr):
+        set_pageblock_migratetype(st, pfn + i * PAGEBLOCK_NR_PAGES, mt)
+
+
+@njit
+def boost_watermark(st, z):
+    factor = st.zs.cfg[CFG_BOOST_FACTOR]
+    if factor == 0:
+        return False
+    if PAGEBLOCK_NR_PAGES * 4 > st.zs.z_managed[z]:
+        return False
+    max_boost = st.zs.wmark[z, 2] * factor // 10000
+    if max_boost == 0:
+        return False
+    max_boost = max(PAGEBLOCK_NR_PAGES, max_boost)
+    st.zs.boost[z] = min(st.zs.boost[z] + PAGEBLOCK_NR_PAGES, max_boost)
+    st.zs.stats[ST_BOOST] += 1
+    return True
+
+
+@njit
+def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type, alloc_flags, cpu):
+    if current_order >= PAGEBLOCK_ORDER:
+        del_page_from_free_list(st, pfn, z, current_order, block_type)
+        change_pageblock_range(st, pfn, current_order, start_type)
+        nr_added = expand(st, z, pfn, order, current_order, start_type)
+        account_freepages(st, z, nr_added, start_type)
+        return pfn
+    if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
+        st.zs.z_flags[z] |= ZONE_BOOSTED_WATERMARK
+    start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
+    if start_pfn < 0:
+        return -1
+    if start_type == MT_MOVABLE:
+        alike_pages = movable_pages
+    elif block_type == MT_MOVABLE:
+        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+    else:
+        alike_pages = 0
+    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.zs.cfg[CFG_MOBILITY_DISABLED] != 0:
+        __move_freepages_block(st, z, start_pfn, block_type, start_type)
+        return __rmqueue_smallest(st, z, order, start_type, cpu)
+    return -1
+
+
+@njit
+def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
+    min_order = order
+    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = PAGEBLOCK_ORDER
+    current_order = MAX_PAGE_ORDER
+    while current_order >= min_order:
+        fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
+        if fmt == -1:
+            current_order -= 1
+            continue
+        if fmt == -2:
+            break
+        pfn = get_page_from_free_area(st, z, current_order, fmt)
+        pfn = try_to_claim_block(st, z, pfn, current_order, order, start_mt, fmt, alloc_flags, cpu)
+        if pfn >= 0:
+            st.zs.stats[ST_CLAIM] += 1
+            extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
+            return pfn
+        current_order -= 1
+    return -1
+
+
+@njit
+def __rmqueue_steal(st, z, order, start_mt, cpu):
+    for current_order in range(order, NR_PAGE_ORDERS):
+        fmt = find_suitable_fallback(st, z, current_order, start_mt, False)
+        if fmt < 0:
+            continue
+        pfn = get_page_from_free_area(st, z, current_order, fmt)
+        page_del_and_expand(st, z, pfn, order, current_order, fmt)
+        st.zs.stats[ST_STEAL] += 1
+        extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
+        return pfn
+    return -1
+
+
+@njit
+def extfrag_event(st, pfn, order, fallback_order, alloc_mt, fallback_mt_, cpu):
+    st.zs.stats[ST_EXTFRAG] += 1
+    if fallback_order < PAGEBLOCK_ORDER:
+        st.zs.stats[ST_EXTFRAG_FRAGMENTING] += 1
+    change_ownership = 1 if get_pfnblock_migratetype(st, pfn) == alloc_mt else 0
+    trace_event(st, EV_EXTFRAG, cpu, pfn, order, alloc_mt, fallback_order, fallback_mt_, change_ownership)
+
+
+# rmqueue modes (6.15+)
+RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 1, 2, 3
+
+
+@njit
+def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
+    """Take a block from the buddy lists.  ``mode`` is the fallback level where the previous
+    call of a bulk refill found pages (enum rmqueue_mode, 6.15+); returns (pfn, mode)."""
+    zs = st.zs
+    if zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and zs.z_free_cma[z] > zs.z_free[z] // 2:
+        pfn = __rmqueue_smallest(st, z, order, MT_CMA, cpu)
+        if pfn >= 0:
+            return pfn, mode
+    m = mode
+    if m == RMQUEUE_NORMAL:
+        pfn = __rmqueue_smallest(st, z, order, mt, cpu)
+        if pfn >= 0:
+            return pfn, mode
+        m = RMQUEUE_CMA
+    if m == RMQUEUE_CMA:
+        if zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA):
+            pfn = __rmqueue_smallest(st, z, order, MT_CMA, cpu)
+            if pfn >= 0:
+                return pfn, RMQUEUE_CMA
+        m = RMQUEUE_CLAIM
+    if m == RMQUEUE_CLAIM:
+        pfn = __rmqueue_claim(st, z, order, mt, alloc_flags, cpu)
+        if pfn >= 0:
+            return pfn, RMQUEUE_NORMAL
+        m = RMQUEUE_STEAL
+    if m == RMQUEUE_STEAL:
+        if not (alloc_flags & ALLOC_NOFRAGMENT):
+            pfn = __rmqueue_steal(st, z, order, mt, cpu)
+            if pfn >= 0:
+                return pfn, RMQUEUE_STEAL
+    return -1, mode
+
+
+# ------------------------------------------------------------------ per-cpu lists
+
+
+@njit
+def free_pcppages_bulk(st, z, count, cpu, pindex):
+    zs = st.zs
+    pcp = zs.pcp[cpu, z]
+    count = min(pcp[PCP_COUNT], count)
+    pindex = pindex - 1
+    while count > 0:
+        while True:
+            pindex += 1
+            if pindex > NR_PCP_LISTS - 1:
+                pindex = 0
+            lid = pcp_lid(st, cpu, z, pindex)
+            if list_first(st, lid) >= 0:
+                break
+        order = pindex_to_order(pindex)
+        nr_pages = 1 << order
+        while True:
+            pfn = list_last(st, lid)
+            mt = get_pfnblock_migratetype(st, pfn)
+            list_del(st, lid, pfn)
+            zs.owner[pfn] = OWNER_NONE
+            count -= nr_pages
+            pcp[PCP_COUNT] -= nr_pages
+            zs.stats[ST_PCP_DRAINED] += nr_pages
+            __free_one_page(st, pfn, z, order, mt, FPI_NONE)
+            trace_event(st, EV_PCPU_DRAIN, cpu, pfn, order, mt, 0, 0, 0)
+            if count <= 0 or list_first(st, lid) < 0:
+                break
+
+
+@njit
+def drain_pages_zone(st, cpu, z):
+    pcp = st.zs.pcp[cpu, z]
+    while pcp[PCP_COUNT] > 0:
+        to_drain = min(pcp[PCP_COUNT], pcp[PCP_BATCH] << CONFIG_PCP_BATCH_SCALE_MAX)
+        free_pcppages_bulk(st, z, to_drain, cpu, 0)
+
+
+@njit
+def drain_all_pages(st):
+    st.zs.stats[ST_DRAIN_ALL] += 1
+    for cpu in range(nr_cpus(st)):
+        for z in range(nr_zones(st)):
+            if st.zs.pcp[cpu, z, PCP_COUNT] > 0:
+                drain_pages_zone(st, cpu, z)
+
+
+@njit
+def nr_pcp_free(pcp, batch, high, free_high):
+    if free_high:
+        return min(pcp[PCP_COUNT], batch << CONFIG_PCP_BATCH_SCALE_MAX)
+    if high < batch:
+        return 1
+    min_nr_free = batch
+    max_nr_free = high - batch
+    return min(max(pcp[PCP_FREE_COUNT], min_nr_free), max_nr_free)
+
+
+@njit
+def nr_pcp_high(st, pcp, z, batch, free_high):
+    high_min = pcp[PCP_HIGH_MIN]
+    high_max = pcp[PCP_HIGH_MAX]
+    high = min(max(pcp[PCP_HIGH], high_min), high_max)
+    pcp[PCP_HIGH] = high
+    if high == 0:
+        return 0
+    if free_high:
+        pcp[PCP_HIGH] = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
+        return 0
+    if st.zs.z_flags[z] & ZONE_RECLAIM_ACTIVE:
+        free_count = max(pcp[PCP_FREE_COUNT], batch)
+        pcp[PCP_HIGH] = max(high - free_count, high_min)
+        return min(batch << 2, pcp[PCP_HIGH])
+    if high_min == high_max:
+        return high
+    if st.zs.z_flags[z] & ZONE_BELOW_HIGH:
+        free_count = max(pcp[PCP_FREE_COUNT], batch)
+        pcp[PCP_HIGH] = max(high - free_count, high_min)
+        high = max(pcp[PCP_COUNT], high_min)
+    elif pcp[PCP_COUNT] >= high:
+        need_high = pcp[PCP_FREE_COUNT] + batch
+        if pcp[PCP_HIGH] < need_high:
+            pcp[PCP_HIGH] = min(max(need_high, high_min), high_max)
+    return high
+
+
+@njit
+def free_unref_page_commit(st, z, cpu, pfn, mt, order):
+    zs = st.zs
+    pcp = zs.pcp[cpu, z]
+    pcp[PCP_ALLOC_FACTOR] >>= 1
+    pindex = order_to_pindex(mt, order)
+    list_add(st, pcp_lid(st, cpu, z, pindex), pfn, False)
+    zs.owner[pfn] = OWNER_PCP
+    pcp[PCP_COUNT] += 1 << order
+    zs.stats[ST_PCP_FREE] += 1
+    batch = pcp[PCP_BATCH]
+    free_high = False
+    if order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER:
+        free_high = (pcp[PCP_FREE_COUNT] >= (batch + pcp[PCP_HIGH_MIN] // 2)
+                     and (pcp[PCP_FLAGS] & PCPF_PREV_FREE_HIGH_ORDER) != 0
+                     and ((pcp[PCP_FLAGS] & PCPF_FREE_HIGH_BATCH) == 0 or pcp[PCP_COUNT] >= batch))
+        pcp[PCP_FLAGS] |= PCPF_PREV_FREE_HIGH_ORDER
+    elif pcp[PCP_FLAGS] & PCPF_PREV_FREE_HIGH_ORDER:
+        pcp[PCP_FLAGS] &= ~PCPF_PREV_FREE_HIGH_ORDER
+    if pcp[PCP_FREE_COUNT] < (batch << CONFIG_PCP_BATCH_SCALE_MAX):
+        pcp[PCP_FREE_COUNT] += 1 << order
+    high = nr_pcp_high(st, pcp, z, batch, free_high)
+    if pcp[PCP_COUNT] >= high:
+        free_pcppages_bulk(st, z, nr_pcp_free(pcp, batch, high, free_high), cpu, pindex)
+        if (zs.z_flags[z] & ZONE_BELOW_HIGH) and zone_watermark_ok(st, z, 0, high_wmark_pages(st, z),
+                                                                    zs.cfg[CFG_MOVABLE_IDX], 0):
+            zs.z_flags[z] &= ~ZONE_BELOW_HIGH
+
+
+@njit
+def nr_pcp_alloc(st, pcp, z, order):
+    base_batch = pcp[PCP_BATCH]
+    high_min = pcp[PCP_HIGH_MIN]
+    high_max = pcp[PCP_HIGH_MAX]
+    high = min(max(pcp[PCP_HIGH], high_min), high_max)
+    pcp[PCP_HIGH] = high
+    if high < base_batch:
+        return 1
+    if order:
+        batch = base_batch
+    else:
+        batch = base_batch << pcp[PCP_ALLOC_FACTOR]
+    if high_min != high_max and not (st.zs.z_flags[z] & ZONE_BELOW_HIGH):
+        high = min(high + batch, high_max)
+        pcp[PCP_HIGH] = high
+    if not order:
+        max_nr_alloc = max(high - pcp[PCP_COUNT] - base_batch, base_batch)
+        if batch <= max_nr_alloc and pcp[PCP_ALLOC_FACTOR] < CONFIG_PCP_BATCH_SCALE_MAX:
+            pcp[PCP_ALLOC_FACTOR] += 1
+        batch = min(batch, max_nr_alloc)
+    if batch > 1:
+        batch = max(batch >> order, 2)
+    return batch
+
+
+@njit
+def rmqueue_bulk(st, z, order, count, lid, mt, alloc_flags, cpu):
+    mode = RMQUEUE_NORMAL
+    i = 0
+    while i < count:
+        pfn, mode = __rmqueue(st, z, order, mt, alloc_flags, mode, cpu)
+        if pfn < 0:
+            break
+        list_add(st, lid, pfn, True)
+        st.zs.owner[pfn] = OWNER_PCP
+        i += 1
+    return i
+
+
+@njit
+def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
+    zs = st.zs
+    pcp = zs.pcp[cpu, z]
+    pcp[PCP_FREE_COUNT] >>= 1
+    lid = pcp_lid(st, cpu, z, order_to_pindex(mt, order))
+    pfn = list_first(st, lid)
+    if pfn < 0:
+        batch = nr_pcp_alloc(st, pcp, z, order)
+        alloced = rmqueue_bulk(st, z, order, batch, lid, mt, alloc_flags, cpu)
+        zs.stats[ST_PCP_REFILL] += 1
+        pcp[PCP_COUNT] += alloced << order
+        pfn = list_first(st, lid)
+        if pfn < 0:
+            return -1
+    list_del(st, lid, pfn)
+    zs.owner[pfn] = OWNER_NONE
+    pcp[PCP_COUNT] -= 1 << order
+    zs.stats[ST_PCP_ALLOC] += 1
+    return pfn
+
+
+@njit
+def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu):
+    pfn = -1
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        pfn = __rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
+    if pfn < 0:
+        pfn, _mode = __rmqueue(st, z, order, mt, alloc_flags, RMQUEUE_NORMAL, cpu)
+        if pfn < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+            pfn = __rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
+    if pfn >= 0:
+        st.zs.stats[ST_BUDDY_ALLOC] += 1
+    return pfn
+
+
+@njit
+def rmqueue(st, z, order, alloc_flags, mt, cpu):
+    pfn = -1
+    if st.zs.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(order):
+        pfn = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
+    if pfn < 0:
+        pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
+    if (alloc_flags & ALLOC_KSWAPD) and (st.zs.z_flags[z] & ZONE_BOOSTED_WATERMARK):
+        # wakeup_kswapd(): the model's kswapd balances at once and consumes the boost
+        st.zs.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
+        st.zs.boost[z] = 0
+    return pfn
+
+
+# ------------------------------------------------------------------ watermarks
+
+
+@njit(inline="always")
+def nr_zones_in_node(st):
+    return st.zs.lowmem_reserve.shape[1]
+
+
+@njit(inline="always")
+def wmark_pages(st, z, w):
+    return st.zs.wmark[z, w] + st.zs.boost[z]
+
+
+@njit(inline="always")
+def high_wmark_pages(st, z):
+    return st.zs.wmark[z, 2] + st.zs.boost[z]
+
+
+@njit
+def __zone_watermark_unusable_free(st, z, order, alloc_flags):
+    unusable_free = (1 << order) - 1
+    if not (alloc_flags & ALLOC_RESERVES):
+        unusable_free += st.zs.z_free_highatomic[z]
+    if st.zs.cfg[CFG_CMA] != 0 and not (alloc_flags & ALLOC_CMA):
+        unusable_free += st.zs.z_free_cma[z]
+    return unusable_free
+
+
+@njit
+def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages):
+    mn = mark
+    free_pages -= __zone_watermark_unusable_free(st, z, order, alloc_flags)
+    if alloc_flags & ALLOC_RESERVES:
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            mn -= mn // 2
+            if alloc_flags & ALLOC_NON_BLOCK:
+                mn -= mn // 4
+        if alloc_flags & ALLOC_OOM:
+            mn -= mn // 2
+    if free_pages <= mn + st.zs.lowmem_reserve[z, highest_zoneidx]:
+        return False
+    if order == 0:
+        return True
+    for o in range(order, NR_PAGE_ORDERS):
+        if st.zs.nr_free[z, o] == 0:
+            continue
+        for mt in range(MIGRATE_PCPTYPES):
+            if not free_area_empty(st, z, o, mt):
+                return True
+        if st.zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and not free_area_empty(st, z, o, MT_CMA):
+            return True
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not free_area_empty(st, z, o, MT_HIGHATOMIC):
+            return True
+    return False
+
+
+@njit
+def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
+    return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, st.zs.z_free[z])
+
+
+@njit
+def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
+    free_pages = st.zs.z_free[z]
+    if order == 0:
+        reserved = __zone_watermark_unusable_free(st, z, 0, alloc_flags)
+        usable_free = free_pages - min(free_pages, reserved)
+        if usable_free > mark + st.zs.lowmem_reserve[z, highest_zoneidx]:
+            return True
+    if __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages):
+        return True
+    if order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and st.zs.boost[z] != 0 \
+            and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN:
+        mark = st.zs.wmark[z, 0]
+        return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages)
+    return False
+
+
+# ------------------------------------------------------------------ the allocator entry
+
+
+@njit
+def gfp_to_alloc_flags(gfp, order, cma):
+    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
+    alloc_flags |= gfp & (GFP_HIGH | GFP_KSWAPD_RECLAIM)
+    if not (gfp & GFP_DIRECT_RECLAIM):
+        if not (gfp & GFP_NOMEMALLOC):
+            alloc_flags |= ALLOC_NON_BLOCK
+            if order > 0 and (alloc_flags & ALLOC_MIN_RESERVE):
+                alloc_flags |= ALLOC_HIGHATOMIC
+        if alloc_flags & ALLOC_MIN_RESERVE:
+            alloc_flags &= ~ALLOC_CPUSET
+    if cma and gfp_migratetype(gfp) == MT_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    return alloc_flags
+
+
+@njit
+def reserve_highatomic_pageblock(st, pfn, order, z):
+    zs = st.zs
+    if zs.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
+        return
+    max_managed = ((zs.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    if zs.z_reserved_highatomic[z] >= max_managed:
+        return
+    mt = get_pfnblock_migratetype(st, pfn)
+    if not migratetype_is_mergeable(mt):
+        return
+    if order < PAGEBLOCK_ORDER:
+        if move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
+            return
+        zs.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+    else:
+        change_pageblock_range(st, pfn, order, MT_HIGHATOMIC)
+        zs.z_reserved_highatomic[z] += 1 << order
+    zs.stats[ST_HIGHATOMIC_RESERVE] += 1
+
+
+@njit
+def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
+    zs = st.zs
+    zl = zs.zonelist[node]
+    for i in range(zl.shape[0]):
+        z = zl[i]
+        if z < 0:
+            break
+        if zs.z_idx[z] > highest_zoneidx:
+            continue
+        if not force and zs.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
+            continue
+        for order in range(NR_PAGE_ORDERS):
+            pfn = get_page_from_free_area(st, z, order, MT_HIGHATOMIC)
+            if pfn < 0:
+                continue
+            size = max(PAGEBLOCK_NR_PAGES, 1 << order)
+            size = min(size, zs.z_reserved_highatomic[z])
+            zs.z_reserved_highatomic[z] -= size
+            if order < PAGEBLOCK_ORDER:
+                ret = move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
+            else:
+                move_to_free_list(st, pfn, z, order, MT_HIGHATOMIC, mt)
+                change_pageblock_range(st, pfn, order, mt)
+                ret = 1
+            if ret > 0:
+                zs.stats[ST_HIGHATOMIC_UNRESERVE] += 1
+                return True
+    return False
+
+
+@njit
+def alloc_flags_nofragment(st, z, gfp):
+    alloc_flags = gfp & GFP_KSWAPD_RECLAIM
+    if z < 0:
+        return alloc_flags
+    # only for ZONE_NORMAL with a populated ZONE_DMA32 just below it (x86-64)
+    if st.zs.z_type[z] != 2:  # ZoneType.NORMAL
+        return alloc_flags
+    if st.zs.z_idx[z] == 0:
+        return alloc_flags
+    below = z - 1
+    if st.zs.z_type[below] != 1:  # ZoneType.DMA32
+        return alloc_flags
+    if st.zs.cfg[CFG_NR_ONLINE_NODES] > 1 and st.zs.z_managed[below] == 0:
+        return alloc_flags
+    return alloc_flags | ALLOC_NOFRAGMENT
+
+
+@njit
+def prep_new_page(st, pfn, order, gfp, mt):
+    mark_allocated(st, pfn, order, gfp)
+    st.zs.owner[pfn] = owner_encode(order, mt)
+
+
+@njit
+def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
+    """Walk the zonelist for a zone above its watermark and take pages from it; pfn or -1."""
+    zs = st.zs
+    zl = zs.zonelist[node]
+    while True:
+        no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
+        retry = False
+        preferred = -1
+        for i in range(zl.shape[0]):
+            z = zl[i]
+            if z < 0:
+                break
+            if zs.z_idx[z] > highest_zoneidx:
+                continue
+            if preferred < 0:
+                preferred = z
+            if no_fallback and zs.cfg[CFG_NR_ONLINE_NODES] > 1 and z != preferred \
+                    and zs.z_node[z] != zs.z_node[preferred]:
+                # moving to a remote node: locality beats fragmentation avoidance
+                retry = True
+                break
+            ok = False
+            if not (zs.z_flags[z] & ZONE_BELOW_HIGH):
+                if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
+                    ok = True
+                else:
+                    zs.z_flags[z] |= ZONE_BELOW_HIGH
+            if not ok:
+                mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
+                if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
+                    ok = True
+                elif alloc_flags & ALLOC_NO_WATERMARKS:
+                    ok = True
+                else:
+                    zs.stats[ST_WMARK_FAIL] += 1
+            if not ok:
+                continue
+            pfn = rmqueue(st, z, order, alloc_flags, mt, cpu)
+            if pfn >= 0:
+                prep_new_page(st, pfn, order, gfp, mt)
+                if alloc_flags & ALLOC_HIGHATOMIC:
+                    reserve_highatomic_pageblock(st, pfn, order, z)
+                zone_statistics(st, preferred, z, node, order)
+                return pfn
+        if retry or no_fallback:
+            # It's possible on a UMA machine to get through all zones that are fragmented:
+            # reset ALLOC_NOFRAGMENT and try again.
+            alloc_flags &= ~ALLOC_NOFRAGMENT
+            zs.stats[ST_NOFRAGMENT_RETRY] += 1
+            continue
+        return -1
+
+
+@njit
+def zone_statistics(st, preferred, z, node, order):
+    zs = st.zs
+    zs.zstats[z, ZS_PGALLOC] += 1 << order
+    if zs.z_node[z] == zs.z_node[preferred]:
+        zs.zstats[z, ZS_NUMA_HIT] += 1
+    else:
+        zs.zstats[z, ZS_NUMA_MISS] += 1
+        zs.zstats[preferred, ZS_NUMA_FOREIGN] += 1
+    if zs.z_node[z] == node:
+        zs.zstats[z, ZS_NUMA_LOCAL] += 1
+    else:
+        zs.zstats[z, ZS_NUMA_OTHER] += 1
+
+
+@njit
+def first_zone(st, node, highest_zoneidx):
+    zl = st.zs.zonelist[node]
+    for i in range(zl.shape[0]):
+        z = zl[i]
+        if z < 0:
+            break
+        if st.zs.z_idx[z] <= highest_zoneidx:
+            return z
+    return -1
+
+
+@njit
+def __alloc_pages(st, gfp, order, cpu):
+    """__alloc_pages_noprof(): the fast path, then the (reclaim-less) slow path.
+
+    Returns the pfn of the first page, or -1 if the allocation failed.
+    """
+    zs = st.zs
+    node = zs.cpu_node[cpu]
+    highest_zoneidx = zs.gfp_zone_table[gfp & GFP_ZONEMASK]
+    mt = gfp_migratetype(gfp)
+    if highest_zoneidx < 0 or mt == 3:
+        zs.stats[ST_ALLOC_FAIL] += 1
+        return -1
+    preferred = first_zone(st, node, highest_zoneidx)
+    if preferred < 0:
+        zs.stats[ST_ALLOC_FAIL] += 1
+        return -1
+    cma = zs.cfg[CFG_CMA] != 0
+    alloc_flags = ALLOC_WMARK_LOW
+    if cma and mt == MT_MOVABLE:
+        alloc_flags |= ALLOC_CMA
+    alloc_flags |= alloc_flags_nofragment(st, preferred, gfp)
+    pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
+    if pfn < 0:
+        pfn = __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu)
+    if pfn < 0:
+        zs.stats[ST_ALLOC_FAIL] += 1
+        trace_event(st, EV_ALLOC, cpu, -1, order, mt, gfp, 0, 0)
+        return -1
+    zs.stats[ST_ALLOC] += 1
+    zs.stats[ST_ALLOC_PAGES] += 1 << order
+    trace_event(st, EV_ALLOC, cpu, pfn, order, mt, gfp, 0, 0)
+    return pfn
+
+
+@njit
+def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
+    zs = st.zs
+    zs.stats[ST_SLOWPATH] += 1
+    alloc_flags = gfp_to_alloc_flags(gfp, order, zs.cfg[CFG_CMA] != 0)
+    pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
+    if pfn >= 0:
+        return pfn
+    if (gfp & GFP_MEMALLOC) and not (gfp & GFP_NOMEMALLOC):
+        pfn = get_page_from_freelist(st, gfp, order, ALLOC_NO_WATERMARKS, node, highest_zoneidx, mt, cpu)
+        if pfn >= 0:
+            return pfn
+    if not (gfp & GFP_DIRECT_RECLAIM):
+        return -1
+    # No reclaim in the model: give back what the kernel gives back before OOM -
+    # the per-cpu lists and the highatomic reserves - and retry.
+    unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, False)
+    drain_all_pages(st)
+    pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
+    if pfn >= 0:
+        return pfn
+    if unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, True):
+        pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
+    return pfn
+
+
+@njit
+def check_free(st, pfn, order):
+    """Validate free_pages(pfn, order) without touching state: OK or an error code."""
+    zs = st.zs
+    if order < 0 or order > MAX_PAGE_ORDER:
+        return E_ORDER
+    if pfn < 0 or pfn >= zs.owner.shape[0]:
+        return E_RANGE
+    if page_zone(st, pfn) < 0:
+        return E_RANGE
+    v = zs.owner[pfn]
+    if v == OWNER_RESERVED:
+        return E_RESERVED
+    if v == OWNER_PCP:
+        return E_DOUBLE_FREE
+    if v == OWNER_NONE:
+        if find_free_block_containing(st, pfn) >= 0:
+            return E_DOUBLE_FREE
+        return E_NOT_HEAD
+    if owner_order(v) != order:
+        return E_ORDER
+    return OK
+
+
+@njit
+def __free_pages(st, pfn, order, cpu):
+    """free_pages() / __free_frozen_pages(): to the per-cpu list or straight to the buddy.
+
+    The caller must have validated with :func:`check_free`.
+    """
+    zs = st.zs
+    z = page_zone(st, pfn)
+    trace_event(st, EV_FREE, cpu, pfn, order, -1, 0, 0, 0)
+    mark_freed(st, pfn, order)
+    zs.owner[pfn] = OWNER_NONE
+    zs.stats[ST_FREE] += 1
+    zs.stats[ST_FREE_PAGES] += 1 << order
+    zs.zstats[z, ZS_PGFREE] += 1 << order
+    if not pcp_allowed_order(order) or zs.cfg[CFG_PCP_ENABLED] == 0:
+        free_one_page(st, z, pfn, order, FPI_NONE)
+        return
+    mt = get_pfnblock_migratetype(st, pfn)
+    if mt >= MIGRATE_PCPTYPES:
+        if mt == MT_ISOLATE:
+            free_one_page(st, z, pfn, order, FPI_NONE)
+            return
+        mt = MT_MOVABLE
+    free_unref_page_commit(st, z, cpu, pfn, mt, order)
+
+
+@njit
+def free_pages_checked(st, pfn, order, cpu):
+    rc = check_free(st, pfn, order)
+    if rc != OK:
+        return rc
+    __free_pages(st, pfn, order, cpu)
+    return OK
+
+
+@njit
+def memblock_free_pages_range(st, start, end):
+    """__free_pages_memory(): free [start, end) to the buddy in aligned blocks, to the tail."""
+    pfn = start
+    while pfn < end:
+        order = MAX_PAGE_ORDER
+        if pfn != 0:
+            tz = 0
+            while ((pfn >> tz) & 1) == 0 and tz < MAX_PAGE_ORDER:
+                tz += 1
+            order = min(MAX_PAGE_ORDER, tz)
+        while pfn + (1 << order) > end:
+            order -= 1
+        z = page_zone(st, pfn)
+        split_large_buddy(st, z, pfn, order, FPI_TO_TAIL)
+        pfn += 1 << order
+
+
+# ------------------------------------------------------------------ take (exact placement)
+
+
+@njit
+def find_free_block_containing(st, pfn):
+    """The head pfn of the free buddy block containing pfn, or -1 (find_large_buddy)."""
+    for order in range(NR_PAGE_ORDERS):
+        head = pfn & ~((1 << order) - 1)
+        if head < 0 or head >= st.zs.owner.shape[0]:
+            return -1
+        if is_buddy(st, head) and head + (1 << buddy_order(st, head)) > pfn:
+            return head
+    return -1
+
+
+@njit
+def take_page_off_buddy(st, pfn, order):
+    """Remove exactly [pfn, pfn + 2^order) from the buddy lists (take_page_off_buddy()).
+
+    The block containing it is split; the other parts stay free.  Returns OK or
+    E_BUSY if those pages are not all free in one buddy block.
+    """
+    head = find_free_block_containing(st, pfn)
+    if head < 0:
+        return E_BUSY
+    z = page_zone(st, head)
+    horder = buddy_order(st, head)
+    if horder < order:
+        return E_BUSY
+    mt = get_pfnblock_migratetype(st, head)
+    del_page_from_free_list(st, head, z, horder, mt)
+    # split down towards pfn, freeing the halves that do not contain it
+    cur = head
+    cur_order = horder
+    while cur_order > order:
+        cur_order -= 1
+        half = 1 << cur_order
+        if pfn >= cur + half:
+            other = cur
+            cur = cur + half
+        else:
+            other = cur + half
+        omt = get_pfnblock_migratetype(st, other)
+        set_buddy(st, other, cur_order)
+        __add_to_free_list(st, other, z, cur_order, omt, False)
+        account_freepages(st, z, 1 << cur_order, omt)
+    st.zs.stats[ST_TAKE] += 1
+    return OK
+
+
+# ------------------------------------------------------------------ invariant check
+
+(CHK_OK, CHK_NOT_BUDDY, CHK_ORDER, CHK_ALIGN, CHK_ZONE, CHK_MT, CHK_OVERLAP, CHK_COUNT_NR_FREE,
+ CHK_COUNT_FREE_PAGES, CHK_PCP_STATE, CHK_PCP_COUNT, CHK_ALLOC_OVERLAP, CHK_LOST, CHK_UNMERGED,
+ CHK_RESERVED_FREE, CHK_HIGHATOMIC) = range(16)
+CHECK_MESSAGES = {
+    CHK_NOT_BUDDY: "pfn {p:#x} on free list (zone {a}, order {b}) is not PageBuddy",
+    CHK_ORDER: "pfn {p:#x} on free list of order {b} has buddy order {a}",
+    CHK_ALIGN: "free block pfn {p:#x} order {b} is not aligned",
+    CHK_ZONE: "free block pfn {p:#x} order {b} is not inside zone {a}",
+    CHK_MT: "free block pfn {p:#x} is on the migratetype {a} list but its pageblock is type {b}",
+    CHK_OVERLAP: "page {p:#x} is covered twice (state {a} and {b})",
+    CHK_COUNT_NR_FREE: "zone {a} order {b}: free_area.nr_free differs from the list count at pfn {p}",
+    CHK_COUNT_FREE_PAGES: "zone {a}: NR_FREE_PAGES {p} differs from the recount {b}",
+    CHK_PCP_STATE: "pfn {p:#x} on pcp list of cpu {a} is not marked as a pcp page (or is PageBuddy)",
+    CHK_PCP_COUNT: "cpu {a} zone {b}: pcp count differs from the pages on its lists ({p})",
+    CHK_ALLOC_OVERLAP: "allocation at pfn {p:#x} order {a} overlaps free or reserved pages (state {b})",
+    CHK_LOST: "page {p:#x} in zone {a} is in no state: neither free, on a pcp list, allocated nor reserved",
+    CHK_UNMERGED: "free blocks {p:#x} and its buddy (order {a}) should have been merged",
+    CHK_RESERVED_FREE: "reserved page {p:#x} is free",
+    CHK_HIGHATOMIC: "zone {a}: nr_free_highatomic differs from the recount {b}",
+}
+COVER_FREE, COVER_PCP, COVER_ALLOC, COVER_RESERVED = 1, 2, 3, 4
+
+
+@njit
+def check_buddy_state(st):
+    """Full invariant check of a buddy-based design; returns (code, pfn, a, b)."""
+    zs = st.zs
+    npages = zs.owner.shape[0]
+    cover = np.zeros(npages, np.uint8)
+    nz = zs.z_start.shape[0]
+    # reserved pages
+    for p in range(npages):
+        if zs.owner[p] == OWNER_RESERVED:
+            cover[p] = COVER_RESERVED
+    # buddy lists
+    for z in range(nz):
+        free_pages = 0
+        free_ha = 0
+        for order in range(NR_PAGE_ORDERS):
+            cnt = 0
+            for mt in range(MIGRATE_TYPES):
+                lid = buddy_lid(st, z, order, mt)
+                p = list_first(st, lid)
+                while p >= 0:
+                    if not is_buddy(st, p):
+                        return CHK_NOT_BUDDY, p, z, order
+                    if buddy_order(st, p) != order:
+                        return CHK_ORDER, p, buddy_order(st, p), order
+                    if p & ((1 << order) - 1):
+                        return CHK_ALIGN, p, 0, order
+                    if p < zs.z_start[z] or p + (1 << order) > zs.z_end[z] or page_zone(st, p) != z:
+                        return CHK_ZONE, p, z, order
+                    nb = max(1, (1 << order) >> PAGEBLOCK_ORDER)
+                    for k in range(nb):
+                        bmt = get_pfnblock_migratetype(st, p + k * PAGEBLOCK_NR_PAGES)
+                        if bmt != mt:
+                            return CHK_MT, p, mt, bmt
+                    for q in range(p, p + (1 << order)):
+                        if cover[q] != 0:
+                            if cover[q] == COVER_RESERVED:
+                                return CHK_RESERVED_FREE, q, 0, 0
+                            return CHK_OVERLAP, q, cover[q], COVER_FREE
+                        cover[q] = COVER_FREE
+                    cnt += 1
+                    if mt != MT_ISOLATE:
+                        free_pages += 1 << order
+                    if mt == MT_HIGHATOMIC:
+                        free_ha += 1 << order
+                    p = list_next(st, lid, p)
+            if cnt != zs.nr_free[z, order]:
+                return CHK_COUNT_NR_FREE, cnt, z, order
+        if free_pages != zs.z_free[z]:
+            return CHK_COUNT_FREE_PAGES, zs.z_free[z], z, free_pages
+        if free_ha != zs.z_free_highatomic[z]:
+            return CHK_HIGHATOMIC, 0, z, free_ha
+    # per-cpu lists
+    for cpu in range(zs.cpu_node.shape[0]):
+        for z in range(nz):
+            pages = 0
+            for pindex in range(NR_PCP_LISTS):
+                lid = pcp_lid(st, cpu, z, pindex)
+                order = pindex_to_order(pindex)
+                p = list_first(st, lid)
+                while p >= 0:
+                    if zs.owner[p] != OWNER_PCP or is_buddy(st, p):
+                        return CHK_PCP_STATE, p, cpu, 0
+                    for q in range(p, p + (1 << order)):
+                        if cover[q] != 0:
+                            return CHK_OVERLAP, q, cover[q], COVER_PCP
+                        cover[q] = COVER_PCP
+                    pages += 1 << order
+                    p = list_next(st, lid, p)
+            if pages != zs.pcp[cpu, z, PCP_COUNT]:
+                return CHK_PCP_COUNT, pages, cpu, z
+    # allocations
+    for p in range(npages):
+        v = zs.owner[p]
+        if v == OWNER_NONE or v == OWNER_RESERVED or v == OWNER_PCP:
+            continue
+        order = owner_order(v)
+        for q in range(p, p + (1 << order)):
+            if cover[q] != 0:
+                return CHK_ALLOC_OVERLAP, p, order, cover[q]
+            cover[q] = COVER_ALLOC
+    # every page of every zone is in exactly one state
+    for z in range(nz):
+        for p in range(zs.z_start[z], zs.z_end[z]):
+            if cover[p] == 0:
+                return CHK_LOST, p, z, 0
+    # maximal merging
+    for z in range(nz):
+        for order in range(MAX_PAGE_ORDER):
+            for mt in range(MIGRATE_TYPES):
+                lid = buddy_lid(st, z, order, mt)
+                p = list_first(st, lid)
+                while p >= 0:
+                    b = p ^ (1 << order)
+                    if page_is_buddy(st, z, b, order):
+                        ok_to_merge = True
+                        if order >= PAGEBLOCK_ORDER:
+                            bmt = get_pfnblock_migratetype(st, b)
+                            if mt != bmt and (not migratetype_is_mergeable(mt)
+                                              or not migratetype_is_mergeable(bmt)):
+                                ok_to_merge = False
+                        if ok_to_merge:
+                            return CHK_UNMERGED, min(p, b), order, 0
+                    p = list_next(st, lid, p)
+    return CHK_OK, -1, 0, 0
+
+
+@njit
+def collect_free_blocks(st, out):
+    """Fill out[n, 4] with (pfn, order, migratetype, zone) of every free block; returns n."""
+    zs = st.zs
+    n = 0
+    for z in range(zs.z_start.shape[0]):
+        for order in range(NR_PAGE_ORDERS):
+            for mt in range(MIGRATE_TYPES):
+                lid = buddy_lid(st, z, order, mt)
+                p = list_first(st, lid)
+                while p >= 0:
+                    if n < out.shape[0]:
+                        out[n, 0] = p
+                        out[n, 1] = order
+                        out[n, 2] = mt
+                        out[n, 3] = z
+                    n += 1
+                    p = list_next(st, lid, p)
+    return n
+
+
+@njit
+def free_counts_by_mt(st, out):
+    """out[z, mt, order] = number of free blocks on each list (pagetypeinfo's list walk)."""
+    zs = st.zs
+    for z in range(zs.z_start.shape[0]):
+        for order in range(NR_PAGE_ORDERS):
+            for mt in range(MIGRATE_TYPES):
+                lid = buddy_lid(st, z, order, mt)
+                p = list_first(st, lid)
+                c = 0
+                while p >= 0:
+                    c += 1
+                    p = list_next(st, lid, p)
+                out[z, mt, order] = c
+
+
+@njit
+def init_free_state(st, starts, ends, res_pfns):
+    """Mark reserved pages, then free every managed range to the buddy (memblock_free_all)."""
+    for i in range(res_pfns.shape[0]):
+        p = res_pfns[i]
+        st.zs.owner[p] = OWNER_RESERVED
+        mark_reserved(st, p, 0)
+    for i in range(starts.shape[0]):
+        memblock_free_pages_range(st, starts[i], ends[i])

@@ -1,0 +1,99 @@
+"""Design primitives: how shared allocator code reaches a design's own data structures.
+
+Theory
+------
+mm/page_alloc.c is written against a handful of operations on free lists and on the
+state kept in struct page (``list_add``/``list_del`` on ``buddy_list`` and ``pcp_list``,
+``set_buddy_order``, ``PageBuddy``, ``buddy_order``...).  memdesc keeps that code in one
+place (:mod:`memdesc.mm.page_alloc.core`) and lets each design supply those operations:
+``linux`` threads doubly linked lists through its 8-word struct page, ``radix`` keeps each
+list as a deque in an XArray, and so on.  Differences in results then come from the
+free-list structure alone.
+
+Each design keeps its state in a ``typing.NamedTuple`` of numpy arrays.  A primitive is
+a Python function ``f(state, *args)``; under numba, an ``@overload`` picks the design's
+njit implementation *at compile time* from the state's NamedTuple class, so shared
+kernels are specialised per design with no runtime dispatch.  Under
+``NUMBA_DISABLE_JIT=1`` the same function dispatches on ``type(state)`` in Python.
+"""
+
+from __future__ import annotations
+
+from numba.extending import overload
+
+from memdesc.errors import ConfigError
+
+#: state NamedTuple class -> {primitive name -> njit implementation}
+_REGISTRY: dict[type, dict[str, object]] = {}
+
+#: every primitive, and those every design must provide (checked by :func:`register`);
+#: the others are needed only by designs built on the shared buddy code of core.py
+PRIMITIVES: dict[str, str] = {}
+REQUIRED: set[str] = set()
+
+
+def primitive(name: str, doc: str, required: bool = False):
+    """Declare a design primitive; returns the function shared kernels call."""
+
+    def stub(st, *args):
+        return _REGISTRY[type(st)][name](st, *args)
+
+    stub.__name__ = name
+    stub.__qualname__ = name
+    stub.__doc__ = doc
+
+    @overload(stub, prefer_literal=False)
+    def _ol(st, *args):
+        impls = _REGISTRY.get(getattr(st, "instance_class", None))
+        if impls is None:
+            return None
+        f = impls[name]
+
+        def impl(st, *args):
+            return f(st, *args)
+
+        return impl
+
+    PRIMITIVES[name] = doc
+    if required:
+        REQUIRED.add(name)
+    return stub
+
+
+def register(state_cls: type, impls: dict[str, object]) -> None:
+    """Register a design's implementations of every primitive for ``state_cls``."""
+    missing = sorted(REQUIRED - set(impls))
+    if missing:
+        raise ConfigError(f"{state_cls.__name__} lacks primitives: {', '.join(missing)}")
+    _REGISTRY[state_cls] = dict(impls)
+
+
+# ----------------------------------------------------------------- the design interface
+# What workloads (churn, trace replay) call; every design provides these.
+
+pa_alloc = primitive("pa_alloc", "pa_alloc(st, gfp, order, cpu) -> pfn, or -1 if the allocation fails.",
+                     required=True)
+pa_free = primitive("pa_free", "pa_free(st, pfn, order, cpu) -> 0, or a negative error code (state unchanged).",
+                    required=True)
+pa_take = primitive("pa_take", "pa_take(st, pfn, order) -> 0, or E_BUSY: take this exact free block "
+                    "(take_page_off_buddy).", required=True)
+pa_drain = primitive("pa_drain", "pa_drain(st): drain every per-cpu list back to the allocator.",
+                     required=True)
+
+# ----------------------------------------------------------------- buddy primitives
+# Lists are identified by a list id (see core.buddy_lid / core.pcp_lid); pfns are int64.
+
+list_add = primitive("list_add", "list_add(st, lid, pfn, tail): put pfn on list lid (head or tail).")
+list_del = primitive("list_del", "list_del(st, lid, pfn): take pfn off list lid.")
+list_first = primitive("list_first", "list_first(st, lid) -> first pfn on lid or -1.")
+list_last = primitive("list_last", "list_last(st, lid) -> last pfn on lid or -1.")
+list_next = primitive("list_next", "list_next(st, lid, pfn) -> pfn after pfn on lid or -1.")
+set_buddy = primitive("set_buddy", "set_buddy(st, pfn, order): mark pfn head of a free block (PageBuddy).")
+clear_buddy = primitive("clear_buddy", "clear_buddy(st, pfn): clear PageBuddy and the order.")
+is_buddy = primitive("is_buddy", "is_buddy(st, pfn) -> PageBuddy(pfn).")
+buddy_order = primitive("buddy_order", "buddy_order(st, pfn) -> order of the free block at pfn.")
+mark_allocated = primitive(
+    "mark_allocated",
+    "mark_allocated(st, pfn, order, gfp): post_alloc_hook/prep_new_page state of a new allocation.")
+mark_freed = primitive("mark_freed", "mark_freed(st, pfn, order): free_pages_prepare: clear allocation state.")
+mark_reserved = primitive("mark_reserved", "mark_reserved(st, pfn, kind): a reserved page or a hole.")
