@@ -1,0 +1,1038 @@
+"""numba core of the vmem arena (Bonwick & Adams, USENIX 2001; illumos ``vmem.c``).
+
+Theory statement
+----------------
+An *arena* is a set of integers ``[0, 2**62)`` made of *spans* (added with
+``vmem_add`` or imported from a source arena).  Spans are divided into
+*segments*, each allocated or free; segments never cross span boundaries and two
+free segments are never adjacent (they are coalesced on free).  Every segment
+and every span is described by an external *boundary tag*: one column of the
+tag pool, the ``VmemState`` arrays below (``start``, ``size``, ``type``,
+``anext``/``aprev``, ``knext``/``kprev``, ``user``).
+
+* The *arena list* (``anext``/``aprev``) links span markers and segments in
+  increasing address order, starting and ending at the sentinel tag ``T_SEG0``.
+  Unlike illumos, which appends a new span at the tail, spans are inserted at
+  their address position, so the whole list is address ordered.  The NEXTFIT
+  *rotor* (``T_ROTOR``, type ``VMEM_ROTOR``) is a marker in this list; like
+  illumos, a free segment on each side of the rotor is the only case where two
+  free segments are neighbours (``vmem_advance`` coalesces them when the rotor
+  moves).
+* The *next-of-kin list* (``knext``/``kprev``) holds, for a free segment, its
+  power-of-two freelist: ``freelist[n]`` has the free segments with sizes in
+  ``[2**n, 2**(n+1))``; the heads are sentinel tags ``T_FREELIST + n``; bit ``n``
+  of ``meta[M_FREEMAP]`` is set iff ``freelist[n]`` is non-empty.  For an
+  allocated segment ``knext`` is its chain in the allocated-segment hash table
+  ``htab`` (hashed by address with illumos' ``VMEM_HASH_INDEX``).  For a span
+  marker it is the address-ordered span list that starts at ``T_SEG0``.
+* Instant fit (the default) takes the first segment of the first freelist whose
+  members *all* fit; best fit, first fit (freelist order) and next fit (rotor)
+  are those of illumos; ``VM_ADDRFIT`` (a memdesc extension) is the
+  address-ordered first fit of the old ``rmalloc()`` resource maps that vmem
+  replaced, O(segments), kept to compare with allocators that use it.
+
+Tags and the "never allocate when freeing" rule
+-----------------------------------------------
+Tags come only from a free-tag stack (``stack[:meta[M_NFREE]]``).  Every
+operation that may need tags first checks that the worst case is available
+(``vmem_populate`` semantics: ``VMEM_MINFREE`` = ``VMEM_SEGS_PER_ALLOC_MAX`` = 4,
+i.e. span create + middle allocation) and otherwise returns ``E_NOTAGS``
+*without mutating anything*; the Python facade then grows the pool and retries.
+``vmem_xfree`` never takes a tag: it only coalesces and releases tags.  Freeing
+the last segment of an imported span queues the span on the pending-release
+list (``meta[M_RELN]``) for the facade to hand back to the source arena.
+
+Sizes are rounded up to the quantum (NetBSD ``vmem_roundup_size``) and the
+free-size check compares rounded sizes.  All functions here are plain Python
+on numpy arrays as well (``NUMBA_DISABLE_JIT=1``).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+
+from memdesc._numba import njit
+
+# --- segment types (illumos sys/vmem_impl.h, sys/vmem.h) ----------------------------------------
+VMEM_ALLOC = 0x01
+VMEM_FREE = 0x02
+VMEM_SPAN = 0x10
+VMEM_ROTOR = 0x20
+VMEM_MARKER = 0x80  # memdesc: freelist head sentinels (illumos' vmem_freelist_t "pegs")
+
+# --- vmflag bits (illumos sys/vmem.h; VM_ADDRFIT is memdesc's) --------------------------------
+VM_SLEEP = 0x0
+VM_NOSLEEP = 0x1
+VM_BESTFIT = 0x100
+VM_FIRSTFIT = 0x200
+VM_NEXTFIT = 0x400
+VM_ADDRFIT = 0x10000
+VM_POLICY = VM_BESTFIT | VM_FIRSTFIT | VM_NEXTFIT | VM_ADDRFIT
+
+# --- tag budget (illumos vmem.c) ----------------------------------------------------------------
+VMEM_SEGS_PER_SPAN_CREATE = 2
+VMEM_SEGS_PER_EXACT_ALLOC = 0
+VMEM_SEGS_PER_LEFT_ALLOC = 1
+VMEM_SEGS_PER_RIGHT_ALLOC = 1
+VMEM_SEGS_PER_MIDDLE_ALLOC = 2
+VMEM_SEGS_PER_ALLOC_MAX = VMEM_SEGS_PER_SPAN_CREATE + VMEM_SEGS_PER_MIDDLE_ALLOC
+# illumos adds VMEM_POPULATE_RESERVE (12) for up to 4 threads populating vmem_seg_arena
+# recursively; one thread and no recursion here, so the reserve is the worst case itself.
+VMEM_MINFREE = VMEM_SEGS_PER_ALLOC_MAX
+VMEM_HASH_INITIAL = 16
+
+VMEM_FREELISTS = 63  # classes 0..62: sizes < 2**62
+VMEM_MAXADDR = 1 << 62  # exclusive upper bound of every address and size
+
+# --- tag pool layout ----------------------------------------------------------------------------
+F_START, F_SIZE, F_TYPE, F_ANEXT, F_APREV, F_KNEXT, F_KPREV, F_USER, F_IMPORT, F_STACK = range(10)
+NFIELDS = 10
+T_SEG0 = 0  # arena list sentinel (type VMEM_SPAN like illumos' vm_seg0); knext: span list
+T_ROTOR = 1
+T_FREELIST = 2  # T_FREELIST + n is the head of freelist[n]
+T_FIRST = T_FREELIST + VMEM_FREELISTS  # first tag that can describe a span or segment
+
+# --- meta slots ---------------------------------------------------------------------------------
+(M_QUANTUM, M_FREEMAP, M_NFREE, M_CAP, M_NBUSY, M_INUSE, M_TOTAL, M_IMPORT, M_NSPANS,
+ M_HSHIFT, M_QSHIFT, M_CANRELEASE, M_LASTSEG, M_STATUS, M_RELN,
+ K_ALLOC, K_FREE, K_FAIL, K_LOOKUP, K_SEARCH, K_POPULATE, K_POPULATE_FAIL, K_CONTAINS,
+ K_CONTAINS_SEARCH, K_IMPORT, K_RELEASE, M_RELQ) = range(27)
+VMEM_RELQ = 4  # pending releases one operation can produce (nextfit: at most 2)
+NMETA = M_RELQ + 2 * VMEM_RELQ
+
+# --- return codes -------------------------------------------------------------------------------
+E_NOSPACE = -1  # no segment satisfies the request (caller may import, then fails)
+E_NOTAGS = -2  # fewer than the needed free tags: nothing was changed, populate and retry
+E_BADFREE = -3  # no allocated segment starts at that address
+E_WRONGSIZE = -4  # the allocated segment there has another (rounded) size
+E_OVERLAP = -5  # vmem_add of a span overlapping an existing span
+E_BADINDEX = -6  # batch: free of an op index that is not an earlier op
+E_DOUBLEINDEX = -7  # batch: the same allocation freed twice
+E_RELEASE = -8  # batch: stopped so the facade can release pending spans
+
+
+class VmemState(NamedTuple):
+    """The arena's state: the tag pool ``seg`` and two control arrays (all int64).
+
+    ``seg`` has one row per tag field (one column per tag), named by the ``F_*`` constants:
+    ``start`` (first address), ``size`` (length, rounded to the quantum), ``type``
+    (VMEM_ALLOC / VMEM_FREE / VMEM_SPAN / VMEM_ROTOR / VMEM_MARKER, 0 when unused),
+    ``anext``/``aprev`` (arena list, address order), ``knext``/``kprev`` (freelist, hash
+    chain or span list), ``user`` (a spare word for users of the arena, 0 on creation),
+    ``imp`` (span markers: imported from the source) and ``stack`` (the free-tag stack,
+    ``stack[:meta[M_NFREE]]``).  In Python the rows are also properties (``st.start``...).
+    A 2-D pool rather than one array per field keeps a kernel call at three array
+    arguments, i.e. a cheap numba dispatch.
+    """
+
+    seg: np.ndarray  # (NFIELDS, capacity) tag pool
+    meta: np.ndarray  # scalars and counters (M_* and K_* slots)
+    htab: np.ndarray  # hash buckets: first tag of the chain or -1
+
+    start = property(lambda self: self.seg[F_START])
+    size = property(lambda self: self.seg[F_SIZE])
+    type = property(lambda self: self.seg[F_TYPE])
+    anext = property(lambda self: self.seg[F_ANEXT])
+    aprev = property(lambda self: self.seg[F_APREV])
+    knext = property(lambda self: self.seg[F_KNEXT])
+    kprev = property(lambda self: self.seg[F_KPREV])
+    user = property(lambda self: self.seg[F_USER])
+    imp = property(lambda self: self.seg[F_IMPORT])
+    stack = property(lambda self: self.seg[F_STACK])
+
+
+@njit(inline="always")
+def vmem_state(seg, meta, htab):
+    """Bundle the backing arrays into a ``VmemState`` (no copy)."""
+    return VmemState(seg, meta, htab)
+
+
+# --- bit helpers (illumos sys/sysmacros.h) -------------------------------------------------------
+@njit
+def highbit(x):
+    """1 + index of the highest set bit of ``x`` > 0; 0 for 0."""
+    h = 0
+    if x >> 32:
+        x >>= 32
+        h += 32
+    if x >> 16:
+        x >>= 16
+        h += 16
+    if x >> 8:
+        x >>= 8
+        h += 8
+    if x >> 4:
+        x >>= 4
+        h += 4
+    if x >> 2:
+        x >>= 2
+        h += 2
+    if x >> 1:
+        x >>= 1
+        h += 1
+    if x:
+        h += 1
+    return h
+
+
+@njit
+def lowbit(x):
+    """1 + index of the lowest set bit of ``x``; 0 for 0."""
+    return highbit(x & -x)
+
+
+@njit
+def p2roundup(x, align):
+    return -(-x & -align)
+
+
+@njit
+def vmem_hash_index(st, addr):
+    """illumos ``VMEM_HASH_INDEX(a, s, q, m)``."""
+    s = st.meta[M_HSHIFT]
+    return ((addr + (addr >> s) + (addr >> (s << 1))) >> st.meta[M_QSHIFT]) & (len(st.htab) - 1)
+
+
+# --- list primitives (VMEM_INSERT / VMEM_DELETE) ------------------------------------------------
+@njit
+def _ainsert(st, vprev, t):
+    vnext = st.seg[F_ANEXT, vprev]
+    st.seg[F_ANEXT, t] = vnext
+    st.seg[F_APREV, t] = vprev
+    st.seg[F_ANEXT, vprev] = t
+    st.seg[F_APREV, vnext] = t
+
+
+@njit
+def _adelete(st, t):
+    vprev = st.seg[F_APREV, t]
+    vnext = st.seg[F_ANEXT, t]
+    st.seg[F_ANEXT, vprev] = vnext
+    st.seg[F_APREV, vnext] = vprev
+
+
+@njit
+def _kinsert(st, vprev, t):
+    vnext = st.seg[F_KNEXT, vprev]
+    st.seg[F_KNEXT, t] = vnext
+    st.seg[F_KPREV, t] = vprev
+    st.seg[F_KNEXT, vprev] = t
+    st.seg[F_KPREV, vnext] = t
+
+
+@njit
+def _kdelete(st, t):
+    vprev = st.seg[F_KPREV, t]
+    vnext = st.seg[F_KNEXT, t]
+    st.seg[F_KNEXT, vprev] = vnext
+    st.seg[F_KPREV, vnext] = vprev
+
+
+# --- tag supply ---------------------------------------------------------------------------------
+@njit
+def vmem_getseg(st):
+    """Pop a tag from the free-tag stack (callers checked ``meta[M_NFREE]`` beforehand)."""
+    n = st.meta[M_NFREE] - 1
+    st.meta[M_NFREE] = n
+    return st.seg[F_STACK, n]
+
+
+@njit
+def vmem_putseg(st, t):
+    n = st.meta[M_NFREE]
+    st.seg[F_STACK, n] = t
+    st.meta[M_NFREE] = n + 1
+    st.seg[F_TYPE, t] = 0
+
+
+# --- freelists and hash -------------------------------------------------------------------------
+@njit
+def vmem_freelist_insert(st, t):
+    c = highbit(st.seg[F_SIZE, t]) - 1
+    st.seg[F_TYPE, t] = VMEM_FREE
+    st.meta[M_FREEMAP] |= 1 << c
+    _kinsert(st, T_FREELIST + c, t)
+
+
+@njit
+def vmem_freelist_delete(st, t):
+    if st.seg[F_KNEXT, t] == st.seg[F_KPREV, t]:  # both neighbours are the list head: the list empties
+        st.meta[M_FREEMAP] &= ~(1 << (st.seg[F_KNEXT, t] - T_FREELIST))
+    _kdelete(st, t)
+
+
+@njit
+def vmem_hash_insert(st, t):
+    st.seg[F_TYPE, t] = VMEM_ALLOC
+    b = vmem_hash_index(st, st.seg[F_START, t])
+    st.seg[F_KNEXT, t] = st.htab[b]
+    st.seg[F_KPREV, t] = -1
+    st.htab[b] = t
+    meta = st.meta
+    meta[K_ALLOC] += 1
+    meta[M_INUSE] += st.seg[F_SIZE, t]
+    meta[M_NBUSY] += 1
+
+
+@njit
+def vmem_hash_lookup(st, addr):
+    """Tag of the allocated segment starting at ``addr``, or -1."""
+    t = st.htab[vmem_hash_index(st, addr)]
+    while t >= 0:
+        if st.seg[F_START, t] == addr:
+            return t
+        t = st.seg[F_KNEXT, t]
+    return -1
+
+
+@njit
+def vmem_hash_delete(st, addr, size):
+    """Unhash the allocated segment ``[addr, addr+size)``; checks before changing anything."""
+    b = vmem_hash_index(st, addr)
+    prev = -1
+    t = st.htab[b]
+    while t >= 0:
+        if st.seg[F_START, t] == addr:
+            break
+        st.meta[K_LOOKUP] += 1
+        prev = t
+        t = st.seg[F_KNEXT, t]
+    if t < 0:
+        return E_BADFREE
+    if st.seg[F_SIZE, t] != size:
+        return E_WRONGSIZE
+    if prev < 0:
+        st.htab[b] = st.seg[F_KNEXT, t]
+    else:
+        st.seg[F_KNEXT, prev] = st.seg[F_KNEXT, t]
+    meta = st.meta
+    meta[K_FREE] += 1
+    meta[M_INUSE] -= size
+    meta[M_NBUSY] -= 1
+    return t
+
+
+@njit
+def vmem_hash_rescale(st, newtab, newshift):
+    """Move every allocated segment into ``newtab`` (power-of-two length); the caller swaps."""
+    newtab[:] = -1
+    mask = len(newtab) - 1
+    q = st.meta[M_QSHIFT]
+    for b in range(len(st.htab)):
+        t = st.htab[b]
+        while t >= 0:
+            nxt = st.seg[F_KNEXT, t]
+            a = st.seg[F_START, t]
+            nb = ((a + (a >> newshift) + (a >> (newshift << 1))) >> q) & mask
+            st.seg[F_KNEXT, t] = newtab[nb]
+            newtab[nb] = t
+            t = nxt
+    st.meta[M_HSHIFT] = newshift
+
+
+# --- segments and spans -------------------------------------------------------------------------
+@njit
+def vmem_seg_create(st, vprev, start, size):
+    t = vmem_getseg(st)
+    st.seg[F_START, t] = start
+    st.seg[F_SIZE, t] = size
+    st.seg[F_TYPE, t] = 0
+    st.seg[F_IMPORT, t] = 0
+    st.seg[F_USER, t] = 0
+    _ainsert(st, vprev, t)
+    return t
+
+
+@njit
+def vmem_seg_destroy(st, t):
+    _adelete(st, t)
+    vmem_putseg(st, t)
+
+
+@njit
+def vmem_span_create(st, addr, size, imp):
+    """Add span ``[addr, addr+size)`` and its free segment; returns the segment or E_*.
+
+    Needs ``VMEM_SEGS_PER_SPAN_CREATE`` tags; refuses an overlapping span.
+    """
+    if st.meta[M_NFREE] < VMEM_SEGS_PER_SPAN_CREATE:
+        return E_NOTAGS
+    nxt = st.seg[F_KNEXT, T_SEG0]  # first span starting after addr (span list is address ordered)
+    while nxt != T_SEG0 and st.seg[F_START, nxt] < addr:
+        nxt = st.seg[F_KNEXT, nxt]
+    prv = st.seg[F_KPREV, nxt]
+    if prv != T_SEG0 and st.seg[F_START, prv] + st.seg[F_SIZE, prv] > addr:
+        return E_OVERLAP
+    if nxt != T_SEG0 and st.seg[F_START, nxt] < addr + size:
+        return E_OVERLAP
+    span = vmem_seg_create(st, st.seg[F_APREV, nxt], addr, size)
+    st.seg[F_TYPE, span] = VMEM_SPAN
+    st.seg[F_IMPORT, span] = imp
+    _kinsert(st, prv, span)
+    t = vmem_seg_create(st, span, addr, size)
+    vmem_freelist_insert(st, t)
+    meta = st.meta
+    meta[M_TOTAL] += size
+    if imp:
+        meta[M_IMPORT] += size
+    meta[M_NSPANS] += 1
+    return t
+
+
+@njit
+def vmem_span_destroy(st, t):
+    """Remove the free segment ``t`` (off its freelist) that covers its whole span."""
+    span = st.seg[F_APREV, t]
+    size = st.seg[F_SIZE, t]
+    meta = st.meta
+    if st.seg[F_IMPORT, span]:
+        meta[M_IMPORT] -= size
+    meta[M_TOTAL] -= size
+    meta[M_NSPANS] -= 1
+    _kdelete(st, span)
+    vmem_seg_destroy(st, t)
+    vmem_seg_destroy(st, span)
+
+
+@njit
+def _span_is_free(st, t):
+    """Free segment ``t`` is a whole imported span that the arena hands back to its source."""
+    span = st.seg[F_APREV, t]
+    return (st.meta[M_CANRELEASE] != 0 and st.seg[F_TYPE, span] == VMEM_SPAN and st.seg[F_IMPORT, span] != 0
+            and st.seg[F_TYPE, st.seg[F_ANEXT, t]] == VMEM_SPAN)
+
+
+@njit
+def _release_span(st, t):
+    """Destroy the free (off-freelist) whole-span segment ``t`` and queue the span for release."""
+    meta = st.meta
+    n = meta[M_RELN]
+    meta[M_RELQ + 2 * n] = st.seg[F_START, t]
+    meta[M_RELQ + 2 * n + 1] = st.seg[F_SIZE, t]
+    meta[M_RELN] = n + 1
+    meta[K_RELEASE] += 1
+    vmem_span_destroy(st, t)
+
+
+@njit
+def vmem_seg_alloc(st, t, addr, size):
+    """Allocate ``[addr, addr+size)`` from free segment ``t``; leftovers go back on freelists."""
+    vs_start = st.seg[F_START, t]
+    vs_size = st.seg[F_SIZE, t]
+    vs_end = vs_start + vs_size
+    addr_end = addr + size
+    rest = vs_size - size
+    # Allocating from the start, the remainder staying on the same freelist: P2SAMEHIGHBIT.
+    if addr == vs_start and (vs_size ^ rest) < (vs_size & rest):
+        st.seg[F_START, t] = addr_end
+        st.seg[F_SIZE, t] = rest
+        n = vmem_seg_create(st, st.seg[F_APREV, t], addr, size)
+        vmem_hash_insert(st, n)
+        return n
+    vmem_freelist_delete(st, t)
+    if vs_end != addr_end:
+        vmem_freelist_insert(st, vmem_seg_create(st, t, addr_end, vs_end - addr_end))
+    if vs_start != addr:
+        vmem_freelist_insert(st, vmem_seg_create(st, st.seg[F_APREV, t], vs_start, addr - vs_start))
+    st.seg[F_START, t] = addr
+    st.seg[F_SIZE, t] = size
+    vmem_hash_insert(st, t)
+    return t
+
+
+# --- allocation ---------------------------------------------------------------------------------
+@njit
+def vmem_fit(vs_start, vs_size, size, align, phase, nocross, minaddr, maxaddr):
+    """Lowest address in segment ``[vs_start, vs_start+vs_size)`` for the constraints, or -1."""
+    vs_end = vs_start + vs_size
+    if vs_end <= minaddr or vs_start >= maxaddr:
+        return -1
+    start = max(vs_start, minaddr)
+    end = min(vs_end, maxaddr)
+    taddr = phase - ((phase - start) & -align)  # P2PHASEUP
+    if nocross != 0 and ((taddr ^ (taddr + size - 1)) & -nocross) != 0:  # P2BOUNDARY
+        taddr += p2roundup(-taddr & (nocross - 1), align)  # up to the boundary, keep the phase
+    if (taddr - start) + size > end - start:
+        return -1
+    return taddr
+
+
+@njit
+def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
+    """Constrained allocation (``size`` rounded, parameters checked by the caller).
+
+    Returns the address (tag in ``meta[M_LASTSEG]``), ``E_NOSPACE`` or ``E_NOTAGS``.
+    """
+    meta = st.meta
+    if meta[M_NFREE] < minfree:
+        return E_NOTAGS
+    vbest = -1
+    addr = -1
+    if vmflag & VM_ADDRFIT:
+        t = st.seg[F_ANEXT, T_SEG0]
+        while t != T_SEG0:
+            meta[K_SEARCH] += 1
+            if st.seg[F_TYPE, t] == VMEM_FREE and st.seg[F_SIZE, t] >= size:
+                a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
+                             minaddr, maxaddr)
+                if a >= 0:
+                    vbest = t
+                    addr = a
+                    break
+            t = st.seg[F_ANEXT, t]
+    else:
+        freemap = meta[M_FREEMAP]
+        if size & (size - 1) == 0:
+            flist = lowbit(freemap & -size)
+        else:
+            hb = highbit(size)
+            if hb >= VMEM_FREELISTS or (freemap >> hb) == 0 or (vmflag & (VM_BESTFIT | VM_FIRSTFIT)):
+                hb -= 1
+            flist = lowbit(freemap & -(1 << hb))
+        c = flist - 1
+        while c >= 0:
+            head = T_FREELIST + c
+            t = st.seg[F_KNEXT, head]
+            while t != head:
+                meta[K_SEARCH] += 1
+                a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
+                             minaddr, maxaddr)
+                if a >= 0 and (vbest < 0 or st.seg[F_SIZE, t] < st.seg[F_SIZE, vbest]):
+                    vbest = t
+                    addr = a
+                    if (vmflag & VM_BESTFIT) == 0 or st.seg[F_SIZE, t] == size:
+                        break
+                t = st.seg[F_KNEXT, t]
+            if vbest >= 0 or c + 1 >= VMEM_FREELISTS:
+                break
+            c = lowbit(meta[M_FREEMAP] & -(1 << (c + 1))) - 1
+    if vbest < 0:
+        return E_NOSPACE
+    meta[M_LASTSEG] = vmem_seg_alloc(st, vbest, addr, size)
+    return addr
+
+
+@njit
+def vmem_advance(st, walker, afterme):
+    """Move marker ``walker`` after ``afterme`` (-1: unlink); coalesce what it separated."""
+    vprev = st.seg[F_APREV, walker]
+    vnext = st.seg[F_ANEXT, walker]
+    _adelete(st, walker)
+    if afterme >= 0:
+        _ainsert(st, afterme, walker)
+    vsp = -1
+    if st.seg[F_TYPE, vprev] == VMEM_FREE:
+        if st.seg[F_TYPE, vnext] == VMEM_FREE:
+            vmem_freelist_delete(st, vnext)
+            vmem_freelist_delete(st, vprev)
+            st.seg[F_SIZE, vprev] += st.seg[F_SIZE, vnext]
+            vmem_freelist_insert(st, vprev)
+            vmem_seg_destroy(st, vnext)
+        vsp = vprev
+    elif st.seg[F_TYPE, vnext] == VMEM_FREE:
+        vsp = vnext
+    if vsp >= 0 and _span_is_free(st, vsp):
+        vmem_freelist_delete(st, vsp)
+        _release_span(st, vsp)
+
+
+@njit
+def vmem_nextfit_alloc(st, size, vmflag):
+    """VM_NEXTFIT: the first free segment at or after the rotor (cycles through the arena)."""
+    meta = st.meta
+    if meta[M_NFREE] < VMEM_MINFREE:
+        return E_NOTAGS
+    rotor = T_ROTOR
+    vsp = st.seg[F_ANEXT, rotor]
+    if st.seg[F_TYPE, vsp] == VMEM_FREE:
+        vs_size = st.seg[F_SIZE, vsp]
+        rest = vs_size - size
+        if rest > 0 and (vs_size ^ rest) < (vs_size & rest):
+            addr = st.seg[F_START, vsp]
+            st.seg[F_START, vsp] = addr + size
+            st.seg[F_SIZE, vsp] = rest
+            t = vmem_seg_create(st, st.seg[F_APREV, rotor], addr, size)  # behind the rotor
+            vmem_hash_insert(st, t)
+            meta[M_LASTSEG] = t
+            return addr
+    while True:
+        meta[K_SEARCH] += 1
+        if st.seg[F_TYPE, vsp] == VMEM_FREE and st.seg[F_SIZE, vsp] >= size:
+            break
+        vsp = st.seg[F_ANEXT, vsp]
+        if vsp == rotor:
+            # Full circle: the rotor may be what keeps two free segments apart.
+            vmem_advance(st, rotor, st.seg[F_ANEXT, rotor])
+            vsp = st.seg[F_APREV, rotor]
+            if st.seg[F_TYPE, vsp] == VMEM_FREE and st.seg[F_SIZE, vsp] >= size:
+                break
+            return vmem_xalloc(st, size, meta[M_QUANTUM], 0, 0, 0, VMEM_MAXADDR,
+                               vmflag & ~VM_POLICY, VMEM_MINFREE)
+    addr = st.seg[F_START, vsp]
+    t = vmem_seg_alloc(st, vsp, addr, size)
+    meta[M_LASTSEG] = t
+    vmem_advance(st, rotor, t)
+    return addr
+
+
+@njit
+def vmem_alloc(st, size, vmflag):
+    """``vmem_alloc`` below the quantum caches: ``size`` > 0 (rounded here)."""
+    meta = st.meta
+    q = meta[M_QUANTUM]
+    size = p2roundup(size, q)
+    if vmflag & VM_NEXTFIT:
+        return vmem_nextfit_alloc(st, size, vmflag)
+    if vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_ADDRFIT):
+        return vmem_xalloc(st, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+    if meta[M_NFREE] < VMEM_MINFREE:
+        return E_NOTAGS
+    flist = 0
+    freemap = meta[M_FREEMAP]
+    if size & (size - 1) == 0:
+        flist = lowbit(freemap & -size)
+    else:
+        hb = highbit(size)
+        if hb < VMEM_FREELISTS:
+            flist = lowbit(freemap & -(1 << hb))
+    if flist == 0:
+        return vmem_xalloc(st, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+    t = st.seg[F_KNEXT, T_FREELIST + flist - 1]
+    addr = st.seg[F_START, t]
+    meta[M_LASTSEG] = vmem_seg_alloc(st, t, addr, size)
+    return addr
+
+
+# --- free ---------------------------------------------------------------------------------------
+@njit
+def vmem_xfree(st, addr, size):
+    """Free ``[addr, addr+size)``: 0, or E_BADFREE / E_WRONGSIZE with nothing changed.
+
+    Takes no tag: coalescing only returns tags to the stack.
+    """
+    size = p2roundup(size, st.meta[M_QUANTUM])
+    t = vmem_hash_delete(st, addr, size)
+    if t < 0:
+        return t
+    vnext = st.seg[F_ANEXT, t]
+    if st.seg[F_TYPE, vnext] == VMEM_FREE:
+        vmem_freelist_delete(st, vnext)
+        st.seg[F_SIZE, t] += st.seg[F_SIZE, vnext]
+        vmem_seg_destroy(st, vnext)
+    vprev = st.seg[F_APREV, t]
+    if st.seg[F_TYPE, vprev] == VMEM_FREE:
+        vmem_freelist_delete(st, vprev)
+        st.seg[F_SIZE, vprev] += st.seg[F_SIZE, t]
+        vmem_seg_destroy(st, t)
+        t = vprev
+    if _span_is_free(st, t):
+        _release_span(st, t)
+    else:
+        vmem_freelist_insert(st, t)
+    return 0
+
+
+# --- queries ------------------------------------------------------------------------------------
+@njit
+def vmem_contains(st, addr, size):
+    meta = st.meta
+    meta[K_CONTAINS] += 1
+    end = addr + size
+    sp = st.seg[F_KNEXT, T_SEG0]
+    while sp != T_SEG0:
+        meta[K_CONTAINS_SEARCH] += 1
+        if addr >= st.seg[F_START, sp] and end <= st.seg[F_START, sp] + st.seg[F_SIZE, sp]:
+            return True
+        if st.seg[F_START, sp] >= end:
+            break
+        sp = st.seg[F_KNEXT, sp]
+    return False
+
+
+@njit
+def vmem_walk(st, typemask):
+    """Arrays (start, size, type, tag) of the arena-list entries whose type is in ``typemask``."""
+    n = 0
+    t = st.seg[F_ANEXT, T_SEG0]
+    while t != T_SEG0:
+        if st.seg[F_TYPE, t] & typemask:
+            n += 1
+        t = st.seg[F_ANEXT, t]
+    starts = np.empty(n, np.int64)
+    sizes = np.empty(n, np.int64)
+    types = np.empty(n, np.int64)
+    tags = np.empty(n, np.int64)
+    i = 0
+    t = st.seg[F_ANEXT, T_SEG0]
+    while t != T_SEG0:
+        if st.seg[F_TYPE, t] & typemask:
+            starts[i] = st.seg[F_START, t]
+            sizes[i] = st.seg[F_SIZE, t]
+            types[i] = st.seg[F_TYPE, t]
+            tags[i] = t
+            i += 1
+        t = st.seg[F_ANEXT, t]
+    return starts, sizes, types, tags
+
+
+@njit
+def vmem_locate(st, addr):
+    """Tag of the segment (ALLOC or FREE) containing ``addr``, or -1 (diagnostics; O(n))."""
+    t = st.seg[F_ANEXT, T_SEG0]
+    while t != T_SEG0:
+        ty = st.seg[F_TYPE, t]
+        s = st.seg[F_START, t]
+        if (ty == VMEM_ALLOC or ty == VMEM_FREE) and s <= addr < s + st.seg[F_SIZE, t]:
+            return t
+        t = st.seg[F_ANEXT, t]
+    return -1
+
+
+# --- batch --------------------------------------------------------------------------------------
+@njit
+def vmem_batch(st, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
+    """Run ``ops[pos:]`` entirely in the kernel; returns the index reached.
+
+    ``ops[i] > 0`` allocates ``ops[i]`` (address to ``out[i]``, -1 on failure);
+    ``ops[i] < 0`` frees the allocation made by op ``-ops[i] - 1`` (``out[i]`` = its
+    address).  ``aligns`` is empty or gives each allocation's alignment (xalloc).  Stops
+    early with ``meta[M_STATUS]`` = E_NOTAGS (populate, retry i), E_NOSPACE (if
+    ``stop_on_nospace``: import, retry i), E_RELEASE (release spans, go on at i) or a
+    free error; 0 when done.
+    """
+    meta = st.meta
+    q = meta[M_QUANTUM]
+    n = len(ops)
+    i = pos
+    meta[M_STATUS] = 0
+    while i < n:
+        op = ops[i]
+        if op > 0:
+            size = p2roundup(op, q)
+            if len(aligns) != 0 and aligns[i] > q:
+                r = vmem_xalloc(st, size, aligns[i], 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+            else:
+                r = vmem_alloc(st, size, vmflag)
+            if r == E_NOTAGS:
+                meta[M_STATUS] = E_NOTAGS
+                return i
+            if r == E_NOSPACE:
+                if stop_on_nospace:
+                    meta[M_STATUS] = E_NOSPACE
+                    return i
+                meta[K_FAIL] += 1
+            out[i] = r
+        else:
+            j = -op - 1
+            if j < 0 or j >= i:
+                meta[M_STATUS] = E_BADINDEX
+                return i
+            if done[j]:
+                meta[M_STATUS] = E_DOUBLEINDEX
+                return i
+            if out[j] >= 0:
+                r = vmem_xfree(st, out[j], ops[j])
+                if r < 0:
+                    meta[M_STATUS] = r
+                    return i
+            done[j] = 1
+            out[i] = out[j]
+        i += 1
+        if meta[M_RELN] != 0:
+            meta[M_STATUS] = E_RELEASE
+            return i
+    return n
+
+
+# --- per-call entry points (3 arrays + scalars: a cheap numba dispatch) ------------------------
+@njit
+def k_alloc(seg, meta, htab, size, vmflag):
+    return vmem_alloc(vmem_state(seg, meta, htab), size, vmflag)
+
+
+@njit
+def k_xalloc(seg, meta, htab, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
+    return vmem_xalloc(vmem_state(seg, meta, htab), size, align, phase, nocross, minaddr, maxaddr,
+                       vmflag, minfree)
+
+
+@njit
+def k_free(seg, meta, htab, addr, size):
+    return vmem_xfree(vmem_state(seg, meta, htab), addr, size)
+
+
+@njit
+def k_span_create(seg, meta, htab, addr, size, imp):
+    return vmem_span_create(vmem_state(seg, meta, htab), addr, size, imp)
+
+
+@njit
+def k_contains(seg, meta, htab, addr, size):
+    return vmem_contains(vmem_state(seg, meta, htab), addr, size)
+
+
+@njit
+def k_walk(seg, meta, htab, typemask):
+    return vmem_walk(vmem_state(seg, meta, htab), typemask)
+
+
+@njit
+def k_lookup(seg, meta, htab, addr):
+    return vmem_hash_lookup(vmem_state(seg, meta, htab), addr)
+
+
+@njit
+def k_locate(seg, meta, htab, addr):
+    return vmem_locate(vmem_state(seg, meta, htab), addr)
+
+
+@njit
+def k_hash_rescale(seg, meta, htab, newtab, newshift):
+    vmem_hash_rescale(vmem_state(seg, meta, htab), newtab, newshift)
+
+
+@njit
+def k_batch(seg, meta, htab, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
+    return vmem_batch(vmem_state(seg, meta, htab), ops, aligns, vmflag, out, done, pos,
+                      stop_on_nospace)
+
+
+@njit
+def k_check(seg, meta, htab):
+    return vmem_check(vmem_state(seg, meta, htab))
+
+
+# --- state construction (plain numpy; the facade grows the pool) -------------------------------
+def new_state_arrays(capacity: int, quantum: int, hash_buckets: int = VMEM_HASH_INITIAL):
+    """Backing arrays ``(seg, meta, htab)`` of an empty arena with ``capacity`` tags in total."""
+    if capacity < T_FIRST + VMEM_MINFREE:
+        capacity = T_FIRST + VMEM_MINFREE
+    seg = np.zeros((NFIELDS, capacity), np.int64)
+    meta = np.zeros(NMETA, np.int64)
+    htab = np.full(hash_buckets, -1, np.int64)
+    meta[M_QUANTUM] = quantum
+    meta[M_QSHIFT] = quantum.bit_length() - 1
+    meta[M_HSHIFT] = (hash_buckets - 1).bit_length()
+    meta[M_CAP] = capacity
+    # arena list sentinel and rotor; the span list starts and ends at T_SEG0
+    seg[F_TYPE, T_SEG0] = VMEM_SPAN
+    seg[F_ANEXT, T_SEG0] = seg[F_APREV, T_SEG0] = T_ROTOR
+    seg[F_ANEXT, T_ROTOR] = seg[F_APREV, T_ROTOR] = T_SEG0
+    seg[F_KNEXT, T_SEG0] = seg[F_KPREV, T_SEG0] = T_SEG0
+    seg[F_TYPE, T_ROTOR] = VMEM_ROTOR
+    seg[F_KNEXT, T_ROTOR] = seg[F_KPREV, T_ROTOR] = -1
+    for c in range(VMEM_FREELISTS):
+        h = T_FREELIST + c
+        seg[F_TYPE, h] = VMEM_MARKER
+        seg[F_SIZE, h] = 1 << c
+        seg[F_KNEXT, h] = seg[F_KPREV, h] = h
+        seg[F_ANEXT, h] = seg[F_APREV, h] = -1
+    _push_new_tags(seg, meta, T_FIRST, capacity)
+    return seg, meta, htab
+
+
+def _push_new_tags(seg, meta, lo: int, hi: int) -> None:
+    n = int(meta[M_NFREE])
+    k = hi - lo
+    seg[F_STACK, n:n + k] = np.arange(hi - 1, lo - 1, -1)  # lowest tag on top
+    meta[M_NFREE] = n + k
+
+
+def grow_state_arrays(seg, meta, new_capacity: int):
+    """A copy of ``seg`` with ``new_capacity`` tags; the new tags are pushed on the stack."""
+    cap = seg.shape[1]
+    nseg = np.zeros((NFIELDS, new_capacity), np.int64)
+    nseg[:, :cap] = seg
+    _push_new_tags(nseg, meta, cap, new_capacity)
+    meta[M_CAP] = new_capacity
+    return nseg
+
+
+# --- invariant checker --------------------------------------------------------------------------
+CHECK_MESSAGES = {
+    1: "arena list link broken (anext/aprev disagree or out of range)",
+    2: "tag appears twice in the arena list (loop)",
+    3: "unknown tag type in the arena list",
+    4: "segments do not tile their span exactly (gap, overlap or overrun)",
+    5: "spans are not in increasing address order or overlap",
+    6: "segment outside any span",
+    7: "start or size not a positive multiple of the quantum",
+    8: "two free segments are adjacent (not coalesced)",
+    9: "rotor missing or duplicated",
+    10: "span accounting (mem_total / mem_import / span count) disagrees with the spans",
+    11: "mem_inuse or busy count disagrees with the allocated segments",
+    12: "span list (knext from seg0) differs from the span markers",
+    13: "freelist member is not a free segment of the arena list",
+    14: "free segment on the wrong freelist for its size",
+    15: "freelist link broken",
+    16: "freemap bit does not match freelist emptiness",
+    17: "free segments missing from the freelists",
+    18: "hash chain holds a non-allocated or foreign tag",
+    19: "allocated segment hashed into the wrong bucket",
+    20: "allocated segments missing from the hash table",
+    21: "free-tag stack holds an invalid or in-use tag",
+    22: "tags leaked: in-use + free != capacity",
+}
+
+
+@njit
+def vmem_check(st):
+    """Check every invariant; returns ``(code, tag)`` with code 0 when consistent."""
+    meta = st.meta
+    cap = meta[M_CAP]
+    q = meta[M_QUANTUM]
+    mark = np.zeros(cap, np.int8)
+    prev = T_SEG0
+    t = st.seg[F_ANEXT, T_SEG0]
+    steps = 0
+    nrotor = 0
+    cur_end = -1
+    expect = -1
+    in_span = False
+    prevtype = VMEM_SPAN
+    nfree = 0
+    nalloc = 0
+    inuse = 0
+    total = 0
+    imported = 0
+    nspans = 0
+    nreal = 0
+    while t != T_SEG0:
+        steps += 1
+        if t < 0 or t >= cap or st.seg[F_APREV, t] != prev:
+            return 1, prev
+        if steps > cap or mark[t] != 0:
+            return 2, t
+        mark[t] = 1
+        ty = st.seg[F_TYPE, t]
+        if ty == VMEM_ROTOR:
+            nrotor += 1
+            if t != T_ROTOR:
+                return 9, t
+            prevtype = VMEM_ROTOR
+        elif ty == VMEM_SPAN:
+            if t < T_FIRST:
+                return 3, t
+            if in_span and expect != cur_end:
+                return 4, t
+            if st.seg[F_SIZE, t] <= 0 or st.seg[F_START, t] < 0:
+                return 7, t
+            if st.seg[F_START, t] % q != 0 or st.seg[F_SIZE, t] % q != 0:
+                return 7, t
+            if st.seg[F_START, t] < cur_end:
+                return 5, t
+            in_span = True
+            expect = st.seg[F_START, t]
+            cur_end = st.seg[F_START, t] + st.seg[F_SIZE, t]
+            nspans += 1
+            nreal += 1
+            total += st.seg[F_SIZE, t]
+            if st.seg[F_IMPORT, t] != 0:
+                imported += st.seg[F_SIZE, t]
+            prevtype = VMEM_SPAN
+        elif ty == VMEM_ALLOC or ty == VMEM_FREE:
+            if t < T_FIRST:
+                return 3, t
+            nreal += 1
+            if not in_span:
+                return 6, t
+            if st.seg[F_SIZE, t] <= 0 or st.seg[F_START, t] % q != 0 or st.seg[F_SIZE, t] % q != 0:
+                return 7, t
+            if st.seg[F_START, t] != expect:
+                return 4, t
+            expect += st.seg[F_SIZE, t]
+            if expect > cur_end:
+                return 4, t
+            if ty == VMEM_FREE:
+                nfree += 1
+                if prevtype == VMEM_FREE:
+                    return 8, t
+            else:
+                nalloc += 1
+                inuse += st.seg[F_SIZE, t]
+            prevtype = ty
+        else:
+            return 3, t
+        prev = t
+        t = st.seg[F_ANEXT, t]
+    if st.seg[F_APREV, T_SEG0] != prev:
+        return 1, T_SEG0
+    if in_span and expect != cur_end:
+        return 4, prev
+    if nrotor != 1:
+        return 9, T_ROTOR
+    if total != meta[M_TOTAL] or imported != meta[M_IMPORT] or nspans != meta[M_NSPANS]:
+        return 10, -1
+    if inuse != meta[M_INUSE] or nalloc != meta[M_NBUSY]:
+        return 11, -1
+    # span list: the span markers, in address order
+    sp = st.seg[F_KNEXT, T_SEG0]
+    pv = T_SEG0
+    n = 0
+    last = -1
+    while sp != T_SEG0:
+        n += 1
+        if sp < T_FIRST or sp >= cap or n > nspans or st.seg[F_TYPE, sp] != VMEM_SPAN or mark[sp] != 1:
+            return 12, sp
+        if st.seg[F_KPREV, sp] != pv or st.seg[F_START, sp] <= last:
+            return 12, sp
+        last = st.seg[F_START, sp]
+        pv = sp
+        sp = st.seg[F_KNEXT, sp]
+    if n != nspans or st.seg[F_KPREV, T_SEG0] != pv:
+        return 12, T_SEG0
+    # freelists and freemap
+    nlisted = 0
+    for c in range(VMEM_FREELISTS):
+        head = T_FREELIST + c
+        pv = head
+        f = st.seg[F_KNEXT, head]
+        k = 0
+        while f != head:
+            k += 1
+            if f < T_FIRST or f >= cap or k > nfree or st.seg[F_KPREV, f] != pv:
+                return 15, f
+            if st.seg[F_TYPE, f] != VMEM_FREE or mark[f] != 1:
+                return 13, f
+            if highbit(st.seg[F_SIZE, f]) - 1 != c:
+                return 14, f
+            mark[f] = 2
+            pv = f
+            f = st.seg[F_KNEXT, f]
+        if st.seg[F_KPREV, head] != pv:
+            return 15, head
+        if ((meta[M_FREEMAP] >> c) & 1) != (1 if k > 0 else 0):
+            return 16, head
+        nlisted += k
+    if (meta[M_FREEMAP] >> VMEM_FREELISTS) != 0:
+        return 16, -1
+    if nlisted != nfree:
+        return 17, -1
+    # hash: exactly the allocated segments, each in its bucket
+    nhashed = 0
+    for b in range(len(st.htab)):
+        h = st.htab[b]
+        while h >= 0:
+            nhashed += 1
+            if h < T_FIRST or h >= cap or nhashed > nalloc or st.seg[F_TYPE, h] != VMEM_ALLOC or mark[h] != 1:
+                return 18, h
+            if vmem_hash_index(st, st.seg[F_START, h]) != b:
+                return 19, h
+            mark[h] = 3
+            h = st.seg[F_KNEXT, h]
+    if nhashed != nalloc:
+        return 20, -1
+    # tag accounting
+    nf = meta[M_NFREE]
+    if nf < 0 or nf > cap:
+        return 21, -1
+    for k in range(nf):
+        f = st.seg[F_STACK, k]
+        if f < T_FIRST or f >= cap or mark[f] != 0:
+            return 21, f
+        mark[f] = 4
+    if nreal + nf != cap - T_FIRST:
+        return 22, -1
+    return 0, -1
