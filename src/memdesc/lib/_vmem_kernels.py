@@ -266,6 +266,7 @@ def vmem_freelist_delete(st, t):
 @njit
 def vmem_hash_insert(st, t):
     st.seg[F_TYPE, t] = VMEM_ALLOC
+    st.seg[F_USER, t] = 0
     b = vmem_hash_index(st, st.seg[F_START, t])
     st.seg[F_KNEXT, t] = st.htab[b]
     st.seg[F_KPREV, t] = -1
@@ -460,6 +461,32 @@ def vmem_fit(vs_start, vs_size, size, align, phase, nocross, minaddr, maxaddr):
 
 
 @njit
+def _search_freelists(st, c, size, align, phase, nocross, minaddr, maxaddr, vmflag, one_list):
+    """Walk freelist ``c`` and (unless ``one_list``) the larger non-empty ones; illumos'
+    vmem_xalloc loop.  Returns ``(tag, addr)``, tag -1 if nothing fits."""
+    meta = st.meta
+    vbest = -1
+    addr = -1
+    while c >= 0:
+        head = T_FREELIST + c
+        t = st.seg[F_KNEXT, head]
+        while t != head:
+            meta[K_SEARCH] += 1
+            a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
+                         minaddr, maxaddr)
+            if a >= 0 and (vbest < 0 or st.seg[F_SIZE, t] < st.seg[F_SIZE, vbest]):
+                vbest = t
+                addr = a
+                if (vmflag & VM_BESTFIT) == 0 or st.seg[F_SIZE, t] == size:
+                    break
+            t = st.seg[F_KNEXT, t]
+        if vbest >= 0 or one_list or c + 1 >= VMEM_FREELISTS:
+            break
+        c = lowbit(meta[M_FREEMAP] & -(1 << (c + 1))) - 1
+    return vbest, addr
+
+
+@njit
 def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
     """Constrained allocation (``size`` rounded, parameters checked by the caller).
 
@@ -484,30 +511,22 @@ def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfr
             t = st.seg[F_ANEXT, t]
     else:
         freemap = meta[M_FREEMAP]
+        skipped = -1
         if size & (size - 1) == 0:
             flist = lowbit(freemap & -size)
         else:
             hb = highbit(size)
             if hb >= VMEM_FREELISTS or (freemap >> hb) == 0 or (vmflag & (VM_BESTFIT | VM_FIRSTFIT)):
                 hb -= 1
+            else:
+                skipped = hb - 1  # instant fit skips the list that only *might* fit
             flist = lowbit(freemap & -(1 << hb))
-        c = flist - 1
-        while c >= 0:
-            head = T_FREELIST + c
-            t = st.seg[F_KNEXT, head]
-            while t != head:
-                meta[K_SEARCH] += 1
-                a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
-                             minaddr, maxaddr)
-                if a >= 0 and (vbest < 0 or st.seg[F_SIZE, t] < st.seg[F_SIZE, vbest]):
-                    vbest = t
-                    addr = a
-                    if (vmflag & VM_BESTFIT) == 0 or st.seg[F_SIZE, t] == size:
-                        break
-                t = st.seg[F_KNEXT, t]
-            if vbest >= 0 or c + 1 >= VMEM_FREELISTS:
-                break
-            c = lowbit(meta[M_FREEMAP] & -(1 << (c + 1))) - 1
+        vbest, addr = _search_freelists(st, flist - 1, size, align, phase, nocross, minaddr, maxaddr,
+                                        vmflag, False)
+        if vbest < 0 and skipped >= 0 and (freemap >> skipped) & 1:
+            # NetBSD: an instant-fit miss is retried on the skipped list (illumos would wait)
+            vbest, addr = _search_freelists(st, skipped, size, align, phase, nocross, minaddr, maxaddr,
+                                            vmflag, True)
     if vbest < 0:
         return E_NOSPACE
     meta[M_LASTSEG] = vmem_seg_alloc(st, vbest, addr, size)
