@@ -44,6 +44,7 @@ from memdesc.trace.kpageflags import (
     KPageSnapshot,
     PageClass,
     ZoneSpan,
+    classify_pages,
     kpf_mask,
     parse_kpage_dump,
     read_kpage_dump,
@@ -86,7 +87,12 @@ def capture(request, shared_traces) -> Capture:
 
 @pytest.fixture(scope="module")
 def sample() -> Capture:
-    return Capture(Path(str(SAMPLE)), "before")
+    c = Capture(Path(str(SAMPLE)), "before")
+    # the directory-level constructor reads the same snapshot
+    s = KPageSnapshot.from_capture(Path(str(SAMPLE)), "before")
+    assert s.zones == c.snap.zones and np.array_equal(s.flags, c.snap.flags)
+    assert np.array_equal(s.counts, c.snap.counts)
+    return c
 
 
 # --------------------------------------------------------------------------- reading dumps
@@ -153,6 +159,12 @@ def test_zone_span_errors():
         KPageSnapshot(flags, np.zeros(99, np.uint64), [ZoneSpan(0, "A", 0, 100)])
     with pytest.raises(ConfigError, match="uint64"):
         KPageSnapshot(flags.astype(np.int64), None, [ZoneSpan(0, "A", 0, 100)])
+    with pytest.raises(ConfigError, match="uint64"):
+        rebuild_free_blocks(flags.astype(np.float64), [ZoneSpan(0, "A", 0, 100)])
+    with pytest.raises(ConfigError, match="int8"):
+        classify_pages(flags, np.zeros(100, np.int64))
+    with pytest.raises(ConfigError, match="uint8"):
+        infer_pageblock_migratetypes(flags, [ZoneSpan(0, "A", 0, 100)], {})
     # every error is a MemdescError
     assert issubclass(ConfigError, MemdescError) and issubclass(FormatError, MemdescError)
 
@@ -252,6 +264,26 @@ def test_rebuild_equals_brute_force_buddy_merging(m):
     assert sum(fb.free_pages().values()) == len(in_zone)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.integers(0, 1 << 40), st.integers(0, 1 << 20)), min_size=1, max_size=5),
+       st.integers(0, 12))
+def test_decompose_large_runs_is_exact_and_maximal(runs, max_order):
+    starts = np.array([a for a, _ in runs], dtype=np.int64)
+    ends = starts + np.array([n for _, n in runs], dtype=np.int64)
+    pfn, order, zone = decompose_runs(starts, ends, np.arange(len(runs)), max_order)
+    for r, (a, n) in enumerate(runs):
+        sel = zone == r
+        p, o = pfn[sel], order[sel].astype(np.int64)
+        size = np.int64(1) << o
+        assert int(size.sum()) == n
+        if n:
+            assert p[0] == a and (p[1:] == p[:-1] + size[:-1]).all()       # contiguous cover
+        assert ((p & (size - 1)) == 0).all() and (o <= max_order).all()  # aligned, capped
+        # maximal: no block's buddy is a same-order block inside the run (it would have merged)
+        blocks = set(zip(p.tolist(), o.tolist(), strict=True))
+        assert not any(b < max_order and (q ^ (1 << b), b) in blocks for q, b in blocks)
+
+
 def test_run_crossing_zone_boundary_is_split():
     # free pfns 0..63, zone boundary at 40: without the boundary this is one order-6 block
     flags = np.full(64, F(KPF.BUDDY), np.uint64)
@@ -338,6 +370,8 @@ def test_allocations_attributes_and_mapped_stats():
     assert snap.classes()["anon"] == 9
     assert alloc["hugetlb"] == 1 and alloc["other"] == snap.classes()["other"] - 1  # pfn 16 is a tail
     assert alloc["free"] == 1 and alloc["unavailable"] == 0
+    fc = snap.flag_counts()
+    assert fc == {b.name: int(np.count_nonzero(snap.flags & kpf_mask(b))) for b in KPF}
     attr = snap.attributes()
     assert attr["thp"] == 8 and attr["thp_head"] == 1 and attr["thp_anon"] == 8 and attr["thp_file"] == 0
     assert attr["compound_head"] == 2 and attr["compound_tail"] == 9
@@ -471,6 +505,13 @@ def check_classes_against_meminfo(c: Capture):
     for zone, expected in (("DMA32", c.zone["DMA32"].spanned - c.zone["DMA32"].present),
                            ("Normal", c.zone["Normal"].present - c.zone["Normal"].managed)):
         assert by_zone[f"0:{zone}"]["unavailable"] == expected
+    # every available page the buddy allocator does not manage is PG_reserved (memblock
+    # reservations, sub-section holes, the zero page in .bss): per zone, KPF_RESERVED pages
+    # == spanned - managed - unavailable
+    for i, z in enumerate(snap.zones):
+        reserved = int(np.count_nonzero(snap.has(KPF.RESERVED) & (snap.zone_index == i)))
+        zi = c.zone[z.name]
+        assert reserved == zi.spanned - zi.managed - by_zone[z.key]["unavailable"], z.key
     # every pageblock pagetypeinfo counts is a pageblock we find available
     for key, counts in c.pt_blocks.items():
         z = next(z for z in snap.zones if z.key == key)
@@ -546,7 +587,8 @@ from test_kpageflags import synthetic_snapshot, pageblock_machine
 snap, _ = synthetic_snapshot()
 pb = pageblock_machine()
 t = pb.pageblock_migratetypes({"0:Normal": {"Unmovable": 1, "Reclaimable": 2, "Movable": 5}})
-print(json.dumps({"classes": snap.page_class.tolist(), "buddy": pb.buddyinfo_rebuilt(),
+print(json.dumps({"classes": snap.page_class.tolist(), "bits": snap.bit_counts().tolist(),
+                  "buddy": pb.buddyinfo_rebuilt(),
                   "blocks": pb.free_blocks().pfn.tolist(), "mt": t.migratetype.tolist()}))
 """
 
@@ -559,6 +601,19 @@ def test_kernels_agree_without_jit():
     snap, _ = synthetic_snapshot()
     pb = pageblock_machine()
     t = pb.pageblock_migratetypes({"0:Normal": {"Unmovable": 1, "Reclaimable": 2, "Movable": 5}})
-    assert nojit == {"classes": snap.page_class.tolist(), "buddy": pb.buddyinfo_rebuilt(),
+    assert nojit == {"classes": snap.page_class.tolist(), "bits": snap.bit_counts().tolist(),
+                     "buddy": pb.buddyinfo_rebuilt(),
                      "blocks": pb.free_blocks().pfn.tolist(), "mt": t.migratetype.tolist()}
 
+
+
+def test_from_capture_raw_files_and_missing(tmp_path):
+    flags = read_kpage_dump(SAMPLE / "before.kpageflags.zst")
+    (tmp_path / "after.kpageflags").write_bytes(flags.astype("<u8").tobytes())
+    with pytest.raises(FileNotFoundError, match="zoneinfo"):
+        KPageSnapshot.from_capture(tmp_path, "after")
+    (tmp_path / "after.zoneinfo").write_text((SAMPLE / "before.zoneinfo").read_text())
+    s = KPageSnapshot.from_capture(tmp_path, "after")      # raw dump, no kpagecount
+    assert s.counts is None and np.array_equal(s.flags, flags)
+    with pytest.raises(FileNotFoundError, match="kpageflags"):
+        KPageSnapshot.from_capture(tmp_path, "before")

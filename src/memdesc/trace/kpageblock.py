@@ -183,6 +183,10 @@ def infer_pageblock_migratetypes(page_class: np.ndarray, zones: Sequence[ZoneSpa
     Zones of ``zones`` missing from it are left unassigned; zones in it but not in
     ``zones`` are an error.
     """
+    page_class = np.asarray(page_class)
+    if page_class.dtype != np.uint8 or page_class.ndim != 1:
+        raise ConfigError(f"page_class must be the 1-d uint8 PageClass array of a snapshot, got "
+                          f"{page_class.dtype} {page_class.shape}")
     zones = check_zone_spans(zones, int(page_class.shape[0]))
     keys = {z.key: i for i, z in enumerate(zones)}
     block_counts = {zone_key(k): v for k, v in block_counts.items()}

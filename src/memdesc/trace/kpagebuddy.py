@@ -35,16 +35,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from memdesc._numba import njit
-from memdesc.errors import ConfigError, InvalidOrder
+from memdesc.errors import ConfigError, InvalidOrder, InvariantViolation
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, NR_PAGE_ORDERS
-from memdesc.trace.kpageflags import KPF, ZoneSpan, check_zone_spans, kpf_mask
+from memdesc.trace.kpageflags import KPF, ZoneSpan, check_dump_array, check_zone_spans, kpf_mask
 
 
 @njit
 def free_pages_memory(run_start, run_end, run_zone, max_order, out_pfn, out_order, out_zone):
     """mm/memblock.c __free_pages_memory(): split each run [start, end) into maximal aligned
-    blocks of order <= max_order.  Writes the blocks to out_*; returns how many."""
+    blocks of order <= max_order.  Writes the blocks to out_*; returns how many, or -1 if
+    they do not fit in out_*."""
     n = 0
+    cap = out_pfn.shape[0]
     for r in range(run_start.shape[0]):
         p = run_start[r]
         e = run_end[r]
@@ -55,6 +57,8 @@ def free_pages_memory(run_start, run_end, run_zone, max_order, out_pfn, out_orde
                 order -= 1
             while p + (1 << order) > e:
                 order -= 1
+            if n >= cap:
+                return -1
             out_pfn[n] = p
             out_order[n] = order
             out_zone[n] = z
@@ -90,6 +94,8 @@ def decompose_runs(starts: np.ndarray, ends: np.ndarray, zones: np.ndarray | Non
     out_order = np.empty(cap, dtype=np.int8)
     out_zone = np.empty(cap, dtype=np.int16)
     n = free_pages_memory(starts, ends, zones, np.int64(max_order), out_pfn, out_order, out_zone)
+    if n < 0:
+        raise InvariantViolation(f"decomposition of {starts.shape[0]} runs exceeded its bound of {cap} blocks")
     return out_pfn[:n], out_order[:n], out_zone[:n]
 
 
@@ -144,6 +150,7 @@ class FreeBlocks:
 def rebuild_free_blocks(flags: np.ndarray, zones: Sequence[ZoneSpan],
                         max_order: int = MAX_PAGE_ORDER) -> FreeBlocks:
     """The buddy blocks of a kpageflags dump: KPF_BUDDY runs per zone, maximally merged."""
+    flags = check_dump_array(flags)
     zones = check_zone_spans(zones, int(flags.shape[0]))
     st, en, zi = buddy_runs(flags, zones)
     pfn, order, zone = decompose_runs(st, en, zi, max_order)

@@ -60,6 +60,20 @@ THP or an order-3 slab counts once; for ``free`` the allocation count is the num
 rebuilt buddy blocks.  Higher-order allocations made without __GFP_COMP are not visible
 as such in kpageflags and count one per page.
 
+Caveats: ``file`` also takes non-anon driver pages mapped into user space (MMAP set);
+a free page on a pcp list is ``other``; the dumps are not atomic (reading 24 GiB of
+kpageflags takes about a second, and kpagecount is read after it), so a page can be free
+in one and mapped in the other.
+
+What the Linux 6.18 captures (24 GiB, zones DMA/DMA32/Normal) show: DMA32's 262144
+unavailable pfns are the 3-4 GiB PCI hole (spanned - present); Normal's are exactly
+present - managed (4063232 pfns = 124 sections, later 117): sections whose struct pages
+are not initialised yet.  Between captures they are initialised in whole sections in
+ascending pfn order (76..82), the signature of deferred struct-page init
+(``deferred_grow_zone``); they are not hugetlb (no KPF_HUGE, HugePages_Total 0), not
+reserved (no KPF_RESERVED) and not ballooned (no KPF_OFFLINE).  Per zone, KPF_RESERVED
+pages == spanned - managed - unavailable exactly.
+
 The free state (buddy blocks, /proc/buddyinfo) is rebuilt in
 :mod:`memdesc.trace.kpagebuddy`; pageblock migratetypes are inferred in
 :mod:`memdesc.trace.kpageblock`.
@@ -334,6 +348,20 @@ def stable_page_class(flags, zone_index, unavailable_section, section_shift, rul
         out[pfn] = c
 
 
+@njit
+def kpageflags_bit_counts(flags, out):
+    """out[b] += number of pfns with bit b set (one pass; page-types -s style totals)."""
+    one = np.uint64(1)
+    for i in range(flags.shape[0]):
+        f = flags[i]
+        b = 0
+        while f:
+            if f & one:
+                out[b] += 1
+            f = f >> one
+            b += 1
+
+
 def unavailable_sections(flags: np.ndarray, counts: np.ndarray | None = None,
                          section_pages: int = PAGES_PER_SECTION) -> np.ndarray:
     """bool per memory section: every flags word (and count, if given) in it is 0."""
@@ -348,11 +376,27 @@ def unavailable_sections(flags: np.ndarray, counts: np.ndarray | None = None,
     return ~np.logical_or.reduceat(nz, starts)
 
 
+def check_dump_array(a, what: str = "kpageflags") -> np.ndarray:
+    """``a`` as a 1-d uint64 array, or :class:`ConfigError` naming what is wrong."""
+    a = np.asarray(a)
+    if a.dtype != np.uint64 or a.ndim != 1:
+        raise ConfigError(f"{what} must be a 1-d uint64 array (one u64 per pfn), got {a.dtype} {a.shape}")
+    return a
+
+
 def classify_pages(flags: np.ndarray, zone_index: np.ndarray, counts: np.ndarray | None = None,
                    section_pages: int = PAGES_PER_SECTION) -> np.ndarray:
-    """uint8 :class:`PageClass` of every pfn (see the precedence table in the module docstring)."""
-    if zone_index.shape != flags.shape:
-        raise ConfigError(f"zone_index has {zone_index.shape[0]} entries for {flags.shape[0]} pfns")
+    """uint8 :class:`PageClass` of every pfn (see the precedence table in the module docstring).
+
+    ``zone_index``: int8 per pfn from :func:`zone_index_of_pfns` (-1 outside the zones)."""
+    flags = check_dump_array(flags)
+    if counts is not None:
+        counts = check_dump_array(counts, "kpagecount")
+        _check_same_length(flags, counts)
+    zone_index = np.asarray(zone_index)
+    if zone_index.shape != flags.shape or zone_index.dtype != np.int8:
+        raise ConfigError(f"zone_index must be int8 with one entry per pfn ({flags.shape[0]}), got "
+                          f"{zone_index.dtype} {zone_index.shape}")
     unavail = unavailable_sections(flags, counts, section_pages)
     out = np.empty(flags.shape[0], dtype=np.uint8)
     stable_page_class(flags, zone_index, unavail, int(section_pages).bit_length() - 1, _RULE_MASKS,
@@ -396,13 +440,9 @@ class KPageSnapshot:
 
     def __init__(self, flags: np.ndarray, counts: np.ndarray | None = None,
                  zones: Iterable[ZoneSpan] = (), *, section_pages: int = PAGES_PER_SECTION):
-        flags = np.asarray(flags)
-        if flags.dtype != np.uint64 or flags.ndim != 1:
-            raise ConfigError(f"kpageflags must be a 1-d uint64 array, got {flags.dtype} {flags.shape}")
+        flags = check_dump_array(flags)
         if counts is not None:
-            counts = np.asarray(counts)
-            if counts.dtype != np.uint64 or counts.ndim != 1:
-                raise ConfigError(f"kpagecount must be a 1-d uint64 array, got {counts.dtype} {counts.shape}")
+            counts = check_dump_array(counts, "kpagecount")
         _check_same_length(flags, counts)
         self.flags = flags
         self.counts = counts
@@ -413,6 +453,7 @@ class KPageSnapshot:
         self._zone_index: np.ndarray | None = None
         self._classes: np.ndarray | None = None
         self._blocks = None
+        self._bits: np.ndarray | None = None
 
     @classmethod
     def from_files(cls, kpageflags: str | os.PathLike, kpagecount: str | os.PathLike | None = None,
@@ -420,6 +461,27 @@ class KPageSnapshot:
         flags = read_kpage_dump(kpageflags)
         counts = read_kpage_dump(kpagecount) if kpagecount is not None else None
         return cls(flags, counts, zones, **kw)
+
+    @classmethod
+    def from_capture(cls, directory: str | os.PathLike, state: str = "before", **kw) -> KPageSnapshot:
+        """``{state}.kpageflags[.zst]``, ``{state}.kpagecount[.zst]`` (optional) and
+        ``{state}.zoneinfo`` of a capture directory (the layout of the shared traces)."""
+        d = Path(directory)
+
+        def find(name: str, required: bool) -> Path | None:
+            for p in (d / f"{state}.{name}.zst", d / f"{state}.{name}"):
+                if p.is_file():
+                    return p
+            if required:
+                raise FileNotFoundError(f"{d}: no {state}.{name}[.zst]")
+            return None
+
+        flags = find("kpageflags", True)
+        zoneinfo = d / f"{state}.zoneinfo"
+        if not zoneinfo.is_file():
+            raise FileNotFoundError(f"{d}: no {state}.zoneinfo (needed for the zone spans)")
+        zones = zone_spans_from_zoneinfo(zoneinfo.read_text())
+        return cls.from_files(flags, find("kpagecount", False), zones, **kw)
 
     # ------------------------------------------------------------------ arrays
     @property
@@ -468,17 +530,28 @@ class KPageSnapshot:
         out["hole"] = out["unavailable"] = 0
         return out
 
+    def bit_counts(self) -> np.ndarray:
+        """int64[64]: pfns with each bit of the flags word set."""
+        if self._bits is None:
+            self._bits = np.zeros(64, dtype=np.int64)
+            kpageflags_bit_counts(self.flags, self._bits)
+        return self._bits
+
     def attributes(self) -> dict[str, int]:
         """Pages with each orthogonal attribute (compound head/tail, THP, KSM, mlock, ...)."""
-        out = {name: int(np.count_nonzero(self.has(*bits))) for name, bits in ATTRIBUTES.items()}
-        thp = self.has(KPF.THP) & ~self.has(KPF.ZERO_PAGE)
+        bits = self.bit_counts()
+        out = {}
+        for name, need in ATTRIBUTES.items():
+            out[name] = int(bits[need[0]]) if len(need) == 1 else int(np.count_nonzero(self.has(*need)))
+        thp = self.has(KPF.THP)
         out["thp_anon"] = int(np.count_nonzero(thp & (self.page_class == PageClass.ANON)))
         out["thp_file"] = int(np.count_nonzero(thp & (self.page_class == PageClass.FILE)))
         return out
 
     def flag_counts(self) -> dict[str, int]:
         """Pages with each KPF bit set."""
-        return {b.name: int(np.count_nonzero(self.flags & kpf_mask(b))) for b in KPF}
+        bits = self.bit_counts()
+        return {b.name: int(bits[b]) for b in KPF}
 
     def mapped_stats(self) -> dict[str, dict[str, int]]:
         """kpagecount joined with the classes: per class (and ``"total"``) the pages mapped 0,
@@ -490,8 +563,8 @@ class KPageSnapshot:
         unmapped = np.bincount(cls[c == 0], minlength=NR_PAGE_CLASSES)
         once = np.bincount(cls[c == 1], minlength=NR_PAGE_CLASSES)
         multi = np.bincount(cls[c >= 2], minlength=NR_PAGE_CLASSES)
-        maps = np.zeros(NR_PAGE_CLASSES, dtype=np.uint64)
-        np.add.at(maps, cls, c)  # exact u64 sums
+        # float64 sums are exact below 2^53 mappings
+        maps = np.bincount(cls, weights=c, minlength=NR_PAGE_CLASSES)
         out = {}
         for i, name in enumerate(CLASS_NAMES):
             out[name] = {"unmapped": int(unmapped[i]), "mapped_once": int(once[i]),
