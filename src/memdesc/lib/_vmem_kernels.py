@@ -23,8 +23,10 @@ tag pool, the ``VmemState`` arrays below (``start``, ``size``, ``type``,
   ``[2**n, 2**(n+1))``; the heads are sentinel tags ``T_FREELIST + n``; bit ``n``
   of ``meta[M_FREEMAP]`` is set iff ``freelist[n]`` is non-empty.  For an
   allocated segment ``knext`` is its chain in the allocated-segment hash table
-  ``htab`` (hashed by address with illumos' ``VMEM_HASH_INDEX``).  For a span
-  marker it is the address-ordered span list that starts at ``T_SEG0``.
+  ``htab`` (hashed by address with illumos' ``VMEM_HASH_INDEX``; one bucket per
+  tag, so the load factor stays <= 1 and the table grows with the pool instead of
+  illumos' periodic ``vmem_hash_rescale``).  For a span marker it is the
+  address-ordered span list that starts at ``T_SEG0``.
 * Instant fit (the default) takes the first segment of the first freelist whose
   members *all* fit; best fit, first fit (freelist order) and next fit (rotor)
   are those of illumos; ``VM_ADDRFIT`` (a memdesc extension) is the
@@ -81,14 +83,16 @@ VMEM_SEGS_PER_ALLOC_MAX = VMEM_SEGS_PER_SPAN_CREATE + VMEM_SEGS_PER_MIDDLE_ALLOC
 # illumos adds VMEM_POPULATE_RESERVE (12) for up to 4 threads populating vmem_seg_arena
 # recursively; one thread and no recursion here, so the reserve is the worst case itself.
 VMEM_MINFREE = VMEM_SEGS_PER_ALLOC_MAX
-VMEM_HASH_INITIAL = 16
 
 VMEM_FREELISTS = 63  # classes 0..62: sizes < 2**62
 VMEM_MAXADDR = 1 << 62  # exclusive upper bound of every address and size
 
 # --- tag pool layout ----------------------------------------------------------------------------
 F_START, F_SIZE, F_TYPE, F_ANEXT, F_APREV, F_KNEXT, F_KPREV, F_USER, F_IMPORT, F_STACK = range(10)
-NFIELDS = 10
+NFIELDS = 10  # per-tag fields; two more rows of the pool hold the arena's scalars and its hash
+F_META = 10  # meta row: M_* / K_* slots in its first NMETA columns
+F_HASH = 11  # hash row: one bucket per tag (capacity is a power of two), -1 = empty
+NROWS = 12
 T_SEG0 = 0  # arena list sentinel (type VMEM_SPAN like illumos' vm_seg0); knext: span list
 T_ROTOR = 1
 T_FREELIST = 2  # T_FREELIST + n is the head of freelist[n]
@@ -123,13 +127,14 @@ class VmemState(NamedTuple):
     chain or span list), ``user`` (a spare word for users of the arena, 0 on creation),
     ``imp`` (span markers: imported from the source) and ``stack`` (the free-tag stack,
     ``stack[:meta[M_NFREE]]``).  In Python the rows are also properties (``st.start``...).
-    A 2-D pool rather than one array per field keeps a kernel call at three array
-    arguments, i.e. a cheap numba dispatch.
+    ``meta`` and ``htab`` are the two last rows of ``seg`` (``F_META``, ``F_HASH``): the
+    whole state is one array, so a kernel call from Python passes a single array (the
+    cheapest numba dispatch), and growing the pool grows the hash with it.
     """
 
-    seg: np.ndarray  # (NFIELDS, capacity) tag pool
-    meta: np.ndarray  # scalars and counters (M_* and K_* slots)
-    htab: np.ndarray  # hash buckets: first tag of the chain or -1
+    seg: np.ndarray  # (NROWS, capacity) tag pool, capacity a power of two
+    meta: np.ndarray  # seg[F_META]: scalars and counters (M_* and K_* slots)
+    htab: np.ndarray  # seg[F_HASH]: hash buckets, first tag of the chain or -1
 
     start = property(lambda self: self.seg[F_START])
     size = property(lambda self: self.seg[F_SIZE])
@@ -144,9 +149,9 @@ class VmemState(NamedTuple):
 
 
 @njit(inline="always")
-def vmem_state(seg, meta, htab):
-    """Bundle the backing arrays into a ``VmemState`` (no copy)."""
-    return VmemState(seg, meta, htab)
+def vmem_state(seg):
+    """The ``VmemState`` of a pool array (views, no copy)."""
+    return VmemState(seg, seg[F_META], seg[F_HASH])
 
 
 # --- bit helpers (illumos sys/sysmacros.h) -------------------------------------------------------
@@ -316,21 +321,17 @@ def vmem_hash_delete(st, addr, size):
 
 
 @njit
-def vmem_hash_rescale(st, newtab, newshift):
-    """Move every allocated segment into ``newtab`` (power-of-two length); the caller swaps."""
-    newtab[:] = -1
-    mask = len(newtab) - 1
-    q = st.meta[M_QSHIFT]
-    for b in range(len(st.htab)):
-        t = st.htab[b]
-        while t >= 0:
-            nxt = st.seg[F_KNEXT, t]
-            a = st.seg[F_START, t]
-            nb = ((a + (a >> newshift) + (a >> (newshift << 1))) >> q) & mask
-            st.seg[F_KNEXT, t] = newtab[nb]
-            newtab[nb] = t
-            t = nxt
-    st.meta[M_HSHIFT] = newshift
+def vmem_hash_rebuild(st):
+    """Rehash every allocated segment into ``st.htab`` (after the pool, and so the hash, grew)."""
+    st.htab[:] = -1
+    st.meta[M_HSHIFT] = highbit(len(st.htab) - 1)
+    t = st.seg[F_ANEXT, T_SEG0]
+    while t != T_SEG0:
+        if st.seg[F_TYPE, t] == VMEM_ALLOC:
+            b = vmem_hash_index(st, st.seg[F_START, t])
+            st.seg[F_KNEXT, t] = st.htab[b]
+            st.htab[b] = t
+        t = st.seg[F_ANEXT, t]
 
 
 # --- segments and spans -------------------------------------------------------------------------
@@ -765,75 +766,78 @@ def vmem_batch(st, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
     return n
 
 
-# --- per-call entry points (3 arrays + scalars: a cheap numba dispatch) ------------------------
+# --- per-call entry points (one array + scalars: the cheapest numba dispatch) ----------------
 @njit
-def k_alloc(seg, meta, htab, size, vmflag):
-    return vmem_alloc(vmem_state(seg, meta, htab), size, vmflag)
-
-
-@njit
-def k_xalloc(seg, meta, htab, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
-    return vmem_xalloc(vmem_state(seg, meta, htab), size, align, phase, nocross, minaddr, maxaddr,
-                       vmflag, minfree)
+def k_alloc(seg, size, vmflag):
+    return vmem_alloc(vmem_state(seg), size, vmflag)
 
 
 @njit
-def k_free(seg, meta, htab, addr, size):
-    return vmem_xfree(vmem_state(seg, meta, htab), addr, size)
+def k_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
+    return vmem_xalloc(vmem_state(seg), size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree)
 
 
 @njit
-def k_span_create(seg, meta, htab, addr, size, imp):
-    return vmem_span_create(vmem_state(seg, meta, htab), addr, size, imp)
+def k_free(seg, addr, size):
+    return vmem_xfree(vmem_state(seg), addr, size)
 
 
 @njit
-def k_contains(seg, meta, htab, addr, size):
-    return vmem_contains(vmem_state(seg, meta, htab), addr, size)
+def k_span_create(seg, addr, size, imp):
+    return vmem_span_create(vmem_state(seg), addr, size, imp)
 
 
 @njit
-def k_walk(seg, meta, htab, typemask):
-    return vmem_walk(vmem_state(seg, meta, htab), typemask)
+def k_contains(seg, addr, size):
+    return vmem_contains(vmem_state(seg), addr, size)
 
 
 @njit
-def k_lookup(seg, meta, htab, addr):
-    return vmem_hash_lookup(vmem_state(seg, meta, htab), addr)
+def k_walk(seg, typemask):
+    return vmem_walk(vmem_state(seg), typemask)
 
 
 @njit
-def k_locate(seg, meta, htab, addr):
-    return vmem_locate(vmem_state(seg, meta, htab), addr)
+def k_lookup(seg, addr):
+    return vmem_hash_lookup(vmem_state(seg), addr)
 
 
 @njit
-def k_hash_rescale(seg, meta, htab, newtab, newshift):
-    vmem_hash_rescale(vmem_state(seg, meta, htab), newtab, newshift)
+def k_locate(seg, addr):
+    return vmem_locate(vmem_state(seg), addr)
 
 
 @njit
-def k_batch(seg, meta, htab, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
-    return vmem_batch(vmem_state(seg, meta, htab), ops, aligns, vmflag, out, done, pos,
-                      stop_on_nospace)
+def k_hash_rebuild(seg):
+    vmem_hash_rebuild(vmem_state(seg))
 
 
 @njit
-def k_check(seg, meta, htab):
-    return vmem_check(vmem_state(seg, meta, htab))
+def k_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
+    return vmem_batch(vmem_state(seg), ops, aligns, vmflag, out, done, pos, stop_on_nospace)
+
+
+@njit
+def k_check(seg):
+    return vmem_check(vmem_state(seg))
 
 
 # --- state construction (plain numpy; the facade grows the pool) -------------------------------
-def new_state_arrays(capacity: int, quantum: int, hash_buckets: int = VMEM_HASH_INITIAL):
-    """Backing arrays ``(seg, meta, htab)`` of an empty arena with ``capacity`` tags in total."""
-    if capacity < T_FIRST + VMEM_MINFREE:
-        capacity = T_FIRST + VMEM_MINFREE
-    seg = np.zeros((NFIELDS, capacity), np.int64)
-    meta = np.zeros(NMETA, np.int64)
-    htab = np.full(hash_buckets, -1, np.int64)
+def _pow2_at_least(n: int) -> int:
+    return 1 << max(n - 1, 1).bit_length()
+
+
+def new_state(capacity: int, quantum: int) -> VmemState:
+    """The state of an empty arena whose pool has ``capacity`` tags in total (sentinels
+    included), rounded up to a power of two."""
+    capacity = _pow2_at_least(max(capacity, T_FIRST + VMEM_MINFREE, NMETA))
+    seg = np.zeros((NROWS, capacity), np.int64)
+    st = VmemState(seg, seg[F_META], seg[F_HASH])
+    meta = st.meta
+    st.htab[:] = -1
     meta[M_QUANTUM] = quantum
     meta[M_QSHIFT] = quantum.bit_length() - 1
-    meta[M_HSHIFT] = (hash_buckets - 1).bit_length()
+    meta[M_HSHIFT] = (capacity - 1).bit_length()
     meta[M_CAP] = capacity
     # arena list sentinel and rotor; the span list starts and ends at T_SEG0
     seg[F_TYPE, T_SEG0] = VMEM_SPAN
@@ -842,31 +846,36 @@ def new_state_arrays(capacity: int, quantum: int, hash_buckets: int = VMEM_HASH_
     seg[F_KNEXT, T_SEG0] = seg[F_KPREV, T_SEG0] = T_SEG0
     seg[F_TYPE, T_ROTOR] = VMEM_ROTOR
     seg[F_KNEXT, T_ROTOR] = seg[F_KPREV, T_ROTOR] = -1
-    for c in range(VMEM_FREELISTS):
-        h = T_FREELIST + c
-        seg[F_TYPE, h] = VMEM_MARKER
-        seg[F_SIZE, h] = 1 << c
-        seg[F_KNEXT, h] = seg[F_KPREV, h] = h
-        seg[F_ANEXT, h] = seg[F_APREV, h] = -1
-    _push_new_tags(seg, meta, T_FIRST, capacity)
-    return seg, meta, htab
+    heads = np.arange(T_FREELIST, T_FIRST)
+    seg[F_TYPE, heads] = VMEM_MARKER
+    seg[F_SIZE, heads] = 1 << np.arange(VMEM_FREELISTS, dtype=np.int64)
+    seg[F_KNEXT, heads] = seg[F_KPREV, heads] = heads
+    seg[F_ANEXT, heads] = seg[F_APREV, heads] = -1
+    _push_new_tags(st, T_FIRST, capacity)
+    return st
 
 
-def _push_new_tags(seg, meta, lo: int, hi: int) -> None:
-    n = int(meta[M_NFREE])
+def _push_new_tags(st: VmemState, lo: int, hi: int) -> None:
+    n = int(st.meta[M_NFREE])
     k = hi - lo
-    seg[F_STACK, n:n + k] = np.arange(hi - 1, lo - 1, -1)  # lowest tag on top
-    meta[M_NFREE] = n + k
+    st.seg[F_STACK, n:n + k] = np.arange(hi - 1, lo - 1, -1)  # lowest tag on top
+    st.meta[M_NFREE] = n + k
 
 
-def grow_state_arrays(seg, meta, new_capacity: int):
-    """A copy of ``seg`` with ``new_capacity`` tags; the new tags are pushed on the stack."""
-    cap = seg.shape[1]
-    nseg = np.zeros((NFIELDS, new_capacity), np.int64)
-    nseg[:, :cap] = seg
-    _push_new_tags(nseg, meta, cap, new_capacity)
-    meta[M_CAP] = new_capacity
-    return nseg
+def grow_state(st: VmemState, new_capacity: int) -> VmemState:
+    """A copy of ``st`` with a pool of ``new_capacity`` (a larger power of two) tags: the new
+    tags go on the free-tag stack and the hash, one bucket per tag, is rebuilt."""
+    cap = st.seg.shape[1]
+    if new_capacity <= cap or new_capacity & (new_capacity - 1):
+        raise ValueError(f"new capacity {new_capacity} must be a power of two above {cap}")
+    seg = np.zeros((NROWS, new_capacity), np.int64)
+    seg[:F_META, :cap] = st.seg[:F_META]
+    seg[F_META, :NMETA] = st.meta[:NMETA]
+    nst = VmemState(seg, seg[F_META], seg[F_HASH])
+    _push_new_tags(nst, cap, new_capacity)
+    nst.meta[M_CAP] = new_capacity
+    k_hash_rebuild(seg)
+    return nst
 
 
 # --- invariant checker --------------------------------------------------------------------------

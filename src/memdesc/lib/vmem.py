@@ -68,7 +68,6 @@ from memdesc.lib._vmem_kernels import (
     VM_NEXTFIT,
     VMEM_ALLOC,
     VMEM_FREE,
-    VMEM_HASH_INITIAL,
     VMEM_MAXADDR,
     VMEM_MINFREE,
     VMEM_SEGS_PER_ALLOC_MAX,
@@ -132,7 +131,23 @@ class Policy(enum.IntEnum):
     ADDRFIT = VM_ADDRFIT
 
 
-_FLAGS: dict = {p: int(p) for p in Policy}  # Policy members or their int values -> plain int
+_FLAGS: dict = {int(p): int(p) for p in Policy}
+_INSTANTFIT = Policy.INSTANTFIT
+_MAXADDR = VMEM_MAXADDR
+
+
+def _policy_flags(policy) -> int:
+    """The plain-int vmflag of a Policy (or of its int value); raises on anything else.
+
+    (numba compiles a separate, slow-to-dispatch specialization for IntEnum arguments.)
+    """
+    try:
+        flags = _FLAGS.get(operator.index(policy))
+    except TypeError:
+        flags = None
+    if flags is None:
+        raise VmemInvalidRequest(f"unknown allocation policy {policy!r}; use a memdesc.lib.vmem.Policy")
+    return flags
 
 
 class SegType(enum.IntFlag):
@@ -184,11 +199,6 @@ def _p2roundup(x: int, align: int) -> int:
     return -(-x & -align)
 
 
-def _hash_buckets(ntags: int) -> int:
-    """illumos vmem_hash_rescale: ``MAX(16, 1 << (highbit(3 * nseg + 4) - 2))``."""
-    return max(VMEM_HASH_INITIAL, 1 << ((3 * ntags + 4).bit_length() - 2))
-
-
 # --- quantum caches (kmem caches with KMC_QCACHE) -------------------------------------------
 class _Slab:
     __slots__ = ("base", "free", "refcnt", "listed", "cache")
@@ -232,7 +242,8 @@ class Vmem:
     nosleep=True)`` and ``source.free``).  ``min_import`` is the smallest import.
     ``populate_fn(arena, ntags) -> bool`` is called before the tag pool grows by
     ``ntags`` tags; returning False makes that allocation fail (``populate_fail``).
-    ``tags`` is the initial number of usable boundary tags.
+    ``tags`` is the initial number of usable boundary tags (at least: the pool, sentinels
+    included, is a power of two).
     """
 
     def __init__(self, name: str = "vmem", base: int = 0, size: int = 0, quantum: int = 1, *,
@@ -248,8 +259,7 @@ class Vmem:
         self.name = str(name)
         self.quantum = quantum
         self._qshift = quantum.bit_length() - 1
-        cap = T_FIRST + tags
-        self._seg, self._meta, self._htab = K.new_state_arrays(cap, quantum, _hash_buckets(tags))
+        self._set_state(K.new_state(T_FIRST + tags, quantum))
         if source is not None and import_fn is None:
             if not isinstance(source, Vmem):
                 raise VmemInvalidRequest("a source that is not a Vmem needs import_fn and release_fn")
@@ -286,6 +296,9 @@ class Vmem:
         return (f"Vmem({self.name!r}, quantum={self.quantum}, total={self.size()}, "
                 f"inuse={self.size(SegType.ALLOC)}, spans={int(self._meta[K.M_NSPANS])})")
 
+    def _set_state(self, st: VmemState) -> None:
+        self._seg, self._meta, self._htab = st.seg, st.meta, st.htab
+
     @property
     def state(self) -> VmemState:
         """The kernels' state (the live arrays; replaced when the pool or the hash grows)."""
@@ -293,7 +306,7 @@ class Vmem:
 
     @property
     def tags_capacity(self) -> int:
-        """Usable boundary tags in the pool (sentinels excluded)."""
+        """Usable boundary tags in the pool (sentinels excluded); the pool is a power of two."""
         return self._seg.shape[1] - T_FIRST
 
     @property
@@ -354,7 +367,7 @@ class Vmem:
 
     def _span_create(self, addr: int, size: int, imp: int) -> None:
         while True:
-            r = int(K.k_span_create(self._seg, self._meta, self._htab, addr, size, imp))
+            r = int(K.k_span_create(self._seg, addr, size, imp))
             if r >= 0:
                 return
             if r == E_OVERLAP:
@@ -370,14 +383,14 @@ class Vmem:
         size = _as_int(size, "size")
         if addr < 0 or size <= 0 or addr + size > VMEM_MAXADDR:
             return False
-        return bool(K.k_contains(self._seg, self._meta, self._htab, addr, size))
+        return bool(K.k_contains(self._seg, addr, size))
 
     def walk(self, types: int = SegType.ALLOC | SegType.FREE) -> list[Segment]:
         """``vmem_walk``: the segments (and/or span markers) of ``types``, in address order."""
         types = _as_int(types, "types")
         if types & ~(VMEM_ALLOC | VMEM_FREE | VMEM_SPAN) or not types:
             raise VmemInvalidRequest(f"walk() takes a mask of SegType.ALLOC/FREE/SPAN, got {types:#x}")
-        starts, sizes, kinds, _ = K.k_walk(self._seg, self._meta, self._htab, types)
+        starts, sizes, kinds, _ = K.k_walk(self._seg, types)
         return [Segment(int(a), int(s), SegType(int(k)))
                 for a, s, k in zip(starts.tolist(), sizes.tolist(), kinds.tolist(), strict=True)]
 
@@ -389,17 +402,18 @@ class Vmem:
         importing from the source, if any) raises :class:`VmemExhausted`, or returns None if
         ``nosleep``.
         """
-        if type(size) is not int:
-            size = _as_int(size, "size")
-        if size <= self._qcache_max and size > 0:
+        flags = 0 if policy is _INSTANTFIT else _policy_flags(policy)
+        if size.__class__ is int and self._qcache_max < size < _MAXADDR:  # the hot path
+            r = _k_alloc(self._seg, size, flags)
+            if r < 0 or self._can_release:
+                return self._alloc_slow(r, size, 0, 0, flags, nosleep)
+            return r
+        size = _as_int(size, "size")
+        if 0 < size <= self._qcache_max:
             return self._qc_alloc(size, nosleep)
-        flags = _FLAGS.get(policy)
-        if flags is None or not 0 < size < VMEM_MAXADDR:
+        if not 0 < size < VMEM_MAXADDR:
             raise self._bad_request(size, policy)
-        r = _k_alloc(self._seg, self._meta, self._htab, size, flags)
-        if r < 0 or self._can_release:
-            return self._alloc_slow(r, size, 0, 0, flags, nosleep)
-        return r
+        return self.alloc(size, flags, nosleep=nosleep)
 
     def xalloc(self, size: int, align: int = 0, phase: int = 0, nocross: int = 0,
                minaddr: int | None = None, maxaddr: int | None = None,
@@ -416,9 +430,7 @@ class Vmem:
         nocross = _as_int(nocross, "nocross")
         lo = 0 if minaddr is None else _as_int(minaddr, "minaddr")
         hi = VMEM_MAXADDR if maxaddr is None else _as_int(maxaddr, "maxaddr")
-        flags = _FLAGS.get(policy)
-        if flags is None:
-            raise self._bad_request(size, policy)
+        flags = _policy_flags(policy)
         if flags & VM_NEXTFIT:
             raise VmemConstraintError("xalloc does not support Policy.NEXTFIT (use alloc)")
         if not 0 < size < VMEM_MAXADDR:
@@ -435,7 +447,7 @@ class Vmem:
             raise VmemConstraintError(f"{args}: overconstrained allocation")
         if lo < 0 or hi > VMEM_MAXADDR or lo >= hi or hi - lo < rsize:
             raise VmemConstraintError(f"{args}: the range [minaddr, maxaddr) cannot hold the size")
-        r = _k_xalloc(self._seg, self._meta, self._htab, rsize, align, phase, nocross, lo, hi, flags,
+        r = _k_xalloc(self._seg, rsize, align, phase, nocross, lo, hi, flags,
                       VMEM_MINFREE)
         if r < 0 or self._can_release:
             return self._alloc_slow(r, rsize, align, phase, flags, nosleep,
@@ -444,8 +456,6 @@ class Vmem:
         return r
 
     def _bad_request(self, size, policy) -> VmemInvalidRequest:
-        if _FLAGS.get(policy) is None:
-            return VmemInvalidRequest(f"unknown allocation policy {policy!r}; use a memdesc.lib.vmem.Policy")
         return VmemInvalidRequest(f"{self.name}: size must be in [1, 2**62), got {size}")
 
     def _alloc_slow(self, r: int, size: int, align: int, phase: int, flags: int, nosleep: bool,
@@ -461,7 +471,7 @@ class Vmem:
                 if span is None:
                     return self._fail(size, nosleep, "the source could not supply a span")
                 # allocate from the new span (illumos: addr = P2PHASEUP(span start, align, phase))
-                r = _k_xalloc(self._seg, self._meta, self._htab, _p2roundup(size, self.quantum),
+                r = _k_xalloc(self._seg, _p2roundup(size, self.quantum),
                               align or self.quantum, phase, 0, span[0], span[0] + span[1], VM_FIRSTFIT,
                               VMEM_SEGS_PER_MIDDLE_ALLOC)
                 if r == E_NOSPACE:  # the import function returned less than asked for
@@ -471,9 +481,9 @@ class Vmem:
             else:  # pragma: no cover - the kernels return no other code here
                 raise VmemError(f"{self.name}: unexpected kernel status {r}")
             if xargs is None:
-                r = _k_alloc(self._seg, self._meta, self._htab, size, flags)
+                r = _k_alloc(self._seg, size, flags)
             else:
-                r = _k_xalloc(self._seg, self._meta, self._htab, size, *xargs, flags, VMEM_MINFREE)
+                r = _k_xalloc(self._seg, size, *xargs, flags, VMEM_MINFREE)
         if self._can_release:
             self._drain_releases()
         return r
@@ -525,29 +535,26 @@ class Vmem:
         if self._populate_fn is not None and not self._populate_fn(self, ntags):
             self._meta[K.K_POPULATE_FAIL] += 1
             return False
-        self._seg = K.grow_state_arrays(self._seg, self._meta, cap + ntags)
+        self._set_state(K.grow_state(self.state, cap + ntags))
         self._meta[K.K_POPULATE] += 1
-        nb = _hash_buckets(self.tags_capacity)
-        if nb > len(self._htab):
-            newtab = np.empty(nb, np.int64)
-            K.k_hash_rescale(self._seg, self._meta, self._htab, newtab, (nb - 1).bit_length())
-            self._htab = newtab
         return True
 
     # --- free ---------------------------------------------------------------------------------
     def free(self, addr: int, size: int) -> None:
         """``vmem_free``: free ``[addr, addr + size)`` allocated by :meth:`alloc`."""
-        if type(addr) is not int:
-            addr = _as_int(addr, "addr")
-        if type(size) is not int:
-            size = _as_int(size, "size")
-        if size <= self._qcache_max and size > 0:
+        if (size.__class__ is int and addr.__class__ is int and self._qcache_max < size < _MAXADDR
+                and 0 <= addr < _MAXADDR):  # the hot path
+            r = _k_free(self._seg, addr, size)
+            if r or self._can_release:
+                self._free_slow(r, addr, size)
+            return
+        addr = _as_int(addr, "addr")
+        size = _as_int(size, "size")
+        if 0 < size <= self._qcache_max:
             return self._qc_free(addr, size)
         if not (0 <= addr < VMEM_MAXADDR and 0 < size < VMEM_MAXADDR):
             raise VmemBadAddress(f"{self.name}: free({addr:#x}, {size}) outside the arena's range")
-        r = _k_free(self._seg, self._meta, self._htab, addr, size)
-        if r or self._can_release:
-            self._free_slow(r, addr, size)
+        self.free(addr, size)
 
     def xfree(self, addr: int, size: int) -> None:
         """``vmem_xfree``: free a segment from :meth:`xalloc` (bypasses the quantum caches)."""
@@ -555,7 +562,7 @@ class Vmem:
         size = _as_int(size, "size")
         if not (0 <= addr < VMEM_MAXADDR and 0 < size < VMEM_MAXADDR):
             raise VmemBadAddress(f"{self.name}: xfree({addr:#x}, {size}) outside the arena's range")
-        r = _k_free(self._seg, self._meta, self._htab, addr, size)
+        r = _k_free(self._seg, addr, size)
         if r or self._can_release:
             self._free_slow(r, addr, size)
 
@@ -563,14 +570,14 @@ class Vmem:
         if r == E_BADFREE:
             raise self._diagnose_bad_free(addr, size)
         if r == E_WRONGSIZE:
-            t = int(K.k_lookup(self._seg, self._meta, self._htab, addr))
+            t = int(K.k_lookup(self._seg, addr))
             raise VmemSizeMismatch(f"{self.name}: free({addr:#x}, {size}): the allocation at {addr:#x} "
                                    f"has size {int(self._seg[K.F_SIZE, t])} (sizes are compared "
                                    f"after rounding to the quantum {self.quantum})")
         self._drain_releases()
 
     def _diagnose_bad_free(self, addr: int, size: int) -> VmemBadAddress:
-        t = int(K.k_locate(self._seg, self._meta, self._htab, addr))
+        t = int(K.k_locate(self._seg, addr))
         what = f"{self.name}: free({addr:#x}, {size})"
         if t < 0:
             return VmemBadAddress(f"{what}: address not in any span of the arena")
@@ -663,7 +670,7 @@ class Vmem:
             if off % slab.cache.objsize == 0 and off // slab.cache.objsize < slab.cache.nobj:
                 return VmemDoubleFree(f"{what}: buffer of {slab.cache.name} is already free: double free")
             return VmemBadAddress(f"{what}: address is inside a {slab.cache.name} slab but not a buffer")
-        t = int(K.k_lookup(self._seg, self._meta, self._htab, addr))
+        t = int(K.k_lookup(self._seg, addr))
         if t >= 0:
             return VmemBadAddress(f"{what}: this is a segment-layer allocation of size "
                                   f"{int(self._seg[K.F_SIZE, t])} (from xalloc?): use xfree")
@@ -672,7 +679,7 @@ class Vmem:
     # --- per-allocation user word -------------------------------------------------------------
     def _tag(self, addr: int) -> int:
         addr = _as_int(addr, "addr")
-        t = int(K.k_lookup(self._seg, self._meta, self._htab, addr)) if 0 <= addr < VMEM_MAXADDR else -1
+        t = int(K.k_lookup(self._seg, addr)) if 0 <= addr < VMEM_MAXADDR else -1
         if t < 0:
             raise VmemBadAddress(f"{self.name}: no segment-layer allocation starts at {addr:#x}")
         return t
@@ -702,9 +709,7 @@ class Vmem:
         if ops.ndim != 1:
             raise VmemInvalidRequest("ops must be one-dimensional")
         n = len(ops)
-        flags = _FLAGS.get(policy)
-        if flags is None:
-            raise self._bad_request(1, policy)
+        flags = _policy_flags(policy)
         if n and (np.any(ops == 0) or np.any(ops >= VMEM_MAXADDR)):
             raise VmemInvalidRequest("ops must be sizes in [1, 2**62) or -(index + 1) of an earlier op")
         if aligns is None:
@@ -725,10 +730,8 @@ class Vmem:
         done = np.zeros(n, np.int8)
         stop_on_nospace = self._import_fn is not None
         pos = 0
-        seg_args = None
         while True:
-            seg_args = (self._seg, self._meta, self._htab)
-            pos = int(K.k_batch(*seg_args, ops, al, flags, out, done, pos, stop_on_nospace))
+            pos = int(K.k_batch(self._seg, ops, al, flags, out, done, pos, stop_on_nospace))
             status = int(self._meta[K.M_STATUS])
             if status == 0:
                 break
@@ -756,7 +759,7 @@ class Vmem:
     # --- consistency --------------------------------------------------------------------------
     def check(self) -> None:
         """Check every invariant of the arena and its quantum caches; raise InvariantViolation."""
-        code, t = (int(x) for x in K.k_check(self._seg, self._meta, self._htab))
+        code, t = (int(x) for x in K.k_check(self._seg))
         if code:
             where = ""
             if 0 <= t < self._seg.shape[1]:
@@ -769,7 +772,7 @@ class Vmem:
         for qc in self._qcaches:
             nempty = 0
             for base, slab in qc.slabs.items():
-                t = int(K.k_lookup(self._seg, self._meta, self._htab, base))
+                t = int(K.k_lookup(self._seg, base))
                 if t < 0 or int(self._seg[K.F_SIZE, t]) != self.qcache_slabsize:
                     raise InvariantViolation(f"{qc.name}: slab {base:#x} is not an allocated segment "
                                              f"of {self.qcache_slabsize}")
