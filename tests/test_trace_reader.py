@@ -319,6 +319,18 @@ def test_gfp_raw_hex_none_and_unknown_flag():
         parse_trace_text(text, strict=True)
 
 
+def test_gfp_table_of_another_kernel():
+    """An old kernel's flag name parses with that kernel's __def_gfpflag_names table."""
+    from memdesc.mm.gfp import GFPFLAG_NAMES
+
+    line = ("  x-1 [000] ....  2.000000: mm_page_alloc: page=ffffea0000000040 pfn=12 order=0 "
+            "migratetype=0 gfp_flags=GFP_KERNEL|GFP_NOTRACK\n")
+    assert parse_trace_text(line).malformed == {"bad_field": 1}
+    names = (*GFPFLAG_NAMES, (1 << 21, "GFP_NOTRACK"))  # 4.x: ___GFP_NOTRACK was 0x200000
+    res = parse_trace_text(line, gfp_names=names)
+    assert res.malformed == {} and res.df["gfp"][0] == parse_gfp("GFP_KERNEL") | (1 << 21)
+
+
 def test_timestamps_ns_precision_and_no_flags_column():
     text = ("   x-1 [000]   5.123456789: mm_page_free: page=ffffea0000000040 pfn=0x1 order=0\n"
             "   x-1 [000] .N.1.  5.5: mm_page_free: page=ffffea0000000040 pfn=0x1 order=0\n"
@@ -363,6 +375,7 @@ def test_malformed_lines_counted_by_kind():
     assert [e[1] for e in res.examples] == list(BAD_LINES.values())
     assert [e[0] for e in res.examples] == list(range(2, len(BAD_LINES) + 2))
     assert res.n_malformed == len(BAD_LINES)
+    assert res.lines == res.skipped + res.events + res.n_malformed
 
 
 @pytest.mark.parametrize("bad,kind", list(BAD_LINES.items()))

@@ -74,6 +74,10 @@ def load(key: str) -> tuple[pl.DataFrame, dict] | None:
         return None
     if not isinstance(df, pl.DataFrame):
         return None
+    try:
+        os.utime(path)  # recently used entries survive _prune
+    except OSError:
+        pass
     return df, meta
 
 
@@ -98,8 +102,15 @@ def store(key: str, df: pl.DataFrame, meta: dict) -> Path | None:
     return entry_path(key)
 
 
+def _mtime(p: Path) -> float:
+    try:
+        return p.stat().st_mtime
+    except OSError:  # removed meanwhile by another process
+        return 0.0
+
+
 def _prune(root: Path) -> None:
-    entries = sorted(root.glob("*.parquet"), key=lambda p: p.stat().st_mtime, reverse=True)
+    entries = sorted(root.glob("*.parquet"), key=_mtime, reverse=True)
     for old in entries[MAX_ENTRIES:]:
         try:
             old.unlink()

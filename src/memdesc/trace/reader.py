@@ -28,6 +28,8 @@ skips all of this.
 
 from __future__ import annotations
 
+import itertools
+import os
 import queue
 import re
 import threading
@@ -423,17 +425,26 @@ class _Prefetch:
             self._put(exc)
 
     def __iter__(self):
-        try:
-            while True:
-                item = self._q.get()
-                if item is self._END:
-                    return
-                if isinstance(item, BaseException):
-                    raise item
-                yield item
-        finally:
-            self._stop.set()
-            self._t.join()
+        while True:
+            item = self._q.get()
+            if item is self._END:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+
+    def close(self) -> None:
+        """Stop the producer (it may be blocked on a full queue) and wait for it."""
+        self._stop.set()
+        self._t.join()
+
+
+def _workers(workers: int | None) -> int:
+    if workers is None:
+        return max(1, min(4, os.cpu_count() or 1))
+    if workers < 1:
+        raise FormatError(f"workers must be >= 1, got {workers}")
+    return int(workers)
 
 
 def _check_format(fmt: str) -> str:
@@ -447,7 +458,7 @@ def _check_format(fmt: str) -> str:
 # ------------------------------------------------------------------------------
 def read_trace(path: str | Path, *, fmt: str = "auto", strict: bool = False, comm: bool = False,
                cache: bool = True, gfp_names: Sequence[tuple[int, str]] | None = None,
-               workers: int = 2, block_size: int = DEFAULT_BLOCK) -> TraceReadResult:
+               workers: int | None = None, block_size: int = DEFAULT_BLOCK) -> TraceReadResult:
     """Read a kmem trace file (plain, ``.gz`` or ``.zst``; recognised by content).
 
     ``fmt``: ``"auto"`` (detected from the first lines), ``"ftrace"``, ``"trace-cmd"`` or
@@ -456,9 +467,11 @@ def read_trace(path: str | Path, *, fmt: str = "auto", strict: bool = False, com
     ``comm``: add the task-name column (costs time and memory).  ``cache``: read/write
     the Parquet cache.  ``gfp_names``: a ``__def_gfpflag_names`` table for traces of a
     kernel other than 6.18 (see :func:`memdesc.mm.gfp.gfpflag_names_from_format`).
+    ``workers``: parser threads (default: the number of CPUs, at most 4).
     """
     t0 = time.perf_counter()
     fmt = _check_format(fmt)
+    nworkers = _workers(workers)
     p = Path(path)
     if not p.is_file():
         raise FormatError(f"no such trace file: {p}")
@@ -473,19 +486,15 @@ def read_trace(path: str | Path, *, fmt: str = "auto", strict: bool = False, com
             if not (strict and (meta["malformed"] or meta["stream_error"])):
                 return TraceReadResult._from_meta(df, meta, time.perf_counter() - t0)
     reader = BlockReader(p, block_size)
-    blocks = iter(_Prefetch(reader))
-    first = next(blocks, None)
-    if first is None:
-        first = b""
-    use_fmt = detect_format(first[:1 << 16] or reader.tail[:1 << 16]) if fmt == "auto" else fmt
-    asm = _Assembler(str(p), use_fmt, strict, comm, gfp_names)
-
-    def chain():
-        if first:
-            yield first
-        yield from blocks
-
-    _run(chain(), asm, workers)
+    prefetch = _Prefetch(reader)
+    try:
+        blocks = iter(prefetch)
+        first = next(blocks, b"")
+        use_fmt = detect_format(first[:1 << 16] or reader.tail[:1 << 16]) if fmt == "auto" else fmt
+        asm = _Assembler(str(p), use_fmt, strict, comm, gfp_names)
+        _run(itertools.chain([first] if first else [], blocks), asm, nworkers)
+    finally:
+        prefetch.close()
     truncated = reader.stream_error is not None
     asm.add_tail(reader.tail, truncated)
     if truncated:
@@ -505,7 +514,7 @@ def read_trace(path: str | Path, *, fmt: str = "auto", strict: bool = False, com
 
 def parse_trace_text(text: str | bytes, *, fmt: str = "auto", strict: bool = False, comm: bool = False,
                      gfp_names: Sequence[tuple[int, str]] | None = None, name: str = "<text>",
-                     workers: int = 1, block_size: int = DEFAULT_BLOCK) -> TraceReadResult:
+                     workers: int | None = None, block_size: int = DEFAULT_BLOCK) -> TraceReadResult:
     """Parse trace text held in memory (same rules as :func:`read_trace`, no cache)."""
     t0 = time.perf_counter()
     fmt = _check_format(fmt)
@@ -513,7 +522,7 @@ def parse_trace_text(text: str | bytes, *, fmt: str = "auto", strict: bool = Fal
     use_fmt = detect_format(data[:1 << 16]) if fmt == "auto" else fmt
     asm = _Assembler(name, use_fmt, strict, comm, gfp_names)
     blocks, tail = iter_bytes_blocks(data, block_size)
-    _run(blocks, asm, workers)
+    _run(blocks, asm, _workers(workers))
     asm.add_tail(tail, False)
     return TraceReadResult(
         df=asm.frame(), source=name, format=use_fmt, lines=asm.lines, skipped=asm.skipped,

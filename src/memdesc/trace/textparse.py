@@ -413,6 +413,9 @@ def _find_header(buf, p, e, sep):
             q += 1
             continue
         cpu = _parse_uint(buf, q + 1, r)
+        if cpu > 32767:  # not a CPU number (the cpu column is an int16)
+            q += 1
+            continue
         # walk back: blanks, optional "(tgid)", blanks, digits
         t = q - 1
         while t >= p and _is_blank(buf[t]):
