@@ -76,13 +76,15 @@ class Model:
 class VmemMachine(RuleBasedStateMachine):
     """Spans, alloc/xalloc/free under INSTANTFIT/BESTFIT/FIRSTFIT/ADDRFIT, and bad frees."""
 
-    @initialize(quantum=st.sampled_from([1, 8]), qcache=st.booleans(), tags=st.sampled_from([4, 64]))
-    def setup(self, quantum, qcache, tags):
+    @initialize(quantum=st.sampled_from([1, 8]), qcache=st.booleans(), tags=st.sampled_from([4, 64]),
+                start=st.integers(0, UNIVERSE // 64 - 1), pages=st.integers(1, 64))
+    def setup(self, quantum, qcache, tags, start, pages):
         self.m = Model(quantum)
         self.qc = 2 * quantum if qcache else 0
         self.a = Vmem("model", quantum=quantum, qcache_max=self.qc, tags=tags)
         self.cached: dict[int, int] = {}  # quantum-cache buffers: addr -> size
         self.slabs: set[int] = set()
+        self.add_span(start, pages)
 
     @rule(start=st.integers(0, UNIVERSE // 64 - 1), pages=st.integers(1, 24))
     def add_span(self, start, pages):
