@@ -298,6 +298,35 @@ def test_unknown_events_counted_and_skipped_lost_markers_summed():
     assert parse_trace_text(perf, fmt="perf").unknown_events == {"sched:sched_switch": 1}
 
 
+# perf script of a `perf record -g` capture prints the call chain under each sample;
+# ftrace's stacktrace option prints "<stack trace>" and " => symbol" lines
+PERF_CALLCHAIN = """\
+            perf 14187 [001]  1174.983426:             kmem:mm_page_alloc: page=0x119984 pfn=0x119984 order=0 migratetype=0 gfp_flags=GFP_KERNEL
+\tffffffff8134a1b2 __alloc_pages_noprof+0x262 ([kernel.kallsyms])
+\tffffffff8134a1b2 alloc_pages_mpol+0x9a ([kernel.kallsyms])
+\t    7f0a12345678 [unknown] (/usr/lib/libc.so.6)
+
+            perf 14187 [001]  1174.983477:             kmem:mm_page_free: page=0x119985 pfn=0x119985 order=0
+"""  # noqa: E501
+FTRACE_STACK = """\
+            bash-1    [000] .....   1.000002: mm_page_free: page=ffffea0000000040 pfn=0x1 order=0
+            bash-1    [000] .....   1.000003: <stack trace>
+ => free_unref_folios
+ => folios_put_refs
+            bash-1    [000] .....   1.000005: mm_page_free: page=ffffea0000000080 pfn=0x2 order=0
+"""
+
+
+def test_stack_traces_are_skipped():
+    res = parse_trace_text(PERF_CALLCHAIN)
+    assert res.format == "perf" and res.malformed == {}
+    assert res.df["pfn"].to_list() == [0x119984, 0x119985] and res.skipped == 4
+    res = parse_trace_text(FTRACE_STACK)
+    assert res.malformed == {} and res.df["pfn"].to_list() == [1, 2]
+    # an unindented hex word is not a call chain
+    assert parse_trace_text("ffffffff8134a1b2 __alloc_pages\n").malformed == {"not_an_event": 1}
+
+
 def test_trace_cmd_preamble_and_dropped_events():
     text = ("version = 6\nCPU 3 is empty\ncpus=4\nCPU:2 [77 EVENTS DROPPED]\nCPU:0 [EVENTS DROPPED]\n"
             + "\n".join(TRACECMD.read_text().splitlines()[1:4]) + "\n")
@@ -624,7 +653,7 @@ print(json.dumps({"rows": res.df.drop("comm").rows(), "comm": res.df["comm"].cas
 def test_kernels_agree_without_jit(tmp_path):
     lines = PERF.read_text().splitlines()[:40]
     text = "\n".join([*lines, *TASK_NAMES.splitlines(), *FAILED.splitlines(), *MIXED.splitlines(),
-                      *BAD_LINES, OLD_ALLOC]) + "\n"
+                      *BAD_LINES, OLD_ALLOC, *FTRACE_STACK.splitlines(), *PERF_CALLCHAIN.splitlines()]) + "\n"
     text_ftrace = "\n".join(x for x in text.splitlines() if "kmem:" not in x) + "\n"
     env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
     out = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT, str(tmp_path / "w.txt")], input=text_ftrace,

@@ -490,7 +490,7 @@ def read_trace(path: str | Path, *, fmt: str = "auto", strict: bool = False, com
     try:
         blocks = iter(prefetch)
         first = next(blocks, b"")
-        use_fmt = detect_format(first[:1 << 16] or reader.tail[:1 << 16]) if fmt == "auto" else fmt
+        use_fmt = detect_format(bytes(first[:1 << 16]) or reader.tail[:1 << 16]) if fmt == "auto" else fmt
         asm = _Assembler(str(p), use_fmt, strict, comm, gfp_names)
         _run(itertools.chain([first] if first else [], blocks), asm, nworkers)
     finally:

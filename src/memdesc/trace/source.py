@@ -117,7 +117,14 @@ class BlockReader:
         if not dec.finished():
             self.stream_error = f"{self.compression} stream ends in the middle of a frame (file truncated)"
 
-    def _lines(self, pieces: Iterator[bytes]) -> Iterator[bytes]:
+    def _lines(self, pieces: Iterator[bytes]) -> Iterator[bytes | memoryview]:
+        """Regroup decoded pieces into blocks of whole lines.
+
+        Pieces are gathered until they hold ``block_size`` bytes.  The partial line at the
+        end is carried over; it and the first line of the next group make a small block of
+        their own, so the bulk of a group is handed out as a zero-copy memoryview.
+        """
+        carry = b""
         pending: list[bytes] = []
         size = 0
         for piece in pieces:
@@ -125,21 +132,29 @@ class BlockReader:
             size += len(piece)
             if size < self.block_size:
                 continue
-            data = b"".join(pending)
-            cut = data.rfind(b"\n") + 1
-            pending = [data[cut:]] if cut < len(data) else []
-            size = len(data) - cut
-            if cut:
-                yield data[:cut] if cut < len(data) else data
-        data = b"".join(pending)
+            data = pending[0] if len(pending) == 1 else b"".join(pending)
+            pending, size = [], 0
+            last = data.rfind(b"\n")
+            if last < 0:
+                carry += data
+                continue
+            start = 0
+            if carry:
+                start = data.find(b"\n") + 1
+                yield carry + data[:start]
+            if last + 1 > start:
+                yield memoryview(data)[start: last + 1]
+            carry = data[last + 1:]
+        data = carry + b"".join(pending)
         cut = data.rfind(b"\n") + 1
         if cut:
-            yield data[:cut]
-        self.tail = data[cut:]
+            yield memoryview(data)[:cut]
+        self.tail = bytes(data[cut:])
 
 
-def iter_bytes_blocks(data: bytes, block_size: int = DEFAULT_BLOCK) -> tuple[list[bytes], bytes]:
-    """Cut an in-memory text into blocks of whole lines; returns (blocks, tail)."""
+def iter_bytes_blocks(data: bytes, block_size: int = DEFAULT_BLOCK) -> tuple[list[memoryview], bytes]:
+    """Cut an in-memory text into blocks of whole lines (zero-copy views); returns (blocks, tail)."""
+    view = memoryview(data)
     blocks = []
     pos = 0
     n = len(data)
@@ -153,6 +168,6 @@ def iter_bytes_blocks(data: bytes, block_size: int = DEFAULT_BLOCK) -> tuple[lis
                 cut = data.find(b"\n", end) + 1
         if cut <= pos:
             break
-        blocks.append(data[pos:cut])
+        blocks.append(view[pos:cut])
         pos = cut
-    return blocks, data[pos:]
+    return blocks, bytes(data[pos:])

@@ -30,8 +30,10 @@ tables whose entries point into the buffer; Python then decodes only the few hun
 distinct strings.  A table that fills up makes the call return ``PARSE_TABLE_FULL`` and
 the caller retries with a bigger one.
 
-Line status (``status`` array): ``ST_OK`` a kmem event; ``ST_SKIP`` blank, ``#`` comment
-or trace-cmd preamble (``cpus=2``, ``version = 6``, ``CPU 3 is empty``); ``ST_UNKNOWN``
+Line status (``status`` array): ``ST_OK`` a kmem event; ``ST_SKIP`` blank, ``#`` comment,
+trace-cmd preamble (``cpus=2``, ``version = 6``, ``CPU 3 is empty``) or a stack trace
+attached to the previous event (ftrace ``<stack trace>``/`` => sym``, ``perf script -g``
+``\t ffffffff81234567 sym+0x1a ([kernel.kallsyms])``); ``ST_UNKNOWN``
 another tracepoint; ``ST_LOST`` a lost-events marker (``CPU:1 [LOST 12 EVENTS]``, count
 in ``pfn``); the rest are malformed kinds (``events.MALFORMED_KINDS``).
 """
@@ -151,6 +153,9 @@ _LIT_CPU_COLON = np.frombuffer(b"CPU:", dtype=np.uint8).copy()
 _LIT_LOST = np.frombuffer(b"[LOST ", dtype=np.uint8).copy()
 _LIT_EVENTS = np.frombuffer(b" EVENTS]", dtype=np.uint8).copy()
 _LIT_DROPPED = np.frombuffer(b"EVENTS DROPPED]", dtype=np.uint8).copy()
+_LIT_STACK = np.frombuffer(b"<stack trace>", dtype=np.uint8).copy()
+_LIT_USTACK = np.frombuffer(b"<user stack trace>", dtype=np.uint8).copy()
+_LIT_ARROW = np.frombuffer(b"=> ", dtype=np.uint8).copy()
 _LIT_NULL = np.frombuffer(b"(null)", dtype=np.uint8).copy()
 _LIT_NIL = np.frombuffer(b"(nil)", dtype=np.uint8).copy()
 
@@ -456,8 +461,24 @@ def _find_header(buf, p, e, sep):
 
 
 @njit
-def _non_event_status(buf, p, e, li, o_pfn):
-    """Status of a line without an event header: preamble, lost-events marker or garbage."""
+def _non_event_status(buf, indented, p, e, li, o_pfn):
+    """Status of a line without an event header.
+
+    Skipped: trace-cmd's preamble, ftrace stack traces (``<stack trace>``, `` => sym``)
+    and ``perf script -g`` call chains (an indented ``<hex address> <symbol>``).  A
+    lost-events marker is ST_LOST with its count in ``o_pfn[li]``.  Anything else is
+    not an event.
+    """
+    if _match_at(buf, p, e, _LIT_STACK) or _match_at(buf, p, e, _LIT_USTACK):
+        return ST_SKIP
+    if indented:
+        if _match_at(buf, p, e, _LIT_ARROW):
+            return ST_SKIP
+        k = p
+        while k < e and _hex_digit(int(buf[k])) >= 0:
+            k += 1
+        if k > p and k < e and _is_blank(buf[k]):
+            return ST_SKIP
     if _match_at(buf, p, e, _LIT_CPUS) and _parse_uint(buf, p + 5, e) >= 0:
         return ST_SKIP
     if _match_at(buf, p, e, _LIT_VERSION) and _parse_uint(buf, p + 10, e) >= 0:
@@ -520,7 +541,7 @@ def parse_buffer(buf, pos, li, sep, want_comm, out_status, o_event, o_cpu, o_ts,
                 break
             comm_end, pid, cpu, q = _find_header(buf, p, e, sep)
             if comm_end < 0:
-                st = _non_event_status(buf, p, e, li, o_pfn)
+                st = _non_event_status(buf, p > pos, p, e, li, o_pfn)
                 break
             o_cpu[li] = cpu
             o_pid[li] = pid
@@ -556,6 +577,9 @@ def parse_buffer(buf, pos, li, sep, want_comm, out_status, o_event, o_cpu, o_ts,
             # "<event>:" (perf: "<sys>:<event>:")
             while q < e and _is_blank(buf[q]):
                 q += 1
+            if _match_at(buf, q, e, _LIT_STACK) or _match_at(buf, q, e, _LIT_USTACK):
+                st = ST_SKIP  # ftrace's stacktrace entry; its " => sym" lines follow
+                break
             a = q
             while q < e and not _is_blank(buf[q]):
                 q += 1
@@ -694,9 +718,9 @@ class InternTable:
         self.slots = np.full(size, -1, dtype=np.int64)
         self.ents = np.zeros((capacity, 3), dtype=np.int64)
 
-    def strings(self, data: bytes, count: int) -> list[str]:
+    def strings(self, data: bytes | memoryview, count: int) -> list[str]:
         """The ``count`` interned strings, in id order, decoded from the buffer they point into."""
-        return [data[s: s + ln].decode("utf-8", "replace")
+        return [bytes(data[s: s + ln]).decode("utf-8", "replace")
                 for s, ln in self.ents[:count, 1:3].tolist()]
 
 
@@ -706,7 +730,7 @@ class ParsedBuffer:
     ``status`` and every array of ``cols`` (:data:`LINE_COLUMNS`) have one entry per line.
     """
 
-    def __init__(self, data: bytes, n: int, status: np.ndarray, cols: dict[str, np.ndarray],
+    def __init__(self, data: bytes | memoryview, n: int, status: np.ndarray, cols: dict[str, np.ndarray],
                  tables: list[InternTable], counts: np.ndarray):
         self.data = data
         self.n = n
@@ -723,13 +747,11 @@ class ParsedBuffer:
             nl = np.flatnonzero(np.frombuffer(self.data, dtype=np.uint8) == 10)
             self._starts = np.concatenate(([0], nl + 1))
         a = int(self._starts[i])
-        b = self.data.find(b"\n", a)
-        if b < 0:
-            b = len(self.data)
-        return self.data[a:b].rstrip(b"\r").decode("utf-8", "replace")
+        b = int(self._starts[i + 1]) - 1 if i + 1 < self._starts.shape[0] else len(self.data)
+        return bytes(self.data[a:b]).rstrip(b"\r").decode("utf-8", "replace")
 
 
-def parse_bytes(data: bytes, sep: int, want_comm: bool) -> ParsedBuffer:
+def parse_bytes(data: bytes | memoryview, sep: int, want_comm: bool) -> ParsedBuffer:
     """Parse a buffer of lines (the last one may lack its newline)."""
     buf = np.frombuffer(data, dtype=np.uint8)
     nbytes = len(data)
