@@ -175,17 +175,35 @@ def qcache_slabsize(qcache_max: int) -> int:
     return max(1 << (3 * qcache_max).bit_length(), 64)
 
 
-if JIT_DISABLED:  # plain-Python kernels return numpy scalars: hand out Python ints
-    def _k_alloc(*a):
-        return int(K.k_alloc(*a))
+# The per-call hot paths call the compiled entry points directly: numba's dispatcher spends
+# more time matching argument types than the kernels spend allocating.  That is safe because
+# the facade only ever passes its own int64 pool and integers it has range-checked.
+def _k_alloc(*a):  # rebound by _bind_entry_points()
+    return int(K.k_alloc(*a))
 
-    def _k_free(*a):
-        return int(K.k_free(*a))
 
-    def _k_xalloc(*a):
-        return int(K.k_xalloc(*a))
-else:
-    _k_alloc, _k_free, _k_xalloc = K.k_alloc, K.k_free, K.k_xalloc
+def _k_free(*a):
+    return int(K.k_free(*a))
+
+
+def _k_xalloc(*a):
+    return int(K.k_xalloc(*a))
+
+
+_bound = False
+
+
+def _bind_entry_points() -> None:
+    global _k_alloc, _k_free, _k_xalloc, _bound
+    _bound = True
+    if JIT_DISABLED:  # plain-Python kernels return numpy scalars: keep the int() wrappers
+        return
+    from numba import types
+
+    pool, i64 = types.Array(types.int64, 2, "C"), types.int64
+    _k_alloc = K.k_alloc.compile((pool, i64, i64))
+    _k_free = K.k_free.compile((pool, i64, i64))
+    _k_xalloc = K.k_xalloc.compile((pool,) + (i64,) * 8)
 
 
 def _as_int(x, what: str) -> int:
@@ -250,6 +268,8 @@ class Vmem:
                  source: object | None = None, import_fn: ImportFn | None = None,
                  release_fn: ReleaseFn | None = None, qcache_max: int = 0, min_import: int = 0,
                  populate_fn: PopulateFn | None = None, tags: int = 256):
+        if not _bound:
+            _bind_entry_points()
         quantum = _as_int(quantum, "quantum")
         if quantum <= 0 or quantum & (quantum - 1) or quantum >= VMEM_MAXADDR:
             raise VmemInvalidRequest(f"quantum must be a power of two below 2**62, got {quantum}")
