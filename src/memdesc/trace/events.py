@@ -3,22 +3,20 @@
 Theory
 ------
 The page allocator announces its work through six tracepoints of
-``include/trace/events/kmem.h``:
+``include/trace/events/kmem.h`` (code: what happened):
 
-=========================== ==================== =========================================
-tracepoint                  code                 what happened
-=========================== ==================== =========================================
-``mm_page_alloc``           :data:`ALLOC`        ``__alloc_pages()`` returned (or failed)
-``mm_page_alloc_zone_locked`` :data:`ALLOC_ZONE_LOCKED` ``rmqueue_bulk()``/``rmqueue_buddy()``
-                                                 took a block from the buddy lists
-                                                 (``percpu_refill=1``: refilling a pcp list)
-``mm_page_free``            :data:`FREE`         ``free_pages()`` of one block
-``mm_page_free_batched``    :data:`FREE_BATCHED` a page freed by ``free_unref_folios()``
-``mm_page_pcpu_drain``      :data:`PCPU_DRAIN`   ``free_pcppages_bulk()`` returned a page
-                                                 from a pcp list to the buddy lists
-``mm_page_alloc_extfrag``   :data:`EXTFRAG`      ``__rmqueue_fallback()`` stole from another
-                                                 migratetype's free list
-=========================== ==================== =========================================
+* ``mm_page_alloc`` (:data:`ALLOC`): ``__alloc_pages()`` returned a block, or failed;
+* ``mm_page_alloc_zone_locked`` (:data:`ALLOC_ZONE_LOCKED`): a block was taken off the
+  buddy free lists under ``zone->lock`` (``percpu_refill=1``: to refill a per-cpu list);
+* ``mm_page_free`` (:data:`FREE`): a block freed (``free_pages_prepare()``, every free);
+* ``mm_page_free_batched`` (:data:`FREE_BATCHED`): a folio freed through the batched
+  path (``free_unref_folios()``); printed ``order=0`` whatever its order, and the same
+  free is *also* reported by ``mm_page_free`` (the real captures show both lines for
+  each page), so a replay must not free it twice;
+* ``mm_page_pcpu_drain`` (:data:`PCPU_DRAIN`): ``free_pcppages_bulk()`` moved a block
+  from a per-cpu list back to the buddy lists;
+* ``mm_page_alloc_extfrag`` (:data:`EXTFRAG`): ``__rmqueue_fallback()`` took a block
+  from another migratetype's free list (external fragmentation).
 
 Older kernels called ``mm_page_free`` ``mm_page_free_direct`` and
 ``mm_page_free_batched`` ``mm_pagevec_free``; both names map to the same codes.
