@@ -40,9 +40,9 @@ def snapshot(a: Vmem):
 
 def same(a: Vmem, seg) -> bool:
     """Same tags, hash and arena scalars (the K_* kstat counters may move)."""
-    return (np.array_equal(a._seg[:K.NFIELDS], seg[:K.NFIELDS])
-            and np.array_equal(a._seg[K.F_HASH], seg[K.F_HASH])
-            and np.array_equal(a._seg[K.F_META, :K.K_ALLOC], seg[K.F_META, :K.K_ALLOC]))
+    return (np.array_equal(a._seg[:, :K.NFIELDS], seg[:, :K.NFIELDS])
+            and np.array_equal(a._seg[:, K.F_HASH], seg[:, K.F_HASH])
+            and np.array_equal(a._seg[:K.K_ALLOC, K.F_META], seg[:K.K_ALLOC, K.F_META]))
 
 
 # --- the paper's worked example -------------------------------------------------------------
@@ -631,11 +631,11 @@ def test_check_detects_corruption(corrupt):
     if corrupt == "freemap":
         a._meta[K.M_FREEMAP] |= 1 << 40
     elif corrupt == "size":
-        a._seg[K.F_SIZE, t] += PAGE
+        a._seg[t, K.F_SIZE] += PAGE
     elif corrupt == "hash":
         a._htab[:] = -1
     elif corrupt == "stack":
-        a._seg[K.F_STACK, 0] = t
+        a._seg[0, K.F_STACK] = t
     else:
         a._meta[K.M_INUSE] += 1
     with pytest.raises(InvariantViolation):

@@ -55,7 +55,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from memdesc._numba import njit
+from memdesc._numba import JIT_DISABLED, njit
 
 # --- segment types (illumos sys/vmem_impl.h, sys/vmem.h) ----------------------------------------
 VMEM_ALLOC = 0x01
@@ -89,10 +89,10 @@ VMEM_MAXADDR = 1 << 62  # exclusive upper bound of every address and size
 
 # --- tag pool layout ----------------------------------------------------------------------------
 F_START, F_SIZE, F_TYPE, F_ANEXT, F_APREV, F_KNEXT, F_KPREV, F_USER, F_IMPORT, F_STACK = range(10)
-NFIELDS = 10  # per-tag fields; two more rows of the pool hold the arena's scalars and its hash
-F_META = 10  # meta row: M_* / K_* slots in its first NMETA columns
-F_HASH = 11  # hash row: one bucket per tag (capacity is a power of two), -1 = empty
-NROWS = 12
+NFIELDS = 10  # per-tag fields; two more columns of the pool hold the arena's scalars and hash
+F_META = 10  # meta column: M_* / K_* slots in its first NMETA rows
+F_HASH = 11  # hash column: one bucket per tag (capacity is a power of two), -1 = empty
+NCOLS = 12
 T_SEG0 = 0  # arena list sentinel (type VMEM_SPAN like illumos' vm_seg0); knext: span list
 T_ROTOR = 1
 T_FREELIST = 2  # T_FREELIST + n is the head of freelist[n]
@@ -120,72 +120,83 @@ E_RELEASE = -8  # batch: stopped so the facade can release pending spans
 class VmemState(NamedTuple):
     """The arena's state: the tag pool ``seg`` and two control arrays (all int64).
 
-    ``seg`` has one row per tag field (one column per tag), named by the ``F_*`` constants:
+    ``seg`` has one row per tag and one column per field (``seg[t, F_SIZE]``: the fields of
+    a tag share a cache line), named by the ``F_*`` constants:
     ``start`` (first address), ``size`` (length, rounded to the quantum), ``type``
     (VMEM_ALLOC / VMEM_FREE / VMEM_SPAN / VMEM_ROTOR / VMEM_MARKER, 0 when unused),
     ``anext``/``aprev`` (arena list, address order), ``knext``/``kprev`` (freelist, hash
     chain or span list), ``user`` (a spare word for users of the arena, 0 on creation),
     ``imp`` (span markers: imported from the source) and ``stack`` (the free-tag stack,
-    ``stack[:meta[M_NFREE]]``).  In Python the rows are also properties (``st.start``...).
-    ``meta`` and ``htab`` are the two last rows of ``seg`` (``F_META``, ``F_HASH``): the
+    ``stack[:meta[M_NFREE]]``).  In Python the columns are also properties (``st.start``...).
+    ``meta`` and ``htab`` are the two last columns of ``seg`` (``F_META``, ``F_HASH``): the
     whole state is one array, so a kernel call from Python passes a single array (the
     cheapest numba dispatch), and growing the pool grows the hash with it.
     """
 
-    seg: np.ndarray  # (NROWS, capacity) tag pool, capacity a power of two
-    meta: np.ndarray  # seg[F_META]: scalars and counters (M_* and K_* slots)
-    htab: np.ndarray  # seg[F_HASH]: hash buckets, first tag of the chain or -1
+    seg: np.ndarray  # (capacity, NCOLS) tag pool, capacity a power of two
+    meta: np.ndarray  # seg[:, F_META]: scalars and counters (M_* and K_* slots)
+    htab: np.ndarray  # seg[:, F_HASH]: hash buckets, first tag of the chain or -1
 
-    start = property(lambda self: self.seg[F_START])
-    size = property(lambda self: self.seg[F_SIZE])
-    type = property(lambda self: self.seg[F_TYPE])
-    anext = property(lambda self: self.seg[F_ANEXT])
-    aprev = property(lambda self: self.seg[F_APREV])
-    knext = property(lambda self: self.seg[F_KNEXT])
-    kprev = property(lambda self: self.seg[F_KPREV])
-    user = property(lambda self: self.seg[F_USER])
-    imp = property(lambda self: self.seg[F_IMPORT])
-    stack = property(lambda self: self.seg[F_STACK])
+    start = property(lambda self: self.seg[:, F_START])
+    size = property(lambda self: self.seg[:, F_SIZE])
+    type = property(lambda self: self.seg[:, F_TYPE])
+    anext = property(lambda self: self.seg[:, F_ANEXT])
+    aprev = property(lambda self: self.seg[:, F_APREV])
+    knext = property(lambda self: self.seg[:, F_KNEXT])
+    kprev = property(lambda self: self.seg[:, F_KPREV])
+    user = property(lambda self: self.seg[:, F_USER])
+    imp = property(lambda self: self.seg[:, F_IMPORT])
+    stack = property(lambda self: self.seg[:, F_STACK])
 
 
 @njit(inline="always")
 def vmem_state(seg):
     """The ``VmemState`` of a pool array (views, no copy)."""
-    return VmemState(seg, seg[F_META], seg[F_HASH])
+    return VmemState(seg, seg[:, F_META], seg[:, F_HASH])
 
 
 # --- bit helpers (illumos sys/sysmacros.h) -------------------------------------------------------
-@njit
-def highbit(x):
-    """1 + index of the highest set bit of ``x`` > 0; 0 for 0."""
-    h = 0
-    if x >> 32:
-        x >>= 32
-        h += 32
-    if x >> 16:
-        x >>= 16
-        h += 16
-    if x >> 8:
-        x >>= 8
-        h += 8
-    if x >> 4:
-        x >>= 4
-        h += 4
-    if x >> 2:
-        x >>= 2
-        h += 2
-    if x >> 1:
-        x >>= 1
-        h += 1
-    if x:
-        h += 1
-    return h
+if JIT_DISABLED:
+    def highbit(x):
+        """1 + index of the highest set bit of ``x`` > 0; 0 for 0."""
+        return int(x).bit_length()
 
+    def lowbit(x):
+        """1 + index of the lowest set bit of ``x``; 0 for 0."""
+        return int(x & -x).bit_length()
+else:
+    from numba import types
+    from numba.extending import intrinsic
 
-@njit
-def lowbit(x):
-    """1 + index of the lowest set bit of ``x``; 0 for 0."""
-    return highbit(x & -x)
+    @intrinsic
+    def _ctlz(typingctx, x):
+        if not isinstance(x, types.Integer) or x.bitwidth != 64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.ctlz(args[0], context.get_constant(types.boolean, False))
+
+        return types.int64(x), codegen
+
+    @intrinsic
+    def _cttz(typingctx, x):
+        if not isinstance(x, types.Integer) or x.bitwidth != 64:
+            return None
+
+        def codegen(context, builder, signature, args):
+            return builder.cttz(args[0], context.get_constant(types.boolean, False))
+
+        return types.int64(x), codegen
+
+    @njit
+    def highbit(x):
+        """1 + index of the highest set bit of ``x`` > 0; 0 for 0 (LLVM ctlz)."""
+        return 64 - _ctlz(x)
+
+    @njit
+    def lowbit(x):
+        """1 + index of the lowest set bit of ``x``; 0 for 0 (LLVM cttz)."""
+        return 0 if x == 0 else _cttz(x) + 1
 
 
 @njit
@@ -203,36 +214,36 @@ def vmem_hash_index(st, addr):
 # --- list primitives (VMEM_INSERT / VMEM_DELETE) ------------------------------------------------
 @njit
 def _ainsert(st, vprev, t):
-    vnext = st.seg[F_ANEXT, vprev]
-    st.seg[F_ANEXT, t] = vnext
-    st.seg[F_APREV, t] = vprev
-    st.seg[F_ANEXT, vprev] = t
-    st.seg[F_APREV, vnext] = t
+    vnext = st.seg[vprev, F_ANEXT]
+    st.seg[t, F_ANEXT] = vnext
+    st.seg[t, F_APREV] = vprev
+    st.seg[vprev, F_ANEXT] = t
+    st.seg[vnext, F_APREV] = t
 
 
 @njit
 def _adelete(st, t):
-    vprev = st.seg[F_APREV, t]
-    vnext = st.seg[F_ANEXT, t]
-    st.seg[F_ANEXT, vprev] = vnext
-    st.seg[F_APREV, vnext] = vprev
+    vprev = st.seg[t, F_APREV]
+    vnext = st.seg[t, F_ANEXT]
+    st.seg[vprev, F_ANEXT] = vnext
+    st.seg[vnext, F_APREV] = vprev
 
 
 @njit
 def _kinsert(st, vprev, t):
-    vnext = st.seg[F_KNEXT, vprev]
-    st.seg[F_KNEXT, t] = vnext
-    st.seg[F_KPREV, t] = vprev
-    st.seg[F_KNEXT, vprev] = t
-    st.seg[F_KPREV, vnext] = t
+    vnext = st.seg[vprev, F_KNEXT]
+    st.seg[t, F_KNEXT] = vnext
+    st.seg[t, F_KPREV] = vprev
+    st.seg[vprev, F_KNEXT] = t
+    st.seg[vnext, F_KPREV] = t
 
 
 @njit
 def _kdelete(st, t):
-    vprev = st.seg[F_KPREV, t]
-    vnext = st.seg[F_KNEXT, t]
-    st.seg[F_KNEXT, vprev] = vnext
-    st.seg[F_KPREV, vnext] = vprev
+    vprev = st.seg[t, F_KPREV]
+    vnext = st.seg[t, F_KNEXT]
+    st.seg[vprev, F_KNEXT] = vnext
+    st.seg[vnext, F_KPREV] = vprev
 
 
 # --- tag supply ---------------------------------------------------------------------------------
@@ -241,44 +252,44 @@ def vmem_getseg(st):
     """Pop a tag from the free-tag stack (callers checked ``meta[M_NFREE]`` beforehand)."""
     n = st.meta[M_NFREE] - 1
     st.meta[M_NFREE] = n
-    return st.seg[F_STACK, n]
+    return st.seg[n, F_STACK]
 
 
 @njit
 def vmem_putseg(st, t):
     n = st.meta[M_NFREE]
-    st.seg[F_STACK, n] = t
+    st.seg[n, F_STACK] = t
     st.meta[M_NFREE] = n + 1
-    st.seg[F_TYPE, t] = 0
+    st.seg[t, F_TYPE] = 0
 
 
 # --- freelists and hash -------------------------------------------------------------------------
 @njit
 def vmem_freelist_insert(st, t):
-    c = highbit(st.seg[F_SIZE, t]) - 1
-    st.seg[F_TYPE, t] = VMEM_FREE
+    c = highbit(st.seg[t, F_SIZE]) - 1
+    st.seg[t, F_TYPE] = VMEM_FREE
     st.meta[M_FREEMAP] |= 1 << c
     _kinsert(st, T_FREELIST + c, t)
 
 
 @njit
 def vmem_freelist_delete(st, t):
-    if st.seg[F_KNEXT, t] == st.seg[F_KPREV, t]:  # both neighbours are the list head: the list empties
-        st.meta[M_FREEMAP] &= ~(1 << (st.seg[F_KNEXT, t] - T_FREELIST))
+    if st.seg[t, F_KNEXT] == st.seg[t, F_KPREV]:  # both neighbours are the list head: the list empties
+        st.meta[M_FREEMAP] &= ~(1 << (st.seg[t, F_KNEXT] - T_FREELIST))
     _kdelete(st, t)
 
 
 @njit
 def vmem_hash_insert(st, t):
-    st.seg[F_TYPE, t] = VMEM_ALLOC
-    st.seg[F_USER, t] = 0
-    b = vmem_hash_index(st, st.seg[F_START, t])
-    st.seg[F_KNEXT, t] = st.htab[b]
-    st.seg[F_KPREV, t] = -1
+    st.seg[t, F_TYPE] = VMEM_ALLOC
+    st.seg[t, F_USER] = 0
+    b = vmem_hash_index(st, st.seg[t, F_START])
+    st.seg[t, F_KNEXT] = st.htab[b]
+    st.seg[t, F_KPREV] = -1
     st.htab[b] = t
     meta = st.meta
     meta[K_ALLOC] += 1
-    meta[M_INUSE] += st.seg[F_SIZE, t]
+    meta[M_INUSE] += st.seg[t, F_SIZE]
     meta[M_NBUSY] += 1
 
 
@@ -287,9 +298,9 @@ def vmem_hash_lookup(st, addr):
     """Tag of the allocated segment starting at ``addr``, or -1."""
     t = st.htab[vmem_hash_index(st, addr)]
     while t >= 0:
-        if st.seg[F_START, t] == addr:
+        if st.seg[t, F_START] == addr:
             return t
-        t = st.seg[F_KNEXT, t]
+        t = st.seg[t, F_KNEXT]
     return -1
 
 
@@ -300,19 +311,19 @@ def vmem_hash_delete(st, addr, size):
     prev = -1
     t = st.htab[b]
     while t >= 0:
-        if st.seg[F_START, t] == addr:
+        if st.seg[t, F_START] == addr:
             break
         st.meta[K_LOOKUP] += 1
         prev = t
-        t = st.seg[F_KNEXT, t]
+        t = st.seg[t, F_KNEXT]
     if t < 0:
         return E_BADFREE
-    if st.seg[F_SIZE, t] != size:
+    if st.seg[t, F_SIZE] != size:
         return E_WRONGSIZE
     if prev < 0:
-        st.htab[b] = st.seg[F_KNEXT, t]
+        st.htab[b] = st.seg[t, F_KNEXT]
     else:
-        st.seg[F_KNEXT, prev] = st.seg[F_KNEXT, t]
+        st.seg[prev, F_KNEXT] = st.seg[t, F_KNEXT]
     meta = st.meta
     meta[K_FREE] += 1
     meta[M_INUSE] -= size
@@ -325,24 +336,24 @@ def vmem_hash_rebuild(st):
     """Rehash every allocated segment into ``st.htab`` (after the pool, and so the hash, grew)."""
     st.htab[:] = -1
     st.meta[M_HSHIFT] = highbit(len(st.htab) - 1)
-    t = st.seg[F_ANEXT, T_SEG0]
+    t = st.seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[F_TYPE, t] == VMEM_ALLOC:
-            b = vmem_hash_index(st, st.seg[F_START, t])
-            st.seg[F_KNEXT, t] = st.htab[b]
+        if st.seg[t, F_TYPE] == VMEM_ALLOC:
+            b = vmem_hash_index(st, st.seg[t, F_START])
+            st.seg[t, F_KNEXT] = st.htab[b]
             st.htab[b] = t
-        t = st.seg[F_ANEXT, t]
+        t = st.seg[t, F_ANEXT]
 
 
 # --- segments and spans -------------------------------------------------------------------------
 @njit
 def vmem_seg_create(st, vprev, start, size):
     t = vmem_getseg(st)
-    st.seg[F_START, t] = start
-    st.seg[F_SIZE, t] = size
-    st.seg[F_TYPE, t] = 0
-    st.seg[F_IMPORT, t] = 0
-    st.seg[F_USER, t] = 0
+    st.seg[t, F_START] = start
+    st.seg[t, F_SIZE] = size
+    st.seg[t, F_TYPE] = 0
+    st.seg[t, F_IMPORT] = 0
+    st.seg[t, F_USER] = 0
     _ainsert(st, vprev, t)
     return t
 
@@ -361,17 +372,17 @@ def vmem_span_create(st, addr, size, imp):
     """
     if st.meta[M_NFREE] < VMEM_SEGS_PER_SPAN_CREATE:
         return E_NOTAGS
-    nxt = st.seg[F_KNEXT, T_SEG0]  # first span starting after addr (span list is address ordered)
-    while nxt != T_SEG0 and st.seg[F_START, nxt] < addr:
-        nxt = st.seg[F_KNEXT, nxt]
-    prv = st.seg[F_KPREV, nxt]
-    if prv != T_SEG0 and st.seg[F_START, prv] + st.seg[F_SIZE, prv] > addr:
+    nxt = st.seg[T_SEG0, F_KNEXT]  # first span starting after addr (span list is address ordered)
+    while nxt != T_SEG0 and st.seg[nxt, F_START] < addr:
+        nxt = st.seg[nxt, F_KNEXT]
+    prv = st.seg[nxt, F_KPREV]
+    if prv != T_SEG0 and st.seg[prv, F_START] + st.seg[prv, F_SIZE] > addr:
         return E_OVERLAP
-    if nxt != T_SEG0 and st.seg[F_START, nxt] < addr + size:
+    if nxt != T_SEG0 and st.seg[nxt, F_START] < addr + size:
         return E_OVERLAP
-    span = vmem_seg_create(st, st.seg[F_APREV, nxt], addr, size)
-    st.seg[F_TYPE, span] = VMEM_SPAN
-    st.seg[F_IMPORT, span] = imp
+    span = vmem_seg_create(st, st.seg[nxt, F_APREV], addr, size)
+    st.seg[span, F_TYPE] = VMEM_SPAN
+    st.seg[span, F_IMPORT] = imp
     _kinsert(st, prv, span)
     t = vmem_seg_create(st, span, addr, size)
     vmem_freelist_insert(st, t)
@@ -386,10 +397,10 @@ def vmem_span_create(st, addr, size, imp):
 @njit
 def vmem_span_destroy(st, t):
     """Remove the free segment ``t`` (off its freelist) that covers its whole span."""
-    span = st.seg[F_APREV, t]
-    size = st.seg[F_SIZE, t]
+    span = st.seg[t, F_APREV]
+    size = st.seg[t, F_SIZE]
     meta = st.meta
-    if st.seg[F_IMPORT, span]:
+    if st.seg[span, F_IMPORT]:
         meta[M_IMPORT] -= size
     meta[M_TOTAL] -= size
     meta[M_NSPANS] -= 1
@@ -401,9 +412,9 @@ def vmem_span_destroy(st, t):
 @njit
 def _span_is_free(st, t):
     """Free segment ``t`` is a whole imported span that the arena hands back to its source."""
-    span = st.seg[F_APREV, t]
-    return (st.meta[M_CANRELEASE] != 0 and st.seg[F_TYPE, span] == VMEM_SPAN and st.seg[F_IMPORT, span] != 0
-            and st.seg[F_TYPE, st.seg[F_ANEXT, t]] == VMEM_SPAN)
+    span = st.seg[t, F_APREV]
+    return (st.meta[M_CANRELEASE] != 0 and st.seg[span, F_TYPE] == VMEM_SPAN and st.seg[span, F_IMPORT] != 0
+            and st.seg[st.seg[t, F_ANEXT], F_TYPE] == VMEM_SPAN)
 
 
 @njit
@@ -411,8 +422,8 @@ def _release_span(st, t):
     """Destroy the free (off-freelist) whole-span segment ``t`` and queue the span for release."""
     meta = st.meta
     n = meta[M_RELN]
-    meta[M_RELQ + 2 * n] = st.seg[F_START, t]
-    meta[M_RELQ + 2 * n + 1] = st.seg[F_SIZE, t]
+    meta[M_RELQ + 2 * n] = st.seg[t, F_START]
+    meta[M_RELQ + 2 * n + 1] = st.seg[t, F_SIZE]
     meta[M_RELN] = n + 1
     meta[K_RELEASE] += 1
     vmem_span_destroy(st, t)
@@ -421,25 +432,25 @@ def _release_span(st, t):
 @njit
 def vmem_seg_alloc(st, t, addr, size):
     """Allocate ``[addr, addr+size)`` from free segment ``t``; leftovers go back on freelists."""
-    vs_start = st.seg[F_START, t]
-    vs_size = st.seg[F_SIZE, t]
+    vs_start = st.seg[t, F_START]
+    vs_size = st.seg[t, F_SIZE]
     vs_end = vs_start + vs_size
     addr_end = addr + size
     rest = vs_size - size
     # Allocating from the start, the remainder staying on the same freelist: P2SAMEHIGHBIT.
     if addr == vs_start and (vs_size ^ rest) < (vs_size & rest):
-        st.seg[F_START, t] = addr_end
-        st.seg[F_SIZE, t] = rest
-        n = vmem_seg_create(st, st.seg[F_APREV, t], addr, size)
+        st.seg[t, F_START] = addr_end
+        st.seg[t, F_SIZE] = rest
+        n = vmem_seg_create(st, st.seg[t, F_APREV], addr, size)
         vmem_hash_insert(st, n)
         return n
     vmem_freelist_delete(st, t)
     if vs_end != addr_end:
         vmem_freelist_insert(st, vmem_seg_create(st, t, addr_end, vs_end - addr_end))
     if vs_start != addr:
-        vmem_freelist_insert(st, vmem_seg_create(st, st.seg[F_APREV, t], vs_start, addr - vs_start))
-    st.seg[F_START, t] = addr
-    st.seg[F_SIZE, t] = size
+        vmem_freelist_insert(st, vmem_seg_create(st, st.seg[t, F_APREV], vs_start, addr - vs_start))
+    st.seg[t, F_START] = addr
+    st.seg[t, F_SIZE] = size
     vmem_hash_insert(st, t)
     return t
 
@@ -470,17 +481,17 @@ def _search_freelists(st, c, size, align, phase, nocross, minaddr, maxaddr, vmfl
     addr = -1
     while c >= 0:
         head = T_FREELIST + c
-        t = st.seg[F_KNEXT, head]
+        t = st.seg[head, F_KNEXT]
         while t != head:
             meta[K_SEARCH] += 1
-            a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
+            a = vmem_fit(st.seg[t, F_START], st.seg[t, F_SIZE], size, align, phase, nocross,
                          minaddr, maxaddr)
-            if a >= 0 and (vbest < 0 or st.seg[F_SIZE, t] < st.seg[F_SIZE, vbest]):
+            if a >= 0 and (vbest < 0 or st.seg[t, F_SIZE] < st.seg[vbest, F_SIZE]):
                 vbest = t
                 addr = a
-                if (vmflag & VM_BESTFIT) == 0 or st.seg[F_SIZE, t] == size:
+                if (vmflag & VM_BESTFIT) == 0 or st.seg[t, F_SIZE] == size:
                     break
-            t = st.seg[F_KNEXT, t]
+            t = st.seg[t, F_KNEXT]
         if vbest >= 0 or one_list or c + 1 >= VMEM_FREELISTS:
             break
         c = lowbit(meta[M_FREEMAP] & -(1 << (c + 1))) - 1
@@ -499,17 +510,17 @@ def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfr
     vbest = -1
     addr = -1
     if vmflag & VM_ADDRFIT:
-        t = st.seg[F_ANEXT, T_SEG0]
+        t = st.seg[T_SEG0, F_ANEXT]
         while t != T_SEG0:
             meta[K_SEARCH] += 1
-            if st.seg[F_TYPE, t] == VMEM_FREE and st.seg[F_SIZE, t] >= size:
-                a = vmem_fit(st.seg[F_START, t], st.seg[F_SIZE, t], size, align, phase, nocross,
+            if st.seg[t, F_TYPE] == VMEM_FREE and st.seg[t, F_SIZE] >= size:
+                a = vmem_fit(st.seg[t, F_START], st.seg[t, F_SIZE], size, align, phase, nocross,
                              minaddr, maxaddr)
                 if a >= 0:
                     vbest = t
                     addr = a
                     break
-            t = st.seg[F_ANEXT, t]
+            t = st.seg[t, F_ANEXT]
     else:
         freemap = meta[M_FREEMAP]
         skipped = -1
@@ -537,21 +548,21 @@ def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfr
 @njit
 def vmem_advance(st, walker, afterme):
     """Move marker ``walker`` after ``afterme`` (-1: unlink); coalesce what it separated."""
-    vprev = st.seg[F_APREV, walker]
-    vnext = st.seg[F_ANEXT, walker]
+    vprev = st.seg[walker, F_APREV]
+    vnext = st.seg[walker, F_ANEXT]
     _adelete(st, walker)
     if afterme >= 0:
         _ainsert(st, afterme, walker)
     vsp = -1
-    if st.seg[F_TYPE, vprev] == VMEM_FREE:
-        if st.seg[F_TYPE, vnext] == VMEM_FREE:
+    if st.seg[vprev, F_TYPE] == VMEM_FREE:
+        if st.seg[vnext, F_TYPE] == VMEM_FREE:
             vmem_freelist_delete(st, vnext)
             vmem_freelist_delete(st, vprev)
-            st.seg[F_SIZE, vprev] += st.seg[F_SIZE, vnext]
+            st.seg[vprev, F_SIZE] += st.seg[vnext, F_SIZE]
             vmem_freelist_insert(st, vprev)
             vmem_seg_destroy(st, vnext)
         vsp = vprev
-    elif st.seg[F_TYPE, vnext] == VMEM_FREE:
+    elif st.seg[vnext, F_TYPE] == VMEM_FREE:
         vsp = vnext
     if vsp >= 0 and _span_is_free(st, vsp):
         vmem_freelist_delete(st, vsp)
@@ -565,32 +576,32 @@ def vmem_nextfit_alloc(st, size, vmflag):
     if meta[M_NFREE] < VMEM_MINFREE:
         return E_NOTAGS
     rotor = T_ROTOR
-    vsp = st.seg[F_ANEXT, rotor]
-    if st.seg[F_TYPE, vsp] == VMEM_FREE:
-        vs_size = st.seg[F_SIZE, vsp]
+    vsp = st.seg[rotor, F_ANEXT]
+    if st.seg[vsp, F_TYPE] == VMEM_FREE:
+        vs_size = st.seg[vsp, F_SIZE]
         rest = vs_size - size
         if rest > 0 and (vs_size ^ rest) < (vs_size & rest):
-            addr = st.seg[F_START, vsp]
-            st.seg[F_START, vsp] = addr + size
-            st.seg[F_SIZE, vsp] = rest
-            t = vmem_seg_create(st, st.seg[F_APREV, rotor], addr, size)  # behind the rotor
+            addr = st.seg[vsp, F_START]
+            st.seg[vsp, F_START] = addr + size
+            st.seg[vsp, F_SIZE] = rest
+            t = vmem_seg_create(st, st.seg[rotor, F_APREV], addr, size)  # behind the rotor
             vmem_hash_insert(st, t)
             meta[M_LASTSEG] = t
             return addr
     while True:
         meta[K_SEARCH] += 1
-        if st.seg[F_TYPE, vsp] == VMEM_FREE and st.seg[F_SIZE, vsp] >= size:
+        if st.seg[vsp, F_TYPE] == VMEM_FREE and st.seg[vsp, F_SIZE] >= size:
             break
-        vsp = st.seg[F_ANEXT, vsp]
+        vsp = st.seg[vsp, F_ANEXT]
         if vsp == rotor:
             # Full circle: the rotor may be what keeps two free segments apart.
-            vmem_advance(st, rotor, st.seg[F_ANEXT, rotor])
-            vsp = st.seg[F_APREV, rotor]
-            if st.seg[F_TYPE, vsp] == VMEM_FREE and st.seg[F_SIZE, vsp] >= size:
+            vmem_advance(st, rotor, st.seg[rotor, F_ANEXT])
+            vsp = st.seg[rotor, F_APREV]
+            if st.seg[vsp, F_TYPE] == VMEM_FREE and st.seg[vsp, F_SIZE] >= size:
                 break
             return vmem_xalloc(st, size, meta[M_QUANTUM], 0, 0, 0, VMEM_MAXADDR,
                                vmflag & ~VM_POLICY, VMEM_MINFREE)
-    addr = st.seg[F_START, vsp]
+    addr = st.seg[vsp, F_START]
     t = vmem_seg_alloc(st, vsp, addr, size)
     meta[M_LASTSEG] = t
     vmem_advance(st, rotor, t)
@@ -619,8 +630,8 @@ def vmem_alloc(st, size, vmflag):
             flist = lowbit(freemap & -(1 << hb))
     if flist == 0:
         return vmem_xalloc(st, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
-    t = st.seg[F_KNEXT, T_FREELIST + flist - 1]
-    addr = st.seg[F_START, t]
+    t = st.seg[T_FREELIST + flist - 1, F_KNEXT]
+    addr = st.seg[t, F_START]
     meta[M_LASTSEG] = vmem_seg_alloc(st, t, addr, size)
     return addr
 
@@ -636,15 +647,15 @@ def vmem_xfree(st, addr, size):
     t = vmem_hash_delete(st, addr, size)
     if t < 0:
         return t
-    vnext = st.seg[F_ANEXT, t]
-    if st.seg[F_TYPE, vnext] == VMEM_FREE:
+    vnext = st.seg[t, F_ANEXT]
+    if st.seg[vnext, F_TYPE] == VMEM_FREE:
         vmem_freelist_delete(st, vnext)
-        st.seg[F_SIZE, t] += st.seg[F_SIZE, vnext]
+        st.seg[t, F_SIZE] += st.seg[vnext, F_SIZE]
         vmem_seg_destroy(st, vnext)
-    vprev = st.seg[F_APREV, t]
-    if st.seg[F_TYPE, vprev] == VMEM_FREE:
+    vprev = st.seg[t, F_APREV]
+    if st.seg[vprev, F_TYPE] == VMEM_FREE:
         vmem_freelist_delete(st, vprev)
-        st.seg[F_SIZE, vprev] += st.seg[F_SIZE, t]
+        st.seg[vprev, F_SIZE] += st.seg[t, F_SIZE]
         vmem_seg_destroy(st, t)
         t = vprev
     if _span_is_free(st, t):
@@ -660,14 +671,14 @@ def vmem_contains(st, addr, size):
     meta = st.meta
     meta[K_CONTAINS] += 1
     end = addr + size
-    sp = st.seg[F_KNEXT, T_SEG0]
+    sp = st.seg[T_SEG0, F_KNEXT]
     while sp != T_SEG0:
         meta[K_CONTAINS_SEARCH] += 1
-        if addr >= st.seg[F_START, sp] and end <= st.seg[F_START, sp] + st.seg[F_SIZE, sp]:
+        if addr >= st.seg[sp, F_START] and end <= st.seg[sp, F_START] + st.seg[sp, F_SIZE]:
             return True
-        if st.seg[F_START, sp] >= end:
+        if st.seg[sp, F_START] >= end:
             break
-        sp = st.seg[F_KNEXT, sp]
+        sp = st.seg[sp, F_KNEXT]
     return False
 
 
@@ -675,38 +686,38 @@ def vmem_contains(st, addr, size):
 def vmem_walk(st, typemask):
     """Arrays (start, size, type, tag) of the arena-list entries whose type is in ``typemask``."""
     n = 0
-    t = st.seg[F_ANEXT, T_SEG0]
+    t = st.seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[F_TYPE, t] & typemask:
+        if st.seg[t, F_TYPE] & typemask:
             n += 1
-        t = st.seg[F_ANEXT, t]
+        t = st.seg[t, F_ANEXT]
     starts = np.empty(n, np.int64)
     sizes = np.empty(n, np.int64)
     types = np.empty(n, np.int64)
     tags = np.empty(n, np.int64)
     i = 0
-    t = st.seg[F_ANEXT, T_SEG0]
+    t = st.seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[F_TYPE, t] & typemask:
-            starts[i] = st.seg[F_START, t]
-            sizes[i] = st.seg[F_SIZE, t]
-            types[i] = st.seg[F_TYPE, t]
+        if st.seg[t, F_TYPE] & typemask:
+            starts[i] = st.seg[t, F_START]
+            sizes[i] = st.seg[t, F_SIZE]
+            types[i] = st.seg[t, F_TYPE]
             tags[i] = t
             i += 1
-        t = st.seg[F_ANEXT, t]
+        t = st.seg[t, F_ANEXT]
     return starts, sizes, types, tags
 
 
 @njit
 def vmem_locate(st, addr):
     """Tag of the segment (ALLOC or FREE) containing ``addr``, or -1 (diagnostics; O(n))."""
-    t = st.seg[F_ANEXT, T_SEG0]
+    t = st.seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        ty = st.seg[F_TYPE, t]
-        s = st.seg[F_START, t]
-        if (ty == VMEM_ALLOC or ty == VMEM_FREE) and s <= addr < s + st.seg[F_SIZE, t]:
+        ty = st.seg[t, F_TYPE]
+        s = st.seg[t, F_START]
+        if (ty == VMEM_ALLOC or ty == VMEM_FREE) and s <= addr < s + st.seg[t, F_SIZE]:
             return t
-        t = st.seg[F_ANEXT, t]
+        t = st.seg[t, F_ANEXT]
     return -1
 
 
@@ -831,8 +842,8 @@ def new_state(capacity: int, quantum: int) -> VmemState:
     """The state of an empty arena whose pool has ``capacity`` tags in total (sentinels
     included), rounded up to a power of two."""
     capacity = _pow2_at_least(max(capacity, T_FIRST + VMEM_MINFREE, NMETA))
-    seg = np.zeros((NROWS, capacity), np.int64)
-    st = VmemState(seg, seg[F_META], seg[F_HASH])
+    seg = np.zeros((capacity, NCOLS), np.int64)
+    st = VmemState(seg, seg[:, F_META], seg[:, F_HASH])
     meta = st.meta
     st.htab[:] = -1
     meta[M_QUANTUM] = quantum
@@ -840,17 +851,17 @@ def new_state(capacity: int, quantum: int) -> VmemState:
     meta[M_HSHIFT] = (capacity - 1).bit_length()
     meta[M_CAP] = capacity
     # arena list sentinel and rotor; the span list starts and ends at T_SEG0
-    seg[F_TYPE, T_SEG0] = VMEM_SPAN
-    seg[F_ANEXT, T_SEG0] = seg[F_APREV, T_SEG0] = T_ROTOR
-    seg[F_ANEXT, T_ROTOR] = seg[F_APREV, T_ROTOR] = T_SEG0
-    seg[F_KNEXT, T_SEG0] = seg[F_KPREV, T_SEG0] = T_SEG0
-    seg[F_TYPE, T_ROTOR] = VMEM_ROTOR
-    seg[F_KNEXT, T_ROTOR] = seg[F_KPREV, T_ROTOR] = -1
+    seg[T_SEG0, F_TYPE] = VMEM_SPAN
+    seg[T_SEG0, F_ANEXT] = seg[T_SEG0, F_APREV] = T_ROTOR
+    seg[T_ROTOR, F_ANEXT] = seg[T_ROTOR, F_APREV] = T_SEG0
+    seg[T_SEG0, F_KNEXT] = seg[T_SEG0, F_KPREV] = T_SEG0
+    seg[T_ROTOR, F_TYPE] = VMEM_ROTOR
+    seg[T_ROTOR, F_KNEXT] = seg[T_ROTOR, F_KPREV] = -1
     heads = np.arange(T_FREELIST, T_FIRST)
-    seg[F_TYPE, heads] = VMEM_MARKER
-    seg[F_SIZE, heads] = 1 << np.arange(VMEM_FREELISTS, dtype=np.int64)
-    seg[F_KNEXT, heads] = seg[F_KPREV, heads] = heads
-    seg[F_ANEXT, heads] = seg[F_APREV, heads] = -1
+    seg[heads, F_TYPE] = VMEM_MARKER
+    seg[heads, F_SIZE] = 1 << np.arange(VMEM_FREELISTS, dtype=np.int64)
+    seg[heads, F_KNEXT] = seg[heads, F_KPREV] = heads
+    seg[heads, F_ANEXT] = seg[heads, F_APREV] = -1
     _push_new_tags(st, T_FIRST, capacity)
     return st
 
@@ -858,20 +869,20 @@ def new_state(capacity: int, quantum: int) -> VmemState:
 def _push_new_tags(st: VmemState, lo: int, hi: int) -> None:
     n = int(st.meta[M_NFREE])
     k = hi - lo
-    st.seg[F_STACK, n:n + k] = np.arange(hi - 1, lo - 1, -1)  # lowest tag on top
+    st.seg[n:n + k, F_STACK] = np.arange(hi - 1, lo - 1, -1)  # lowest tag on top
     st.meta[M_NFREE] = n + k
 
 
 def grow_state(st: VmemState, new_capacity: int) -> VmemState:
     """A copy of ``st`` with a pool of ``new_capacity`` (a larger power of two) tags: the new
     tags go on the free-tag stack and the hash, one bucket per tag, is rebuilt."""
-    cap = st.seg.shape[1]
+    cap = st.seg.shape[0]
     if new_capacity <= cap or new_capacity & (new_capacity - 1):
         raise ValueError(f"new capacity {new_capacity} must be a power of two above {cap}")
-    seg = np.zeros((NROWS, new_capacity), np.int64)
-    seg[:F_META, :cap] = st.seg[:F_META]
-    seg[F_META, :NMETA] = st.meta[:NMETA]
-    nst = VmemState(seg, seg[F_META], seg[F_HASH])
+    seg = np.zeros((new_capacity, NCOLS), np.int64)
+    seg[:cap, :F_META] = st.seg[:, :F_META]
+    seg[:NMETA, F_META] = st.meta[:NMETA]
+    nst = VmemState(seg, seg[:, F_META], seg[:, F_HASH])
     _push_new_tags(nst, cap, new_capacity)
     nst.meta[M_CAP] = new_capacity
     k_hash_rebuild(seg)
@@ -913,7 +924,7 @@ def vmem_check(st):
     q = meta[M_QUANTUM]
     mark = np.zeros(cap, np.int8)
     prev = T_SEG0
-    t = st.seg[F_ANEXT, T_SEG0]
+    t = st.seg[T_SEG0, F_ANEXT]
     steps = 0
     nrotor = 0
     cur_end = -1
@@ -929,12 +940,12 @@ def vmem_check(st):
     nreal = 0
     while t != T_SEG0:
         steps += 1
-        if t < 0 or t >= cap or st.seg[F_APREV, t] != prev:
+        if t < 0 or t >= cap or st.seg[t, F_APREV] != prev:
             return 1, prev
         if steps > cap or mark[t] != 0:
             return 2, t
         mark[t] = 1
-        ty = st.seg[F_TYPE, t]
+        ty = st.seg[t, F_TYPE]
         if ty == VMEM_ROTOR:
             nrotor += 1
             if t != T_ROTOR:
@@ -945,20 +956,20 @@ def vmem_check(st):
                 return 3, t
             if in_span and expect != cur_end:
                 return 4, t
-            if st.seg[F_SIZE, t] <= 0 or st.seg[F_START, t] < 0:
+            if st.seg[t, F_SIZE] <= 0 or st.seg[t, F_START] < 0:
                 return 7, t
-            if st.seg[F_START, t] % q != 0 or st.seg[F_SIZE, t] % q != 0:
+            if st.seg[t, F_START] % q != 0 or st.seg[t, F_SIZE] % q != 0:
                 return 7, t
-            if st.seg[F_START, t] < cur_end:
+            if st.seg[t, F_START] < cur_end:
                 return 5, t
             in_span = True
-            expect = st.seg[F_START, t]
-            cur_end = st.seg[F_START, t] + st.seg[F_SIZE, t]
+            expect = st.seg[t, F_START]
+            cur_end = st.seg[t, F_START] + st.seg[t, F_SIZE]
             nspans += 1
             nreal += 1
-            total += st.seg[F_SIZE, t]
-            if st.seg[F_IMPORT, t] != 0:
-                imported += st.seg[F_SIZE, t]
+            total += st.seg[t, F_SIZE]
+            if st.seg[t, F_IMPORT] != 0:
+                imported += st.seg[t, F_SIZE]
             prevtype = VMEM_SPAN
         elif ty == VMEM_ALLOC or ty == VMEM_FREE:
             if t < T_FIRST:
@@ -966,11 +977,11 @@ def vmem_check(st):
             nreal += 1
             if not in_span:
                 return 6, t
-            if st.seg[F_SIZE, t] <= 0 or st.seg[F_START, t] % q != 0 or st.seg[F_SIZE, t] % q != 0:
+            if st.seg[t, F_SIZE] <= 0 or st.seg[t, F_START] % q != 0 or st.seg[t, F_SIZE] % q != 0:
                 return 7, t
-            if st.seg[F_START, t] != expect:
+            if st.seg[t, F_START] != expect:
                 return 4, t
-            expect += st.seg[F_SIZE, t]
+            expect += st.seg[t, F_SIZE]
             if expect > cur_end:
                 return 4, t
             if ty == VMEM_FREE:
@@ -979,13 +990,13 @@ def vmem_check(st):
                     return 8, t
             else:
                 nalloc += 1
-                inuse += st.seg[F_SIZE, t]
+                inuse += st.seg[t, F_SIZE]
             prevtype = ty
         else:
             return 3, t
         prev = t
-        t = st.seg[F_ANEXT, t]
-    if st.seg[F_APREV, T_SEG0] != prev:
+        t = st.seg[t, F_ANEXT]
+    if st.seg[T_SEG0, F_APREV] != prev:
         return 1, T_SEG0
     if in_span and expect != cur_end:
         return 4, prev
@@ -996,40 +1007,40 @@ def vmem_check(st):
     if inuse != meta[M_INUSE] or nalloc != meta[M_NBUSY]:
         return 11, -1
     # span list: the span markers, in address order
-    sp = st.seg[F_KNEXT, T_SEG0]
+    sp = st.seg[T_SEG0, F_KNEXT]
     pv = T_SEG0
     n = 0
     last = -1
     while sp != T_SEG0:
         n += 1
-        if sp < T_FIRST or sp >= cap or n > nspans or st.seg[F_TYPE, sp] != VMEM_SPAN or mark[sp] != 1:
+        if sp < T_FIRST or sp >= cap or n > nspans or st.seg[sp, F_TYPE] != VMEM_SPAN or mark[sp] != 1:
             return 12, sp
-        if st.seg[F_KPREV, sp] != pv or st.seg[F_START, sp] <= last:
+        if st.seg[sp, F_KPREV] != pv or st.seg[sp, F_START] <= last:
             return 12, sp
-        last = st.seg[F_START, sp]
+        last = st.seg[sp, F_START]
         pv = sp
-        sp = st.seg[F_KNEXT, sp]
-    if n != nspans or st.seg[F_KPREV, T_SEG0] != pv:
+        sp = st.seg[sp, F_KNEXT]
+    if n != nspans or st.seg[T_SEG0, F_KPREV] != pv:
         return 12, T_SEG0
     # freelists and freemap
     nlisted = 0
     for c in range(VMEM_FREELISTS):
         head = T_FREELIST + c
         pv = head
-        f = st.seg[F_KNEXT, head]
+        f = st.seg[head, F_KNEXT]
         k = 0
         while f != head:
             k += 1
-            if f < T_FIRST or f >= cap or k > nfree or st.seg[F_KPREV, f] != pv:
+            if f < T_FIRST or f >= cap or k > nfree or st.seg[f, F_KPREV] != pv:
                 return 15, f
-            if st.seg[F_TYPE, f] != VMEM_FREE or mark[f] != 1:
+            if st.seg[f, F_TYPE] != VMEM_FREE or mark[f] != 1:
                 return 13, f
-            if highbit(st.seg[F_SIZE, f]) - 1 != c:
+            if highbit(st.seg[f, F_SIZE]) - 1 != c:
                 return 14, f
             mark[f] = 2
             pv = f
-            f = st.seg[F_KNEXT, f]
-        if st.seg[F_KPREV, head] != pv:
+            f = st.seg[f, F_KNEXT]
+        if st.seg[head, F_KPREV] != pv:
             return 15, head
         if ((meta[M_FREEMAP] >> c) & 1) != (1 if k > 0 else 0):
             return 16, head
@@ -1044,12 +1055,12 @@ def vmem_check(st):
         h = st.htab[b]
         while h >= 0:
             nhashed += 1
-            if h < T_FIRST or h >= cap or nhashed > nalloc or st.seg[F_TYPE, h] != VMEM_ALLOC or mark[h] != 1:
+            if h < T_FIRST or h >= cap or nhashed > nalloc or st.seg[h, F_TYPE] != VMEM_ALLOC or mark[h] != 1:
                 return 18, h
-            if vmem_hash_index(st, st.seg[F_START, h]) != b:
+            if vmem_hash_index(st, st.seg[h, F_START]) != b:
                 return 19, h
             mark[h] = 3
-            h = st.seg[F_KNEXT, h]
+            h = st.seg[h, F_KNEXT]
     if nhashed != nalloc:
         return 20, -1
     # tag accounting
@@ -1057,7 +1068,7 @@ def vmem_check(st):
     if nf < 0 or nf > cap:
         return 21, -1
     for k in range(nf):
-        f = st.seg[F_STACK, k]
+        f = st.seg[k, F_STACK]
         if f < T_FIRST or f >= cap or mark[f] != 0:
             return 21, f
         mark[f] = 4

@@ -327,7 +327,7 @@ class Vmem:
     @property
     def tags_capacity(self) -> int:
         """Usable boundary tags in the pool (sentinels excluded); the pool is a power of two."""
-        return self._seg.shape[1] - T_FIRST
+        return self._seg.shape[0] - T_FIRST
 
     @property
     def tags_free(self) -> int:
@@ -550,7 +550,7 @@ class Vmem:
 
     def _populate(self) -> bool:
         """``vmem_populate``: double the tag pool (after asking ``populate_fn``)."""
-        cap = self._seg.shape[1]
+        cap = self._seg.shape[0]
         ntags = cap
         if self._populate_fn is not None and not self._populate_fn(self, ntags):
             self._meta[K.K_POPULATE_FAIL] += 1
@@ -592,7 +592,7 @@ class Vmem:
         if r == E_WRONGSIZE:
             t = int(K.k_lookup(self._seg, addr))
             raise VmemSizeMismatch(f"{self.name}: free({addr:#x}, {size}): the allocation at {addr:#x} "
-                                   f"has size {int(self._seg[K.F_SIZE, t])} (sizes are compared "
+                                   f"has size {int(self._seg[t, K.F_SIZE])} (sizes are compared "
                                    f"after rounding to the quantum {self.quantum})")
         self._drain_releases()
 
@@ -601,7 +601,7 @@ class Vmem:
         what = f"{self.name}: free({addr:#x}, {size})"
         if t < 0:
             return VmemBadAddress(f"{what}: address not in any span of the arena")
-        s, n, ty = (int(self._seg[f, t]) for f in (K.F_START, K.F_SIZE, K.F_TYPE))
+        s, n, ty = (int(self._seg[t, f]) for f in (K.F_START, K.F_SIZE, K.F_TYPE))
         if ty == VMEM_FREE:
             return VmemDoubleFree(f"{what}: address lies in free segment [{s:#x}, {s + n:#x}): "
                                   "double free")
@@ -693,7 +693,7 @@ class Vmem:
         t = int(K.k_lookup(self._seg, addr))
         if t >= 0:
             return VmemBadAddress(f"{what}: this is a segment-layer allocation of size "
-                                  f"{int(self._seg[K.F_SIZE, t])} (from xalloc?): use xfree")
+                                  f"{int(self._seg[t, K.F_SIZE])} (from xalloc?): use xfree")
         return VmemBadAddress(f"{what}: no quantum-cache buffer at this address")
 
     # --- per-allocation user word -------------------------------------------------------------
@@ -710,10 +710,10 @@ class Vmem:
 
     def user(self, addr: int) -> int:
         """The spare word of the allocation's boundary tag (0 when allocated)."""
-        return int(self._seg[K.F_USER, self._tag(addr)])
+        return int(self._seg[self._tag(addr), K.F_USER])
 
     def set_user(self, addr: int, value: int) -> None:
-        self._seg[K.F_USER, self._tag(addr)] = _as_int(value, "value")
+        self._seg[self._tag(addr), K.F_USER] = _as_int(value, "value")
 
     # --- batch --------------------------------------------------------------------------------
     def run(self, ops, policy: Policy = Policy.INSTANTFIT, aligns=None) -> np.ndarray:
@@ -782,9 +782,9 @@ class Vmem:
         code, t = (int(x) for x in K.k_check(self._seg))
         if code:
             where = ""
-            if 0 <= t < self._seg.shape[1]:
-                where = (f" (tag {t}: start={int(self._seg[K.F_START, t]):#x}, "
-                         f"size={int(self._seg[K.F_SIZE, t]):#x}, type={int(self._seg[K.F_TYPE, t]):#x})")
+            if 0 <= t < self._seg.shape[0]:
+                where = (f" (tag {t}: start={int(self._seg[t, K.F_START]):#x}, "
+                         f"size={int(self._seg[t, K.F_SIZE]):#x}, type={int(self._seg[t, K.F_TYPE]):#x})")
             raise InvariantViolation(f"{self.name}: {K.CHECK_MESSAGES[code]}{where}")
         if int(self._meta[K.M_RELN]):
             raise InvariantViolation(f"{self.name}: spans left on the pending-release queue")
@@ -793,7 +793,7 @@ class Vmem:
             nempty = 0
             for base, slab in qc.slabs.items():
                 t = int(K.k_lookup(self._seg, base))
-                if t < 0 or int(self._seg[K.F_SIZE, t]) != self.qcache_slabsize:
+                if t < 0 or int(self._seg[t, K.F_SIZE]) != self.qcache_slabsize:
                     raise InvariantViolation(f"{qc.name}: slab {base:#x} is not an allocated segment "
                                              f"of {self.qcache_slabsize}")
                 objs = set(slab.free)
