@@ -30,15 +30,13 @@ import tempfile
 from pathlib import Path
 
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from memdesc._numba import _cache_root
 
 #: bump whenever the parser's output for the same input can change
 PARSER_VERSION = 1
 MAX_ENTRIES = 32
-_META_KEY = b"memdesc.trace"
+_META_KEY = "memdesc.trace"
 
 
 def cache_dir() -> Path:
@@ -67,12 +65,9 @@ def load(key: str) -> tuple[pl.DataFrame, dict] | None:
     if not path.is_file():
         return None
     try:
-        table = pq.read_table(path)
-        meta = json.loads((table.schema.metadata or {})[_META_KEY])
-        df = pl.from_arrow(table.replace_schema_metadata(None))
-    except (OSError, KeyError, ValueError, pa.ArrowException):
-        return None
-    if not isinstance(df, pl.DataFrame):
+        meta = json.loads(pl.read_parquet_metadata(path)[_META_KEY])
+        df = pl.read_parquet(path)
+    except (OSError, KeyError, ValueError, pl.exceptions.PolarsError):
         return None
     try:
         os.utime(path)  # recently used entries survive _prune
@@ -86,18 +81,17 @@ def store(key: str, df: pl.DataFrame, meta: dict) -> Path | None:
     root = cache_dir()
     try:
         root.mkdir(parents=True, exist_ok=True)
-        table = df.to_arrow()
-        table = table.replace_schema_metadata({_META_KEY: json.dumps(meta).encode()})
         fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
         os.close(fd)
         try:
-            pq.write_table(table, tmp, compression="zstd", compression_level=1)
+            df.write_parquet(tmp, compression="zstd", compression_level=1,
+                             metadata={_META_KEY: json.dumps(meta)})
             os.replace(tmp, entry_path(key))
         finally:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         _prune(root)
-    except OSError:
+    except (OSError, pl.exceptions.PolarsError):
         return None
     return entry_path(key)
 
