@@ -24,7 +24,12 @@ Timings: each allocator runs the whole stream from a fresh instance (best of ``-
 ratios are peer time / vmem time measured in this run.  The per-call API is a Python loop
 calling ``alloc``/``free``; the batch kernel is one ``Vmem.run(ops)`` call.
 
-Run:  ``.venv/bin/python benchmarks/bench_vmem_peers.py [--ops N] [--live L] [--quick]``
+Streams: sizes uniform in 1..64 pages or powers of two up to 64 pages, each with at most
+1000 and at most 10000 live allocations (``--live``).  virtual-allocator costs O(regions)
+per operation (``list.index`` over dataclasses): it runs only up to ``--va-max-live`` live
+allocations, where it is already the slowest by far.
+
+Run:  ``.venv/bin/python benchmarks/bench_vmem_peers.py [--ops N] [--live L ...] [--quick]``
 """
 
 from __future__ import annotations
@@ -213,13 +218,16 @@ def peer_available(module: str) -> bool:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ops", type=int, default=20000, help="operations per stream")
-    ap.add_argument("--live", type=int, default=1000, help="outstanding allocations at most")
+    ap.add_argument("--live", type=int, nargs="+", default=[1000, 10000],
+                    help="outstanding allocations at most (one stream family per value)")
+    ap.add_argument("--va-max-live", type=int, default=2000,
+                    help="run virtual-allocator only on streams with at most this many live")
     ap.add_argument("--repeat", type=int, default=5, help="best of this many runs")
     ap.add_argument("--seed", type=int, default=2001)
     ap.add_argument("--quick", action="store_true", help="a small smoke run")
     args = ap.parse_args()
     if args.quick:
-        args.ops, args.live, args.repeat = 2000, 100, 2
+        args.ops, args.live, args.repeat = 2000, [100], 2
     console = Console()
     console.print(f"[bold]machine[/]: {machine_info()}")
     have_buddy = peer_available("cocotbext.axi.buddy_allocator")
@@ -236,13 +244,14 @@ def main() -> None:
     vmem_buddy_calls(vmem_make(), warm.tolist())
     vmem_buddy_batch(vmem_make(), buddy_stream(warm))
 
-    workloads = [("mixed sizes 1..64 pages", False), ("power-of-two sizes 1..64 pages", True)]
+    workloads = [(f"{kind} sizes 1..64 pages, <= {live} live", pow2, live) for live in args.live
+                 for kind, pow2 in (("mixed", False), ("power-of-two", True))]
     summary = []
-    for wname, pow2 in workloads:
-        arr = make_stream(args.ops, args.live, args.seed, pow2, 64)
+    for wname, pow2, live in workloads:
+        arr = make_stream(args.ops, live, args.seed, pow2, 64)
         ops = arr.tolist()
         n = len(ops)
-        t = Table(title=f"{wname}: {n} ops, <= {args.live} live, seed {args.seed}")
+        t = Table(title=f"{wname}: {n} ops, seed {args.seed}")
         for col in ("allocator", "policy", "API", "ns/op", "vs vmem per-call", "vs vmem batch", "addresses"):
             t.add_column(col, justify="right" if col.startswith(("ns", "vs")) else "left")
         rows = []  # (allocator, policy, api, seconds, addresses, vmem key)
@@ -256,11 +265,14 @@ def main() -> None:
             assert res[("calls", pol)][1] == res[("batch", pol)][1], "batch and per-call disagree"
         assert res[("calls", "buddy")][1] == res[("batch", "buddy")][1], "batch and per-call disagree"
         peers = []
-        if have_va:
+        if have_va and live <= args.va_max_live:
             peers.append(("virtual-allocator", "FIRST_FIT", va_make("FIRST_FIT"), virtual_allocator,
                           Policy.ADDRFIT))
             peers.append(("virtual-allocator", "BEST_FIT", va_make("BEST_FIT"), virtual_allocator,
                           Policy.BESTFIT))
+        elif have_va:
+            t.caption = (f"virtual-allocator not run: more than --va-max-live {args.va_max_live} live "
+                         "(O(regions) per op)")
         if have_buddy:
             peers.append(("cocotbext-axi BuddyAllocator", "buddy (FIFO lists)", cocotb_make, cocotb_buddy,
                           "buddy"))

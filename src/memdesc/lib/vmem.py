@@ -443,32 +443,35 @@ class Vmem:
 
         Bypasses the quantum caches: free with :meth:`xfree`.
         """
-        size = _as_int(size, "size")
+        if size.__class__ is not int:
+            size = _as_int(size, "size")
         q = self.quantum
-        align = _as_int(align, "align") or q
-        phase = _as_int(phase, "phase")
-        nocross = _as_int(nocross, "nocross")
+        if align.__class__ is not int or phase.__class__ is not int or nocross.__class__ is not int:
+            align, phase, nocross = (_as_int(align, "align"), _as_int(phase, "phase"),
+                                     _as_int(nocross, "nocross"))
+        align = align or q
         lo = 0 if minaddr is None else _as_int(minaddr, "minaddr")
-        hi = VMEM_MAXADDR if maxaddr is None else _as_int(maxaddr, "maxaddr")
-        flags = _policy_flags(policy)
+        hi = _MAXADDR if maxaddr is None else _as_int(maxaddr, "maxaddr")
+        flags = 0 if policy is _INSTANTFIT else _policy_flags(policy)
         if flags & VM_NEXTFIT:
             raise VmemConstraintError("xalloc does not support Policy.NEXTFIT (use alloc)")
-        if not 0 < size < VMEM_MAXADDR:
+        if not 0 < size < _MAXADDR:
             raise self._bad_request(size, policy)
-        rsize = _p2roundup(size, q)
-        args = f"xalloc(size={size}, align={align}, phase={phase}, nocross={nocross}, " \
-               f"minaddr={minaddr}, maxaddr={maxaddr})"
+        rsize = -(-size & -q)
+        why = None
         if align < 0 or phase < 0 or nocross < 0 or (align | phase | nocross) & (q - 1):
-            raise VmemConstraintError(f"{args}: parameters not aligned to the quantum {q}")
-        if phase >= align or align & (align - 1) or nocross & (nocross - 1) or align >= VMEM_MAXADDR:
-            raise VmemConstraintError(f"{args}: parameters inconsistent or invalid "
-                                      "(align and nocross must be powers of two, phase < align)")
-        if nocross and (align > nocross or _p2roundup(phase + rsize, align) > nocross):
-            raise VmemConstraintError(f"{args}: overconstrained allocation")
-        if lo < 0 or hi > VMEM_MAXADDR or lo >= hi or hi - lo < rsize:
-            raise VmemConstraintError(f"{args}: the range [minaddr, maxaddr) cannot hold the size")
-        r = _k_xalloc(self._seg, rsize, align, phase, nocross, lo, hi, flags,
-                      VMEM_MINFREE)
+            why = f"parameters not aligned to the quantum {q}"
+        elif phase >= align or align & (align - 1) or nocross & (nocross - 1) or align >= _MAXADDR:
+            why = ("parameters inconsistent or invalid (align and nocross must be powers of two, "
+                   "phase < align)")
+        elif nocross and (align > nocross or _p2roundup(phase + rsize, align) > nocross):
+            why = "overconstrained allocation"
+        elif lo < 0 or hi > _MAXADDR or lo >= hi or hi - lo < rsize:
+            why = "the range [minaddr, maxaddr) cannot hold the size"
+        if why is not None:
+            raise VmemConstraintError(f"xalloc(size={size}, align={align}, phase={phase}, nocross={nocross}, "
+                                      f"minaddr={minaddr}, maxaddr={maxaddr}): {why}")
+        r = _k_xalloc(self._seg, rsize, align, phase, nocross, lo, hi, flags, VMEM_MINFREE)
         if r < 0 or self._can_release:
             return self._alloc_slow(r, rsize, align, phase, flags, nosleep,
                                     constrained=bool(nocross or minaddr is not None or maxaddr is not None),
@@ -578,9 +581,9 @@ class Vmem:
 
     def xfree(self, addr: int, size: int) -> None:
         """``vmem_xfree``: free a segment from :meth:`xalloc` (bypasses the quantum caches)."""
-        addr = _as_int(addr, "addr")
-        size = _as_int(size, "size")
-        if not (0 <= addr < VMEM_MAXADDR and 0 < size < VMEM_MAXADDR):
+        if addr.__class__ is not int or size.__class__ is not int:
+            addr, size = _as_int(addr, "addr"), _as_int(size, "size")
+        if not (0 <= addr < _MAXADDR and 0 < size < _MAXADDR):
             raise VmemBadAddress(f"{self.name}: xfree({addr:#x}, {size}) outside the arena's range")
         r = _k_free(self._seg, addr, size)
         if r or self._can_release:
