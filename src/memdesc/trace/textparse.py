@@ -40,9 +40,12 @@ in ``pfn``); the rest are malformed kinds (``events.MALFORMED_KINDS``).
 
 from __future__ import annotations
 
-import numpy as np
+import sys
 
-from memdesc._numba import njit
+import numpy as np
+from numba import types
+
+from memdesc._numba import JIT_DISABLED, njit
 from memdesc.trace.events import (
     ALLOC,
     ALLOC_ZONE_LOCKED,
@@ -313,6 +316,30 @@ def _parse_ts(buf, a, b):
     return sec * 1_000_000_000 + frac * _POW10[9 - nd]
 
 
+if JIT_DISABLED or sys.platform == "win32":
+    @njit
+    def _find_newline(buf, pos, n):
+        """Index of the first ``\\n`` in buf[pos:n], or n."""
+        while pos < n and buf[pos] != 10:
+            pos += 1
+        return pos
+else:
+    # libc memchr (vectorised) through its symbol: 5x faster than a byte loop, and
+    # unlike a ctypes pointer it keeps the kernel cacheable
+    _memchr = types.ExternalFunction("memchr", types.uintp(types.uintp, types.intc, types.uintp))
+
+    @njit
+    def _find_newline(buf, pos, n):
+        """Index of the first ``\\n`` in buf[pos:n], or n."""
+        if pos >= n:
+            return n
+        base = buf.ctypes.data
+        r = _memchr(np.uint64(base + pos), np.int32(10), np.uint64(n - pos))
+        if r == 0:
+            return n
+        return np.int64(r) - base
+
+
 @njit
 def _intern(buf, a, b, slots, ents, counts, which):
     """Id of the string buf[a:b] in a per-buffer table; -2 when the table is full.
@@ -525,9 +552,7 @@ def parse_buffer(buf, pos, li, sep, want_comm, out_status, o_event, o_cpu, o_ts,
     n = buf.shape[0]
     cap = out_status.shape[0]
     while pos < n and li < cap:
-        e = pos
-        while e < n and buf[e] != 10:
-            e += 1
+        e = _find_newline(buf, pos, n)
         nxt = e + 1
         if e > pos and buf[e - 1] == 13:
             e -= 1
