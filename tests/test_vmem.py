@@ -371,8 +371,8 @@ def test_kernel_refuses_without_tags_and_changes_nothing():
 def test_free_never_needs_a_tag():
     a = Vmem("f", 0, 1 << 20, quantum=1, tags=64)
     ptrs = [a.xalloc(3, minaddr=4 * i + 1, maxaddr=4 * i + 4) for i in range(20)]
-    st = a.state
-    drained = [int(K.vmem_getseg(st)) for _ in range(a.tags_free)]
+    seg = a.state.seg
+    drained = [int(K.vmem_getseg(seg)) for _ in range(a.tags_free)]
     assert a.tags_free == 0
     populates = a.stats()["populate"]
     for p in ptrs:
@@ -381,7 +381,7 @@ def test_free_never_needs_a_tag():
         assert a.tags_free == before + 2  # both neighbours coalesce: two tags come back
     assert a.stats()["populate"] == populates
     for t in drained:
-        K.vmem_putseg(st, t)
+        K.vmem_putseg(seg, t)
     a.check()
     assert a.size(SegType.ALLOC) == 0 and a.tags_in_use == 2
 

@@ -6,9 +6,11 @@ An *arena* is a set of integers ``[0, 2**62)`` made of *spans* (added with
 ``vmem_add`` or imported from a source arena).  Spans are divided into
 *segments*, each allocated or free; segments never cross span boundaries and two
 free segments are never adjacent (they are coalesced on free).  Every segment
-and every span is described by an external *boundary tag*: one column of the
-tag pool, the ``VmemState`` arrays below (``start``, ``size``, ``type``,
-``anext``/``aprev``, ``knext``/``kprev``, ``user``).
+and every span is described by an external *boundary tag*: one row of the tag
+pool ``seg`` (fields ``start``, ``size``, ``type``, ``anext``/``aprev``,
+``knext``/``kprev``, ``user``, ...; see ``VmemState``).  Every kernel takes that
+one int64 array: the arena's scalars (``meta``) and its hash (``htab``) are its
+last two columns.
 
 * The *arena list* (``anext``/``aprev``) links span markers and segments in
   increasing address order, starting and ending at the sentinel tag ``T_SEG0``.
@@ -47,6 +49,10 @@ list (``meta[M_RELN]``) for the facade to hand back to the source arena.
 Sizes are rounded up to the quantum (NetBSD ``vmem_roundup_size``) and the
 free-size check compares rounded sizes.  All functions here are plain Python
 on numpy arrays as well (``NUMBA_DISABLE_JIT=1``).
+
+Why kernels take the bare pool array and not the ``VmemState`` NamedTuple: numba
+reference-counts each array of a tuple every time the tuple crosses a call, and that
+cost a third of the batch kernel's time (47 -> 32 ns per operation, measured).
 """
 
 from __future__ import annotations
@@ -130,7 +136,8 @@ class VmemState(NamedTuple):
     ``stack[:meta[M_NFREE]]``).  In Python the columns are also properties (``st.start``...).
     ``meta`` and ``htab`` are the two last columns of ``seg`` (``F_META``, ``F_HASH``): the
     whole state is one array, so a kernel call from Python passes a single array (the
-    cheapest numba dispatch), and growing the pool grows the hash with it.
+    cheapest numba dispatch), and growing the pool grows the hash with it.  The kernels
+    take ``st.seg`` (``seg[M_NFREE, F_META]`` is ``st.meta[M_NFREE]``).
     """
 
     seg: np.ndarray  # (capacity, NCOLS) tag pool, capacity a power of two
@@ -149,9 +156,8 @@ class VmemState(NamedTuple):
     stack = property(lambda self: self.seg[:, F_STACK])
 
 
-@njit(inline="always")
-def vmem_state(seg):
-    """The ``VmemState`` of a pool array (views, no copy)."""
+def vmem_state(seg) -> VmemState:
+    """The ``VmemState`` of a pool array (column views, no copy)."""
     return VmemState(seg, seg[:, F_META], seg[:, F_HASH])
 
 
@@ -205,253 +211,248 @@ def p2roundup(x, align):
 
 
 @njit
-def vmem_hash_index(st, addr):
+def vmem_hash_index(seg, addr):
     """illumos ``VMEM_HASH_INDEX(a, s, q, m)``."""
-    s = st.meta[M_HSHIFT]
-    return ((addr + (addr >> s) + (addr >> (s << 1))) >> st.meta[M_QSHIFT]) & (len(st.htab) - 1)
+    s = seg[M_HSHIFT, F_META]
+    return ((addr + (addr >> s) + (addr >> (s << 1))) >> seg[M_QSHIFT, F_META]) & (seg.shape[0] - 1)
 
 
 # --- list primitives (VMEM_INSERT / VMEM_DELETE) ------------------------------------------------
 @njit
-def _ainsert(st, vprev, t):
-    vnext = st.seg[vprev, F_ANEXT]
-    st.seg[t, F_ANEXT] = vnext
-    st.seg[t, F_APREV] = vprev
-    st.seg[vprev, F_ANEXT] = t
-    st.seg[vnext, F_APREV] = t
+def _ainsert(seg, vprev, t):
+    vnext = seg[vprev, F_ANEXT]
+    seg[t, F_ANEXT] = vnext
+    seg[t, F_APREV] = vprev
+    seg[vprev, F_ANEXT] = t
+    seg[vnext, F_APREV] = t
 
 
 @njit
-def _adelete(st, t):
-    vprev = st.seg[t, F_APREV]
-    vnext = st.seg[t, F_ANEXT]
-    st.seg[vprev, F_ANEXT] = vnext
-    st.seg[vnext, F_APREV] = vprev
+def _adelete(seg, t):
+    vprev = seg[t, F_APREV]
+    vnext = seg[t, F_ANEXT]
+    seg[vprev, F_ANEXT] = vnext
+    seg[vnext, F_APREV] = vprev
 
 
 @njit
-def _kinsert(st, vprev, t):
-    vnext = st.seg[vprev, F_KNEXT]
-    st.seg[t, F_KNEXT] = vnext
-    st.seg[t, F_KPREV] = vprev
-    st.seg[vprev, F_KNEXT] = t
-    st.seg[vnext, F_KPREV] = t
+def _kinsert(seg, vprev, t):
+    vnext = seg[vprev, F_KNEXT]
+    seg[t, F_KNEXT] = vnext
+    seg[t, F_KPREV] = vprev
+    seg[vprev, F_KNEXT] = t
+    seg[vnext, F_KPREV] = t
 
 
 @njit
-def _kdelete(st, t):
-    vprev = st.seg[t, F_KPREV]
-    vnext = st.seg[t, F_KNEXT]
-    st.seg[vprev, F_KNEXT] = vnext
-    st.seg[vnext, F_KPREV] = vprev
+def _kdelete(seg, t):
+    vprev = seg[t, F_KPREV]
+    vnext = seg[t, F_KNEXT]
+    seg[vprev, F_KNEXT] = vnext
+    seg[vnext, F_KPREV] = vprev
 
 
 # --- tag supply ---------------------------------------------------------------------------------
 @njit
-def vmem_getseg(st):
+def vmem_getseg(seg):
     """Pop a tag from the free-tag stack (callers checked ``meta[M_NFREE]`` beforehand)."""
-    n = st.meta[M_NFREE] - 1
-    st.meta[M_NFREE] = n
-    return st.seg[n, F_STACK]
+    n = seg[M_NFREE, F_META] - 1
+    seg[M_NFREE, F_META] = n
+    return seg[n, F_STACK]
 
 
 @njit
-def vmem_putseg(st, t):
-    n = st.meta[M_NFREE]
-    st.seg[n, F_STACK] = t
-    st.meta[M_NFREE] = n + 1
-    st.seg[t, F_TYPE] = 0
+def vmem_putseg(seg, t):
+    n = seg[M_NFREE, F_META]
+    seg[n, F_STACK] = t
+    seg[M_NFREE, F_META] = n + 1
+    seg[t, F_TYPE] = 0
 
 
 # --- freelists and hash -------------------------------------------------------------------------
 @njit
-def vmem_freelist_insert(st, t):
-    c = highbit(st.seg[t, F_SIZE]) - 1
-    st.seg[t, F_TYPE] = VMEM_FREE
-    st.meta[M_FREEMAP] |= 1 << c
-    _kinsert(st, T_FREELIST + c, t)
+def vmem_freelist_insert(seg, t):
+    c = highbit(seg[t, F_SIZE]) - 1
+    seg[t, F_TYPE] = VMEM_FREE
+    seg[M_FREEMAP, F_META] |= 1 << c
+    _kinsert(seg, T_FREELIST + c, t)
 
 
 @njit
-def vmem_freelist_delete(st, t):
-    if st.seg[t, F_KNEXT] == st.seg[t, F_KPREV]:  # both neighbours are the list head: the list empties
-        st.meta[M_FREEMAP] &= ~(1 << (st.seg[t, F_KNEXT] - T_FREELIST))
-    _kdelete(st, t)
+def vmem_freelist_delete(seg, t):
+    if seg[t, F_KNEXT] == seg[t, F_KPREV]:  # both neighbours are the list head: the list empties
+        seg[M_FREEMAP, F_META] &= ~(1 << (seg[t, F_KNEXT] - T_FREELIST))
+    _kdelete(seg, t)
 
 
 @njit
-def vmem_hash_insert(st, t):
-    st.seg[t, F_TYPE] = VMEM_ALLOC
-    st.seg[t, F_USER] = 0
-    b = vmem_hash_index(st, st.seg[t, F_START])
-    st.seg[t, F_KNEXT] = st.htab[b]
-    st.seg[t, F_KPREV] = -1
-    st.htab[b] = t
-    meta = st.meta
-    meta[K_ALLOC] += 1
-    meta[M_INUSE] += st.seg[t, F_SIZE]
-    meta[M_NBUSY] += 1
+def vmem_hash_insert(seg, t):
+    seg[t, F_TYPE] = VMEM_ALLOC
+    seg[t, F_USER] = 0
+    b = vmem_hash_index(seg, seg[t, F_START])
+    seg[t, F_KNEXT] = seg[b, F_HASH]
+    seg[t, F_KPREV] = -1
+    seg[b, F_HASH] = t
+    seg[K_ALLOC, F_META] += 1
+    seg[M_INUSE, F_META] += seg[t, F_SIZE]
+    seg[M_NBUSY, F_META] += 1
 
 
 @njit
-def vmem_hash_lookup(st, addr):
+def vmem_hash_lookup(seg, addr):
     """Tag of the allocated segment starting at ``addr``, or -1."""
-    t = st.htab[vmem_hash_index(st, addr)]
+    t = seg[vmem_hash_index(seg, addr), F_HASH]
     while t >= 0:
-        if st.seg[t, F_START] == addr:
+        if seg[t, F_START] == addr:
             return t
-        t = st.seg[t, F_KNEXT]
+        t = seg[t, F_KNEXT]
     return -1
 
 
 @njit
-def vmem_hash_delete(st, addr, size):
+def vmem_hash_delete(seg, addr, size):
     """Unhash the allocated segment ``[addr, addr+size)``; checks before changing anything."""
-    b = vmem_hash_index(st, addr)
+    b = vmem_hash_index(seg, addr)
     prev = -1
-    t = st.htab[b]
+    t = seg[b, F_HASH]
     while t >= 0:
-        if st.seg[t, F_START] == addr:
+        if seg[t, F_START] == addr:
             break
-        st.meta[K_LOOKUP] += 1
+        seg[K_LOOKUP, F_META] += 1
         prev = t
-        t = st.seg[t, F_KNEXT]
+        t = seg[t, F_KNEXT]
     if t < 0:
         return E_BADFREE
-    if st.seg[t, F_SIZE] != size:
+    if seg[t, F_SIZE] != size:
         return E_WRONGSIZE
     if prev < 0:
-        st.htab[b] = st.seg[t, F_KNEXT]
+        seg[b, F_HASH] = seg[t, F_KNEXT]
     else:
-        st.seg[prev, F_KNEXT] = st.seg[t, F_KNEXT]
-    meta = st.meta
-    meta[K_FREE] += 1
-    meta[M_INUSE] -= size
-    meta[M_NBUSY] -= 1
+        seg[prev, F_KNEXT] = seg[t, F_KNEXT]
+    seg[K_FREE, F_META] += 1
+    seg[M_INUSE, F_META] -= size
+    seg[M_NBUSY, F_META] -= 1
     return t
 
 
 @njit
-def vmem_hash_rebuild(st):
-    """Rehash every allocated segment into ``st.htab`` (after the pool, and so the hash, grew)."""
-    st.htab[:] = -1
-    st.meta[M_HSHIFT] = highbit(len(st.htab) - 1)
-    t = st.seg[T_SEG0, F_ANEXT]
+def vmem_hash_rebuild(seg):
+    """Rehash every allocated segment into ``seg.htab`` (after the pool, and so the hash, grew)."""
+    seg[:, F_HASH] = -1
+    seg[M_HSHIFT, F_META] = highbit(seg.shape[0] - 1)
+    t = seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[t, F_TYPE] == VMEM_ALLOC:
-            b = vmem_hash_index(st, st.seg[t, F_START])
-            st.seg[t, F_KNEXT] = st.htab[b]
-            st.htab[b] = t
-        t = st.seg[t, F_ANEXT]
+        if seg[t, F_TYPE] == VMEM_ALLOC:
+            b = vmem_hash_index(seg, seg[t, F_START])
+            seg[t, F_KNEXT] = seg[b, F_HASH]
+            seg[b, F_HASH] = t
+        t = seg[t, F_ANEXT]
 
 
 # --- segments and spans -------------------------------------------------------------------------
 @njit
-def vmem_seg_create(st, vprev, start, size):
-    t = vmem_getseg(st)
-    st.seg[t, F_START] = start
-    st.seg[t, F_SIZE] = size
-    st.seg[t, F_TYPE] = 0
-    st.seg[t, F_IMPORT] = 0
-    st.seg[t, F_USER] = 0
-    _ainsert(st, vprev, t)
+def vmem_seg_create(seg, vprev, start, size):
+    t = vmem_getseg(seg)
+    seg[t, F_START] = start
+    seg[t, F_SIZE] = size
+    seg[t, F_TYPE] = 0
+    seg[t, F_IMPORT] = 0
+    seg[t, F_USER] = 0
+    _ainsert(seg, vprev, t)
     return t
 
 
 @njit
-def vmem_seg_destroy(st, t):
-    _adelete(st, t)
-    vmem_putseg(st, t)
+def vmem_seg_destroy(seg, t):
+    _adelete(seg, t)
+    vmem_putseg(seg, t)
 
 
 @njit
-def vmem_span_create(st, addr, size, imp):
+def vmem_span_create(seg, addr, size, imp):
     """Add span ``[addr, addr+size)`` and its free segment; returns the segment or E_*.
 
     Needs ``VMEM_SEGS_PER_SPAN_CREATE`` tags; refuses an overlapping span.
     """
-    if st.meta[M_NFREE] < VMEM_SEGS_PER_SPAN_CREATE:
+    if seg[M_NFREE, F_META] < VMEM_SEGS_PER_SPAN_CREATE:
         return E_NOTAGS
-    nxt = st.seg[T_SEG0, F_KNEXT]  # first span starting after addr (span list is address ordered)
-    while nxt != T_SEG0 and st.seg[nxt, F_START] < addr:
-        nxt = st.seg[nxt, F_KNEXT]
-    prv = st.seg[nxt, F_KPREV]
-    if prv != T_SEG0 and st.seg[prv, F_START] + st.seg[prv, F_SIZE] > addr:
+    nxt = seg[T_SEG0, F_KNEXT]  # first span starting after addr (span list is address ordered)
+    while nxt != T_SEG0 and seg[nxt, F_START] < addr:
+        nxt = seg[nxt, F_KNEXT]
+    prv = seg[nxt, F_KPREV]
+    if prv != T_SEG0 and seg[prv, F_START] + seg[prv, F_SIZE] > addr:
         return E_OVERLAP
-    if nxt != T_SEG0 and st.seg[nxt, F_START] < addr + size:
+    if nxt != T_SEG0 and seg[nxt, F_START] < addr + size:
         return E_OVERLAP
-    span = vmem_seg_create(st, st.seg[nxt, F_APREV], addr, size)
-    st.seg[span, F_TYPE] = VMEM_SPAN
-    st.seg[span, F_IMPORT] = imp
-    _kinsert(st, prv, span)
-    t = vmem_seg_create(st, span, addr, size)
-    vmem_freelist_insert(st, t)
-    meta = st.meta
-    meta[M_TOTAL] += size
+    span = vmem_seg_create(seg, seg[nxt, F_APREV], addr, size)
+    seg[span, F_TYPE] = VMEM_SPAN
+    seg[span, F_IMPORT] = imp
+    _kinsert(seg, prv, span)
+    t = vmem_seg_create(seg, span, addr, size)
+    vmem_freelist_insert(seg, t)
+    seg[M_TOTAL, F_META] += size
     if imp:
-        meta[M_IMPORT] += size
-    meta[M_NSPANS] += 1
+        seg[M_IMPORT, F_META] += size
+    seg[M_NSPANS, F_META] += 1
     return t
 
 
 @njit
-def vmem_span_destroy(st, t):
+def vmem_span_destroy(seg, t):
     """Remove the free segment ``t`` (off its freelist) that covers its whole span."""
-    span = st.seg[t, F_APREV]
-    size = st.seg[t, F_SIZE]
-    meta = st.meta
-    if st.seg[span, F_IMPORT]:
-        meta[M_IMPORT] -= size
-    meta[M_TOTAL] -= size
-    meta[M_NSPANS] -= 1
-    _kdelete(st, span)
-    vmem_seg_destroy(st, t)
-    vmem_seg_destroy(st, span)
+    span = seg[t, F_APREV]
+    size = seg[t, F_SIZE]
+    if seg[span, F_IMPORT]:
+        seg[M_IMPORT, F_META] -= size
+    seg[M_TOTAL, F_META] -= size
+    seg[M_NSPANS, F_META] -= 1
+    _kdelete(seg, span)
+    vmem_seg_destroy(seg, t)
+    vmem_seg_destroy(seg, span)
 
 
 @njit
-def _span_is_free(st, t):
+def _span_is_free(seg, t):
     """Free segment ``t`` is a whole imported span that the arena hands back to its source."""
-    span = st.seg[t, F_APREV]
-    return (st.meta[M_CANRELEASE] != 0 and st.seg[span, F_TYPE] == VMEM_SPAN and st.seg[span, F_IMPORT] != 0
-            and st.seg[st.seg[t, F_ANEXT], F_TYPE] == VMEM_SPAN)
+    span = seg[t, F_APREV]
+    return (seg[M_CANRELEASE, F_META] != 0 and seg[span, F_TYPE] == VMEM_SPAN and seg[span, F_IMPORT] != 0
+            and seg[seg[t, F_ANEXT], F_TYPE] == VMEM_SPAN)
 
 
 @njit
-def _release_span(st, t):
+def _release_span(seg, t):
     """Destroy the free (off-freelist) whole-span segment ``t`` and queue the span for release."""
-    meta = st.meta
-    n = meta[M_RELN]
-    meta[M_RELQ + 2 * n] = st.seg[t, F_START]
-    meta[M_RELQ + 2 * n + 1] = st.seg[t, F_SIZE]
-    meta[M_RELN] = n + 1
-    meta[K_RELEASE] += 1
-    vmem_span_destroy(st, t)
+    n = seg[M_RELN, F_META]
+    seg[M_RELQ + 2 * n, F_META] = seg[t, F_START]
+    seg[M_RELQ + 2 * n + 1, F_META] = seg[t, F_SIZE]
+    seg[M_RELN, F_META] = n + 1
+    seg[K_RELEASE, F_META] += 1
+    vmem_span_destroy(seg, t)
 
 
 @njit
-def vmem_seg_alloc(st, t, addr, size):
+def vmem_seg_alloc(seg, t, addr, size):
     """Allocate ``[addr, addr+size)`` from free segment ``t``; leftovers go back on freelists."""
-    vs_start = st.seg[t, F_START]
-    vs_size = st.seg[t, F_SIZE]
+    vs_start = seg[t, F_START]
+    vs_size = seg[t, F_SIZE]
     vs_end = vs_start + vs_size
     addr_end = addr + size
     rest = vs_size - size
     # Allocating from the start, the remainder staying on the same freelist: P2SAMEHIGHBIT.
     if addr == vs_start and (vs_size ^ rest) < (vs_size & rest):
-        st.seg[t, F_START] = addr_end
-        st.seg[t, F_SIZE] = rest
-        n = vmem_seg_create(st, st.seg[t, F_APREV], addr, size)
-        vmem_hash_insert(st, n)
+        seg[t, F_START] = addr_end
+        seg[t, F_SIZE] = rest
+        n = vmem_seg_create(seg, seg[t, F_APREV], addr, size)
+        vmem_hash_insert(seg, n)
         return n
-    vmem_freelist_delete(st, t)
+    vmem_freelist_delete(seg, t)
     if vs_end != addr_end:
-        vmem_freelist_insert(st, vmem_seg_create(st, t, addr_end, vs_end - addr_end))
+        vmem_freelist_insert(seg, vmem_seg_create(seg, t, addr_end, vs_end - addr_end))
     if vs_start != addr:
-        vmem_freelist_insert(st, vmem_seg_create(st, st.seg[t, F_APREV], vs_start, addr - vs_start))
-    st.seg[t, F_START] = addr
-    st.seg[t, F_SIZE] = size
-    vmem_hash_insert(st, t)
+        vmem_freelist_insert(seg, vmem_seg_create(seg, seg[t, F_APREV], vs_start, addr - vs_start))
+    seg[t, F_START] = addr
+    seg[t, F_SIZE] = size
+    vmem_hash_insert(seg, t)
     return t
 
 
@@ -473,56 +474,54 @@ def vmem_fit(vs_start, vs_size, size, align, phase, nocross, minaddr, maxaddr):
 
 
 @njit
-def _search_freelists(st, c, size, align, phase, nocross, minaddr, maxaddr, vmflag, one_list):
+def _search_freelists(seg, c, size, align, phase, nocross, minaddr, maxaddr, vmflag, one_list):
     """Walk freelist ``c`` and (unless ``one_list``) the larger non-empty ones; illumos'
     vmem_xalloc loop.  Returns ``(tag, addr)``, tag -1 if nothing fits."""
-    meta = st.meta
     vbest = -1
     addr = -1
     while c >= 0:
         head = T_FREELIST + c
-        t = st.seg[head, F_KNEXT]
+        t = seg[head, F_KNEXT]
         while t != head:
-            meta[K_SEARCH] += 1
-            a = vmem_fit(st.seg[t, F_START], st.seg[t, F_SIZE], size, align, phase, nocross,
+            seg[K_SEARCH, F_META] += 1
+            a = vmem_fit(seg[t, F_START], seg[t, F_SIZE], size, align, phase, nocross,
                          minaddr, maxaddr)
-            if a >= 0 and (vbest < 0 or st.seg[t, F_SIZE] < st.seg[vbest, F_SIZE]):
+            if a >= 0 and (vbest < 0 or seg[t, F_SIZE] < seg[vbest, F_SIZE]):
                 vbest = t
                 addr = a
-                if (vmflag & VM_BESTFIT) == 0 or st.seg[t, F_SIZE] == size:
+                if (vmflag & VM_BESTFIT) == 0 or seg[t, F_SIZE] == size:
                     break
-            t = st.seg[t, F_KNEXT]
+            t = seg[t, F_KNEXT]
         if vbest >= 0 or one_list or c + 1 >= VMEM_FREELISTS:
             break
-        c = lowbit(meta[M_FREEMAP] & -(1 << (c + 1))) - 1
+        c = lowbit(seg[M_FREEMAP, F_META] & -(1 << (c + 1))) - 1
     return vbest, addr
 
 
 @njit
-def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
+def vmem_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
     """Constrained allocation (``size`` rounded, parameters checked by the caller).
 
     Returns the address (tag in ``meta[M_LASTSEG]``), ``E_NOSPACE`` or ``E_NOTAGS``.
     """
-    meta = st.meta
-    if meta[M_NFREE] < minfree:
+    if seg[M_NFREE, F_META] < minfree:
         return E_NOTAGS
     vbest = -1
     addr = -1
     if vmflag & VM_ADDRFIT:
-        t = st.seg[T_SEG0, F_ANEXT]
+        t = seg[T_SEG0, F_ANEXT]
         while t != T_SEG0:
-            meta[K_SEARCH] += 1
-            if st.seg[t, F_TYPE] == VMEM_FREE and st.seg[t, F_SIZE] >= size:
-                a = vmem_fit(st.seg[t, F_START], st.seg[t, F_SIZE], size, align, phase, nocross,
+            seg[K_SEARCH, F_META] += 1
+            if seg[t, F_TYPE] == VMEM_FREE and seg[t, F_SIZE] >= size:
+                a = vmem_fit(seg[t, F_START], seg[t, F_SIZE], size, align, phase, nocross,
                              minaddr, maxaddr)
                 if a >= 0:
                     vbest = t
                     addr = a
                     break
-            t = st.seg[t, F_ANEXT]
+            t = seg[t, F_ANEXT]
     else:
-        freemap = meta[M_FREEMAP]
+        freemap = seg[M_FREEMAP, F_META]
         skipped = -1
         if size & (size - 1) == 0:
             flist = lowbit(freemap & -size)
@@ -533,95 +532,93 @@ def vmem_xalloc(st, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfr
             else:
                 skipped = hb - 1  # instant fit skips the list that only *might* fit
             flist = lowbit(freemap & -(1 << hb))
-        vbest, addr = _search_freelists(st, flist - 1, size, align, phase, nocross, minaddr, maxaddr,
+        vbest, addr = _search_freelists(seg, flist - 1, size, align, phase, nocross, minaddr, maxaddr,
                                         vmflag, False)
         if vbest < 0 and skipped >= 0 and (freemap >> skipped) & 1:
             # NetBSD: an instant-fit miss is retried on the skipped list (illumos would wait)
-            vbest, addr = _search_freelists(st, skipped, size, align, phase, nocross, minaddr, maxaddr,
+            vbest, addr = _search_freelists(seg, skipped, size, align, phase, nocross, minaddr, maxaddr,
                                             vmflag, True)
     if vbest < 0:
         return E_NOSPACE
-    meta[M_LASTSEG] = vmem_seg_alloc(st, vbest, addr, size)
+    seg[M_LASTSEG, F_META] = vmem_seg_alloc(seg, vbest, addr, size)
     return addr
 
 
 @njit
-def vmem_advance(st, walker, afterme):
+def vmem_advance(seg, walker, afterme):
     """Move marker ``walker`` after ``afterme`` (-1: unlink); coalesce what it separated."""
-    vprev = st.seg[walker, F_APREV]
-    vnext = st.seg[walker, F_ANEXT]
-    _adelete(st, walker)
+    vprev = seg[walker, F_APREV]
+    vnext = seg[walker, F_ANEXT]
+    _adelete(seg, walker)
     if afterme >= 0:
-        _ainsert(st, afterme, walker)
+        _ainsert(seg, afterme, walker)
     vsp = -1
-    if st.seg[vprev, F_TYPE] == VMEM_FREE:
-        if st.seg[vnext, F_TYPE] == VMEM_FREE:
-            vmem_freelist_delete(st, vnext)
-            vmem_freelist_delete(st, vprev)
-            st.seg[vprev, F_SIZE] += st.seg[vnext, F_SIZE]
-            vmem_freelist_insert(st, vprev)
-            vmem_seg_destroy(st, vnext)
+    if seg[vprev, F_TYPE] == VMEM_FREE:
+        if seg[vnext, F_TYPE] == VMEM_FREE:
+            vmem_freelist_delete(seg, vnext)
+            vmem_freelist_delete(seg, vprev)
+            seg[vprev, F_SIZE] += seg[vnext, F_SIZE]
+            vmem_freelist_insert(seg, vprev)
+            vmem_seg_destroy(seg, vnext)
         vsp = vprev
-    elif st.seg[vnext, F_TYPE] == VMEM_FREE:
+    elif seg[vnext, F_TYPE] == VMEM_FREE:
         vsp = vnext
-    if vsp >= 0 and _span_is_free(st, vsp):
-        vmem_freelist_delete(st, vsp)
-        _release_span(st, vsp)
+    if vsp >= 0 and _span_is_free(seg, vsp):
+        vmem_freelist_delete(seg, vsp)
+        _release_span(seg, vsp)
 
 
 @njit
-def vmem_nextfit_alloc(st, size, vmflag):
+def vmem_nextfit_alloc(seg, size, vmflag):
     """VM_NEXTFIT: the first free segment at or after the rotor (cycles through the arena)."""
-    meta = st.meta
-    if meta[M_NFREE] < VMEM_MINFREE:
+    if seg[M_NFREE, F_META] < VMEM_MINFREE:
         return E_NOTAGS
     rotor = T_ROTOR
-    vsp = st.seg[rotor, F_ANEXT]
-    if st.seg[vsp, F_TYPE] == VMEM_FREE:
-        vs_size = st.seg[vsp, F_SIZE]
+    vsp = seg[rotor, F_ANEXT]
+    if seg[vsp, F_TYPE] == VMEM_FREE:
+        vs_size = seg[vsp, F_SIZE]
         rest = vs_size - size
         if rest > 0 and (vs_size ^ rest) < (vs_size & rest):
-            addr = st.seg[vsp, F_START]
-            st.seg[vsp, F_START] = addr + size
-            st.seg[vsp, F_SIZE] = rest
-            t = vmem_seg_create(st, st.seg[rotor, F_APREV], addr, size)  # behind the rotor
-            vmem_hash_insert(st, t)
-            meta[M_LASTSEG] = t
+            addr = seg[vsp, F_START]
+            seg[vsp, F_START] = addr + size
+            seg[vsp, F_SIZE] = rest
+            t = vmem_seg_create(seg, seg[rotor, F_APREV], addr, size)  # behind the rotor
+            vmem_hash_insert(seg, t)
+            seg[M_LASTSEG, F_META] = t
             return addr
     while True:
-        meta[K_SEARCH] += 1
-        if st.seg[vsp, F_TYPE] == VMEM_FREE and st.seg[vsp, F_SIZE] >= size:
+        seg[K_SEARCH, F_META] += 1
+        if seg[vsp, F_TYPE] == VMEM_FREE and seg[vsp, F_SIZE] >= size:
             break
-        vsp = st.seg[vsp, F_ANEXT]
+        vsp = seg[vsp, F_ANEXT]
         if vsp == rotor:
             # Full circle: the rotor may be what keeps two free segments apart.
-            vmem_advance(st, rotor, st.seg[rotor, F_ANEXT])
-            vsp = st.seg[rotor, F_APREV]
-            if st.seg[vsp, F_TYPE] == VMEM_FREE and st.seg[vsp, F_SIZE] >= size:
+            vmem_advance(seg, rotor, seg[rotor, F_ANEXT])
+            vsp = seg[rotor, F_APREV]
+            if seg[vsp, F_TYPE] == VMEM_FREE and seg[vsp, F_SIZE] >= size:
                 break
-            return vmem_xalloc(st, size, meta[M_QUANTUM], 0, 0, 0, VMEM_MAXADDR,
+            return vmem_xalloc(seg, size, seg[M_QUANTUM, F_META], 0, 0, 0, VMEM_MAXADDR,
                                vmflag & ~VM_POLICY, VMEM_MINFREE)
-    addr = st.seg[vsp, F_START]
-    t = vmem_seg_alloc(st, vsp, addr, size)
-    meta[M_LASTSEG] = t
-    vmem_advance(st, rotor, t)
+    addr = seg[vsp, F_START]
+    t = vmem_seg_alloc(seg, vsp, addr, size)
+    seg[M_LASTSEG, F_META] = t
+    vmem_advance(seg, rotor, t)
     return addr
 
 
 @njit
-def vmem_alloc(st, size, vmflag):
+def vmem_alloc(seg, size, vmflag):
     """``vmem_alloc`` below the quantum caches: ``size`` > 0 (rounded here)."""
-    meta = st.meta
-    q = meta[M_QUANTUM]
+    q = seg[M_QUANTUM, F_META]
     size = p2roundup(size, q)
     if vmflag & VM_NEXTFIT:
-        return vmem_nextfit_alloc(st, size, vmflag)
+        return vmem_nextfit_alloc(seg, size, vmflag)
     if vmflag & (VM_BESTFIT | VM_FIRSTFIT | VM_ADDRFIT):
-        return vmem_xalloc(st, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
-    if meta[M_NFREE] < VMEM_MINFREE:
+        return vmem_xalloc(seg, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+    if seg[M_NFREE, F_META] < VMEM_MINFREE:
         return E_NOTAGS
     flist = 0
-    freemap = meta[M_FREEMAP]
+    freemap = seg[M_FREEMAP, F_META]
     if size & (size - 1) == 0:
         flist = lowbit(freemap & -size)
     else:
@@ -629,101 +626,100 @@ def vmem_alloc(st, size, vmflag):
         if hb < VMEM_FREELISTS:
             flist = lowbit(freemap & -(1 << hb))
     if flist == 0:
-        return vmem_xalloc(st, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
-    t = st.seg[T_FREELIST + flist - 1, F_KNEXT]
-    addr = st.seg[t, F_START]
-    meta[M_LASTSEG] = vmem_seg_alloc(st, t, addr, size)
+        return vmem_xalloc(seg, size, q, 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+    t = seg[T_FREELIST + flist - 1, F_KNEXT]
+    addr = seg[t, F_START]
+    seg[M_LASTSEG, F_META] = vmem_seg_alloc(seg, t, addr, size)
     return addr
 
 
 # --- free ---------------------------------------------------------------------------------------
 @njit
-def vmem_xfree(st, addr, size):
+def vmem_xfree(seg, addr, size):
     """Free ``[addr, addr+size)``: 0, or E_BADFREE / E_WRONGSIZE with nothing changed.
 
     Takes no tag: coalescing only returns tags to the stack.
     """
-    size = p2roundup(size, st.meta[M_QUANTUM])
-    t = vmem_hash_delete(st, addr, size)
+    size = p2roundup(size, seg[M_QUANTUM, F_META])
+    t = vmem_hash_delete(seg, addr, size)
     if t < 0:
         return t
-    vnext = st.seg[t, F_ANEXT]
-    if st.seg[vnext, F_TYPE] == VMEM_FREE:
-        vmem_freelist_delete(st, vnext)
-        st.seg[t, F_SIZE] += st.seg[vnext, F_SIZE]
-        vmem_seg_destroy(st, vnext)
-    vprev = st.seg[t, F_APREV]
-    if st.seg[vprev, F_TYPE] == VMEM_FREE:
-        vmem_freelist_delete(st, vprev)
-        st.seg[vprev, F_SIZE] += st.seg[t, F_SIZE]
-        vmem_seg_destroy(st, t)
+    vnext = seg[t, F_ANEXT]
+    if seg[vnext, F_TYPE] == VMEM_FREE:
+        vmem_freelist_delete(seg, vnext)
+        seg[t, F_SIZE] += seg[vnext, F_SIZE]
+        vmem_seg_destroy(seg, vnext)
+    vprev = seg[t, F_APREV]
+    if seg[vprev, F_TYPE] == VMEM_FREE:
+        vmem_freelist_delete(seg, vprev)
+        seg[vprev, F_SIZE] += seg[t, F_SIZE]
+        vmem_seg_destroy(seg, t)
         t = vprev
-    if _span_is_free(st, t):
-        _release_span(st, t)
+    if _span_is_free(seg, t):
+        _release_span(seg, t)
     else:
-        vmem_freelist_insert(st, t)
+        vmem_freelist_insert(seg, t)
     return 0
 
 
 # --- queries ------------------------------------------------------------------------------------
 @njit
-def vmem_contains(st, addr, size):
-    meta = st.meta
-    meta[K_CONTAINS] += 1
+def vmem_contains(seg, addr, size):
+    seg[K_CONTAINS, F_META] += 1
     end = addr + size
-    sp = st.seg[T_SEG0, F_KNEXT]
+    sp = seg[T_SEG0, F_KNEXT]
     while sp != T_SEG0:
-        meta[K_CONTAINS_SEARCH] += 1
-        if addr >= st.seg[sp, F_START] and end <= st.seg[sp, F_START] + st.seg[sp, F_SIZE]:
+        seg[K_CONTAINS_SEARCH, F_META] += 1
+        if addr >= seg[sp, F_START] and end <= seg[sp, F_START] + seg[sp, F_SIZE]:
             return True
-        if st.seg[sp, F_START] >= end:
+        if seg[sp, F_START] >= end:
             break
-        sp = st.seg[sp, F_KNEXT]
+        sp = seg[sp, F_KNEXT]
     return False
 
 
 @njit
-def vmem_walk(st, typemask):
+def vmem_walk(seg, typemask):
     """Arrays (start, size, type, tag) of the arena-list entries whose type is in ``typemask``."""
     n = 0
-    t = st.seg[T_SEG0, F_ANEXT]
+    t = seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[t, F_TYPE] & typemask:
+        if seg[t, F_TYPE] & typemask:
             n += 1
-        t = st.seg[t, F_ANEXT]
+        t = seg[t, F_ANEXT]
     starts = np.empty(n, np.int64)
     sizes = np.empty(n, np.int64)
     types = np.empty(n, np.int64)
     tags = np.empty(n, np.int64)
     i = 0
-    t = st.seg[T_SEG0, F_ANEXT]
+    t = seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        if st.seg[t, F_TYPE] & typemask:
-            starts[i] = st.seg[t, F_START]
-            sizes[i] = st.seg[t, F_SIZE]
-            types[i] = st.seg[t, F_TYPE]
+        if seg[t, F_TYPE] & typemask:
+            starts[i] = seg[t, F_START]
+            sizes[i] = seg[t, F_SIZE]
+            types[i] = seg[t, F_TYPE]
             tags[i] = t
             i += 1
-        t = st.seg[t, F_ANEXT]
+        t = seg[t, F_ANEXT]
     return starts, sizes, types, tags
 
 
 @njit
-def vmem_locate(st, addr):
+def vmem_locate(seg, addr):
     """Tag of the segment (ALLOC or FREE) containing ``addr``, or -1 (diagnostics; O(n))."""
-    t = st.seg[T_SEG0, F_ANEXT]
+    t = seg[T_SEG0, F_ANEXT]
     while t != T_SEG0:
-        ty = st.seg[t, F_TYPE]
-        s = st.seg[t, F_START]
-        if (ty == VMEM_ALLOC or ty == VMEM_FREE) and s <= addr < s + st.seg[t, F_SIZE]:
+        ty = seg[t, F_TYPE]
+        s = seg[t, F_START]
+        if (ty == VMEM_ALLOC or ty == VMEM_FREE) and s <= addr < s + seg[t, F_SIZE]:
             return t
-        t = st.seg[t, F_ANEXT]
+        t = seg[t, F_ANEXT]
     return -1
 
 
 # --- batch --------------------------------------------------------------------------------------
 @njit
-def vmem_batch(st, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
+def vmem_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
     """Run ``ops[pos:]`` entirely in the kernel; returns the index reached.
 
     ``ops[i] > 0`` allocates ``ops[i]`` (address to ``out[i]``, -1 on failure);
@@ -733,104 +729,104 @@ def vmem_batch(st, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
     ``stop_on_nospace``: import, retry i), E_RELEASE (release spans, go on at i) or a
     free error; 0 when done.
     """
-    meta = st.meta
-    q = meta[M_QUANTUM]
+    q = seg[M_QUANTUM, F_META]
     n = len(ops)
     i = pos
-    meta[M_STATUS] = 0
+    seg[M_STATUS, F_META] = 0
     while i < n:
         op = ops[i]
         if op > 0:
             size = p2roundup(op, q)
             if len(aligns) != 0 and aligns[i] > q:
-                r = vmem_xalloc(st, size, aligns[i], 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+                r = vmem_xalloc(seg, size, aligns[i], 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
             else:
-                r = vmem_alloc(st, size, vmflag)
+                r = vmem_alloc(seg, size, vmflag)
             if r == E_NOTAGS:
-                meta[M_STATUS] = E_NOTAGS
+                seg[M_STATUS, F_META] = E_NOTAGS
                 return i
             if r == E_NOSPACE:
                 if stop_on_nospace:
-                    meta[M_STATUS] = E_NOSPACE
+                    seg[M_STATUS, F_META] = E_NOSPACE
                     return i
-                meta[K_FAIL] += 1
+                seg[K_FAIL, F_META] += 1
             out[i] = r
         else:
             j = -op - 1
             if j < 0 or j >= i:
-                meta[M_STATUS] = E_BADINDEX
+                seg[M_STATUS, F_META] = E_BADINDEX
                 return i
             if done[j]:
-                meta[M_STATUS] = E_DOUBLEINDEX
+                seg[M_STATUS, F_META] = E_DOUBLEINDEX
                 return i
             if out[j] >= 0:
-                r = vmem_xfree(st, out[j], ops[j])
+                r = vmem_xfree(seg, out[j], ops[j])
                 if r < 0:
-                    meta[M_STATUS] = r
+                    seg[M_STATUS, F_META] = r
                     return i
             done[j] = 1
             out[i] = out[j]
         i += 1
-        if meta[M_RELN] != 0:
-            meta[M_STATUS] = E_RELEASE
+        if seg[M_RELN, F_META] != 0:
+            seg[M_STATUS, F_META] = E_RELEASE
             return i
     return n
 
 
 # --- per-call entry points (one array + scalars: the cheapest numba dispatch) ----------------
+# (They are the kernels themselves; the k_* names are what the facade binds.)
 @njit
 def k_alloc(seg, size, vmflag):
-    return vmem_alloc(vmem_state(seg), size, vmflag)
+    return vmem_alloc(seg, size, vmflag)
 
 
 @njit
 def k_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
-    return vmem_xalloc(vmem_state(seg), size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree)
+    return vmem_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree)
 
 
 @njit
 def k_free(seg, addr, size):
-    return vmem_xfree(vmem_state(seg), addr, size)
+    return vmem_xfree(seg, addr, size)
 
 
 @njit
 def k_span_create(seg, addr, size, imp):
-    return vmem_span_create(vmem_state(seg), addr, size, imp)
+    return vmem_span_create(seg, addr, size, imp)
 
 
 @njit
 def k_contains(seg, addr, size):
-    return vmem_contains(vmem_state(seg), addr, size)
+    return vmem_contains(seg, addr, size)
 
 
 @njit
 def k_walk(seg, typemask):
-    return vmem_walk(vmem_state(seg), typemask)
+    return vmem_walk(seg, typemask)
 
 
 @njit
 def k_lookup(seg, addr):
-    return vmem_hash_lookup(vmem_state(seg), addr)
+    return vmem_hash_lookup(seg, addr)
 
 
 @njit
 def k_locate(seg, addr):
-    return vmem_locate(vmem_state(seg), addr)
+    return vmem_locate(seg, addr)
 
 
 @njit
 def k_hash_rebuild(seg):
-    vmem_hash_rebuild(vmem_state(seg))
+    vmem_hash_rebuild(seg)
 
 
 @njit
 def k_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
-    return vmem_batch(vmem_state(seg), ops, aligns, vmflag, out, done, pos, stop_on_nospace)
+    return vmem_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace)
 
 
 @njit
 def k_check(seg):
-    return vmem_check(vmem_state(seg))
+    return vmem_check(seg)
 
 
 # --- state construction (plain numpy; the facade grows the pool) -------------------------------
@@ -917,14 +913,13 @@ CHECK_MESSAGES = {
 
 
 @njit
-def vmem_check(st):
+def vmem_check(seg):
     """Check every invariant; returns ``(code, tag)`` with code 0 when consistent."""
-    meta = st.meta
-    cap = meta[M_CAP]
-    q = meta[M_QUANTUM]
+    cap = seg[M_CAP, F_META]
+    q = seg[M_QUANTUM, F_META]
     mark = np.zeros(cap, np.int8)
     prev = T_SEG0
-    t = st.seg[T_SEG0, F_ANEXT]
+    t = seg[T_SEG0, F_ANEXT]
     steps = 0
     nrotor = 0
     cur_end = -1
@@ -940,12 +935,12 @@ def vmem_check(st):
     nreal = 0
     while t != T_SEG0:
         steps += 1
-        if t < 0 or t >= cap or st.seg[t, F_APREV] != prev:
+        if t < 0 or t >= cap or seg[t, F_APREV] != prev:
             return 1, prev
         if steps > cap or mark[t] != 0:
             return 2, t
         mark[t] = 1
-        ty = st.seg[t, F_TYPE]
+        ty = seg[t, F_TYPE]
         if ty == VMEM_ROTOR:
             nrotor += 1
             if t != T_ROTOR:
@@ -956,20 +951,20 @@ def vmem_check(st):
                 return 3, t
             if in_span and expect != cur_end:
                 return 4, t
-            if st.seg[t, F_SIZE] <= 0 or st.seg[t, F_START] < 0:
+            if seg[t, F_SIZE] <= 0 or seg[t, F_START] < 0:
                 return 7, t
-            if st.seg[t, F_START] % q != 0 or st.seg[t, F_SIZE] % q != 0:
+            if seg[t, F_START] % q != 0 or seg[t, F_SIZE] % q != 0:
                 return 7, t
-            if st.seg[t, F_START] < cur_end:
+            if seg[t, F_START] < cur_end:
                 return 5, t
             in_span = True
-            expect = st.seg[t, F_START]
-            cur_end = st.seg[t, F_START] + st.seg[t, F_SIZE]
+            expect = seg[t, F_START]
+            cur_end = seg[t, F_START] + seg[t, F_SIZE]
             nspans += 1
             nreal += 1
-            total += st.seg[t, F_SIZE]
-            if st.seg[t, F_IMPORT] != 0:
-                imported += st.seg[t, F_SIZE]
+            total += seg[t, F_SIZE]
+            if seg[t, F_IMPORT] != 0:
+                imported += seg[t, F_SIZE]
             prevtype = VMEM_SPAN
         elif ty == VMEM_ALLOC or ty == VMEM_FREE:
             if t < T_FIRST:
@@ -977,11 +972,11 @@ def vmem_check(st):
             nreal += 1
             if not in_span:
                 return 6, t
-            if st.seg[t, F_SIZE] <= 0 or st.seg[t, F_START] % q != 0 or st.seg[t, F_SIZE] % q != 0:
+            if seg[t, F_SIZE] <= 0 or seg[t, F_START] % q != 0 or seg[t, F_SIZE] % q != 0:
                 return 7, t
-            if st.seg[t, F_START] != expect:
+            if seg[t, F_START] != expect:
                 return 4, t
-            expect += st.seg[t, F_SIZE]
+            expect += seg[t, F_SIZE]
             if expect > cur_end:
                 return 4, t
             if ty == VMEM_FREE:
@@ -990,85 +985,85 @@ def vmem_check(st):
                     return 8, t
             else:
                 nalloc += 1
-                inuse += st.seg[t, F_SIZE]
+                inuse += seg[t, F_SIZE]
             prevtype = ty
         else:
             return 3, t
         prev = t
-        t = st.seg[t, F_ANEXT]
-    if st.seg[T_SEG0, F_APREV] != prev:
+        t = seg[t, F_ANEXT]
+    if seg[T_SEG0, F_APREV] != prev:
         return 1, T_SEG0
     if in_span and expect != cur_end:
         return 4, prev
     if nrotor != 1:
         return 9, T_ROTOR
-    if total != meta[M_TOTAL] or imported != meta[M_IMPORT] or nspans != meta[M_NSPANS]:
+    if total != seg[M_TOTAL, F_META] or imported != seg[M_IMPORT, F_META] or nspans != seg[M_NSPANS, F_META]:
         return 10, -1
-    if inuse != meta[M_INUSE] or nalloc != meta[M_NBUSY]:
+    if inuse != seg[M_INUSE, F_META] or nalloc != seg[M_NBUSY, F_META]:
         return 11, -1
     # span list: the span markers, in address order
-    sp = st.seg[T_SEG0, F_KNEXT]
+    sp = seg[T_SEG0, F_KNEXT]
     pv = T_SEG0
     n = 0
     last = -1
     while sp != T_SEG0:
         n += 1
-        if sp < T_FIRST or sp >= cap or n > nspans or st.seg[sp, F_TYPE] != VMEM_SPAN or mark[sp] != 1:
+        if sp < T_FIRST or sp >= cap or n > nspans or seg[sp, F_TYPE] != VMEM_SPAN or mark[sp] != 1:
             return 12, sp
-        if st.seg[sp, F_KPREV] != pv or st.seg[sp, F_START] <= last:
+        if seg[sp, F_KPREV] != pv or seg[sp, F_START] <= last:
             return 12, sp
-        last = st.seg[sp, F_START]
+        last = seg[sp, F_START]
         pv = sp
-        sp = st.seg[sp, F_KNEXT]
-    if n != nspans or st.seg[T_SEG0, F_KPREV] != pv:
+        sp = seg[sp, F_KNEXT]
+    if n != nspans or seg[T_SEG0, F_KPREV] != pv:
         return 12, T_SEG0
     # freelists and freemap
     nlisted = 0
     for c in range(VMEM_FREELISTS):
         head = T_FREELIST + c
         pv = head
-        f = st.seg[head, F_KNEXT]
+        f = seg[head, F_KNEXT]
         k = 0
         while f != head:
             k += 1
-            if f < T_FIRST or f >= cap or k > nfree or st.seg[f, F_KPREV] != pv:
+            if f < T_FIRST or f >= cap or k > nfree or seg[f, F_KPREV] != pv:
                 return 15, f
-            if st.seg[f, F_TYPE] != VMEM_FREE or mark[f] != 1:
+            if seg[f, F_TYPE] != VMEM_FREE or mark[f] != 1:
                 return 13, f
-            if highbit(st.seg[f, F_SIZE]) - 1 != c:
+            if highbit(seg[f, F_SIZE]) - 1 != c:
                 return 14, f
             mark[f] = 2
             pv = f
-            f = st.seg[f, F_KNEXT]
-        if st.seg[head, F_KPREV] != pv:
+            f = seg[f, F_KNEXT]
+        if seg[head, F_KPREV] != pv:
             return 15, head
-        if ((meta[M_FREEMAP] >> c) & 1) != (1 if k > 0 else 0):
+        if ((seg[M_FREEMAP, F_META] >> c) & 1) != (1 if k > 0 else 0):
             return 16, head
         nlisted += k
-    if (meta[M_FREEMAP] >> VMEM_FREELISTS) != 0:
+    if (seg[M_FREEMAP, F_META] >> VMEM_FREELISTS) != 0:
         return 16, -1
     if nlisted != nfree:
         return 17, -1
     # hash: exactly the allocated segments, each in its bucket
     nhashed = 0
-    for b in range(len(st.htab)):
-        h = st.htab[b]
+    for b in range(seg.shape[0]):
+        h = seg[b, F_HASH]
         while h >= 0:
             nhashed += 1
-            if h < T_FIRST or h >= cap or nhashed > nalloc or st.seg[h, F_TYPE] != VMEM_ALLOC or mark[h] != 1:
+            if h < T_FIRST or h >= cap or nhashed > nalloc or seg[h, F_TYPE] != VMEM_ALLOC or mark[h] != 1:
                 return 18, h
-            if vmem_hash_index(st, st.seg[h, F_START]) != b:
+            if vmem_hash_index(seg, seg[h, F_START]) != b:
                 return 19, h
             mark[h] = 3
-            h = st.seg[h, F_KNEXT]
+            h = seg[h, F_KNEXT]
     if nhashed != nalloc:
         return 20, -1
     # tag accounting
-    nf = meta[M_NFREE]
+    nf = seg[M_NFREE, F_META]
     if nf < 0 or nf > cap:
         return 21, -1
     for k in range(nf):
-        f = st.seg[k, F_STACK]
+        f = seg[k, F_STACK]
         if f < T_FIRST or f >= cap or mark[f] != 0:
             return 21, f
         mark[f] = 4
