@@ -337,7 +337,7 @@ def vmem_hash_delete(seg, addr, size):
 
 @njit
 def vmem_hash_rebuild(seg):
-    """Rehash every allocated segment into ``seg.htab`` (after the pool, and so the hash, grew)."""
+    """Rehash every allocated segment into the hash column (after the pool, and the hash, grew)."""
     seg[:, F_HASH] = -1
     seg[M_HSHIFT, F_META] = highbit(seg.shape[0] - 1)
     t = seg[T_SEG0, F_ANEXT]
