@@ -16,17 +16,18 @@ Where the policies coincide the addresses must be identical and are checked op b
 * vmem ``Policy.BESTFIT`` picks the smallest fitting segment like ``BEST_FIT`` but breaks ties
   by freelist order (LIFO), not by address: identical until the first tie, reported as such.
 * The buddy cannot coincide with any vmem policy: vmem's buddy-like mode (``xalloc`` of the
-  size rounded to a power of two, aligned to it, ADDRFIT) gives the lowest aligned block,
-  the cocotb buddy the oldest block of its FIFO lists.  Both serve the same stream without
-  failure; the table reports how many addresses happen to agree.
+  size rounded up to a power of two, aligned to it, instant fit) takes the first aligned
+  fit in vmem's freelists, the cocotb buddy the oldest block of its FIFO lists.  Both serve
+  the same stream without failure; the table reports how many addresses happen to agree.
 
 Timings: each allocator runs the whole stream from a fresh instance, best of ``--repeat``
 rounds (round-robin, so load changes hit every allocator alike);
 ratios are peer time / vmem time measured in this run.  The per-call API is a Python loop
 calling ``alloc``/``free``; the batch kernel is one ``Vmem.run(ops)`` call.
 
-Streams: sizes uniform in 1..64 pages or powers of two up to 64 pages, each with at most
-1000 and at most 10000 live allocations (``--live``).  virtual-allocator costs O(regions)
+Streams: sizes uniform in 1..64 pages or powers of two up to 64 pages; random lifetimes
+with a live set that climbs to 1000 or to 10000 allocations and hovers there (``--live``;
+at least ``4 * live`` operations).  virtual-allocator costs O(regions)
 per operation (``list.index`` over dataclasses): it runs only up to ``--va-max-live`` live
 allocations, where it is already the slowest by far.
 
@@ -48,21 +49,24 @@ from rich.table import Table
 from memdesc.lib.vmem import Policy, Vmem
 
 PAGE = 4096
-SPACE = 1 << 32  # 1 Mi pages: no allocator runs out on these streams
+SPACE = 1 << 34  # 4 Mi pages: no allocator runs out on these streams
 
 
 def make_stream(n: int, live: int, seed: int, pow2: bool, max_pages: int) -> np.ndarray:
     """ops[i] > 0: allocate ops[i] bytes; ops[i] < 0: free the allocation of op -ops[i]-1.
 
-    Sizes are whole pages (uniform in 1..max_pages, or 2**k pages); a random live
-    allocation is freed with probability 1/2, always once ``live`` are outstanding.
+    Sizes are whole pages (uniform in 1..max_pages, or 2**k pages).  Lifetimes are random:
+    each op frees a random live allocation with probability 1/4 while fewer than ``live``
+    are outstanding and 3/4 once there are, so the live set climbs to ``live`` and then
+    hovers around it.
     """
     rng = np.random.default_rng(seed)
     ops = np.empty(n, np.int64)
     outstanding: list[int] = []
     kmax = max_pages.bit_length() - 1
     for i in range(n):
-        if outstanding and (len(outstanding) >= live or rng.random() < 0.5):
+        p_free = 0.25 if len(outstanding) < live else 0.75
+        if outstanding and rng.random() < p_free:
             k = int(rng.integers(len(outstanding)))
             outstanding[k], outstanding[-1] = outstanding[-1], outstanding[k]
             ops[i] = -(outstanding.pop() + 1)
@@ -104,7 +108,7 @@ def vmem_buddy_calls(a: Vmem, ops: list[int], _policy=None) -> list[int]:
     for i, op in enumerate(ops):
         if op > 0:
             size = 1 << (op - 1).bit_length()
-            out[i] = xalloc(size, size, 0, 0, None, None, Policy.ADDRFIT)
+            out[i] = xalloc(size, size)
         else:
             j = -op - 1
             xfree(out[j], 1 << (ops[j] - 1).bit_length())
@@ -123,7 +127,7 @@ def buddy_stream(ops_arr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def vmem_buddy_batch(a: Vmem, sized: tuple[np.ndarray, np.ndarray], _policy=None) -> list[int]:
-    return a.run(sized[0], Policy.ADDRFIT, aligns=sized[1])
+    return a.run(sized[0], Policy.INSTANTFIT, aligns=sized[1])
 
 
 def cocotb_make():
@@ -221,7 +225,7 @@ def peer_available(module: str) -> bool:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ops", type=int, default=20000, help="operations per stream")
+    ap.add_argument("--ops", type=int, default=20000, help="operations per stream (at least 4 * live)")
     ap.add_argument("--live", type=int, nargs="+", default=[1000, 10000],
                     help="outstanding allocations at most (one stream family per value)")
     ap.add_argument("--va-max-live", type=int, default=2000,
@@ -248,11 +252,11 @@ def main() -> None:
     vmem_buddy_calls(vmem_make(), warm.tolist())
     vmem_buddy_batch(vmem_make(), buddy_stream(warm))
 
-    workloads = [(f"{kind} sizes 1..64 pages, <= {live} live", pow2, live) for live in args.live
+    workloads = [(f"{kind} sizes 1..64 pages, ~{live} live", pow2, live) for live in args.live
                  for kind, pow2 in (("mixed", False), ("power-of-two", True))]
     summary = []
     for wname, pow2, live in workloads:
-        arr = make_stream(args.ops, live, args.seed, pow2, 64)
+        arr = make_stream(max(args.ops, 4 * live), live, args.seed, pow2, 64)
         ops = arr.tolist()
         n = len(ops)
         t = Table(title=f"{wname}: {n} ops, seed {args.seed}")
@@ -283,7 +287,7 @@ def main() -> None:
         for pol in (Policy.INSTANTFIT, Policy.ADDRFIT, Policy.BESTFIT, "buddy"):
             assert res[("calls", pol)][1] == res[("batch", pol)][1], "batch and per-call disagree"
         for pol in (Policy.INSTANTFIT, Policy.ADDRFIT, Policy.BESTFIT, "buddy"):
-            label = "buddy-like: xalloc(2^k, align 2^k), ADDRFIT" if pol == "buddy" else pol.name
+            label = "buddy-like: xalloc(2^k, align 2^k)" if pol == "buddy" else pol.name
             for api in ("calls", "batch"):
                 rows.append(("memdesc Vmem", label, "per-call" if api == "calls" else "batch kernel",
                              res[(api, pol)][0], "", None))
@@ -301,8 +305,9 @@ def main() -> None:
                 r1 = r2 = ""
             else:
                 key = vkey
-                r1 = f"{sec / res[('calls', key)][0]:.1f}x"
-                r2 = f"{sec / res[('batch', key)][0]:.0f}x"
+                q1, q2 = sec / res[("calls", key)][0], sec / res[("batch", key)][0]
+                r1 = f"{q1:.1f}x"
+                r2 = f"{q2:.0f}x" if q2 >= 10 else f"{q2:.1f}x"
             t.add_row(name, label, api, f"{sec / n * 1e9:,.0f}", r1, r2, addr)
         console.print(t)
         if best_peer is not None:
