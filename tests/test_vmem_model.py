@@ -277,3 +277,38 @@ def test_nextfit_against_model(ops):
         rotor = r + v
         a.check()
     a.check()
+
+
+# --- importing arenas: spans come from the source and go back when entirely free ---------------
+@settings(max_examples=60, deadline=None)
+@given(ops=st.lists(st.tuples(st.booleans(), st.integers(1, 20), st.integers(0, 1000)), max_size=60),
+       min_import=st.sampled_from([0, 4 * 4096, 32 * 4096]), qcache=st.booleans())
+def test_import_release_against_source(ops, min_import, qcache):
+    page = 4096
+    heap = Vmem("heap", 1 << 20, 1 << 24, quantum=page)
+    va = Vmem("va", quantum=page, source=heap, min_import=min_import, qcache_max=2 * page if qcache else 0)
+    live: list[tuple[int, int]] = []
+    for is_alloc, pages, pick in ops:
+        if is_alloc or not live:
+            p = va.alloc(pages * page)
+            assert heap.contains(p, pages * page)
+            live.append((p, pages * page))
+        else:
+            p, n = live.pop(pick % len(live))
+            va.free(p, n)
+        va.check()
+        heap.check()
+        # the child's spans are exactly what it holds of the heap, all imported
+        spans = va.walk(SegType.SPAN)
+        assert va.size() == sum(s.size for s in spans) == va.stats()["mem_import"]
+        assert heap.size(SegType.ALLOC) == va.size()
+        for s in spans:
+            assert heap.tag_of(s.start) >= 0 and heap.user(s.start) == 0
+        # a span that is entirely free has gone back (empty quantum-cache slabs count as used)
+        for s in spans:
+            assert any(a.start >= s.start and a.end <= s.end for a in va.walk(SegType.ALLOC))
+    for p, n in live:
+        va.free(p, n)
+    va.reap()
+    assert va.size() == 0 and heap.size(SegType.ALLOC) == 0
+    va.check()
