@@ -56,7 +56,8 @@ class Design(ABC):
 
     @property
     @abstractmethod
-    def zs(self) -> core.ZoneState: ...
+    def zs(self):
+        """An object with the shared zone fields of core.ZONE_FIELDS (usually the state itself)."""
 
     @abstractmethod
     def alloc(self, gfp: int, order: int, cpu: int = 0) -> int: ...
@@ -112,17 +113,18 @@ class BuddyDesign(Design):
         super().__init__(layout, config)
         self.npages = layout.max_pfn
         managed = [z.managed for z in layout.zones]
-        zs, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
+        zone_fields, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
         nz = len(layout.zones)
         nlists = nz * NR_PAGE_ORDERS * MIGRATE_TYPES + layout.nr_cpus * nz * core.NR_PCP_LISTS
-        self.state = self._make_state(zs, self.npages, nlists)
+        self.state = self._make_state(zone_fields, self.npages, nlists)
         self._init_page_flags()
         starts, ends, res = self._managed_ranges()
         core.init_free_state(self.state, starts, ends, res)
 
     # -- subclass hooks
     @abstractmethod
-    def _make_state(self, zs: core.ZoneState, npages: int, nlists: int): ...
+    def _make_state(self, zone_fields: dict, npages: int, nlists: int):
+        """The design's state struct: ``zone_fields`` (core.ZONE_FIELDS) plus its own fields."""
 
     def _init_page_flags(self) -> None:
         """Set design-specific per-page constant bits (zone/node) before boot."""
@@ -168,8 +170,9 @@ class BuddyDesign(Design):
 
     # -- interface
     @property
-    def zs(self) -> core.ZoneState:
-        return self.state.zs
+    def zs(self):
+        """The shared zone fields (core.ZONE_FIELDS); they live in the design's state struct."""
+        return self.state
 
     def alloc(self, gfp: int, order: int, cpu: int = 0) -> int:
         return int(dispatch.pa_alloc(self.state, np.int64(gfp), np.int64(order), np.int64(cpu)))

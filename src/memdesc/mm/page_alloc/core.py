@@ -37,7 +37,7 @@ primitives of :mod:`memdesc.mm.page_alloc.dispatch`, so ``linux`` (lists threade
 through an 8-word struct page) and ``radix`` (XArray deques, 2-word struct page) share
 this code exactly.  The ``vmem`` design shares the zone, watermark and pcp layers only.
 
-State: :class:`ZoneState` (numpy arrays) holds the zone, watermark, pageblock and pcp
+State: the fields of :data:`ZONE_FIELDS` (numpy arrays) hold the zone, watermark, pageblock and pcp
 state that all designs share, plus *simulation bookkeeping* (statistics, the
 ``owner`` byte per page that plays page_owner, an optional event log) which is reported
 separately from any design's metadata.
@@ -45,11 +45,10 @@ separately from any design's metadata.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from memdesc._numba import njit
+from memdesc.mm import gfp as G
 from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
     MIGRATE_PCPTYPES,
@@ -81,37 +80,34 @@ MT_UNMOVABLE, MT_MOVABLE, MT_RECLAIMABLE, MT_HIGHATOMIC, MT_CMA, MT_ISOLATE = 0,
 PB_MIGRATETYPE_MASK = 0x7
 PB_MIGRATE_SKIP = 0x8
 
-# GFP bits (include/linux/gfp_types.h, 6.18) used by the allocator itself
-GFP_DMA = 0x01
-GFP_HIGHMEM = 0x02
-GFP_DMA32 = 0x04
-GFP_MOVABLE = 0x08
-GFP_RECLAIMABLE = 0x10
-GFP_HIGH = 0x20
-GFP_DIRECT_RECLAIM = 0x400
-GFP_KSWAPD_RECLAIM = 0x800
-GFP_MEMALLOC = 0x20000
-GFP_COMP = 0x40000
-GFP_NOMEMALLOC = 0x80000
-GFP_ZONEMASK = 0x0F
-GFP_MOVABLE_SHIFT = 3
-
-# alloc_flags (mm/internal.h)
-ALLOC_WMARK_MIN = 0
-ALLOC_WMARK_LOW = 1
-ALLOC_WMARK_HIGH = 2
-ALLOC_WMARK_MASK = 3
-ALLOC_NO_WATERMARKS = 0x04
-ALLOC_OOM = 0x08
-ALLOC_NON_BLOCK = 0x10
-ALLOC_MIN_RESERVE = 0x20  # == __GFP_HIGH
-ALLOC_CPUSET = 0x40
-ALLOC_CMA = 0x80
-ALLOC_NOFRAGMENT = 0x100
-ALLOC_HIGHATOMIC = 0x200
-ALLOC_TRYLOCK = 0x400
-ALLOC_KSWAPD = 0x800  # == __GFP_KSWAPD_RECLAIM
-ALLOC_RESERVES = ALLOC_NON_BLOCK | ALLOC_MIN_RESERVE | ALLOC_HIGHATOMIC | ALLOC_OOM
+# GFP bits and alloc_flags (include/linux/gfp_types.h, mm/internal.h): one source, memdesc.mm.gfp
+GFP_DMA = G.__GFP_DMA
+GFP_HIGHMEM = G.__GFP_HIGHMEM
+GFP_DMA32 = G.__GFP_DMA32
+GFP_MOVABLE = G.__GFP_MOVABLE
+GFP_RECLAIMABLE = G.__GFP_RECLAIMABLE
+GFP_HIGH = G.__GFP_HIGH
+GFP_DIRECT_RECLAIM = G.__GFP_DIRECT_RECLAIM
+GFP_KSWAPD_RECLAIM = G.__GFP_KSWAPD_RECLAIM
+GFP_MEMALLOC = G.__GFP_MEMALLOC
+GFP_COMP = G.__GFP_COMP
+GFP_NOMEMALLOC = G.__GFP_NOMEMALLOC
+GFP_ZONEMASK = G.GFP_ZONEMASK
+GFP_MOVABLE_SHIFT = G.GFP_MOVABLE_SHIFT
+ALLOC_WMARK_MIN = G.ALLOC_WMARK_MIN
+ALLOC_WMARK_LOW = G.ALLOC_WMARK_LOW
+ALLOC_WMARK_HIGH = G.ALLOC_WMARK_HIGH
+ALLOC_WMARK_MASK = G.ALLOC_WMARK_MASK
+ALLOC_NO_WATERMARKS = G.ALLOC_NO_WATERMARKS
+ALLOC_OOM = G.ALLOC_OOM
+ALLOC_NON_BLOCK = G.ALLOC_NON_BLOCK
+ALLOC_MIN_RESERVE = G.ALLOC_MIN_RESERVE
+ALLOC_CPUSET = G.ALLOC_CPUSET
+ALLOC_CMA = G.ALLOC_CMA
+ALLOC_NOFRAGMENT = G.ALLOC_NOFRAGMENT
+ALLOC_HIGHATOMIC = G.ALLOC_HIGHATOMIC
+ALLOC_KSWAPD = G.ALLOC_KSWAPD
+ALLOC_RESERVES = G.ALLOC_RESERVES
 
 # zone->flags
 ZONE_BOOSTED_WATERMARK = 1
@@ -174,37 +170,42 @@ E_RESERVED = -5
 E_BUSY = -6
 
 
-class ZoneState(NamedTuple):
-    """Zone, pageblock and per-CPU state shared by every design (struct zone / per_cpu_pages)."""
+#: The fields every design state carries first: zone, pageblock and per-CPU state shared by
+#: all designs (struct zone / per_cpu_pages).  A design's state struct (see
+#: memdesc._struct) is ZONE_FIELDS + its own fields; shared kernels use only these names.
+ZONE_FIELDS = ("z_start", "z_end", "z_node", "z_idx", "z_type", "z_managed", "z_direct", "z_free",
+    "z_free_highatomic", "z_free_cma", "z_reserved_highatomic", "z_flags", "nr_free", "wmark",
+    "boost", "lowmem_reserve", "zonelist", "gfp_zone_table", "pb", "pb_zone", "pcp", "cpu_node",
+    "cfg", "stats", "zstats", "owner", "evlog", "evlog_n")
 
-    z_start: np.ndarray  # int64[Z]
-    z_end: np.ndarray  # int64[Z] (start + spanned)
-    z_node: np.ndarray  # int64[Z]
-    z_idx: np.ndarray  # int64[Z]  zone_idx(): position within the node
-    z_type: np.ndarray  # int64[Z]  memdesc ZoneType
-    z_managed: np.ndarray  # int64[Z]
-    z_direct: np.ndarray  # int64[Z]  1 if directly mapped
-    z_free: np.ndarray  # int64[Z]  NR_FREE_PAGES
-    z_free_highatomic: np.ndarray  # int64[Z]
-    z_free_cma: np.ndarray  # int64[Z]
-    z_reserved_highatomic: np.ndarray  # int64[Z]
-    z_flags: np.ndarray  # int64[Z]
-    nr_free: np.ndarray  # int64[Z, NR_PAGE_ORDERS]  free_area[].nr_free
-    wmark: np.ndarray  # int64[Z, 4]
-    boost: np.ndarray  # int64[Z]
-    lowmem_reserve: np.ndarray  # int64[Z, zones per node]
-    zonelist: np.ndarray  # int64[nodes, Z + 1]  node's fallback zonelist, -1 terminated
-    gfp_zone_table: np.ndarray  # int64[16]  gfp & GFP_ZONEMASK -> highest zone_idx, -1 = invalid
-    pb: np.ndarray  # uint8[nr_pageblocks]  migratetype | PB_migrate_skip
-    pb_zone: np.ndarray  # int16[nr_pageblocks]  zone of the pageblock (-1 none)
-    pcp: np.ndarray  # int64[cpus, Z, NR_PCP_FIELDS]
-    cpu_node: np.ndarray  # int64[cpus]
-    cfg: np.ndarray  # int64[NR_CFG]
-    stats: np.ndarray  # int64[NR_STATS]
-    zstats: np.ndarray  # int64[Z, NR_ZSTATS]
-    owner: np.ndarray  # uint8[npages]  page_owner-like bookkeeping: allocation heads
-    evlog: np.ndarray  # int64[cap, EVLOG_FIELDS]
-    evlog_n: np.ndarray  # int64[1]
+# z_start: int64[Z]
+# z_end: int64[Z] (start + spanned)
+# z_node: int64[Z]
+# z_idx: int64[Z]  zone_idx(): position within the node
+# z_type: int64[Z]  memdesc ZoneType
+# z_managed: int64[Z]
+# z_direct: int64[Z]  1 if directly mapped
+# z_free: int64[Z]  NR_FREE_PAGES
+# z_free_highatomic: int64[Z]
+# z_free_cma: int64[Z]
+# z_reserved_highatomic: int64[Z]
+# z_flags: int64[Z]
+# nr_free: int64[Z, NR_PAGE_ORDERS]  free_area[].nr_free
+# wmark: int64[Z, 4]
+# boost: int64[Z]
+# lowmem_reserve: int64[Z, zones per node]
+# zonelist: int64[nodes, Z + 1]  node's fallback zonelist, -1 terminated
+# gfp_zone_table: int64[16]  gfp & GFP_ZONEMASK -> highest zone_idx, -1 = invalid
+# pb: uint8[nr_pageblocks]  migratetype | PB_migrate_skip
+# pb_zone: int16[nr_pageblocks]  zone of the pageblock (-1 none)
+# pcp: int64[cpus, Z, NR_PCP_FIELDS]
+# cpu_node: int64[cpus]
+# cfg: int64[NR_CFG]
+# stats: int64[NR_STATS]
+# zstats: int64[Z, NR_ZSTATS]
+# owner: uint8[npages]  page_owner-like bookkeeping: allocation heads
+# evlog: int64[cap, EVLOG_FIELDS]
+# evlog_n: int64[1]
 
 
 # ------------------------------------------------------------------ small helpers
@@ -212,12 +213,12 @@ class ZoneState(NamedTuple):
 
 @njit(inline="always")
 def nr_zones(st):
-    return st.zs.z_start.shape[0]
+    return st.z_start.shape[0]
 
 
 @njit(inline="always")
 def nr_cpus(st):
-    return st.zs.cpu_node.shape[0]
+    return st.cpu_node.shape[0]
 
 
 @njit(inline="always")
@@ -234,7 +235,7 @@ def nr_buddy_lists(nzones):
 @njit(inline="always")
 def pcp_lid(st, cpu, z, pindex):
     """List id of cpu's per_cpu_pages.lists[pindex] of zone z."""
-    nz = st.zs.z_start.shape[0]
+    nz = st.z_start.shape[0]
     return nr_buddy_lists(nz) + (cpu * nz + z) * NR_PCP_LISTS + pindex
 
 
@@ -259,36 +260,34 @@ def pcp_allowed_order(order):
 
 @njit(inline="always")
 def get_pfnblock_migratetype(st, pfn):
-    return np.int64(st.zs.pb[pfn >> PAGEBLOCK_ORDER] & PB_MIGRATETYPE_MASK)
+    return np.int64(st.pb[pfn >> PAGEBLOCK_ORDER] & PB_MIGRATETYPE_MASK)
 
 
 @njit(inline="always")
 def set_pageblock_migratetype(st, pfn, mt):
-    if st.zs.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
-        mt = MT_UNMOVABLE
+    # (inlined functions must not rebind their parameters: numba's inliner can leak the
+    # new value into the caller's variable)
+    newmt = mt
+    if st.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
+        newmt = MT_UNMOVABLE
     i = pfn >> PAGEBLOCK_ORDER
-    st.zs.pb[i] = np.uint8((st.zs.pb[i] & ~PB_MIGRATETYPE_MASK) | mt)
+    st.pb[i] = np.uint8((st.pb[i] & ~PB_MIGRATETYPE_MASK) | newmt)
 
 
 @njit(inline="always")
 def page_zone(st, pfn):
     """page_zone(): the zone id of pfn (-1 outside every zone)."""
-    return np.int64(st.zs.pb_zone[pfn >> PAGEBLOCK_ORDER])
+    return np.int64(st.pb_zone[pfn >> PAGEBLOCK_ORDER])
 
 
 @njit(inline="always")
 def zone_spans_pfn(st, z, pfn):
-    return st.zs.z_start[z] <= pfn < st.zs.z_end[z]
+    return st.z_start[z] <= pfn < st.z_end[z]
 
 
 @njit(inline="always")
 def migratetype_is_mergeable(mt):
     return mt < MIGRATE_PCPTYPES
-
-
-@njit(inline="always")
-def gfp_migratetype(gfp):
-    return np.int64((gfp >> GFP_MOVABLE_SHIFT) & 3)
 
 
 @njit(inline="always")
@@ -309,22 +308,22 @@ def owner_mt(v):
 @njit
 def trace_event(st, ev, cpu, pfn, order, mt, a, b, c):
     """Record a kmem tracepoint into the event log (when enabled)."""
-    if st.zs.cfg[CFG_EVLOG] == 0:
+    if st.cfg[CFG_EVLOG] == 0:
         return
-    n = st.zs.evlog_n[0]
-    if n >= st.zs.evlog.shape[0]:
-        st.zs.evlog_n[0] = n + 1  # count overruns; caller sizes the log
+    n = st.evlog_n[0]
+    if n >= st.evlog.shape[0]:
+        st.evlog_n[0] = n + 1  # count overruns; caller sizes the log
         return
-    row = st.zs.evlog[n]
-    row[0] = ev
-    row[1] = cpu
-    row[2] = pfn
-    row[3] = order
-    row[4] = mt
-    row[5] = a
-    row[6] = b
-    row[7] = c
-    st.zs.evlog_n[0] = n + 1
+    log = st.evlog
+    log[n, 0] = ev
+    log[n, 1] = cpu
+    log[n, 2] = pfn
+    log[n, 3] = order
+    log[n, 4] = mt
+    log[n, 5] = a
+    log[n, 6] = b
+    log[n, 7] = c
+    st.evlog_n[0] = n + 1
 
 
 # ------------------------------------------------------------------ free lists
@@ -334,7 +333,7 @@ def trace_event(st, ev, cpu, pfn, order, mt, a, b, c):
 def account_freepages(st, z, nr_pages, mt):
     if mt == MT_ISOLATE:
         return
-    zs = st.zs
+    zs = st
     zs.z_free[z] += nr_pages
     if mt == MT_CMA:
         zs.z_free_cma[z] += nr_pages
@@ -345,7 +344,7 @@ def account_freepages(st, z, nr_pages, mt):
 @njit(inline="always")
 def __add_to_free_list(st, pfn, z, order, mt, tail):
     list_add(st, buddy_lid(st, z, order, mt), pfn, tail)
-    st.zs.nr_free[z, order] += 1
+    st.nr_free[z, order] += 1
 
 
 @njit(inline="always")
@@ -360,7 +359,7 @@ def move_to_free_list(st, pfn, z, order, old_mt, new_mt):
 def __del_page_from_free_list(st, pfn, z, order, mt):
     list_del(st, buddy_lid(st, z, order, mt), pfn)
     clear_buddy(st, pfn)
-    st.zs.nr_free[z, order] -= 1
+    st.nr_free[z, order] -= 1
 
 
 @njit(inline="always")
@@ -382,7 +381,7 @@ def free_area_empty(st, z, order, mt):
 @njit(inline="always")
 def page_is_buddy(st, z, buddy, order):
     """page_is_buddy(): buddy exists, is PageBuddy of this order, in the same zone."""
-    if buddy < 0 or buddy >= st.zs.owner.shape[0]:
+    if buddy < 0 or buddy >= st.owner.shape[0]:
         return False
     if not is_buddy(st, buddy):
         return False
@@ -417,7 +416,7 @@ def __free_one_page(st, pfn, z, order, mt, fpi):
         __del_page_from_free_list(st, buddy_pfn, z, order, buddy_mt)
         if buddy_mt != mt:
             set_pageblock_migratetype(st, buddy_pfn, mt)
-        st.zs.stats[ST_MERGE] += 1
+        st.stats[ST_MERGE] += 1
         pfn = buddy_pfn & pfn
         order += 1
     set_buddy(st, pfn, order)
@@ -444,7 +443,7 @@ def split_large_buddy(st, z, pfn, order, fpi):
 
 @njit
 def free_one_page(st, z, pfn, order, fpi):
-    st.zs.stats[ST_BUDDY_FREE] += 1
+    st.stats[ST_BUDDY_FREE] += 1
     split_large_buddy(st, z, pfn, order, fpi)
 
 
@@ -453,13 +452,14 @@ def expand(st, z, pfn, low, high, mt):
     """Split a block of order high down to low, putting the upper halves on the free lists."""
     size = 1 << high
     nr_added = 0
-    while high > low:
-        high -= 1
+    o = high
+    while o > low:
+        o -= 1
         size >>= 1
-        __add_to_free_list(st, pfn + size, z, high, mt, False)
-        set_buddy(st, pfn + size, high)
+        __add_to_free_list(st, pfn + size, z, o, mt, False)
+        set_buddy(st, pfn + size, o)
         nr_added += size
-        st.zs.stats[ST_SPLIT] += 1
+        st.stats[ST_SPLIT] += 1
     return nr_added
 
 
@@ -499,7 +499,7 @@ def should_try_claim_block(st, order, start_mt):
     if order >= PAGEBLOCK_ORDER:
         return True
     if order >= PAGEBLOCK_ORDER // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
-            or st.zs.cfg[CFG_MOBILITY_DISABLED] != 0:
+            or st.cfg[CFG_MOBILITY_DISABLED] != 0:
         return True
     return False
 
@@ -510,7 +510,7 @@ def find_suitable_fallback(st, z, order, mt, claimable):
         return -1
     if claimable and not should_try_claim_block(st, order, mt):
         return -2
-    if st.zs.nr_free[z, order] == 0:
+    if st.nr_free[z, order] == 0:
         return -1
     for i in range(MIGRATE_PCPTYPES - 1):
         fmt = fallback_mt(mt, i)
@@ -552,7 +552,7 @@ def prep_move_freepages_block(st, z, pfn):
             free_pages += nr
             p += nr
             continue
-        v = st.zs.owner[p]
+        v = st.owner[p]
         if v != OWNER_NONE and v != OWNER_RESERVED and v != OWNER_PCP:
             # PageLRU() || __PageMovable(): the model counts pages of movable allocations
             nr = 1 << owner_order(v)
@@ -581,17 +581,17 @@ def change_pageblock_range(st, pfn, start_order, mt):
 
 @njit
 def boost_watermark(st, z):
-    factor = st.zs.cfg[CFG_BOOST_FACTOR]
+    factor = st.cfg[CFG_BOOST_FACTOR]
     if factor == 0:
         return False
-    if PAGEBLOCK_NR_PAGES * 4 > st.zs.z_managed[z]:
+    if PAGEBLOCK_NR_PAGES * 4 > st.z_managed[z]:
         return False
-    max_boost = st.zs.wmark[z, 2] * factor // 10000
+    max_boost = st.wmark[z, 2] * factor // 10000
     if max_boost == 0:
         return False
     max_boost = max(PAGEBLOCK_NR_PAGES, max_boost)
-    st.zs.boost[z] = min(st.zs.boost[z] + PAGEBLOCK_NR_PAGES, max_boost)
-    st.zs.stats[ST_BOOST] += 1
+    st.boost[z] = min(st.boost[z] + PAGEBLOCK_NR_PAGES, max_boost)
+    st.stats[ST_BOOST] += 1
     return True
 
 
@@ -604,7 +604,7 @@ def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type,
         account_freepages(st, z, nr_added, start_type)
         return pfn
     if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
-        st.zs.z_flags[z] |= ZONE_BOOSTED_WATERMARK
+        st.z_flags[z] |= ZONE_BOOSTED_WATERMARK
     start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
     if start_pfn < 0:
         return -1
@@ -614,7 +614,7 @@ def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type,
         alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
     else:
         alike_pages = 0
-    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.zs.cfg[CFG_MOBILITY_DISABLED] != 0:
+    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
         __move_freepages_block(st, z, start_pfn, block_type, start_type)
         return __rmqueue_smallest(st, z, order, start_type, cpu)
     return -1
@@ -636,7 +636,7 @@ def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
         pfn = get_page_from_free_area(st, z, current_order, fmt)
         pfn = try_to_claim_block(st, z, pfn, current_order, order, start_mt, fmt, alloc_flags, cpu)
         if pfn >= 0:
-            st.zs.stats[ST_CLAIM] += 1
+            st.stats[ST_CLAIM] += 1
             extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
             return pfn
         current_order -= 1
@@ -651,7 +651,7 @@ def __rmqueue_steal(st, z, order, start_mt, cpu):
             continue
         pfn = get_page_from_free_area(st, z, current_order, fmt)
         page_del_and_expand(st, z, pfn, order, current_order, fmt)
-        st.zs.stats[ST_STEAL] += 1
+        st.stats[ST_STEAL] += 1
         extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
         return pfn
     return -1
@@ -659,9 +659,9 @@ def __rmqueue_steal(st, z, order, start_mt, cpu):
 
 @njit
 def extfrag_event(st, pfn, order, fallback_order, alloc_mt, fallback_mt_, cpu):
-    st.zs.stats[ST_EXTFRAG] += 1
+    st.stats[ST_EXTFRAG] += 1
     if fallback_order < PAGEBLOCK_ORDER:
-        st.zs.stats[ST_EXTFRAG_FRAGMENTING] += 1
+        st.stats[ST_EXTFRAG_FRAGMENTING] += 1
     change_ownership = 1 if get_pfnblock_migratetype(st, pfn) == alloc_mt else 0
     trace_event(st, EV_EXTFRAG, cpu, pfn, order, alloc_mt, fallback_order, fallback_mt_, change_ownership)
 
@@ -674,7 +674,7 @@ RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 1, 2, 3
 def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
     """Take a block from the buddy lists.  ``mode`` is the fallback level where the previous
     call of a bulk refill found pages (enum rmqueue_mode, 6.15+); returns (pfn, mode)."""
-    zs = st.zs
+    zs = st
     if zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and zs.z_free_cma[z] > zs.z_free[z] // 2:
         pfn = __rmqueue_smallest(st, z, order, MT_CMA, cpu)
         if pfn >= 0:
@@ -709,7 +709,7 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
 
 @njit
 def free_pcppages_bulk(st, z, count, cpu, pindex):
-    zs = st.zs
+    zs = st
     pcp = zs.pcp[cpu, z]
     count = min(pcp[PCP_COUNT], count)
     pindex = pindex - 1
@@ -739,7 +739,7 @@ def free_pcppages_bulk(st, z, count, cpu, pindex):
 
 @njit
 def drain_pages_zone(st, cpu, z):
-    pcp = st.zs.pcp[cpu, z]
+    pcp = st.pcp[cpu, z]
     while pcp[PCP_COUNT] > 0:
         to_drain = min(pcp[PCP_COUNT], pcp[PCP_BATCH] << CONFIG_PCP_BATCH_SCALE_MAX)
         free_pcppages_bulk(st, z, to_drain, cpu, 0)
@@ -747,10 +747,10 @@ def drain_pages_zone(st, cpu, z):
 
 @njit
 def drain_all_pages(st):
-    st.zs.stats[ST_DRAIN_ALL] += 1
+    st.stats[ST_DRAIN_ALL] += 1
     for cpu in range(nr_cpus(st)):
         for z in range(nr_zones(st)):
-            if st.zs.pcp[cpu, z, PCP_COUNT] > 0:
+            if st.pcp[cpu, z, PCP_COUNT] > 0:
                 drain_pages_zone(st, cpu, z)
 
 
@@ -776,13 +776,13 @@ def nr_pcp_high(st, pcp, z, batch, free_high):
     if free_high:
         pcp[PCP_HIGH] = max(high - (batch << CONFIG_PCP_BATCH_SCALE_MAX), high_min)
         return 0
-    if st.zs.z_flags[z] & ZONE_RECLAIM_ACTIVE:
+    if st.z_flags[z] & ZONE_RECLAIM_ACTIVE:
         free_count = max(pcp[PCP_FREE_COUNT], batch)
         pcp[PCP_HIGH] = max(high - free_count, high_min)
         return min(batch << 2, pcp[PCP_HIGH])
     if high_min == high_max:
         return high
-    if st.zs.z_flags[z] & ZONE_BELOW_HIGH:
+    if st.z_flags[z] & ZONE_BELOW_HIGH:
         free_count = max(pcp[PCP_FREE_COUNT], batch)
         pcp[PCP_HIGH] = max(high - free_count, high_min)
         high = max(pcp[PCP_COUNT], high_min)
@@ -795,7 +795,7 @@ def nr_pcp_high(st, pcp, z, batch, free_high):
 
 @njit
 def free_unref_page_commit(st, z, cpu, pfn, mt, order):
-    zs = st.zs
+    zs = st
     pcp = zs.pcp[cpu, z]
     pcp[PCP_ALLOC_FACTOR] >>= 1
     pindex = order_to_pindex(mt, order)
@@ -835,7 +835,7 @@ def nr_pcp_alloc(st, pcp, z, order):
         batch = base_batch
     else:
         batch = base_batch << pcp[PCP_ALLOC_FACTOR]
-    if high_min != high_max and not (st.zs.z_flags[z] & ZONE_BELOW_HIGH):
+    if high_min != high_max and not (st.z_flags[z] & ZONE_BELOW_HIGH):
         high = min(high + batch, high_max)
         pcp[PCP_HIGH] = high
     if not order:
@@ -857,14 +857,14 @@ def rmqueue_bulk(st, z, order, count, lid, mt, alloc_flags, cpu):
         if pfn < 0:
             break
         list_add(st, lid, pfn, True)
-        st.zs.owner[pfn] = OWNER_PCP
+        st.owner[pfn] = OWNER_PCP
         i += 1
     return i
 
 
 @njit
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
-    zs = st.zs
+    zs = st
     pcp = zs.pcp[cpu, z]
     pcp[PCP_FREE_COUNT] >>= 1
     lid = pcp_lid(st, cpu, z, order_to_pindex(mt, order))
@@ -894,21 +894,21 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu):
         if pfn < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
             pfn = __rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
     if pfn >= 0:
-        st.zs.stats[ST_BUDDY_ALLOC] += 1
+        st.stats[ST_BUDDY_ALLOC] += 1
     return pfn
 
 
 @njit
 def rmqueue(st, z, order, alloc_flags, mt, cpu):
     pfn = -1
-    if st.zs.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(order):
+    if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(order):
         pfn = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
     if pfn < 0:
         pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
-    if (alloc_flags & ALLOC_KSWAPD) and (st.zs.z_flags[z] & ZONE_BOOSTED_WATERMARK):
+    if (alloc_flags & ALLOC_KSWAPD) and (st.z_flags[z] & ZONE_BOOSTED_WATERMARK):
         # wakeup_kswapd(): the model's kswapd balances at once and consumes the boost
-        st.zs.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
-        st.zs.boost[z] = 0
+        st.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
+        st.boost[z] = 0
     return pfn
 
 
@@ -917,26 +917,26 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu):
 
 @njit(inline="always")
 def nr_zones_in_node(st):
-    return st.zs.lowmem_reserve.shape[1]
+    return st.lowmem_reserve.shape[1]
 
 
 @njit(inline="always")
 def wmark_pages(st, z, w):
-    return st.zs.wmark[z, w] + st.zs.boost[z]
+    return st.wmark[z, w] + st.boost[z]
 
 
 @njit(inline="always")
 def high_wmark_pages(st, z):
-    return st.zs.wmark[z, 2] + st.zs.boost[z]
+    return st.wmark[z, 2] + st.boost[z]
 
 
 @njit
 def __zone_watermark_unusable_free(st, z, order, alloc_flags):
     unusable_free = (1 << order) - 1
     if not (alloc_flags & ALLOC_RESERVES):
-        unusable_free += st.zs.z_free_highatomic[z]
-    if st.zs.cfg[CFG_CMA] != 0 and not (alloc_flags & ALLOC_CMA):
-        unusable_free += st.zs.z_free_cma[z]
+        unusable_free += st.z_free_highatomic[z]
+    if st.cfg[CFG_CMA] != 0 and not (alloc_flags & ALLOC_CMA):
+        unusable_free += st.z_free_cma[z]
     return unusable_free
 
 
@@ -951,17 +951,17 @@ def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_p
                 mn -= mn // 4
         if alloc_flags & ALLOC_OOM:
             mn -= mn // 2
-    if free_pages <= mn + st.zs.lowmem_reserve[z, highest_zoneidx]:
+    if free_pages <= mn + st.lowmem_reserve[z, highest_zoneidx]:
         return False
     if order == 0:
         return True
     for o in range(order, NR_PAGE_ORDERS):
-        if st.zs.nr_free[z, o] == 0:
+        if st.nr_free[z, o] == 0:
             continue
         for mt in range(MIGRATE_PCPTYPES):
             if not free_area_empty(st, z, o, mt):
                 return True
-        if st.zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and not free_area_empty(st, z, o, MT_CMA):
+        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and not free_area_empty(st, z, o, MT_CMA):
             return True
         if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not free_area_empty(st, z, o, MT_HIGHATOMIC):
             return True
@@ -970,23 +970,22 @@ def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_p
 
 @njit
 def zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags):
-    return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, st.zs.z_free[z])
+    return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, st.z_free[z])
 
 
 @njit
 def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
-    free_pages = st.zs.z_free[z]
+    free_pages = st.z_free[z]
     if order == 0:
         reserved = __zone_watermark_unusable_free(st, z, 0, alloc_flags)
         usable_free = free_pages - min(free_pages, reserved)
-        if usable_free > mark + st.zs.lowmem_reserve[z, highest_zoneidx]:
+        if usable_free > mark + st.lowmem_reserve[z, highest_zoneidx]:
             return True
     if __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages):
         return True
-    if order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and st.zs.boost[z] != 0 \
+    if order == 0 and (alloc_flags & ALLOC_MIN_RESERVE) and st.boost[z] != 0 \
             and (alloc_flags & ALLOC_WMARK_MASK) == ALLOC_WMARK_MIN:
-        mark = st.zs.wmark[z, 0]
-        return __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_pages)
+        return __zone_watermark_ok(st, z, order, st.wmark[z, 0], highest_zoneidx, alloc_flags, free_pages)
     return False
 
 
@@ -994,24 +993,8 @@ def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
 
 
 @njit
-def gfp_to_alloc_flags(gfp, order, cma):
-    alloc_flags = ALLOC_WMARK_MIN | ALLOC_CPUSET
-    alloc_flags |= gfp & (GFP_HIGH | GFP_KSWAPD_RECLAIM)
-    if not (gfp & GFP_DIRECT_RECLAIM):
-        if not (gfp & GFP_NOMEMALLOC):
-            alloc_flags |= ALLOC_NON_BLOCK
-            if order > 0 and (alloc_flags & ALLOC_MIN_RESERVE):
-                alloc_flags |= ALLOC_HIGHATOMIC
-        if alloc_flags & ALLOC_MIN_RESERVE:
-            alloc_flags &= ~ALLOC_CPUSET
-    if cma and gfp_migratetype(gfp) == MT_MOVABLE:
-        alloc_flags |= ALLOC_CMA
-    return alloc_flags
-
-
-@njit
 def reserve_highatomic_pageblock(st, pfn, order, z):
-    zs = st.zs
+    zs = st
     if zs.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
         return
     max_managed = ((zs.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
@@ -1032,7 +1015,7 @@ def reserve_highatomic_pageblock(st, pfn, order, z):
 
 @njit
 def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
-    zs = st.zs
+    zs = st
     zl = zs.zonelist[node]
     for i in range(zl.shape[0]):
         z = zl[i]
@@ -1063,32 +1046,24 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
 
 @njit
 def alloc_flags_nofragment(st, z, gfp):
-    alloc_flags = gfp & GFP_KSWAPD_RECLAIM
-    if z < 0:
-        return alloc_flags
-    # only for ZONE_NORMAL with a populated ZONE_DMA32 just below it (x86-64)
-    if st.zs.z_type[z] != 2:  # ZoneType.NORMAL
-        return alloc_flags
-    if st.zs.z_idx[z] == 0:
-        return alloc_flags
-    below = z - 1
-    if st.zs.z_type[below] != 1:  # ZoneType.DMA32
-        return alloc_flags
-    if st.zs.cfg[CFG_NR_ONLINE_NODES] > 1 and st.zs.z_managed[below] == 0:
-        return alloc_flags
-    return alloc_flags | ALLOC_NOFRAGMENT
+    """alloc_flags_nofragment() for preferred zone z: Normal with a DMA32 zone just below it."""
+    zs = st
+    below = z - 1 if zs.z_idx[z] > 0 else z
+    has_dma32 = zs.z_type[below] == 1  # ZoneType.DMA32 directly below (x86-64)
+    return G.alloc_flags_nofragment_nb(gfp, zs.z_type[z], has_dma32, zs.z_managed[below] > 0,
+                                       zs.cfg[CFG_NR_ONLINE_NODES], False)
 
 
 @njit
 def prep_new_page(st, pfn, order, gfp, mt):
     mark_allocated(st, pfn, order, gfp)
-    st.zs.owner[pfn] = owner_encode(order, mt)
+    st.owner[pfn] = owner_encode(order, mt)
 
 
 @njit
 def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
     """Walk the zonelist for a zone above its watermark and take pages from it; pfn or -1."""
-    zs = st.zs
+    zs = st
     zl = zs.zonelist[node]
     while True:
         no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
@@ -1141,7 +1116,7 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
 
 @njit
 def zone_statistics(st, preferred, z, node, order):
-    zs = st.zs
+    zs = st
     zs.zstats[z, ZS_PGALLOC] += 1 << order
     if zs.z_node[z] == zs.z_node[preferred]:
         zs.zstats[z, ZS_NUMA_HIT] += 1
@@ -1156,12 +1131,12 @@ def zone_statistics(st, preferred, z, node, order):
 
 @njit
 def first_zone(st, node, highest_zoneidx):
-    zl = st.zs.zonelist[node]
+    zl = st.zonelist[node]
     for i in range(zl.shape[0]):
         z = zl[i]
         if z < 0:
             break
-        if st.zs.z_idx[z] <= highest_zoneidx:
+        if st.z_idx[z] <= highest_zoneidx:
             return z
     return -1
 
@@ -1172,10 +1147,10 @@ def __alloc_pages(st, gfp, order, cpu):
 
     Returns the pfn of the first page, or -1 if the allocation failed.
     """
-    zs = st.zs
+    zs = st
     node = zs.cpu_node[cpu]
     highest_zoneidx = zs.gfp_zone_table[gfp & GFP_ZONEMASK]
-    mt = gfp_migratetype(gfp)
+    mt = G.gfp_migratetype_nb(gfp)
     if highest_zoneidx < 0 or mt == 3:
         zs.stats[ST_ALLOC_FAIL] += 1
         return -1
@@ -1203,9 +1178,9 @@ def __alloc_pages(st, gfp, order, cpu):
 
 @njit
 def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
-    zs = st.zs
+    zs = st
     zs.stats[ST_SLOWPATH] += 1
-    alloc_flags = gfp_to_alloc_flags(gfp, order, zs.cfg[CFG_CMA] != 0)
+    alloc_flags = G.gfp_to_alloc_flags_nb(gfp, order, zs.cfg[CFG_CMA] != 0, False, False)
     pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
     if pfn >= 0:
         return pfn
@@ -1230,7 +1205,7 @@ def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
 @njit
 def check_free(st, pfn, order):
     """Validate free_pages(pfn, order) without touching state: OK or an error code."""
-    zs = st.zs
+    zs = st
     if order < 0 or order > MAX_PAGE_ORDER:
         return E_ORDER
     if pfn < 0 or pfn >= zs.owner.shape[0]:
@@ -1257,7 +1232,7 @@ def __free_pages(st, pfn, order, cpu):
 
     The caller must have validated with :func:`check_free`.
     """
-    zs = st.zs
+    zs = st
     z = page_zone(st, pfn)
     trace_event(st, EV_FREE, cpu, pfn, order, -1, 0, 0, 0)
     mark_freed(st, pfn, order)
@@ -1312,7 +1287,7 @@ def find_free_block_containing(st, pfn):
     """The head pfn of the free buddy block containing pfn, or -1 (find_large_buddy)."""
     for order in range(NR_PAGE_ORDERS):
         head = pfn & ~((1 << order) - 1)
-        if head < 0 or head >= st.zs.owner.shape[0]:
+        if head < 0 or head >= st.owner.shape[0]:
             return -1
         if is_buddy(st, head) and head + (1 << buddy_order(st, head)) > pfn:
             return head
@@ -1350,7 +1325,7 @@ def take_page_off_buddy(st, pfn, order):
         set_buddy(st, other, cur_order)
         __add_to_free_list(st, other, z, cur_order, omt, False)
         account_freepages(st, z, 1 << cur_order, omt)
-    st.zs.stats[ST_TAKE] += 1
+    st.stats[ST_TAKE] += 1
     return OK
 
 
@@ -1382,7 +1357,7 @@ COVER_FREE, COVER_PCP, COVER_ALLOC, COVER_RESERVED = 1, 2, 3, 4
 @njit
 def check_buddy_state(st):
     """Full invariant check of a buddy-based design; returns (code, pfn, a, b)."""
-    zs = st.zs
+    zs = st
     npages = zs.owner.shape[0]
     cover = np.zeros(npages, np.uint8)
     nz = zs.z_start.shape[0]
@@ -1489,7 +1464,7 @@ def check_buddy_state(st):
 @njit
 def collect_free_blocks(st, out):
     """Fill out[n, 4] with (pfn, order, migratetype, zone) of every free block; returns n."""
-    zs = st.zs
+    zs = st
     n = 0
     for z in range(zs.z_start.shape[0]):
         for order in range(NR_PAGE_ORDERS):
@@ -1510,7 +1485,7 @@ def collect_free_blocks(st, out):
 @njit
 def free_counts_by_mt(st, out):
     """out[z, mt, order] = number of free blocks on each list (pagetypeinfo's list walk)."""
-    zs = st.zs
+    zs = st
     for z in range(zs.z_start.shape[0]):
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
@@ -1528,7 +1503,7 @@ def init_free_state(st, starts, ends, res_pfns):
     """Mark reserved pages, then free every managed range to the buddy (memblock_free_all)."""
     for i in range(res_pfns.shape[0]):
         p = res_pfns[i]
-        st.zs.owner[p] = OWNER_RESERVED
+        st.owner[p] = OWNER_RESERVED
         mark_reserved(st, p, 0)
     for i in range(starts.shape[0]):
         memblock_free_pages_range(st, starts[i], ends[i])

@@ -10,10 +10,10 @@ place (:mod:`memdesc.mm.page_alloc.core`) and lets each design supply those oper
 list as a deque in an XArray, and so on.  Differences in results then come from the
 free-list structure alone.
 
-Each design keeps its state in a ``typing.NamedTuple`` of numpy arrays.  A primitive is
-a Python function ``f(state, *args)``; under numba, an ``@overload`` picks the design's
-njit implementation *at compile time* from the state's NamedTuple class, so shared
-kernels are specialised per design with no runtime dispatch.  Under
+Each design keeps its state in a struct of numpy arrays (:mod:`memdesc._struct`).  A
+primitive is a Python function ``f(state, *args)``; under numba, an ``@overload`` picks
+the design's njit implementation *at compile time* from the state's struct type, so
+shared kernels are specialised per design with no runtime dispatch.  Under
 ``NUMBA_DISABLE_JIT=1`` the same function dispatches on ``type(state)`` in Python.
 """
 
@@ -23,7 +23,7 @@ from numba.extending import overload
 
 from memdesc.errors import ConfigError
 
-#: state NamedTuple class -> {primitive name -> njit implementation}
+#: state class (Python proxy class and numba struct type class) -> {primitive -> njit implementation}
 _REGISTRY: dict[type, dict[str, object]] = {}
 
 #: every primitive, and those every design must provide (checked by :func:`register`);
@@ -33,27 +33,31 @@ REQUIRED: set[str] = set()
 
 
 def primitive(name: str, doc: str, required: bool = False):
-    """Declare a design primitive; returns the function shared kernels call."""
+    """Declare a design primitive; returns the function shared kernels call.
 
-    def stub(st, *args):
-        return _REGISTRY[type(st)][name](st, *args)
+    ``doc`` starts with the call, e.g. ``"list_add(st, lid, pfn, tail): ..."``; the
+    parameter names are taken from it, so the stub has the exact signature.
+    """
+    params = doc[doc.index("(") + 1:doc.index(")")].replace(" ", "")
+    ns: dict = {"_REGISTRY": _REGISTRY, "name": name}
+    # fixed templates: the Python stub, the overload typer, and the inlined implementation
+    exec(f"def stub({params}):\n    return _REGISTRY[type(st)][name]({params})\n"  # noqa: S102
+         f"def typer({params}):\n"
+         f"    impls = _REGISTRY.get(type(st))\n"
+         f"    if impls is None:\n"
+         f"        return None\n"
+         f"    return make_impl(impls[name])\n", ns)
 
-    stub.__name__ = name
-    stub.__qualname__ = name
+    def make_impl(f):
+        ins: dict = {"f": f}
+        exec(f"def impl({params}):\n    return f({params})\n", ins)  # noqa: S102
+        return ins["impl"]
+
+    ns["make_impl"] = make_impl
+    stub = ns["stub"]
+    stub.__name__ = stub.__qualname__ = name
     stub.__doc__ = doc
-
-    @overload(stub, prefer_literal=False)
-    def _ol(st, *args):
-        impls = _REGISTRY.get(getattr(st, "instance_class", None))
-        if impls is None:
-            return None
-        f = impls[name]
-
-        def impl(st, *args):
-            return f(st, *args)
-
-        return impl
-
+    overload(stub, prefer_literal=False)(ns["typer"])
     PRIMITIVES[name] = doc
     if required:
         REQUIRED.add(name)
@@ -61,11 +65,12 @@ def primitive(name: str, doc: str, required: bool = False):
 
 
 def register(state_cls: type, impls: dict[str, object]) -> None:
-    """Register a design's implementations of every primitive for ``state_cls``."""
+    """Register a design's implementations of the primitives for its state struct class."""
     missing = sorted(REQUIRED - set(impls))
     if missing:
         raise ConfigError(f"{state_cls.__name__} lacks primitives: {', '.join(missing)}")
     _REGISTRY[state_cls] = dict(impls)
+    _REGISTRY[state_cls._numba_type_class] = dict(impls)
 
 
 # ----------------------------------------------------------------- the design interface

@@ -19,11 +19,10 @@ the list and page-state primitives and the list integrity check.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import numpy as np
 
 from memdesc._numba import njit
+from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.mm import memmap as mmap
 from memdesc.mm.memmap import (
     LINK_HEAD,
@@ -44,10 +43,17 @@ from memdesc.mm.page_alloc.base import BuddyDesign
 U32 = np.uint64(0xFFFFFFFF)
 
 
-class LinuxState(NamedTuple):
-    zs: core.ZoneState
-    memmap: np.ndarray  # uint64[npages, 8]
-    heads: np.ndarray  # int64[nlists, 2]: first, last pfn (-1 = empty)
+class LinuxStateType(StructType):
+    pass
+
+
+class LinuxState(StructProxy):
+    """core.ZONE_FIELDS, then memmap: uint64[npages, 8] and heads: int64[nlists, 2] (first, last pfn)."""
+
+    _fields = (*core.ZONE_FIELDS, "memmap", "heads")
+
+
+define_struct(LinuxState, LinuxStateType)
 
 
 # ------------------------------------------------------------------ list primitives
@@ -270,10 +276,10 @@ class LinuxDesign(BuddyDesign):
     words = 8
     state_cls = LinuxState
 
-    def _make_state(self, zs: core.ZoneState, npages: int, nlists: int) -> LinuxState:
+    def _make_state(self, zone_fields: dict, npages: int, nlists: int) -> LinuxState:
         mm = np.zeros((npages, 8), np.uint64)
         mm[:, mmap.W8_TYPE_REF] = np.uint64(PAGE_TYPE_NONE)
-        return LinuxState(zs=zs, memmap=mm, heads=np.full((nlists, 2), -1, np.int64))
+        return LinuxState(**zone_fields, memmap=mm, heads=np.full((nlists, 2), -1, np.int64))
 
     def _init_page_flags(self) -> None:
         # node and zone in page->flags, as set by __init_single_page()

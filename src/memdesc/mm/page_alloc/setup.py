@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memdesc.mm import gfp as gfpmod
 from memdesc.mm import mmzone
 from memdesc.mm.mm_init import MachineLayout
 from memdesc.mm.mmzone import (
@@ -73,33 +74,10 @@ def rounddown_pow_of_two(n: int) -> int:
     return 1 << (n.bit_length() - 1) if n > 0 else 0
 
 
-def _gfp_zone_type(bits: int, zone_types: tuple[ZoneType, ...]) -> ZoneType | None:
-    """GFP_ZONE_TABLE: zone modifier bits -> zone type (None = GFP_ZONE_BAD)."""
-    dma, highmem, dma32, movable = bits & 1, bits & 2, bits & 4, bits & 8
-    has = set(zone_types)
-
-    def opt(zt: ZoneType) -> ZoneType:
-        return zt if zt in has else ZoneType.NORMAL
-
-    n = (dma != 0) + (highmem != 0) + (dma32 != 0)
-    if n > 1:
-        return None
-    if dma:
-        return opt(ZoneType.DMA)
-    if dma32:
-        return opt(ZoneType.DMA32)
-    if highmem:
-        return ZoneType.MOVABLE if movable and ZoneType.MOVABLE in has else opt(ZoneType.HIGHMEM)
-    return ZoneType.NORMAL
-
-
 def gfp_zone_table(zone_types: tuple[ZoneType, ...]) -> np.ndarray:
-    t = np.full(16, -1, np.int64)
-    for bits in range(16):
-        zt = _gfp_zone_type(bits, zone_types)
-        if zt is not None:
-            t[bits] = zone_types.index(zt)
-    return t
+    """gfp & GFP_ZONEMASK -> highest usable zone_idx (position in ``zone_types``), -1 = GFP_ZONE_BAD."""
+    by_type = gfpmod.gfp_zone_table(zone_types)
+    return np.array([zone_types.index(ZoneType(int(v))) if v >= 0 else -1 for v in by_type], np.int64)
 
 
 def compute_min_free_kbytes(layout: MachineLayout, managed: list[int], thp: bool) -> int:
@@ -188,8 +166,8 @@ def build_zonelists(layout: MachineLayout) -> np.ndarray:
     return zl
 
 
-def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg: AllocConfig) -> core.ZoneState:
-    """All shared zone/pageblock/pcp arrays for ``layout``; free state is empty."""
+def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg: AllocConfig) -> tuple[dict, int]:
+    """All shared zone/pageblock/pcp arrays for ``layout`` (core.ZONE_FIELDS) and min_free_kbytes."""
     Z = len(layout.zones)
     nzt = len(layout.zone_types)
     ncpu = layout.nr_cpus
@@ -230,7 +208,7 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     vm_total = sum(max(0, managed[i] - int(wm[i, 2])) for i, z in enumerate(layout.zones)
                    if layout.zone_types.index(z.ztype) <= movable_idx)
     c[core.CFG_MOBILITY_DISABLED] = int(vm_total < PAGEBLOCK_NR_PAGES * MIGRATE_TYPES)
-    return core.ZoneState(
+    fields = dict(
         z_start=np.array([z.start_pfn for z in layout.zones], np.int64),
         z_end=np.array([z.end_pfn for z in layout.zones], np.int64),
         z_node=np.array([z.node for z in layout.zones], np.int64),
@@ -259,4 +237,6 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
         owner=np.zeros(npages, np.uint8),
         evlog=np.zeros((max(cfg.evlog, 1), core.EVLOG_FIELDS), np.int64),
         evlog_n=np.zeros(1, np.int64),
-    ), mfk
+    )
+    assert tuple(fields) == core.ZONE_FIELDS
+    return fields, mfk
