@@ -271,7 +271,7 @@ def set_pageblock_migratetype(st, pfn, mt):
     if st.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
         newmt = MT_UNMOVABLE
     i = pfn >> PAGEBLOCK_ORDER
-    st.pb[i] = np.uint8((st.pb[i] & ~PB_MIGRATETYPE_MASK) | newmt)
+    st.pb[i] = np.uint8((np.int64(st.pb[i]) & 0xF8) | newmt)
 
 
 @njit(inline="always")
