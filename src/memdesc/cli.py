@@ -210,6 +210,59 @@ def inspect(pfn: Annotated[str, typer.Argument(help="Page frame number (decimal 
                             "struct_page_bytes": m.design.struct_page_bytes})
 
 
+@app.command()
+def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (before.*/after.* /proc files) "
+                                                          "or a directory of plain /proc-named files.")],
+             when: Annotated[str, typer.Option("--when", help="before or after.")] = "before",
+             design: DesignOpt = "linux", json_path: JsonOpt = None) -> None:
+    """Rebuild a real machine's state from its /proc snapshot (kpageflags, zoneinfo, ...)."""
+    from memdesc.snapshot import buddyinfo_diff, capture, machine_from_snapshot
+
+    t0 = time.perf_counter()
+    files = capture(directory, when)
+    with console.status("reading kpageflags and rebuilding the free state..."):
+        m, state, snap = machine_from_snapshot(directory, when, design)
+    console.print(zone_table(m))
+    real_bi = files.buddyinfo()
+    rebuilt = snap.buddyinfo_rebuilt()
+    diff = buddyinfo_diff(rebuilt, real_bi.to_dict()) if real_bi else {}
+    console.print(f"[bold]buddyinfo rebuilt from {when}.kpageflags vs {when}.buddyinfo[/]")
+    lines = []
+    for key, d in diff.items():
+        node, zone = key.split(":", 1)
+        head = f"Node {node}, zone {zone:>8s} "
+        lines.append(f"rebuilt {head}" + "".join(f"{x:6d} " for x in d["model"]) + f"  {d['model_free_pages']} pages")
+        lines.append(f"/proc   {head}" + "".join(f"{x:6d} " for x in d["real"]) + f"  {d['real_free_pages']} pages")
+        lines.append("diff    " + " " * len(head) + "".join(f"{x:+6d} " if x else "     0 " for x in d["diff"])
+                     + f"  {d['free_pages_diff_pct']:+.3f} %")
+    console.print("\n".join(lines), markup=False, highlight=False, soft_wrap=True)
+    classes = snap.classes()
+    allocs = snap.allocations()
+    total = sum(classes.values())
+    ct = Table(title="what every pfn is (kpageflags)", title_justify="left")
+    for col in ("class", "pages", "% of pfns", "allocations"):
+        ct.add_column(col, justify="right" if col != "class" else "left")
+    for name, n in classes.items():
+        ct.add_row(name, str(n), f"{100.0 * n / max(total, 1):.2f}", str(allocs.get(name, "")))
+    console.print(ct)
+    rep = state.report
+    if rep.get("pagetypeinfo_match") is not None:
+        console.print(f"pageblock migratetypes inferred to match pagetypeinfo's block counts; "
+                      f"{100 * rep['pagetypeinfo_match']:.1f} % of /proc's free pages land on the same "
+                      f"(type, order) list")
+    console.print(f"pcp lists: zoneinfo counts {rep.get('pcp_pages_zoneinfo')} pages; "
+                  f"flagless zero-count candidates {rep.get('pcp_candidates')} (kept allocated)")
+    check = m.check()
+    console.print(f"model loaded into the [bold]{m.design.name}[/] design; check: [bold]{check}[/]")
+    out = _summary(m, {"seconds": time.perf_counter() - t0, "check": check, "when": when,
+                       "buddyinfo_rebuilt": rebuilt, "buddyinfo_proc": real_bi.to_dict() if real_bi else None,
+                       "buddyinfo_diff": diff, "classes": classes, "allocations": allocs,
+                       "attributes": snap.attributes(), "import": rep})
+    if snap.counts is not None:
+        out["mapped"] = snap.mapped_stats()
+    _write_json(json_path, out)
+
+
 def main() -> None:
     try:
         app()

@@ -65,6 +65,23 @@ class Machine:
 
     # ------------------------------------------------------------------ constructors
     @classmethod
+    def from_design(cls, layout: MachineLayout, design: Design) -> Machine:
+        """Wrap an already built design (e.g. one loaded from a snapshot)."""
+        m = cls.__new__(cls)
+        m.layout = layout
+        m.config = design.config
+        m.design = design
+        return m
+
+    @classmethod
+    def from_snapshot(cls, directory: str | Path, when: str = "before", design: str | type[Design] = "linux",
+                      cpus: int | None = None, **config_kw) -> Machine:
+        """A machine in the exact state of a capture's /proc snapshot (see memdesc.snapshot)."""
+        from memdesc.snapshot import machine_from_snapshot
+
+        return machine_from_snapshot(directory, when, design, cpus, **config_kw)[0]
+
+    @classmethod
     def create(cls, mem: str | int = "16G", design: str | type[Design] = "linux", layout: str = "x86_64",
                nodes: int = 1, cpus: int | None = None, zoneinfo: str | Path | None = None,
                config: AllocConfig | None = None, **config_kw) -> Machine:

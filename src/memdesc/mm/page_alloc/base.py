@@ -99,6 +99,27 @@ class Design(ABC):
             "event_log": int(zs.evlog.nbytes),
         }
 
+    #: pfns per memory section (SECTION_SIZE_BITS 27 on x86-64: 128 MiB)
+    SECTION_PAGES = 1 << 15
+
+    def set_online_sections(self, online: np.ndarray, section_pages: int | None = None) -> None:
+        """Which memory sections are online (pfn_to_online_page()); pagetypeinfo counts only those."""
+        self._online = (np.asarray(online, np.bool_), section_pages or self.SECTION_PAGES)
+
+    def online_sections(self) -> tuple[np.ndarray, int]:
+        """Default: a section is online if any of its pfns is present RAM in a zone."""
+        if getattr(self, "_online", None) is None:
+            sp = self.SECTION_PAGES
+            nsec = -(-self.layout.max_pfn // sp)
+            present = np.zeros(nsec * sp, np.bool_)
+            for z in self.layout.zones:
+                if z.spanned:
+                    present[z.start_pfn:z.end_pfn] = True
+                    for hs, he in z.holes:
+                        present[hs:he] = False
+            self._online = (present.reshape(nsec, sp).any(axis=1), sp)
+        return self._online
+
     def pageblock_bytes(self) -> int:
         npb = self.zs.pb.shape[0]
         return (npb * NR_PAGEBLOCK_BITS + 7) // 8
@@ -109,17 +130,33 @@ class BuddyDesign(Design):
 
     state_cls: type = None  # the design's state NamedTuple
 
-    def __init__(self, layout: MachineLayout, config: AllocConfig | None = None):
+    def __init__(self, layout: MachineLayout, config: AllocConfig | None = None, boot: bool = True,
+                 npages: int | None = None):
         super().__init__(layout, config)
-        self.npages = layout.max_pfn
+        self.npages = max(layout.max_pfn, npages or 0)
         managed = [z.managed for z in layout.zones]
         zone_fields, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
         nz = len(layout.zones)
         nlists = nz * NR_PAGE_ORDERS * MIGRATE_TYPES + layout.nr_cpus * nz * core.NR_PCP_LISTS
         self.state = self._make_state(zone_fields, self.npages, nlists)
         self._init_page_flags()
-        starts, ends, res = self._managed_ranges()
-        core.init_free_state(self.state, starts, ends, res)
+        if boot:
+            starts, ends, res = self._managed_ranges()
+            core.init_free_state(self.state, starts, ends, res)
+
+    def init_from_snapshot(self, reserved: np.ndarray, alloc_pfn: np.ndarray, alloc_order: np.ndarray,
+                           alloc_mt: np.ndarray, alloc_gfp: np.ndarray, free_pfn: np.ndarray,
+                           free_order: np.ndarray, pageblock_mt: np.ndarray,
+                           pcp_pfn: np.ndarray | None = None, pcp_cpu: np.ndarray | None = None) -> None:
+        """Load a real machine's state into a design built with ``boot=False``."""
+        zs = self.zs
+        zs.pb[:] = (zs.pb & 0xF8) | pageblock_mt.astype(np.uint8)
+        empty = np.zeros(0, np.int64)
+        core.init_from_snapshot(self.state, reserved.astype(np.int64), alloc_pfn.astype(np.int64),
+                                alloc_order.astype(np.int64), alloc_mt.astype(np.int64),
+                                alloc_gfp.astype(np.int64), free_pfn.astype(np.int64), free_order.astype(np.int64),
+                                empty if pcp_pfn is None else pcp_pfn.astype(np.int64),
+                                empty if pcp_cpu is None else pcp_cpu.astype(np.int64))
 
     # -- subclass hooks
     @abstractmethod
@@ -228,13 +265,16 @@ class BuddyDesign(Design):
     def pageblock_counts(self) -> np.ndarray:
         """Number of pageblocks of each migratetype per zone (pagetypeinfo's second table)."""
         zs = self.zs
+        online, sp = self.online_sections()
         out = np.zeros((len(self.layout.zones), MIGRATE_TYPES), np.int64)
         for i, z in enumerate(self.layout.zones):
             if not z.spanned:
                 continue
-            # pagetypeinfo_showblockcount_print: pageblocks from zone start (aligned down)
-            first = z.start_pfn >> PAGEBLOCK_ORDER
-            last = (z.end_pfn - 1) >> PAGEBLOCK_ORDER
-            mts = zs.pb[first:last + 1] & core.PB_MIGRATETYPE_MASK
+            # pagetypeinfo_showblockcount_print(): every pageblock_nr_pages from zone_start_pfn,
+            # skipping pfns whose section is not online (pfn_to_online_page() == NULL)
+            pfns = np.arange(z.start_pfn, z.end_pfn, 1 << PAGEBLOCK_ORDER)
+            sec = pfns // sp
+            pfns = pfns[(sec < online.shape[0]) & online[np.minimum(sec, online.shape[0] - 1)]]
+            mts = zs.pb[pfns >> PAGEBLOCK_ORDER] & core.PB_MIGRATETYPE_MASK
             out[i] = np.bincount(mts, minlength=MIGRATE_TYPES)[:MIGRATE_TYPES]
         return out

@@ -1507,3 +1507,44 @@ def init_free_state(st, starts, ends, res_pfns):
         mark_reserved(st, p, 0)
     for i in range(starts.shape[0]):
         memblock_free_pages_range(st, starts[i], ends[i])
+
+
+@njit
+def init_from_snapshot(st, res_pfns, alloc_pfn, alloc_order, alloc_mt, alloc_gfp, free_pfn, free_order,
+                       pcp_pfn, pcp_cpu):
+    """Rebuild the allocator state of a real machine's snapshot (see memdesc.snapshot).
+
+    The caller has set the pageblock migratetypes.  Reserved pages and holes are marked,
+    allocations get their struct page state and owner entry, free blocks go on the free
+    list of their pageblock's type (in pfn order, to the tail), and pcp pages (order 0)
+    on the given CPU's list.  Returns the number of free blocks placed.
+    """
+    for i in range(res_pfns.shape[0]):
+        p = res_pfns[i]
+        st.owner[p] = OWNER_RESERVED
+        mark_reserved(st, p, 0)
+    for i in range(alloc_pfn.shape[0]):
+        p = alloc_pfn[i]
+        mark_allocated(st, p, alloc_order[i], alloc_gfp[i])
+        st.owner[p] = owner_encode(alloc_order[i], alloc_mt[i])
+    n = 0
+    for i in range(free_pfn.shape[0]):
+        p = free_pfn[i]
+        z = page_zone(st, p)
+        order = free_order[i]
+        mt = get_pfnblock_migratetype(st, p)
+        set_buddy(st, p, order)
+        __add_to_free_list(st, p, z, order, mt, True)
+        account_freepages(st, z, 1 << order, mt)
+        n += 1
+    for i in range(pcp_pfn.shape[0]):
+        p = pcp_pfn[i]
+        z = page_zone(st, p)
+        cpu = pcp_cpu[i]
+        mt = get_pfnblock_migratetype(st, p)
+        if mt >= MIGRATE_PCPTYPES:
+            mt = MT_MOVABLE
+        list_add(st, pcp_lid(st, cpu, z, order_to_pindex(mt, 0)), p, True)
+        st.owner[p] = OWNER_PCP
+        st.pcp[cpu, z, PCP_COUNT] += 1
+    return n
