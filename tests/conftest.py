@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = Path(os.environ.get("MEMDESC_SHARED_TRACES", REPO.parent / "shared" / "traces"))
+_CANDIDATES = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
+    REPO.parent / "shared" / "traces", Path("/work/shared/traces")]
+SHARED = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
 
 
 @pytest.fixture(scope="session")
