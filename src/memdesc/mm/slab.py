@@ -74,8 +74,11 @@ changing anything; the caller returns to Python, calls :func:`slab_state_grow` (
 
 Calling convention for designs (numba)
 --------------------------------------
-A design keeps a :class:`SlabState` in its own state NamedTuple (say ``st.slab``) and
-creates its caches in Python with :func:`slab_state_add_cache`.  In its kernels::
+A design keeps a :class:`SlabState` in its own state (say a field ``st.slab``; when the
+slab state grows, the design rebuilds its state around the new one), creates its
+caches in Python with :func:`slab_state_add_cache`, and runs kernels through
+:func:`slab_state_call` (grow and retry on ``E_NOCAP_*``) or reserves room up front with
+:func:`slab_state_reserve`.  In its kernels::
 
     addr = kmem_cache_alloc_nb(st.slab, CACHE)
     if addr == E_EMPTY:                       # only ever on an allocation path
