@@ -1124,7 +1124,14 @@ def update_node(P, H, xas, node, count, values):
 @njit
 def xas_store(P, H, xas, entry):
     """Store ``entry`` at the range of ``xas``; returns the old entry (for a multi-index
-    store, the last one replaced, as in the kernel)."""
+    store, the last one replaced, as in the kernel).
+
+    One change from the kernel: storing into part of a larger multi-index entry (an
+    order-0 store at one of its indices) rewrites only its canonical slot, and the
+    kernel's ``values`` count covers only the rewritten slots, so when the entry changes
+    between value and pointer the sibling slots left in place are miscounted and
+    ``nr_values`` drifts from its definition ("a value entry or a sibling of one"; a later
+    erase can even take it below 0).  Here the siblings left in place are counted too."""
     xa = xas[X_XA]
     value = xa_is_value(entry)
     if entry != 0:
@@ -1149,6 +1156,7 @@ def xas_store(P, H, xas, entry):
         xas_init_marks(P, H, xas)
     count = 0
     values = 0
+    replaced = first
     while True:
         _set_slot(P, H, xa, node, offset, entry)
         if xa_is_node(nxt) and (node < 0 or P.meta[node, M_SHIFT] != 0):
@@ -1171,8 +1179,21 @@ def xas_store(P, H, xas, entry):
             if entry == 0 and offset > mx:
                 break
             first = nxt
+    if node >= 0 and entry != 0 and value != xa_is_value(replaced):
+        values += _siblings_left(P, node, offset + 1, xas[X_OFFSET]) * (1 if value else -1)
     update_node(P, H, xas, node, count, values)
     return first
+
+
+@njit
+def _siblings_left(P, node, offset, canon):
+    """The sibling slots of ``canon`` from ``offset`` on."""
+    n = 0
+    sib = xa_mk_sibling(canon)
+    while offset < XA_CHUNK_SIZE and P.slots[node, offset] == sib:
+        n += 1
+        offset += 1
+    return n
 
 
 # =============================================================================================
@@ -2045,10 +2066,12 @@ CHK_HEAD = 14
 
 
 @njit
-def xa_check_nb(P, H, xa, allow_empty):
+def xa_check_nb(P, H, xa, allow_empty, shrunk):
     """Check the structural invariants of one tree.  Returns (code, node, offset, mark),
     code CHK_OK if all hold.  ``allow_empty`` admits empty nodes (xas_create_range makes
-    them on purpose)."""
+    them on purpose).  ``shrunk`` also requires a top node that xas_shrink would not
+    replace: the kernel shrinks only when entries go, so this fails after a reserved (or
+    node) entry at index 0, which needs a node, is replaced by an ordinary entry."""
     head = H[xa, H_HEAD]
     track_free = xa_track_free(H, xa)
     if xa_is_sibling(head) or xa_is_err(head) or xa_is_retry(head):
@@ -2071,7 +2094,7 @@ def xa_check_nb(P, H, xa, allow_empty):
             return CHK_ROOT_MARK, top, -1, m
     s0 = P.slots[top, 0]
     if (P.meta[top, M_COUNT] == 1 and s0 != 0 and not xa_is_zero(s0)
-            and (xa_is_node(s0) or P.meta[top, M_SHIFT] == 0) and not allow_empty):
+            and (xa_is_node(s0) or P.meta[top, M_SHIFT] == 0) and shrunk):
         return CHK_SHRINKABLE, top, 0, -1
     nodes = 0
     node = top

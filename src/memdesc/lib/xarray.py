@@ -277,12 +277,14 @@ def _filter(f: Any) -> Any:
 
 
 def _order(order: Any) -> Any:
+    """An entry order, 0 .. 63.  (An order-64 entry, the whole index space, cannot be
+    stored: xas_max() wraps to 0 and the kernel would put it in the head as index 0.)"""
     try:
         o = operator.index(order)
     except TypeError:
         raise XaInvalidIndex(f"order must be an integer, not {type(order).__name__}") from None
-    if not 0 <= o <= 64:
-        raise XaInvalidIndex(f"order {o} is outside 0 .. BITS_PER_LONG")
+    if not 0 <= o < 64:
+        raise XaInvalidIndex(f"order {o} is outside 0 .. BITS_PER_LONG - 1")
     return _i64(o)
 
 
@@ -743,10 +745,11 @@ class XArray:
         return int(_KN.xa_nodes_needed_nb(self.pool.arrays, self.pool.heads, self._xid, _idx(index),
                                         _order(order)))
 
-    def check(self, allow_empty_nodes: bool = False) -> None:
-        """Check the tree's invariants; raise InvariantViolation naming the first broken one."""
+    def check(self, allow_empty_nodes: bool = False, shrunk: bool = False) -> None:
+        """Check the tree's invariants; raise InvariantViolation naming the first broken one.
+        ``shrunk`` also requires that the top node could not be shrunk (see xa_check_nb)."""
         code, node, off, mark = _KN.xa_check_nb(self.pool.arrays, self.pool.heads, self._xid,
-                                              allow_empty_nodes)
+                                                bool(allow_empty_nodes), bool(shrunk))
         if code != K.CHK_OK:
             what = _CHECK_MESSAGES.get(int(code), f"check code {int(code)}")
             raise InvariantViolation(f"XArray {self.id}: {what} (node {int(node)}, slot {int(off)}, "
