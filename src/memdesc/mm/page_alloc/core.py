@@ -333,12 +333,11 @@ def trace_event(st, ev, cpu, pfn, order, mt, a, b, c):
 def account_freepages(st, z, nr_pages, mt):
     if mt == MT_ISOLATE:
         return
-    zs = st
-    zs.z_free[z] += nr_pages
+    st.z_free[z] += nr_pages
     if mt == MT_CMA:
-        zs.z_free_cma[z] += nr_pages
+        st.z_free_cma[z] += nr_pages
     elif mt == MT_HIGHATOMIC:
-        zs.z_free_highatomic[z] += nr_pages
+        st.z_free_highatomic[z] += nr_pages
 
 
 @njit(inline="always")
@@ -674,8 +673,7 @@ RMQUEUE_NORMAL, RMQUEUE_CMA, RMQUEUE_CLAIM, RMQUEUE_STEAL = 0, 1, 2, 3
 def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
     """Take a block from the buddy lists.  ``mode`` is the fallback level where the previous
     call of a bulk refill found pages (enum rmqueue_mode, 6.15+); returns (pfn, mode)."""
-    zs = st
-    if zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and zs.z_free_cma[z] > zs.z_free[z] // 2:
+    if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and st.z_free_cma[z] > st.z_free[z] // 2:
         pfn = __rmqueue_smallest(st, z, order, MT_CMA, cpu)
         if pfn >= 0:
             return pfn, mode
@@ -686,7 +684,7 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
             return pfn, mode
         m = RMQUEUE_CMA
     if m == RMQUEUE_CMA:
-        if zs.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA):
+        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA):
             pfn = __rmqueue_smallest(st, z, order, MT_CMA, cpu)
             if pfn >= 0:
                 return pfn, RMQUEUE_CMA
@@ -709,8 +707,7 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
 
 @njit
 def free_pcppages_bulk(st, z, count, cpu, pindex):
-    zs = st
-    pcp = zs.pcp[cpu, z]
+    pcp = st.pcp[cpu, z]
     count = min(pcp[PCP_COUNT], count)
     pindex = pindex - 1
     while count > 0:
@@ -727,10 +724,10 @@ def free_pcppages_bulk(st, z, count, cpu, pindex):
             pfn = list_last(st, lid)
             mt = get_pfnblock_migratetype(st, pfn)
             list_del(st, lid, pfn)
-            zs.owner[pfn] = OWNER_NONE
+            st.owner[pfn] = OWNER_NONE
             count -= nr_pages
             pcp[PCP_COUNT] -= nr_pages
-            zs.stats[ST_PCP_DRAINED] += nr_pages
+            st.stats[ST_PCP_DRAINED] += nr_pages
             __free_one_page(st, pfn, z, order, mt, FPI_NONE)
             trace_event(st, EV_PCPU_DRAIN, cpu, pfn, order, mt, 0, 0, 0)
             if count <= 0 or list_first(st, lid) < 0:
@@ -795,14 +792,13 @@ def nr_pcp_high(st, pcp, z, batch, free_high):
 
 @njit
 def free_unref_page_commit(st, z, cpu, pfn, mt, order):
-    zs = st
-    pcp = zs.pcp[cpu, z]
+    pcp = st.pcp[cpu, z]
     pcp[PCP_ALLOC_FACTOR] >>= 1
     pindex = order_to_pindex(mt, order)
     list_add(st, pcp_lid(st, cpu, z, pindex), pfn, False)
-    zs.owner[pfn] = OWNER_PCP
+    st.owner[pfn] = OWNER_PCP
     pcp[PCP_COUNT] += 1 << order
-    zs.stats[ST_PCP_FREE] += 1
+    st.stats[ST_PCP_FREE] += 1
     batch = pcp[PCP_BATCH]
     free_high = False
     if order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER:
@@ -817,9 +813,9 @@ def free_unref_page_commit(st, z, cpu, pfn, mt, order):
     high = nr_pcp_high(st, pcp, z, batch, free_high)
     if pcp[PCP_COUNT] >= high:
         free_pcppages_bulk(st, z, nr_pcp_free(pcp, batch, high, free_high), cpu, pindex)
-        if (zs.z_flags[z] & ZONE_BELOW_HIGH) and zone_watermark_ok(st, z, 0, high_wmark_pages(st, z),
-                                                                    zs.cfg[CFG_MOVABLE_IDX], 0):
-            zs.z_flags[z] &= ~ZONE_BELOW_HIGH
+        if (st.z_flags[z] & ZONE_BELOW_HIGH) and zone_watermark_ok(st, z, 0, high_wmark_pages(st, z),
+                                                                    st.cfg[CFG_MOVABLE_IDX], 0):
+            st.z_flags[z] &= ~ZONE_BELOW_HIGH
 
 
 @njit
@@ -864,23 +860,22 @@ def rmqueue_bulk(st, z, order, count, lid, mt, alloc_flags, cpu):
 
 @njit
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
-    zs = st
-    pcp = zs.pcp[cpu, z]
+    pcp = st.pcp[cpu, z]
     pcp[PCP_FREE_COUNT] >>= 1
     lid = pcp_lid(st, cpu, z, order_to_pindex(mt, order))
     pfn = list_first(st, lid)
     if pfn < 0:
         batch = nr_pcp_alloc(st, pcp, z, order)
         alloced = rmqueue_bulk(st, z, order, batch, lid, mt, alloc_flags, cpu)
-        zs.stats[ST_PCP_REFILL] += 1
+        st.stats[ST_PCP_REFILL] += 1
         pcp[PCP_COUNT] += alloced << order
         pfn = list_first(st, lid)
         if pfn < 0:
             return -1
     list_del(st, lid, pfn)
-    zs.owner[pfn] = OWNER_NONE
+    st.owner[pfn] = OWNER_NONE
     pcp[PCP_COUNT] -= 1 << order
-    zs.stats[ST_PCP_ALLOC] += 1
+    st.stats[ST_PCP_ALLOC] += 1
     return pfn
 
 
@@ -994,11 +989,10 @@ def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
 
 @njit
 def reserve_highatomic_pageblock(st, pfn, order, z):
-    zs = st
-    if zs.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
+    if st.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
         return
-    max_managed = ((zs.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
-    if zs.z_reserved_highatomic[z] >= max_managed:
+    max_managed = ((st.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    if st.z_reserved_highatomic[z] >= max_managed:
         return
     mt = get_pfnblock_migratetype(st, pfn)
     if not migratetype_is_mergeable(mt):
@@ -1006,32 +1000,31 @@ def reserve_highatomic_pageblock(st, pfn, order, z):
     if order < PAGEBLOCK_ORDER:
         if move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
             return
-        zs.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+        st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
     else:
         change_pageblock_range(st, pfn, order, MT_HIGHATOMIC)
-        zs.z_reserved_highatomic[z] += 1 << order
-    zs.stats[ST_HIGHATOMIC_RESERVE] += 1
+        st.z_reserved_highatomic[z] += 1 << order
+    st.stats[ST_HIGHATOMIC_RESERVE] += 1
 
 
 @njit
 def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
-    zs = st
-    zl = zs.zonelist[node]
+    zl = st.zonelist[node]
     for i in range(zl.shape[0]):
         z = zl[i]
         if z < 0:
             break
-        if zs.z_idx[z] > highest_zoneidx:
+        if st.z_idx[z] > highest_zoneidx:
             continue
-        if not force and zs.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
+        if not force and st.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
             continue
         for order in range(NR_PAGE_ORDERS):
             pfn = get_page_from_free_area(st, z, order, MT_HIGHATOMIC)
             if pfn < 0:
                 continue
             size = max(PAGEBLOCK_NR_PAGES, 1 << order)
-            size = min(size, zs.z_reserved_highatomic[z])
-            zs.z_reserved_highatomic[z] -= size
+            size = min(size, st.z_reserved_highatomic[z])
+            st.z_reserved_highatomic[z] -= size
             if order < PAGEBLOCK_ORDER:
                 ret = move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
             else:
@@ -1039,7 +1032,7 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
                 change_pageblock_range(st, pfn, order, mt)
                 ret = 1
             if ret > 0:
-                zs.stats[ST_HIGHATOMIC_UNRESERVE] += 1
+                st.stats[ST_HIGHATOMIC_UNRESERVE] += 1
                 return True
     return False
 
@@ -1047,11 +1040,10 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
 @njit
 def alloc_flags_nofragment(st, z, gfp):
     """alloc_flags_nofragment() for preferred zone z: Normal with a DMA32 zone just below it."""
-    zs = st
-    below = z - 1 if zs.z_idx[z] > 0 else z
-    has_dma32 = zs.z_type[below] == 1  # ZoneType.DMA32 directly below (x86-64)
-    return G.alloc_flags_nofragment_nb(gfp, zs.z_type[z], has_dma32, zs.z_managed[below] > 0,
-                                       zs.cfg[CFG_NR_ONLINE_NODES], False)
+    below = z - 1 if st.z_idx[z] > 0 else z
+    has_dma32 = st.z_type[below] == 1  # ZoneType.DMA32 directly below (x86-64)
+    return G.alloc_flags_nofragment_nb(gfp, st.z_type[z], has_dma32, st.z_managed[below] > 0,
+                                       st.cfg[CFG_NR_ONLINE_NODES], False)
 
 
 @njit
@@ -1063,8 +1055,7 @@ def prep_new_page(st, pfn, order, gfp, mt):
 @njit
 def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
     """Walk the zonelist for a zone above its watermark and take pages from it; pfn or -1."""
-    zs = st
-    zl = zs.zonelist[node]
+    zl = st.zonelist[node]
     while True:
         no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
         retry = False
@@ -1073,21 +1064,21 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
             z = zl[i]
             if z < 0:
                 break
-            if zs.z_idx[z] > highest_zoneidx:
+            if st.z_idx[z] > highest_zoneidx:
                 continue
             if preferred < 0:
                 preferred = z
-            if no_fallback and zs.cfg[CFG_NR_ONLINE_NODES] > 1 and z != preferred \
-                    and zs.z_node[z] != zs.z_node[preferred]:
+            if no_fallback and st.cfg[CFG_NR_ONLINE_NODES] > 1 and z != preferred \
+                    and st.z_node[z] != st.z_node[preferred]:
                 # moving to a remote node: locality beats fragmentation avoidance
                 retry = True
                 break
             ok = False
-            if not (zs.z_flags[z] & ZONE_BELOW_HIGH):
+            if not (st.z_flags[z] & ZONE_BELOW_HIGH):
                 if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
                     ok = True
                 else:
-                    zs.z_flags[z] |= ZONE_BELOW_HIGH
+                    st.z_flags[z] |= ZONE_BELOW_HIGH
             if not ok:
                 mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
                 if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
@@ -1095,7 +1086,7 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
                 elif alloc_flags & ALLOC_NO_WATERMARKS:
                     ok = True
                 else:
-                    zs.stats[ST_WMARK_FAIL] += 1
+                    st.stats[ST_WMARK_FAIL] += 1
             if not ok:
                 continue
             pfn = rmqueue(st, z, order, alloc_flags, mt, cpu)
@@ -1109,24 +1100,23 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
             # It's possible on a UMA machine to get through all zones that are fragmented:
             # reset ALLOC_NOFRAGMENT and try again.
             alloc_flags &= ~ALLOC_NOFRAGMENT
-            zs.stats[ST_NOFRAGMENT_RETRY] += 1
+            st.stats[ST_NOFRAGMENT_RETRY] += 1
             continue
         return -1
 
 
 @njit
 def zone_statistics(st, preferred, z, node, order):
-    zs = st
-    zs.zstats[z, ZS_PGALLOC] += 1 << order
-    if zs.z_node[z] == zs.z_node[preferred]:
-        zs.zstats[z, ZS_NUMA_HIT] += 1
+    st.zstats[z, ZS_PGALLOC] += 1 << order
+    if st.z_node[z] == st.z_node[preferred]:
+        st.zstats[z, ZS_NUMA_HIT] += 1
     else:
-        zs.zstats[z, ZS_NUMA_MISS] += 1
-        zs.zstats[preferred, ZS_NUMA_FOREIGN] += 1
-    if zs.z_node[z] == node:
-        zs.zstats[z, ZS_NUMA_LOCAL] += 1
+        st.zstats[z, ZS_NUMA_MISS] += 1
+        st.zstats[preferred, ZS_NUMA_FOREIGN] += 1
+    if st.z_node[z] == node:
+        st.zstats[z, ZS_NUMA_LOCAL] += 1
     else:
-        zs.zstats[z, ZS_NUMA_OTHER] += 1
+        st.zstats[z, ZS_NUMA_OTHER] += 1
 
 
 @njit
@@ -1147,18 +1137,17 @@ def __alloc_pages(st, gfp, order, cpu):
 
     Returns the pfn of the first page, or -1 if the allocation failed.
     """
-    zs = st
-    node = zs.cpu_node[cpu]
-    highest_zoneidx = zs.gfp_zone_table[gfp & GFP_ZONEMASK]
+    node = st.cpu_node[cpu]
+    highest_zoneidx = st.gfp_zone_table[gfp & GFP_ZONEMASK]
     mt = G.gfp_migratetype_nb(gfp)
     if highest_zoneidx < 0 or mt == 3:
-        zs.stats[ST_ALLOC_FAIL] += 1
+        st.stats[ST_ALLOC_FAIL] += 1
         return -1
     preferred = first_zone(st, node, highest_zoneidx)
     if preferred < 0:
-        zs.stats[ST_ALLOC_FAIL] += 1
+        st.stats[ST_ALLOC_FAIL] += 1
         return -1
-    cma = zs.cfg[CFG_CMA] != 0
+    cma = st.cfg[CFG_CMA] != 0
     alloc_flags = ALLOC_WMARK_LOW
     if cma and mt == MT_MOVABLE:
         alloc_flags |= ALLOC_CMA
@@ -1167,20 +1156,19 @@ def __alloc_pages(st, gfp, order, cpu):
     if pfn < 0:
         pfn = __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu)
     if pfn < 0:
-        zs.stats[ST_ALLOC_FAIL] += 1
+        st.stats[ST_ALLOC_FAIL] += 1
         trace_event(st, EV_ALLOC, cpu, -1, order, mt, gfp, 0, 0)
         return -1
-    zs.stats[ST_ALLOC] += 1
-    zs.stats[ST_ALLOC_PAGES] += 1 << order
+    st.stats[ST_ALLOC] += 1
+    st.stats[ST_ALLOC_PAGES] += 1 << order
     trace_event(st, EV_ALLOC, cpu, pfn, order, mt, gfp, 0, 0)
     return pfn
 
 
 @njit
 def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
-    zs = st
-    zs.stats[ST_SLOWPATH] += 1
-    alloc_flags = G.gfp_to_alloc_flags_nb(gfp, order, zs.cfg[CFG_CMA] != 0, False, False)
+    st.stats[ST_SLOWPATH] += 1
+    alloc_flags = G.gfp_to_alloc_flags_nb(gfp, order, st.cfg[CFG_CMA] != 0, False, False)
     pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
     if pfn >= 0:
         return pfn
@@ -1205,14 +1193,13 @@ def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
 @njit
 def check_free(st, pfn, order):
     """Validate free_pages(pfn, order) without touching state: OK or an error code."""
-    zs = st
     if order < 0 or order > MAX_PAGE_ORDER:
         return E_ORDER
-    if pfn < 0 or pfn >= zs.owner.shape[0]:
+    if pfn < 0 or pfn >= st.owner.shape[0]:
         return E_RANGE
     if page_zone(st, pfn) < 0:
         return E_RANGE
-    v = zs.owner[pfn]
+    v = st.owner[pfn]
     if v == OWNER_RESERVED:
         return E_RESERVED
     if v == OWNER_PCP:
@@ -1232,15 +1219,14 @@ def __free_pages(st, pfn, order, cpu):
 
     The caller must have validated with :func:`check_free`.
     """
-    zs = st
     z = page_zone(st, pfn)
     trace_event(st, EV_FREE, cpu, pfn, order, -1, 0, 0, 0)
     mark_freed(st, pfn, order)
-    zs.owner[pfn] = OWNER_NONE
-    zs.stats[ST_FREE] += 1
-    zs.stats[ST_FREE_PAGES] += 1 << order
-    zs.zstats[z, ZS_PGFREE] += 1 << order
-    if not pcp_allowed_order(order) or zs.cfg[CFG_PCP_ENABLED] == 0:
+    st.owner[pfn] = OWNER_NONE
+    st.stats[ST_FREE] += 1
+    st.stats[ST_FREE_PAGES] += 1 << order
+    st.zstats[z, ZS_PGFREE] += 1 << order
+    if not pcp_allowed_order(order) or st.cfg[CFG_PCP_ENABLED] == 0:
         free_one_page(st, z, pfn, order, FPI_NONE)
         return
     mt = get_pfnblock_migratetype(st, pfn)
@@ -1357,13 +1343,12 @@ COVER_FREE, COVER_PCP, COVER_ALLOC, COVER_RESERVED = 1, 2, 3, 4
 @njit
 def check_buddy_state(st):
     """Full invariant check of a buddy-based design; returns (code, pfn, a, b)."""
-    zs = st
-    npages = zs.owner.shape[0]
+    npages = st.owner.shape[0]
     cover = np.zeros(npages, np.uint8)
-    nz = zs.z_start.shape[0]
+    nz = st.z_start.shape[0]
     # reserved pages
     for p in range(npages):
-        if zs.owner[p] == OWNER_RESERVED:
+        if st.owner[p] == OWNER_RESERVED:
             cover[p] = COVER_RESERVED
     # buddy lists
     for z in range(nz):
@@ -1381,7 +1366,7 @@ def check_buddy_state(st):
                         return CHK_ORDER, p, buddy_order(st, p), order
                     if p & ((1 << order) - 1):
                         return CHK_ALIGN, p, 0, order
-                    if p < zs.z_start[z] or p + (1 << order) > zs.z_end[z] or page_zone(st, p) != z:
+                    if p < st.z_start[z] or p + (1 << order) > st.z_end[z] or page_zone(st, p) != z:
                         return CHK_ZONE, p, z, order
                     nb = max(1, (1 << order) >> PAGEBLOCK_ORDER)
                     for k in range(nb):
@@ -1400,14 +1385,14 @@ def check_buddy_state(st):
                     if mt == MT_HIGHATOMIC:
                         free_ha += 1 << order
                     p = list_next(st, lid, p)
-            if cnt != zs.nr_free[z, order]:
+            if cnt != st.nr_free[z, order]:
                 return CHK_COUNT_NR_FREE, cnt, z, order
-        if free_pages != zs.z_free[z]:
-            return CHK_COUNT_FREE_PAGES, zs.z_free[z], z, free_pages
-        if free_ha != zs.z_free_highatomic[z]:
+        if free_pages != st.z_free[z]:
+            return CHK_COUNT_FREE_PAGES, st.z_free[z], z, free_pages
+        if free_ha != st.z_free_highatomic[z]:
             return CHK_HIGHATOMIC, 0, z, free_ha
     # per-cpu lists
-    for cpu in range(zs.cpu_node.shape[0]):
+    for cpu in range(st.cpu_node.shape[0]):
         for z in range(nz):
             pages = 0
             for pindex in range(NR_PCP_LISTS):
@@ -1415,7 +1400,7 @@ def check_buddy_state(st):
                 order = pindex_to_order(pindex)
                 p = list_first(st, lid)
                 while p >= 0:
-                    if zs.owner[p] != OWNER_PCP or is_buddy(st, p):
+                    if st.owner[p] != OWNER_PCP or is_buddy(st, p):
                         return CHK_PCP_STATE, p, cpu, 0
                     for q in range(p, p + (1 << order)):
                         if cover[q] != 0:
@@ -1423,11 +1408,11 @@ def check_buddy_state(st):
                         cover[q] = COVER_PCP
                     pages += 1 << order
                     p = list_next(st, lid, p)
-            if pages != zs.pcp[cpu, z, PCP_COUNT]:
+            if pages != st.pcp[cpu, z, PCP_COUNT]:
                 return CHK_PCP_COUNT, pages, cpu, z
     # allocations
     for p in range(npages):
-        v = zs.owner[p]
+        v = st.owner[p]
         if v == OWNER_NONE or v == OWNER_RESERVED or v == OWNER_PCP:
             continue
         order = owner_order(v)
@@ -1437,7 +1422,7 @@ def check_buddy_state(st):
             cover[q] = COVER_ALLOC
     # every page of every zone is in exactly one state
     for z in range(nz):
-        for p in range(zs.z_start[z], zs.z_end[z]):
+        for p in range(st.z_start[z], st.z_end[z]):
             if cover[p] == 0:
                 return CHK_LOST, p, z, 0
     # maximal merging
@@ -1464,9 +1449,8 @@ def check_buddy_state(st):
 @njit
 def collect_free_blocks(st, out):
     """Fill out[n, 4] with (pfn, order, migratetype, zone) of every free block; returns n."""
-    zs = st
     n = 0
-    for z in range(zs.z_start.shape[0]):
+    for z in range(st.z_start.shape[0]):
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 lid = buddy_lid(st, z, order, mt)
@@ -1485,8 +1469,7 @@ def collect_free_blocks(st, out):
 @njit
 def free_counts_by_mt(st, out):
     """out[z, mt, order] = number of free blocks on each list (pagetypeinfo's list walk)."""
-    zs = st
-    for z in range(zs.z_start.shape[0]):
+    for z in range(st.z_start.shape[0]):
         for order in range(NR_PAGE_ORDERS):
             for mt in range(MIGRATE_TYPES):
                 lid = buddy_lid(st, z, order, mt)
