@@ -8,8 +8,9 @@ Figures printed (all per operation, in one run):
   FIFO of Q value entries: store at the tail index, erase at the head index, both
   advancing (steady state: the tree is 2-3 levels deep and nodes recycle through the
   pool's free stack).  One pair = one xa_store_nb + one xa_erase_nb in an njit loop.
-* ``deque store+find+erase``: as above, but the head is found with xa_find_nb (first
-  present entry from the head) instead of being known.
+* ``deque store+find+erase``: as above, but the head is found with xa_find_nb: from index
+  0 (the walk crosses the empty left part of the upper levels), or from a hint (the index
+  after the last entry taken).
 * ``random store+erase``: store/erase at random indices below 2**20 around a steady
   population (deeper tree, cache misses).
 * ``load``: xa_load_nb of present entries in a 2**20-entry array.
@@ -55,18 +56,23 @@ def deque_store_erase(P, H, xa, n, q):
 
 
 @njit
-def deque_store_find_erase(P, H, xa, n, q):
+def deque_store_find_erase(P, H, xa, n, q, hint):
+    """As deque_store_erase, but the head is found: xa_find from 0, or (hint) from the
+    index after the last one taken."""
     tail = fill(P, H, xa, q)
     m1 = np.int64(-1)
+    start = np.int64(0)
     done = np.int64(0)
     for _ in range(n):
         if K.xa_store_nb(P, H, xa, tail, K.xa_mk_value(tail)) != 0:
             return -1
         tail += 1
-        entry, index = K.xa_find_nb(P, H, xa, np.int64(0), m1, np.int64(K.XA_PRESENT))
+        entry, index = K.xa_find_nb(P, H, xa, start, m1, np.int64(K.XA_PRESENT))
         if entry == 0:
             return -1
         K.xa_erase_nb(P, H, xa, index)
+        if hint:
+            start = index + 1
         done += 1
     return done
 
@@ -135,8 +141,10 @@ def main() -> None:
 
     t = timed(lambda: deque_store_erase(*fresh(), n, q))
     print(f"  deque store+erase (njit)        {t / n * 1e9:8.1f} ns per pair")
-    t = timed(lambda: deque_store_find_erase(*fresh(), n, q))
-    print(f"  deque store+find+erase (njit)   {t / n * 1e9:8.1f} ns per triple")
+    t = timed(lambda: deque_store_find_erase(*fresh(), n, q, False))
+    print(f"  deque store+find(0)+erase       {t / n * 1e9:8.1f} ns per triple")
+    t = timed(lambda: deque_store_find_erase(*fresh(), n, q, True))
+    print(f"  deque store+find(hint)+erase    {t / n * 1e9:8.1f} ns per triple")
     rng = np.random.default_rng(1)
     idx = rng.integers(0, 1 << 20, 2 * n).astype(np.int64)
 

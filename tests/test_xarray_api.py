@@ -8,6 +8,7 @@ import weakref
 import numpy as np
 import pytest
 
+from memdesc._numba import njit
 from memdesc.errors import InvariantViolation, MemdescError
 from memdesc.lib import _xarray_kernels as K
 from memdesc.lib.xarray import (
@@ -476,3 +477,40 @@ def test_destroy_drops_objects():
     xa.destroy()
     gc.collect()
     assert ref() is None and xa.empty
+
+
+@njit
+def _store_run(P, H, xa, first, n):
+    """A design's inner loop: store value entries first .. first+n-1; stop at the first
+    -ENOMEM and return how many were stored."""
+    for k in range(n):
+        i = first + k
+        enough = K.xa_nodes_needed_nb(P, H, xa, i) <= K.pool_free_count(P)
+        r = K.xa_store_nb(P, H, xa, i, K.xa_mk_value(i))
+        if K.xa_is_err(r):
+            if K.xa_err(r) != -K.ENOMEM or enough:
+                raise AssertionError("a store failed although nodes_needed nodes were there")
+            return k
+        if r != 0:
+            raise AssertionError("store replaced an entry")
+    return n
+
+
+def test_njit_caller_resumes_after_enomem():
+    """The protocol a design's njit loop follows: nodes_needed says when a store would
+    fail, the store then fails with -ENOMEM having changed nothing, Python supplies
+    pool.want nodes and the loop resumes; no entry is lost or stored twice."""
+    xa = XArray(pool=XaPool(capacity=1))
+    done, rounds = 0, 0
+    total = 70000
+    while done < total:
+        P, H = xa.pool.arrays, xa.pool.heads  # supply() may have grown the arrays
+        done += _store_run(P, H, np.int64(xa.id), np.int64(done), np.int64(total - done))
+        if done < total:
+            rounds += 1
+            assert xa.pool.want >= 1
+            xa.pool.supply(xa.pool.want)
+    assert rounds > 100  # it really ran out of nodes along the way
+    assert len(xa) == total and xa[0] == 0 and xa[total - 1] == total - 1
+    assert xa.nodes == xa.pool.nr_allocated == xa.pool.live_nodes
+    xa.check(shrunk=True)

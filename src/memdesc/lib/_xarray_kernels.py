@@ -1966,9 +1966,10 @@ def xa_destroy_nb(P, H, xa):
 
 
 @njit
-def xa_nodes_needed_nb(P, H, xa, index, order):
+def xa_nodes_needed_nb(P, H, xa, index, order=0):
     """Nodes a store of an order-``order`` entry at ``index`` could need right now (the
-    worst case over entry kinds: an entry that may not sit in the head), for preloading."""
+    worst case over entry kinds: an entry that may not sit in the head), for preloading.
+    Any single-index store needs at most XA_MAX_PATH (11)."""
     xas = P.xas
     xas_init(xas, xa, 0)
     xas_set_order(xas, index, order)
