@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from memdesc import _mem as hugemem
 from memdesc._numba import njit
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as gfpmod
@@ -212,7 +213,7 @@ class Churn:
         self.managed = managed
         self.target = int(occupancy * managed)
         cap = max(16, self.target + 1024)
-        self.live = np.zeros(cap, np.int64)
+        self.live = hugemem.zeros(cap, np.int64)
         self.ctr = np.zeros(8, np.int64)
         self.rng = np.array([np.uint64(seed * 0x9E3779B97F4A7C15 % (1 << 64) or 1)], np.uint64)
         self.ncpu = machine.nr_cpus

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memdesc import _mem as hugemem
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.mm import memmap as mmap
@@ -277,7 +278,7 @@ class LinuxDesign(BuddyDesign):
     state_cls = LinuxState
 
     def _make_state(self, zone_fields: dict, npages: int, nlists: int) -> LinuxState:
-        mm = np.zeros((npages, 8), np.uint64)
+        mm = hugemem.zeros((npages, 8), np.uint64)
         mm[:, mmap.W8_TYPE_REF] = np.uint64(PAGE_TYPE_NONE)
         return LinuxState(**zone_fields, memmap=mm, heads=np.full((nlists, 2), -1, np.int64))
 

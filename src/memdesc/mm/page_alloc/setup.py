@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from memdesc import _mem as hugemem
 from memdesc.mm import gfp as gfpmod
 from memdesc.mm import mmzone
 from memdesc.mm.mm_init import MachineLayout
@@ -234,7 +235,7 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
         cfg=c,
         stats=np.zeros(core.NR_STATS, np.int64),
         zstats=np.zeros((Z, core.NR_ZSTATS), np.int64),
-        owner=np.zeros(npages, np.uint8),
+        owner=hugemem.zeros(npages, np.uint8),
         evlog=np.zeros((max(cfg.evlog, 1), core.EVLOG_FIELDS), np.int64),
         evlog_n=np.zeros(1, np.int64),
     )
