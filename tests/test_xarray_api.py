@@ -514,3 +514,31 @@ def test_njit_caller_resumes_after_enomem():
     assert len(xa) == total and xa[0] == 0 and xa[total - 1] == total - 1
     assert xa.nodes == xa.pool.nr_allocated == xa.pool.live_nodes
     xa.check(shrunk=True)
+
+
+def test_items_while_changing_the_array():
+    """Like xa_for_each, items() never yields an entry erased before the walk reaches it
+    and does yield one stored ahead of it, even within one fetched batch."""
+    xa = XArray()
+    for i in range(600):
+        xa[i] = i
+    seen = []
+    for index, _entry in xa.items():
+        seen.append(index)
+        if index == 10:
+            for j in range(11, 300):
+                del xa[j]
+            xa[299] = "new"
+        if index == 400:
+            xa.store_order(1 << 20, 4, "late")
+    assert seen == list(range(11)) + [299] + list(range(300, 600)) + [1 << 20]
+    assert xa[299] == "new"
+    marked = []
+    for i in range(0, 600, 2):
+        xa.set_mark(i, XA_MARK_1)
+    for index, _ in xa.items(mark=XA_MARK_1):
+        marked.append(index)
+        if index == 0:
+            for j in range(2, 300, 2):
+                xa.clear_mark(j, XA_MARK_1)
+    assert marked == [0] + list(range(300, 600, 2))

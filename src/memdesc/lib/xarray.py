@@ -512,6 +512,7 @@ class XArray:
         self._tags: dict[int, int] = {}  # id(object) -> tag
         self._next_tag = 1
         self._sweep_at = 1024
+        self._mods = 0  # changes made through this facade (items() watches it)
         self._finalizer = weakref.finalize(self, self.pool._release_xa, self.id)
 
     # --- entry translation ------------------------------------------------------------
@@ -571,6 +572,7 @@ class XArray:
     def _run(self, fn, *args, nomem=_enomem_entry):
         """Call a kernel; on -ENOMEM get the nodes it wants and call it again."""
         pool = self.pool
+        self._mods += 1
         try:
             r = fn(pool.arrays, pool.heads, self._xid, *args)
             while nomem(r):
@@ -705,9 +707,11 @@ class XArray:
 
     def set_mark(self, index: int, mark: int) -> None:
         """``xa_set_mark`` (no effect on a NULL entry)."""
+        self._mods += 1
         _KN.xa_set_mark_nb(self.pool.arrays, self.pool.heads, self._xid, _idx(index), _i64(_mark(mark)))
 
     def clear_mark(self, index: int, mark: int) -> None:
+        self._mods += 1
         _KN.xa_clear_mark_nb(self.pool.arrays, self.pool.heads, self._xid, _idx(index), _i64(_mark(mark)))
 
     def get_mark(self, index: int, mark: int) -> bool:
@@ -735,6 +739,7 @@ class XArray:
 
     def destroy(self) -> None:
         """``xa_destroy``: free every node; the array is empty afterwards."""
+        self._mods += 1
         _KN.xa_destroy_nb(self.pool.arrays, self.pool.heads, self._xid)
         self.pool.reclaim()
         self._objs.clear()
@@ -757,22 +762,29 @@ class XArray:
 
     # --- Pythonic API -------------------------------------------------------------------
     def _pairs(self, start: int, mx: int, filt: Any, limit: int = 1 << 62) -> Iterator[tuple[int, Any]]:
+        """xa_for_each_range: batches of xa_find_after results; if the array is changed
+        through this facade while a batch is being consumed, the rest of the batch is
+        dropped and the walk resumes after the last index yielded, as a fresh
+        xa_find_after would."""
         i, m, f = _idx(start), _idx(mx), _filter(filt)
         after = False
         idx_buf = np.zeros(256, np.int64)
         ent_buf = np.zeros(256, np.int64)
         done = 0
         while done < limit:
+            mods = self._mods
             n = int(_KN.xa_extract_nb(self.pool.arrays, self.pool.heads, self._xid, i, m, f, after,
-                                    idx_buf, ent_buf))
-            for k in range(n):
-                if done >= limit:
-                    return
-                yield _uidx(idx_buf[k]), self._decode(ent_buf[k])
+                                      idx_buf, ent_buf))
+            batch = [(int(idx_buf[k]), self._decode(ent_buf[k])) for k in range(n)]
+            for raw, entry in batch:
+                yield _uidx(raw), entry
                 done += 1
-            if n < idx_buf.shape[0]:
-                return
-            i = idx_buf[n - 1]
+                i = _i64(raw)
+                if done >= limit or self._mods != mods:
+                    break
+            else:
+                if n < idx_buf.shape[0]:
+                    return
             after = True
 
     def items(self, start: int = 0, max: int = ULONG_MAX, mark: int | None = None) -> Iterator[tuple[int, Any]]:  # noqa: A002
@@ -896,6 +908,7 @@ class XaState:
     def _mutate(self, fn, *args):
         """Run a kernel that may need nodes; on -ENOMEM restore the state, get nodes, retry."""
         p = self.xa.pool
+        self.xa._mods += 1
         try:
             while True:
                 saved = self.s.copy()
@@ -998,12 +1011,15 @@ class XaState:
         return bool(self._call(_KN.xas_get_mark, _i64(_mark(mark))))
 
     def set_mark(self, mark: int) -> None:
+        self.xa._mods += 1
         self._call(_KN.xas_set_mark, _i64(_mark(mark)))
 
     def clear_mark(self, mark: int) -> None:
+        self.xa._mods += 1
         self._call(_KN.xas_clear_mark, _i64(_mark(mark)))
 
     def init_marks(self) -> None:
+        self.xa._mods += 1
         self._call(_KN.xas_init_marks)
 
     # --- writing ----------------------------------------------------------------------
