@@ -35,6 +35,7 @@ from memdesc.lib.xarray import (
     XA_ZERO_ENTRY,
     XAS_BOUNDS,
     XAS_RESTART,
+    XaInvalidIndex,
     XArray,
     XaState,
     xa_limit_32b,
@@ -1574,6 +1575,21 @@ def test_store_range_edges():
     assert [xa.load(i) for i in (4, 5, 1000, 1001)] == [None, 7, 7, None]
     _check(xa)
     xa.store_range(0, 2000, None)
+    assert xa.empty
+    xa[5] = 5
+    with pytest.raises(XaInvalidIndex):
+        xa.store_range(0, ULONG_MAX, "everything")
+    P, H = xa.pool.arrays, xa.pool.heads
+    assert K.xa_store_range_nb(P, H, np.int64(xa.id), np.int64(0), np.int64(-1), np.int64(3)) == \
+        K.xa_error_entry(-EINVAL)
+    assert xa[5] == 5 and len(xa) == 1
+    xa.store_range(1, ULONG_MAX, "all but 0")
+    assert [xa.load(i) for i in (0, 1, 5, 1 << 63, ULONG_MAX)] == [None] + ["all but 0"] * 4
+    _check(xa)
+    # the last piece is one entry in top-level slots 1..15 (15 << 60 indices); xas_get_order
+    # assumes power-of-two entries: from slot 1 it sees siblings at 2, 3, 5, 9 -> 60 + 4
+    assert xa.get_order(ULONG_MAX) == 64
+    xa.store_range(0, ULONG_MAX - 1, None)  # erasing part of that entry erases all of it
     assert xa.empty
 
 

@@ -22,7 +22,7 @@ name their canonical slot), and the pool's live nodes equal the array's.
 
 from __future__ import annotations
 
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
 
@@ -238,3 +238,32 @@ class XArrayMachine(RuleBasedStateMachine):
 
 XArrayMachine.TestCase.settings = settings(max_examples=300, stateful_step_count=50, deadline=None)
 TestXArrayStateful = XArrayMachine.TestCase
+
+
+bounds = st.one_of(st.integers(0, ULONG_MAX), st.integers(0, 1 << 20),
+                   st.integers(0, 63).map(lambda k: (1 << k) - 1), st.integers(ULONG_MAX - 5000, ULONG_MAX))
+
+
+@settings(max_examples=300, deadline=None)
+@given(a=bounds, b=bounds, probes=st.lists(st.integers(0, ULONG_MAX), max_size=8))
+def test_store_range_any_range(a, b, probes):
+    """__check_store_range for arbitrary 64-bit ranges: after xa_store_range(first, last)
+    every index of the range loads the entry and its neighbours do not; storing NULL over
+    it empties the array.  (The whole index space is refused, see store_range_edges.)"""
+    first, last = min(a, b), max(a, b)
+    if first == 0 and last == ULONG_MAX:
+        last -= 1
+    xa = XArray()
+    xa.store_range(first, last, "r")
+    xa.check()
+    for i in [first, last, (first + last) // 2] + [p for p in probes if first <= p <= last]:
+        assert xa.load(i) == "r"
+    if first > 0:
+        assert xa.load(first - 1) is None
+    if last < ULONG_MAX:
+        assert xa.load(last + 1) is None
+    for p in probes:
+        if not first <= p <= last:
+            assert xa.load(p) is None
+    xa.store_range(first, last, None)
+    assert xa.empty and xa.nodes == 0

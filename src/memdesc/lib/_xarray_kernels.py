@@ -1756,7 +1756,7 @@ def xas_set_range(xas, first, last):
         sibs = lsr(sibs, XA_CHUNK_SHIFT)
         first = lsr(first, XA_CHUNK_SHIFT)
     offset = first & XA_CHUNK_MASK
-    if offset + sibs > XA_CHUNK_MASK:
+    if ult(np.int64(XA_CHUNK_MASK), offset + sibs):  # unsigned long in C
         sibs = XA_CHUNK_MASK - offset
     if ult(last, (((first + sibs + 1) << shift) - 1)):
         sibs -= 1
@@ -1766,12 +1766,17 @@ def xas_set_range(xas, first, last):
 
 @njit
 def xa_store_range_nb(P, H, xa, first, last, entry):
-    """``xa_store_range``: 0 (NULL) or an error entry.  Before changing anything it checks
+    """``xa_store_range``: 0 (NULL) or an error entry (-EINVAL also for the whole index
+    space 0 .. ULONG_MAX, which the kernel cannot store).  Before changing anything it checks
     that the free stack holds the nodes of the two root-to-leaf paths of ``first`` and
     ``last`` (a worst case: every node it creates lies on them)."""
     if xa_is_internal(entry):
         return xa_error_entry(-EINVAL)
     if ult(last, first):
+        return xa_error_entry(-EINVAL)
+    if first == 0 and last == -1:
+        # the whole index space: its single piece, 16 << 60, wraps to 0 (the kernel's
+        # loop would not end) and an order-64 entry cannot be stored (xas_max wraps)
         return xa_error_entry(-EINVAL)
     xas = P.xas
     if entry != 0:

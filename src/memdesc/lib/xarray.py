@@ -676,6 +676,9 @@ class XArray:
         f, la = _idx(first), _idx(last)
         if _uidx(la) < _uidx(f):
             raise XaInvalidIndex(f"xa_store_range: last {_uidx(la)} < first {_uidx(f)}")
+        if _uidx(f) == 0 and _uidx(la) == ULONG_MAX:
+            raise XaInvalidIndex("xa_store_range over the whole index space 0 .. ULONG_MAX: the kernel "
+                                 "cannot store it (an order-64 entry; its piece size wraps to 0)")
         r = self._run(_KN.xa_store_range_nb, f, la, self._encode(entry))
         self._entry_result(r, "xa_store_range")
 
