@@ -12,9 +12,11 @@ from memdesc.errors import ConfigError
 from memdesc.mm.page_alloc.base import BuddyDesign, Design
 from memdesc.mm.page_alloc.linux import LinuxDesign
 from memdesc.mm.page_alloc.setup import AllocConfig
+from memdesc.mm.page_alloc.vmem import VmemDesign
 
 DESIGNS: dict[str, type[Design]] = {
     "linux": LinuxDesign,
+    "vmem": VmemDesign,
 }
 
 

@@ -65,6 +65,7 @@ class AllocConfig:
     thp: bool | None = None  # None: the layout's default (x86-64 on, i386 off)
     cma: bool = False
     evlog: int = 0  # capacity of the kmem event log (0 = off)
+    fail_descriptor_alloc: float = 0.0  # vmem: rate of injected descriptor-allocation failures
 
 
 def int_sqrt(x: int) -> int:
