@@ -154,6 +154,9 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
           occupancy: Annotated[float, typer.Option("--occupancy", help="Target allocated fraction.")] = 0.5,
           seed: Annotated[int, typer.Option("--seed")] = 1, pcp: PcpOpt = True,
           check: Annotated[bool, typer.Option("--check/--no-check", help="Full invariant check at the end.")] = True,
+          fail_descriptor_alloc: Annotated[float, typer.Option(
+              "--fail-descriptor-alloc", metavar="RATE",
+              help="vmem: fail this fraction of descriptor allocations (fault injection).")] = 0.0,
           trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Write the run's kmem events as an "
                                                           "ftrace text trace (.zst/.gz/plain).")] = None,
           json_path: JsonOpt = None) -> None:
@@ -163,7 +166,8 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
     evlog = 0
     if trace_out is not None:
         evlog = min(16 * ops + 4_000_000, 200_000_000)
-    m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog)
+    m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
+                 fail_descriptor_alloc=fail_descriptor_alloc)
     c = Churn(m, order=order, orders=orders, gfp=gfp, occupancy=occupancy, seed=seed)
     with Progress(TextColumn("[bold]churn[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
@@ -268,6 +272,9 @@ def main() -> None:
         app()
     except MemdescError as e:
         err.print(f"[bold red]memdesc:[/] {e}")
+        sys.exit(2)
+    except OSError as e:  # missing or unreadable files named on the command line
+        err.print(f"[bold red]memdesc:[/] {e.filename or ''}: {e.strerror or e}")
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[bold red]memdesc:[/] interrupted")
