@@ -274,7 +274,8 @@ def main() -> None:
         err.print(f"[bold red]memdesc:[/] {e}")
         sys.exit(2)
     except OSError as e:  # missing or unreadable files named on the command line
-        err.print(f"[bold red]memdesc:[/] {e.filename or ''}: {e.strerror or e}")
+        msg = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+        err.print(f"[bold red]memdesc:[/] {msg}")
         sys.exit(2)
     except KeyboardInterrupt:
         err.print("[bold red]memdesc:[/] interrupted")
