@@ -62,6 +62,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memdesc import _mem
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError
@@ -693,7 +694,8 @@ def vmem_take(st, pfn, order):
     size = np.int64(1) << order
     if t < 0 or pfn + size > st.desc[t, D_START] + st.desc[t, D_SIZE]:
         return core.E_BUSY
-    if not va.desc_reserve(st, va.VMEM_SEGS_PER_MIDDLE_ALLOC):
+    # worst case: split the zone-arena segment at the pageblock (1), import it (2), carve (2)
+    if not va.desc_reserve(st, VMEM_SEGS_PER_ALLOC_MAX + 1):
         return core.E_BUSY
     z = core.page_zone(st, pfn)
     a = st.desc[t, D_ARENA]
@@ -702,8 +704,6 @@ def vmem_take(st, pfn, order):
         # inside the zone arena: import the pageblock first (its type is kept)
         pb = pfn & ~np.int64(PAGEBLOCK_NR_PAGES - 1)
         mt = core.get_pfnblock_migratetype(st, pb)
-        if not va.desc_reserve(st, VMEM_SEGS_PER_ALLOC_MAX):
-            return core.E_BUSY
         s = st.desc[t, D_START]
         if s != pb:
             # split the zone-arena segment at the pageblock (a free segment of the zone arena)
@@ -721,11 +721,10 @@ def vmem_take(st, pfn, order):
             t = r
         t = va.import_pageblock(st, z, t, mt)
         k = core.get_pfnblock_migratetype(st, pb)
-    n = va.seg_alloc(st, t, pfn, size)
+    va.seg_alloc(st, t, pfn, size)
     core.account_freepages(st, z, -size, k if k != A_ZONE else core.get_pfnblock_migratetype(st, pfn))
     st.owner[pfn] = core.owner_encode(order, core.MT_UNMOVABLE)
     st.stats[core.ST_TAKE] += 1
-    del n
     return core.OK
 
 
@@ -1085,7 +1084,7 @@ class VmemDesign(BuddyDesign):
     # -- construction
     def _initial_memdesc(self) -> np.ndarray:
         """Bare 'hole' memdescs, MD_FREE inside zones (the loader then marks reserved pages)."""
-        md = np.full(self.npages, mmap.MD_SUB_HOLE << mmap.MD_SUBTYPE_SHIFT, np.uint64)
+        md = _mem.full(self.npages, mmap.MD_SUB_HOLE << mmap.MD_SUBTYPE_SHIFT, np.uint64)
         for z in self.layout.zones:
             if z.spanned:
                 md[z.start_pfn:z.end_pfn] = np.uint64(MD_FREE)
@@ -1169,7 +1168,7 @@ class VmemDesign(BuddyDesign):
         nheads = narenas * NCLASS + npcp
         # bound: every descriptor in use describes at least one distinct managed page
         maxdp = -(-(int(zone_fields["z_managed"].sum()) + DESC_MINFREE) // DESC_PER_PAGE) + 2
-        desc = np.zeros((nheads + maxdp * DESC_PER_PAGE, NDCOLS), np.int64)
+        desc = _mem.zeros((nheads + maxdp * DESC_PER_PAGE, NDCOLS), np.int64)  # backed as used
         va.init_heads(desc, nheads)
         vm = np.zeros(NR_V, np.int64)
         vm[V_HEADS] = nheads
