@@ -1184,7 +1184,7 @@ class VmemDesign(BuddyDesign):
         return float(self.state.vm[va.V_FAIL_THRESH]) / (1 << 53)
 
     def seed_faults(self, seed: int) -> None:
-        """Reseed the descriptor fault-injection generator (xorshift64*, seed != 0)."""
+        """Reseed the descriptor fault-injection generator (xorshift64, state never 0)."""
         self.state.rng[0] = np.uint64((int(seed) * 0x9E3779B97F4A7C15) % (1 << 64) or 1)
 
     # -- accounting

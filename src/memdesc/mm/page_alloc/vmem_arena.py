@@ -149,13 +149,13 @@ def _kdelete(d, t):
 
 @njit(inline="always")
 def xorshift_draw(rng):
-    """53 random bits (xorshift64*)."""
+    """53 random bits (Marsaglia's xorshift64; no multiply, so no overflow without the JIT)."""
     x = rng[0]
-    x ^= x >> np.uint64(12)
-    x ^= x << np.uint64(25)
-    x ^= x >> np.uint64(27)
+    x ^= x << np.uint64(13)
+    x ^= x >> np.uint64(7)
+    x ^= x << np.uint64(17)
     rng[0] = x
-    return np.int64((x * np.uint64(2685821657736338717)) >> np.uint64(11))
+    return np.int64(x >> np.uint64(11))
 
 
 # ------------------------------------------------------------------ descriptor cache
