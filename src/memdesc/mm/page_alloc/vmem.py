@@ -709,15 +709,11 @@ def vmem_take(st, pfn, order):
             # split the zone-arena segment at the pageblock (a free segment of the zone arena)
             r = va.desc_get(st)
             va.fl_delete(st, a, t)
-            st.desc[r, D_START] = pb
-            st.desc[r, D_SIZE] = s + st.desc[t, D_SIZE] - pb
-            st.desc[r, D_TYPE] = VMEM_FREE
-            st.desc[r, D_ARENA] = a
+            rsize = s + st.desc[t, D_SIZE] - pb
             st.desc[t, D_SIZE] = pb - s
             va.set_bounds(st, t)
             va.fl_insert(st, a, t)
-            va.set_bounds(st, r)
-            va.fl_insert(st, a, r)
+            va.seg_set_free(st, r, a, pb, rsize)
             t = r
         t = va.import_pageblock(st, z, t, mt)
         k = core.get_pfnblock_migratetype(st, pb)

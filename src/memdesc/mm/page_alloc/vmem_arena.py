@@ -324,6 +324,15 @@ def set_bounds(st, t):
 def seg_create_free(st, a, start, size):
     """A new free segment in arena a (descriptor reserved by the caller; no coalescing)."""
     t = desc_get(st)
+    seg_set_free(st, t, a, start, size)
+    st.afree[a] += size
+    return t
+
+
+@njit
+def seg_set_free(st, t, a, start, size):
+    """Descriptor t describes the free segment [start, start+size) of arena a: fields,
+    boundary memdescs, freelist."""
     d = st.desc
     d[t, D_START] = start
     d[t, D_SIZE] = size
@@ -331,8 +340,6 @@ def seg_create_free(st, a, start, size):
     d[t, D_ARENA] = a
     set_bounds(st, t)
     fl_insert(st, a, t)
-    st.afree[a] += size
-    return t
 
 
 @njit
@@ -375,13 +382,7 @@ def seg_alloc(st, t, addr, size):
         st.memdesc[addr - 1] = md_word(MD_FREE, t)
         fl_insert(st, a, t)
         if right > 0:
-            r = desc_get(st)
-            d[r, D_START] = addr + size
-            d[r, D_SIZE] = right
-            d[r, D_TYPE] = VMEM_FREE
-            d[r, D_ARENA] = a
-            set_bounds(st, r)
-            fl_insert(st, a, r)
+            seg_set_free(st, desc_get(st), a, addr + size, right)
         n = desc_get(st)
     d[n, D_START] = addr
     d[n, D_SIZE] = size
@@ -530,12 +531,7 @@ def import_pageblock(st, z, t, mt):
         n = t
     core.set_pageblock_migratetype(st, start, mt)
     a = arena_id(z, core.get_pfnblock_migratetype(st, start))
-    d[n, D_START] = start
-    d[n, D_SIZE] = PAGEBLOCK_NR_PAGES
-    d[n, D_TYPE] = VMEM_FREE
-    d[n, D_ARENA] = a
-    set_bounds(st, n)
-    fl_insert(st, a, n)
+    seg_set_free(st, n, a, start, PAGEBLOCK_NR_PAGES)
     st.afree[a] += PAGEBLOCK_NR_PAGES
     return n
 
