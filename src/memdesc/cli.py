@@ -267,6 +267,11 @@ def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (
     _write_json(json_path, out)
 
 
+from memdesc.cli_replay import register as _register_replay  # noqa: E402
+
+_register_replay(app)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,156 @@
+"""``memdesc replay``: a real kernel's kmem trace replayed on a modelled machine.
+
+Registered on the main typer app by :func:`register` (called from :mod:`memdesc.cli`).
+Prints the events by type, events per second, the inconsistencies found, the final
+buddyinfo beside the real ``after.buddyinfo`` and ``after.kpageflags`` (kernel text
+format lines with a diff line, as ``memdesc snapshot`` prints them), fragmentation
+indices and the invariant check.  ``--json`` writes :meth:`ReplayResult.as_dict`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+PathArg = Annotated[Path | None, typer.Argument(
+    help="A trace file (ftrace text, .zst/.gz), or a capture directory (trace.txt.zst + before.*/after.*). "
+         "Default: the bundled real sample.")]
+
+
+def _buddy_lines(final: dict) -> list[str]:
+    lines = []
+    for key, d in final.items():
+        if key.startswith("_"):
+            continue
+        node, zone = key.split(":", 1)
+        head = f"Node {node}, zone {zone:>8s} "
+        lines.append(f"model       {head}" + "".join(f"{x:6d} " for x in d["model"])
+                     + f"  {d['model_free_pages']} pages")
+        for name, label in (("proc", "/proc       "), ("kpageflags", "kpageflags  ")):
+            if d.get(name) is None:
+                continue
+            lines.append(f"{label}{head}" + "".join(f"{x:6d} " for x in d[name]) + f"  {d[f'{name}_free_pages']} pages")
+            pct = d[f"{name}_free_pages_diff_pct"]
+            lines.append("diff        " + " " * len(head)
+                         + "".join(f"{x:+6d} " if x else "     0 " for x in d[f"{name}_diff"])
+                         + (f"  {pct:+.3f} %" if pct is not None else ""))
+    return lines
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``replay`` command to ``app``."""
+
+    @app.command("replay")
+    def replay_cmd(
+        path: PathArg = None,
+        sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
+                                                              "capture).")] = False,
+        mode: Annotated[str, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
+                                                          "trace as demands served by --design.")] = "exact",
+        design: Annotated[str, typer.Option("--design", help="Page-allocator design: linux, radix, vmem.")] = "linux",
+        mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
+                                                              "from (default: covers the trace's pfns).")] = None,
+        cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (default: the capture's, or the "
+                                                                "trace's).")] = None,
+        json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
+        proc_out: Annotated[Path | None, typer.Option("--proc-out", help="Write the final /proc views "
+                                                                        "(buddyinfo, pagetypeinfo, ...) here.")] = None,
+        every: Annotated[int, typer.Option("--every", help="Sample buddyinfo and free pages per zone every N "
+                                                           "events (Parquet, see --samples-out).")] = 0,
+        samples_out: Annotated[Path, typer.Option("--samples-out", help="Parquet file of the --every "
+                                                                       "samples.")] = Path("replay-samples.parquet"),
+        strict: Annotated[bool, typer.Option("--strict", help="Malformed lines are errors; exit 1 if the replay "
+                                                              "finds any inconsistency.")] = False,
+    ) -> None:
+        """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+        from rich.table import Table
+
+        from memdesc.cli import _fail, _write_json, console, print_proc_views
+        from memdesc.replay import replay, sample_path
+
+        if sample and path is not None:
+            _fail("give either a PATH or --sample, not both")
+        src = sample_path() if (sample or path is None) else path
+        with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TimeRemainingColumn(), console=console, transient=True) as prog:
+            task = prog.add_task(f"reading the trace, building the {design} machine (first use compiles)",
+                                 total=None, start=False)
+
+            def on_start(total: int) -> None:
+                prog.update(task, total=total, description=f"{mode} ({design})")
+                prog.start_task(task)
+
+            r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
+                       progress=lambda n: prog.advance(task, n), on_start=on_start)
+        m = r.machine
+        console.print(f"[bold]{r.source}[/] ({r.capture and 'capture, started from before.*' or 'bare trace'}): "
+                      f"{r.events_replayed} events, mode [bold]{r.mode}[/], design [bold]{m.design.name}[/], "
+                      f"{m.nr_cpus} CPUs")
+        t = Table(title="events", title_justify="left")
+        t.add_column("tracepoint")
+        t.add_column("trace", justify="right")
+        if r.model_events is not None:
+            t.add_column("model (policy)", justify="right")
+        for name, n in r.events.items():
+            row = [name, str(n)]
+            if r.model_events is not None:
+                row.append(str(r.model_events.get(name, 0)))
+            t.add_row(*row)
+        console.print(t)
+        console.print(f"replay loop: {r.seconds:.3f} s = [bold]{r.events_per_second / 1e6:.2f} M events/s[/] "
+                      f"(read {r.read_seconds:.2f} s, machine and columns {r.load_seconds:.2f} s); "
+                      f"malformed lines {r.malformed_lines}, lost events {r.lost_events}")
+        if r.policy:
+            p = r.policy
+            console.print(f"policy: {p['allocations']} allocations ({p['real_failures']} failed in the trace, "
+                          f"{p['model_failures']} failed in the model), {p['frees']} frees "
+                          f"({p['frees_of_trace_allocations']} of trace allocations, "
+                          f"{p['frees_of_pre_trace_allocations']} of pre-trace ones, {p['split_frees']} split, "
+                          f"{p['frees_of_unknown_pages']} of unknown pages); stale pre-trace allocations released "
+                          f"{p['stale_pre_trace_released']}; replay map {r.replay_map_bytes} bytes")
+        notes = {k: v for k, v in r.notes.items() if v}
+        if notes:
+            console.print("notes: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
+        if r.inconsistencies:
+            it = Table(title="inconsistencies (event: state the model held the pages in)", title_justify="left")
+            it.add_column("kind")
+            it.add_column("count", justify="right")
+            for k, v in sorted(r.inconsistencies.items(), key=lambda kv: -kv[1]):
+                it.add_row(k, str(v))
+            console.print(it)
+        else:
+            console.print("inconsistencies: none")
+        if r.final_vs_real:
+            console.print("[bold]final buddyinfo: model beside after.buddyinfo and after.kpageflags[/]")
+            console.print("\n".join(_buddy_lines(r.final_vs_real)), markup=False, highlight=False, soft_wrap=True)
+            pcp = r.final_vs_real.get("_pcp_pages")
+            if pcp:
+                console.print(f"pages on per-CPU lists: model {pcp['model']}, after.zoneinfo {pcp['after_zoneinfo']}")
+            print_proc_views(m, ("unusable_index", "extfrag_index"))
+        else:
+            print_proc_views(m)
+        if proc_out is not None:
+            try:
+                proc_out.mkdir(parents=True, exist_ok=True)
+                for name, text in m.proc_files().items():
+                    (proc_out / name).write_text(text)
+            except OSError as e:
+                _fail(f"cannot write {proc_out}: {e.strerror}")
+            console.print(f"[dim]/proc views written to {proc_out}[/]")
+        if every and r.samples is not None:
+            try:
+                samples_out.parent.mkdir(parents=True, exist_ok=True)
+                r.samples.write_parquet(samples_out)
+            except OSError as e:
+                _fail(f"cannot write {samples_out}: {e.strerror}")
+            console.print(f"[dim]{r.samples.height} samples written to {samples_out}[/]")
+        console.print(f"check: [bold]{r.check}[/]")
+        _write_json(json_path, r.as_dict())
+        if r.check != "ok":
+            raise typer.Exit(1)
+        if strict and r.inconsistencies:
+            console.print(f"[bold red]--strict:[/] {sum(r.inconsistencies.values())} inconsistencies")
+            raise typer.Exit(1)

@@ -1,0 +1,457 @@
+"""Replay a real kernel's kmem trace on a modelled machine: exactly, or as a demand stream.
+
+Theory
+------
+A capture (the layout of ``../shared/traces/*`` and of the bundled sample) is a kmem
+trace of a running Linux machine plus /proc snapshots taken just before tracing started
+(``before.*``) and just after it stopped (``after.*``).  :func:`replay` runs a trace
+through one of two numba event loops (:mod:`memdesc.replay_kernels`):
+
+* ``mode="exact"``: start from the machine rebuilt from ``before.*``
+  (:func:`memdesc.snapshot.machine_from_snapshot`) and apply every event at its real pfn.
+  If model and trace were perfectly consistent, the model would end in the real
+  machine's state; the final free lists are compared with ``after.buddyinfo`` and with
+  the free state rebuilt from ``after.kpageflags``.  Every event whose pages are not in
+  the state the event implies is counted (per event and state found) and resolved
+  without breaking an invariant.  Unavoidable sources: pages on per-CPU lists at snapshot
+  time (kpageflags cannot see them: the import keeps them allocated, the trace then
+  allocates or drains them), events between the snapshot and the start of tracing, pages
+  the kernel takes off the free lists without a tracepoint (compaction's
+  ``__isolate_free_page``, highatomic reservation) and non-compound multi-page
+  allocations that kpageflags shows as separate pages.
+
+* ``mode="policy"``: the trace is a demand stream served by a design (``linux``,
+  ``radix``, ...): each ``mm_page_alloc`` (real failures included, counted apart) becomes
+  ``pa_alloc(gfp, order, cpu)`` and the design picks the pfn; each ``mm_page_free``
+  releases what its trace pfn was given.  From a capture the run starts from the
+  ``before`` snapshot; from a bare trace file, from an empty machine.  zone_locked,
+  pcpu_drain and extfrag events are the real allocator's internals: they are counted and
+  set beside the model's own kmem events (its event log).
+
+A run reports the events by type, events per second of the replay loop, inconsistencies,
+the final buddyinfo beside the real one(s), and optionally samples the free lists every
+N events (a Parquet time series).  The bundled sample (:func:`sample_path`) is the
+``anon`` capture, so ``memdesc replay`` works on a fresh clone.
+"""
+
+from __future__ import annotations
+
+import importlib.resources
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+
+from memdesc import replay_kernels as K
+from memdesc.errors import ConfigError, FormatError
+from memdesc.mm.machine import Machine
+from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
+from memdesc.mm.page_alloc import BuddyDesign, core
+from memdesc.trace import events as E
+from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
+
+MODES = ("exact", "policy")
+#: file names looked for in a capture directory, in this order
+TRACE_NAMES = ("trace.txt.zst", "trace.txt.gz", "trace.txt", "trace.zst", "trace.gz", "trace")
+#: rows of the model's event log in policy mode (counted and emptied whenever half full)
+EVLOG_ROWS = 1 << 18
+DEFAULT_CHUNK = 1 << 18
+#: migratetype numbering of a 6.18 kernel without CONFIG_CMA (what the captures print)
+DEFAULT_MT_NAMES = ("Unmovable", "Movable", "Reclaimable", "HighAtomic", "Isolate")
+
+
+def sample_path() -> Path:
+    """The bundled real capture (the ``anon`` workload, see its README)."""
+    p = Path(str(importlib.resources.files("memdesc").joinpath("data", "sample")))
+    if not (p / "trace.txt.zst").is_file():
+        raise ConfigError(f"the bundled sample is missing ({p}): reinstall memdesc")
+    return p
+
+
+@dataclass
+class ReplaySource:
+    """A trace file and, when it belongs to a capture, the capture directory."""
+
+    trace: Path
+    capture: Path | None
+
+
+def resolve_source(path: str | Path | None) -> ReplaySource:
+    """A trace file, or a capture directory (trace.txt.zst + before.*/after.*); None: the sample."""
+    p = sample_path() if path is None else Path(path)
+    if p.is_dir():
+        for name in TRACE_NAMES:
+            if (p / name).is_file():
+                cap = p if (p / "before.zoneinfo").is_file() else None
+                return ReplaySource(p / name, cap)
+        raise ConfigError(f"{p}: no trace file in this directory (looked for {', '.join(TRACE_NAMES)})")
+    if not p.is_file():
+        raise ConfigError(f"{p}: no such file or directory")
+    return ReplaySource(p, None)
+
+
+def mt_table(names: tuple[str, ...]) -> np.ndarray:
+    """printed migratetype -> memdesc's internal one (-1 for numbers the kernel does not print)."""
+    table = np.full(8, -1, np.int64)
+    for i, n in enumerate(names[:8]):
+        if n not in MIGRATETYPE_BY_NAME:
+            raise FormatError(f"unknown migratetype name {n!r} (known: {', '.join(MIGRATETYPE_BY_NAME)})")
+        table[i] = MIGRATETYPE_BY_NAME[n]
+    return table
+
+
+def _map_mt(col: np.ndarray, table: np.ndarray) -> np.ndarray:
+    c = col.astype(np.int64)
+    ok = (c >= 0) & (c < table.shape[0])
+    return np.where(ok, table[np.clip(c, 0, table.shape[0] - 1)], -1).astype(np.int8)
+
+
+@dataclass
+class ReplayResult:
+    """What a replay did and found (see :meth:`as_dict` for the JSON form)."""
+
+    mode: str
+    machine: Machine
+    source: str
+    capture: str | None
+    events: dict[str, int]
+    events_replayed: int
+    seconds: float
+    load_seconds: float
+    read_seconds: float
+    malformed_lines: int
+    lost_events: int
+    inconsistencies: dict[str, int]
+    notes: dict[str, int]
+    states: dict[str, dict[str, int]] = field(default_factory=dict)
+    policy: dict[str, int] = field(default_factory=dict)
+    model_events: dict[str, int] | None = None
+    replay_map_bytes: int = 0
+    final_vs_real: dict | None = None
+    samples: pl.DataFrame | None = None
+    check: str = "not run"
+
+    @property
+    def events_per_second(self) -> float:
+        return self.events_replayed / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        """Machine.summary() plus the replay's own keys (what ``--json`` writes)."""
+        d = self.machine.summary()
+        d.update({
+            "mode": self.mode, "source": self.source, "capture": self.capture, "events": self.events,
+            "events_replayed": self.events_replayed, "seconds": self.seconds,
+            "events_per_second": self.events_per_second, "load_seconds": self.load_seconds,
+            "read_seconds": self.read_seconds, "malformed_lines": self.malformed_lines,
+            "lost_events": self.lost_events, "inconsistencies": self.inconsistencies, "notes": self.notes,
+            "states": self.states, "policy": self.policy, "model_events": self.model_events,
+            "replay_map_bytes": self.replay_map_bytes, "final_vs_real": self.final_vs_real,
+            "check": self.check,
+        })
+        return d
+
+
+# ------------------------------------------------------------------ machine
+
+
+def _trace_extent(cols: dict[str, np.ndarray]) -> int:
+    """One past the highest pfn any event touches."""
+    pfn = cols["pfn"]
+    ok = pfn >= 0
+    if not ok.any():
+        return 0
+    order = np.clip(cols["order"].astype(np.int64), 0, 20)
+    return int((pfn[ok] + (np.int64(1) << order[ok])).max())
+
+
+def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evlog: int) -> Machine:
+    if mem is None:
+        unit = 64 << 20
+        mem = str(max(unit, -(-(npfn << PAGE_SHIFT) // unit) * unit))
+    return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog)
+
+
+def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
+                  cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1) -> tuple[Machine, np.ndarray]:
+    """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one.
+
+    Also returns, per pfn, whether the snapshot saw it as not yet there (an all-zero
+    kpageflags section: memory the kernel had not accepted or onlined yet).
+    """
+    evlog = EVLOG_ROWS if mode == "policy" else 0
+    if src.capture is not None:
+        if mem is not None:
+            raise ConfigError("--mem applies to a bare trace file; a capture's machine comes from its zoneinfo")
+        from memdesc.snapshot import machine_from_snapshot
+        from memdesc.trace.kpageflags import PageClass
+
+        m, _state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
+        return m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE)
+    m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog)
+    return m, np.zeros(1, np.bool_)
+
+
+# ------------------------------------------------------------------ comparison with the real after state
+
+
+def _pages(counts) -> int:
+    return int(sum(int(c) << o for o, c in enumerate(counts)))
+
+
+def _pct(a: int, b: int) -> float | None:
+    return None if b == 0 else 100.0 * (a - b) / b
+
+
+def compare_final(machine: Machine, capture: Path) -> dict | None:
+    """Per zone: the model's free lists beside after.buddyinfo and after.kpageflags' free state."""
+    from memdesc.snapshot import capture as open_capture
+    from memdesc.trace.kpageflags import KPageSnapshot
+
+    files = open_capture(capture, "after")
+    proc = files.buddyinfo()
+    kpf = None
+    if files.path("kpageflags", required=False) is not None and (capture / "after.zoneinfo").is_file():
+        kpf = KPageSnapshot.from_capture(capture, "after").buddyinfo_rebuilt()
+    if proc is None and kpf is None:
+        return None
+    proc_d = proc.to_dict() if proc is not None else {}
+    model = machine.buddyinfo().to_dict()
+    out: dict = {}
+    for key in dict.fromkeys([*proc_d, *(kpf or {})]):
+        mo = model.get(key, [0] * NR_PAGE_ORDERS)
+        row: dict = {"model_free_pages": _pages(mo), "model": list(mo)}
+        for name, table in (("proc", proc_d), ("kpageflags", kpf or {})):
+            if key not in table:
+                row[f"{name}_free_pages"] = None
+                continue
+            real = list(table[key])
+            rp = _pages(real)
+            row[f"{name}_free_pages"] = rp
+            row[name] = real
+            row[f"{name}_diff"] = [a - b for a, b in zip(mo, real, strict=False)]
+            row[f"{name}_free_pages_diff_pct"] = _pct(row["model_free_pages"], rp)
+            row[f"{name}_order_diff_pct"] = [_pct(a, b) for a, b in zip(mo, real, strict=False)]
+        out[key] = row
+    zinfo = files.zoneinfo()
+    out["_pcp_pages"] = {"model": int(machine.design.zs.pcp[:, :, core.PCP_COUNT].sum()),
+                         "after_zoneinfo": int(sum(p.count for z in zinfo if z.pagesets for p in z.pagesets))}
+    return out
+
+
+# ------------------------------------------------------------------ the replay
+
+
+def _columns(df: pl.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray]:
+    cols = to_numpy_columns(df, ("event", "cpu", "pfn", "order", "gfp", "migratetype", "percpu_refill",
+                                 "fallback_order", "fallback_migratetype", "change_ownership", "ts_ns"))
+    table = mt_table(names)
+    cols["mt"] = _map_mt(cols["migratetype"], table)
+    cols["fbmt"] = _map_mt(cols["fallback_migratetype"], table)
+    cols["gfp"] = cols["gfp"].astype(np.int64)
+    return cols
+
+
+def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: int, ts: np.ndarray) -> pl.DataFrame:
+    zones = machine.zones
+    rows: dict[str, list] = {"event_index": [], "ts_ns": [], "node": [], "zone": [], "free_pages": []}
+    for o in range(NR_PAGE_ORDERS):
+        rows[f"order_{o}"] = []
+    for k in range(n):
+        for zi, z in enumerate(zones):
+            if z.present == 0:
+                continue
+            rows["event_index"].append(int(pos[k]) + 1)
+            rows["ts_ns"].append(int(ts[pos[k]]))
+            rows["node"].append(z.node)
+            rows["zone"].append(z.name)
+            rows["free_pages"].append(int(samples[k, zi, NR_PAGE_ORDERS]))
+            for o in range(NR_PAGE_ORDERS):
+                rows[f"order_{o}"].append(int(samples[k, zi, o]))
+    schema = {"event_index": pl.Int64, "ts_ns": pl.Int64, "node": pl.Int32, "zone": pl.String,
+              "free_pages": pl.Int64, **{f"order_{o}": pl.Int64 for o in range(NR_PAGE_ORDERS)}}
+    return pl.DataFrame(rows, schema=schema)
+
+
+def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) -> float:
+    """Run ``step(i, j) -> next i`` over events [0, n) in chunks; seconds spent in ``step``."""
+    elapsed = 0.0
+    i = 0
+    while i < n:
+        t = time.perf_counter()
+        nxt = int(step(i, min(n, i + chunk)))
+        elapsed += time.perf_counter() - t
+        if progress:
+            progress(nxt - i)
+        i = nxt
+    return elapsed
+
+
+def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
+               unavail: np.ndarray) -> tuple[float, dict]:
+    d = m.design
+    if not isinstance(d, BuddyDesign):
+        raise ConfigError(f"exact replay needs a design on the shared buddy code (linux, radix); "
+                          f"{d.name} lacks the free-at-pfn and pageblock primitives it uses")
+    st = m.state
+    loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
+    cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
+    xc = np.zeros(K.NR_X, np.int64)
+    ncpu = m.nr_cpus
+    pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
+    samples, pos, sn = samp
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
+    def step(i: int, j: int) -> int:
+        return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
+
+
+def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, from_snapshot: bool,
+                npfn: int, unavail: np.ndarray) -> tuple[float, dict]:
+    st = m.state
+    nmap = max(npfn, st.owner.shape[0] if from_snapshot else 0, 1)
+    map_pfn = np.full(nmap, -1, np.int64)
+    map_order = np.full(nmap, K.MAP_NONE, np.int8)
+    if from_snapshot:
+        K.init_pre_trace_map(st.owner, map_pfn, map_order)
+    pc = np.zeros(K.NR_P, np.int64)
+    evlog_on = int(st.cfg[core.CFG_EVLOG]) != 0
+    cap = st.evlog.shape[0]
+    limit = cap // 2 if evlog_on else np.iinfo(np.int64).max
+    model_ev = np.zeros(E.NR_EVENTS, np.int64)
+    lost = 0
+    ncpu = m.nr_cpus
+    samples, pos, sn = samp
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"])
+    def step(i: int, j: int) -> int:
+        nonlocal lost, model_ev
+        nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, pc, every, samples, pos, sn,
+                              limit)
+        if evlog_on:
+            k = int(st.evlog_n[0])
+            kept = min(k, cap)
+            model_ev += np.bincount(st.evlog[:kept, 0], minlength=E.NR_EVENTS)[:E.NR_EVENTS]
+            lost += k - kept
+            st.evlog_n[0] = 0
+        return nxt
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    model = None
+    if evlog_on:
+        model = {name: int(model_ev[c]) for c, name in enumerate(E.EVENT_NAMES)}
+        if lost:
+            model["lost"] = lost
+    return elapsed, {"pc": pc, "model_events": model, "map_bytes": int(map_pfn.nbytes + map_order.nbytes)}
+
+
+def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
+           design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
+           every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
+           mt_names: tuple[str, ...] | None = None,
+           progress: Callable[[int], None] | None = None,
+           on_start: Callable[[int], None] | None = None) -> ReplayResult:
+    """Replay a trace (see the module docstring).
+
+    ``source``: a trace file, a capture directory, None (the bundled sample), or an
+    already parsed trace (TraceReadResult / frame).  ``machine``: replay onto this machine
+    (changed in place) instead of building one.  ``mem``/``cpus``: size of the empty
+    machine of a bare trace.  ``every``: sample the free lists every N events
+    (``result.samples``).  ``strict``: malformed trace lines raise FormatError.
+    ``mt_names``: the traced kernel's migratetype names in its numbering (default: the
+    capture's pagetypeinfo, else the machine's configuration).  ``progress(n)`` is called
+    after each chunk with the events done; ``on_start(total)`` once before the first.
+    """
+    if mode not in MODES:
+        raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if every < 0:
+        raise ConfigError(f"--every must be >= 0, got {every}")
+    if chunk < 1:
+        raise ConfigError(f"chunk must be >= 1, got {chunk}")
+    t0 = time.perf_counter()
+    src: ReplaySource | None = None
+    if isinstance(source, TraceReadResult):
+        rr = source
+    elif isinstance(source, pl.DataFrame):
+        rr = TraceReadResult(df=source, source="<frame>", format="frame", lines=source.height)
+    else:
+        src = resolve_source(source)
+        rr = read_trace(src.trace, strict=strict)
+    df = rr.df
+    read_s = time.perf_counter() - t0
+    t1 = time.perf_counter()
+    npfn = 0
+    if df.height:
+        npfn = _trace_extent(to_numpy_columns(df, ("pfn", "order")))
+    trace_cpus = int(df["cpu"].max()) + 1 if df.height else 1
+    capture = src.capture if src is not None else None
+    if machine is None:
+        machine, unavail = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn,
+                                         trace_cpus)
+    elif mem is not None or cpus is not None:
+        raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
+    else:
+        unavail = np.zeros(1, np.bool_)
+    if mt_names is None:
+        mt_names = machine.migratetype_names
+        if capture is not None:
+            from memdesc.snapshot import capture as open_capture
+
+            pti = open_capture(capture, "before").pagetypeinfo()
+            if pti is not None:
+                mt_names = tuple(pti.migratetype_names)
+    cols = _columns(df, tuple(mt_names))
+    load_s = time.perf_counter() - t1
+    n = df.height
+    nsamp = n // every + 1 if every else 1
+    samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
+            np.zeros(1, np.int64))
+    if on_start:
+        on_start(n)
+    if mode == "exact":
+        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, unavail)
+        cnt, xc = out["cnt"], out["xc"]
+        states = {}
+        inconsistencies = {}
+        for e in range(K.NR_EVENTS):
+            row = {K.STATE_NAMES[s]: int(cnt[e, s]) for s in range(K.NR_STATES) if cnt[e, s]}
+            if row:
+                states[E.EVENT_NAMES[e]] = row
+            for s in range(K.NR_STATES):
+                if cnt[e, s] and s not in K.EXPECTED[e]:
+                    inconsistencies[f"{E.EVENT_NAMES[e]}: {K.STATE_NAMES[s]}"] = int(cnt[e, s])
+        notes = {name: int(xc[i]) for i, name in enumerate(K.X_NAMES)}
+        policy: dict[str, int] = {}
+        model_events = None
+    else:
+        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, capture is not None, npfn, unavail)
+        pc = out["pc"]
+        policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
+        bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
+        if capture is not None:
+            bad.append("frees_of_unknown_pages")
+        inconsistencies = {k: policy[k] for k in bad if policy[k]}
+        notes = {}
+        states = {}
+        model_events = out["model_events"]
+    final = compare_final(machine, capture) if (compare and capture is not None) else None
+    samples = None
+    if every:
+        samples = _samples_frame(machine, samp[0], samp[1], int(samp[2][0]), cols["ts_ns"])
+    events = rr.event_counts() if df.height else {name: 0 for name in E.EVENT_NAMES}
+    return ReplayResult(
+        mode=mode, machine=machine, source=str(src.trace) if src else rr.source,
+        capture=str(capture) if capture else None, events=events, events_replayed=n, seconds=elapsed,
+        load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
+        inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
+        replay_map_bytes=out["map_bytes"], final_vs_real=final, samples=samples, check=machine.check())
+
+
+__all__ = ["MODES", "ReplayResult", "ReplaySource", "build_machine", "compare_final", "mt_table", "replay",
+           "resolve_source", "sample_path"]

@@ -1,0 +1,729 @@
+"""Trace replay kernels: a real kernel's kmem events applied to a modelled allocator.
+
+Theory
+------
+A trace is a sequence of kmem events (columns of :mod:`memdesc.trace.events`).  The two
+replay modes run it through one numba loop each, over the parsed columns, in chunks:
+
+*Exact replay* (:func:`exact_kernel`) applies every event at its real pfn, so the model
+follows the real allocator's state.  Each pfn range an event names is first classified
+(:func:`classify`, one of the ``S_*`` states: inside a free block, on a per-CPU list of
+this CPU or another, a block taken off the free lists for its caller and not yet handed
+out (*pending*), an allocation, inside a larger allocation ...), then taken out of that
+state (:func:`release_range`) and put in the state the event says it enters:
+
+=============================  ==================  =========================================
+event                          expected state      new state
+=============================  ==================  =========================================
+mm_page_alloc_zone_locked      free                the CPU's pcp list (percpu_refill=1) or
+                                                   pending (it awaits its mm_page_alloc)
+mm_page_alloc                  pcp (this CPU),     allocated (prep_new_page: gfp, mt)
+                               pending
+mm_page_free                   allocated (or a     pcp list of the CPU (pcp_allowed_order,
+                               sub-block of a      pageblock not isolated), else the buddy
+                               larger allocation:  (free_one_page, merging)
+                               split_page)
+mm_page_pcpu_drain             pcp (this CPU)      the buddy (__free_one_page, merging)
+mm_page_free_batched           pcp or free         none: the same free was reported by
+                                                   mm_page_free before it
+mm_page_alloc_extfrag          free, pcp, pending  change_ownership=1: the pageblock(s)
+                                                   become alloc_migratetype; a block still
+                                                   free was claimed or stolen without a
+                                                   zone_locked event: taken like one
+=============================  ==================  =========================================
+
+Any other state is an *inconsistency* (counted per event and state in ``cnt``) but is
+still resolved: the range is first brought to no state whatever it held (free blocks
+taken, pcp entries removed, allocations split and released), so the model's invariants
+always hold.  Ranges touching reserved pages or holes, or that are misaligned, are
+skipped (counted).  The migratetype a zone_locked or pcpu_drain event prints is the
+pageblock's (free lists follow pageblock types since 6.9): a pageblock whose modelled
+type differs is corrected (``move_freepages_block``), which repairs the types the
+snapshot import could only infer.
+
+*Policy replay* (:func:`policy_kernel`) treats the trace as a demand stream: each
+mm_page_alloc is served by the design (``pa_alloc`` chooses the pfn) and remembered in
+the *replay map* (trace pfn -> model pfn and order, simulation bookkeeping); each
+mm_page_free releases the model allocation its trace pfn was given (splitting it for
+frees of sub-blocks).  A run started from a snapshot enters every snapshot allocation in
+the map at its own pfn (``MAP_PRE``), so frees of pre-trace pages release them; a
+zone_locked or pcpu_drain event at a pfn the map still holds as pre-trace allocated proves
+the page was already free (a per-CPU page at snapshot time): it is released too.
+
+Design interface used.  Policy replay: ``pa_alloc``, ``pa_free`` and
+:func:`split_allocation` (the ``owner`` byte and ``mark_allocated``/``mark_freed``).
+Exact replay additionally needs the buddy layer shared by ``linux`` and ``radix``:
+``pa_take``, ``core.find_free_block_containing`` (PageBuddy/buddy_order),
+``core.free_one_page``/``__free_one_page`` (freeing at a given pfn, merging), the pcp
+lists (``list_add``/``list_del`` on ``core.pcp_lid``) and
+``core.__move_freepages_block``.  A design without them (vmem) would need these as
+primitives: "free this block to the pool at its pfn", "is pfn free, in which block",
+"set a pageblock's type".
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from memdesc._numba import njit
+from memdesc.mm.mmzone import (
+    MAX_PAGE_ORDER,
+    MIGRATE_PCPTYPES,
+    MIGRATE_TYPES,
+    NR_PAGE_ORDERS,
+    NR_PCP_LISTS,
+    PAGEBLOCK_NR_PAGES,
+    PAGEBLOCK_ORDER,
+)
+from memdesc.mm.page_alloc import core, dispatch
+from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, list_add, list_del, mark_allocated, mark_freed
+from memdesc.trace import events as E
+
+EV_ALLOC = E.ALLOC
+EV_ZONE_LOCKED = E.ALLOC_ZONE_LOCKED
+EV_FREE = E.FREE
+EV_FREE_BATCHED = E.FREE_BATCHED
+EV_PCPU_DRAIN = E.PCPU_DRAIN
+EV_EXTFRAG = E.EXTFRAG
+NR_EVENTS = E.NR_EVENTS
+
+OWNER_NONE = core.OWNER_NONE
+OWNER_PCP = core.OWNER_PCP
+OWNER_RESERVED = core.OWNER_RESERVED
+
+# ------------------------------------------------------------------ exact replay: page states
+(S_FREE, S_PCP, S_PCP_OTHER_CPU, S_PENDING, S_ALLOC, S_ALLOC_LARGER, S_PCP_LARGER, S_MIXED,
+ S_UNAVAILABLE, S_RESERVED, S_BAD) = range(11)
+NR_STATES = 11
+#: how each state is named in reports
+STATE_NAMES = ("free", "pcp", "pcp of another cpu", "pending (taken, not yet allocated)", "allocated",
+               "inside a larger allocation", "inside a larger pcp block", "mixed (several blocks or states)",
+               "not yet accepted/online (all-zero section in the snapshot)",
+               "reserved, hole or outside the zones", "misaligned pfn or bad order")
+#: states in which each event is expected (anything else is an inconsistency)
+EXPECTED = {
+    EV_ALLOC: (S_PCP, S_PENDING),
+    EV_ZONE_LOCKED: (S_FREE,),
+    EV_FREE: (S_ALLOC, S_ALLOC_LARGER, S_UNAVAILABLE),
+    EV_FREE_BATCHED: (S_PCP, S_FREE),
+    EV_PCPU_DRAIN: (S_PCP,),
+    EV_EXTFRAG: (S_FREE, S_PCP, S_PENDING),
+}
+
+#: replay-side location of a page (``loc`` array, exact mode): none, pending, or cpu * NR_PCP_LISTS + pindex
+LOC_NONE = -1
+LOC_PENDING = -2
+
+# misc counters of the exact kernel
+(X_FAILED, X_CPU_FOLDED, X_PB_CORRECTED, X_PB_EXTFRAG, X_EXTFRAG_MISMATCH, X_EXTFRAG_TAKE,
+ X_SPLIT_FREE, X_ACCEPTED, X_ACCEPTED_UNSEEN) = range(9)
+NR_X = 9
+X_NAMES = ("failed_allocations", "cpu_folded", "pageblock_types_corrected", "pageblock_types_changed_by_extfrag",
+           "extfrag_fallback_type_mismatch", "extfrag_claimed_without_zone_locked", "split_frees",
+           "pages_accepted", "blocks_accepted_without_a_free")
+
+
+# ------------------------------------------------------------------ shared helpers
+
+
+@njit(inline="always")
+def buddy_halve(cur, co, pfn):
+    """Halve the block at cur into two of order co: (the half without pfn, the half with it)."""
+    half = np.int64(1) << co
+    if pfn >= cur + half:
+        return cur, cur + half
+    return cur + half, cur
+
+
+@njit(inline="always")
+def fold_cpu(cpu, ncpu, ctr, k):
+    """The trace's CPU on a model with ncpu CPUs (cpu % ncpu; ctr[k] counts the folded ones)."""
+    if cpu >= ncpu or cpu < 0:
+        ctr[k] += 1
+        return cpu % ncpu
+    return cpu
+
+
+@njit
+def split_allocation(st, head, horder, pfn, order):
+    """Split the allocation [head, head + 2^horder) so [pfn, pfn + 2^order) is one of its own.
+
+    split_page() / the tail loop of __free_pages(): the allocation becomes allocations of
+    decreasing order (buddy halves), every piece keeping the allocation's migratetype.
+    """
+    mt = core.owner_mt(st.owner[head])
+    mark_freed(st, head, horder)
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        mark_allocated(st, other, co, 0)
+        st.owner[other] = core.owner_encode(co, mt)
+    mark_allocated(st, cur, order, 0)
+    st.owner[cur] = core.owner_encode(order, mt)
+
+
+@njit
+def record_sample(st, samples, sample_pos, sample_n, i):
+    k = sample_n[0]
+    if k >= samples.shape[0]:
+        return
+    nz = st.z_start.shape[0]
+    for z in range(nz):
+        for o in range(NR_PAGE_ORDERS):
+            samples[k, z, o] = st.nr_free[z, o]
+        samples[k, z, NR_PAGE_ORDERS] = st.z_free[z]
+    sample_pos[k] = i
+    sample_n[0] = k + 1
+
+
+# ------------------------------------------------------------------ exact replay: states
+
+
+@njit
+def _pcp_order(loc, pfn):
+    return core.pindex_to_order(np.int64(loc[pfn]) % NR_PCP_LISTS)
+
+
+@njit
+def _scan_reserved(st, pfn, end):
+    for p in range(pfn, end):
+        if st.owner[p] == OWNER_RESERVED:
+            return S_RESERVED
+    return S_MIXED
+
+
+@njit
+def containing_block(st, loc, pfn, order):
+    """(head, order) of the allocation or pcp block of order > ``order`` that contains pfn, or (-1, 0)."""
+    for o in range(order + 1, NR_PAGE_ORDERS):
+        hh = pfn & ~((np.int64(1) << o) - 1)
+        w = st.owner[hh]
+        if w == OWNER_PCP:
+            ho = _pcp_order(loc, hh)
+            if ho >= o:
+                return hh, ho
+        elif w != OWNER_NONE and w != OWNER_RESERVED:
+            ho = core.owner_order(w)
+            if ho >= o:
+                return hh, ho
+    return np.int64(-1), np.int64(0)
+
+
+@njit
+def _reserved_state(unavail, pfn):
+    if pfn < unavail.shape[0] and unavail[pfn]:
+        return S_UNAVAILABLE
+    return S_RESERVED
+
+
+@njit
+def classify(st, loc, unavail, pfn, order, cpu):
+    """The state (``S_*``) of the range [pfn, pfn + 2^order) in the model."""
+    npages = st.owner.shape[0]
+    if order < 0 or order > MAX_PAGE_ORDER or pfn < 0 or (pfn & ((np.int64(1) << order) - 1)) != 0:
+        return S_BAD
+    end = pfn + (np.int64(1) << order)
+    if end > npages:
+        return S_RESERVED
+    z = core.page_zone(st, pfn)
+    if z < 0 or not core.zone_spans_pfn(st, z, pfn) or not core.zone_spans_pfn(st, z, end - 1):
+        return S_RESERVED
+    v = st.owner[pfn]
+    if v == OWNER_RESERVED:
+        return _reserved_state(unavail, pfn)
+    if v == OWNER_PCP:
+        o = _pcp_order(loc, pfn)
+        if o == order:
+            return S_PCP if np.int64(loc[pfn]) // NR_PCP_LISTS == cpu else S_PCP_OTHER_CPU
+        if o > order:
+            return S_PCP_LARGER
+        return _scan_reserved(st, pfn, end)
+    if v != OWNER_NONE:
+        o = core.owner_order(v)
+        if o == order:
+            return S_PENDING if loc[pfn] == LOC_PENDING else S_ALLOC
+        if o > order:
+            return S_ALLOC_LARGER
+        return _scan_reserved(st, pfn, end)
+    h = core.find_free_block_containing(st, pfn)
+    if h >= 0:
+        if h + (np.int64(1) << buddy_order(st, h)) >= end:
+            return S_FREE
+        return _scan_reserved(st, pfn, end)
+    hh, ho = containing_block(st, loc, pfn, order)
+    if hh >= 0:
+        return S_PCP_LARGER if st.owner[hh] == OWNER_PCP else S_ALLOC_LARGER
+    return _scan_reserved(st, pfn, end)
+
+
+@njit
+def accept_block(st, unavail, pfn, order):
+    """Pages the snapshot saw as not yet there (an all-zero kpageflags section: memory not yet
+    accepted or onlined) join the zone, free: what ``__free_pages_core()``/``accept_page()``
+    do when the kernel brings memory in.  All of [pfn, 2^order) must be such pages."""
+    npages = st.owner.shape[0]
+    end = pfn + (np.int64(1) << order)
+    if pfn < 0 or end > npages or end > unavail.shape[0]:
+        return False
+    z = core.page_zone(st, pfn)
+    if z < 0 or not core.zone_spans_pfn(st, z, pfn) or not core.zone_spans_pfn(st, z, end - 1):
+        return False
+    for q in range(pfn, end):
+        if st.owner[q] != OWNER_RESERVED or not unavail[q]:
+            return False
+    for q in range(pfn, end):
+        st.owner[q] = OWNER_NONE
+        mark_freed(st, q, 0)
+    st.z_managed[z] += end - pfn
+    core.free_one_page(st, z, pfn, order, core.FPI_TO_TAIL)
+    return True
+
+
+@njit
+def pcp_add(st, loc, pfn, order, cpu, pindex, tail):
+    z = core.page_zone(st, pfn)
+    list_add(st, core.pcp_lid(st, cpu, z, pindex), pfn, tail)
+    st.owner[pfn] = OWNER_PCP
+    st.pcp[cpu, z, core.PCP_COUNT] += np.int64(1) << order
+    loc[pfn] = cpu * NR_PCP_LISTS + pindex
+
+
+@njit
+def pcp_remove(st, loc, pfn):
+    """Take pfn off the pcp list it is on; returns its order."""
+    lv = np.int64(loc[pfn])
+    cpu = lv // NR_PCP_LISTS
+    pindex = lv % NR_PCP_LISTS
+    order = core.pindex_to_order(pindex)
+    z = core.page_zone(st, pfn)
+    list_del(st, core.pcp_lid(st, cpu, z, pindex), pfn)
+    st.pcp[cpu, z, core.PCP_COUNT] -= np.int64(1) << order
+    st.owner[pfn] = OWNER_NONE
+    loc[pfn] = LOC_NONE
+    return order
+
+
+@njit
+def _unallocate(st, loc, pfn, order):
+    mark_freed(st, pfn, order)
+    st.owner[pfn] = OWNER_NONE
+    loc[pfn] = LOC_NONE
+
+
+@njit
+def _free_outside(st, head, horder, pfn, order):
+    """Free the buddy halves of [head, 2^horder) that do not contain [pfn, 2^order)."""
+    z = core.page_zone(st, head)
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        core.split_large_buddy(st, z, other, co, core.FPI_NONE)
+
+
+@njit
+def release_range(st, loc, pfn, order, state):
+    """Bring [pfn, pfn + 2^order) from ``state`` to no state: off every list, not allocated."""
+    if state == S_FREE:
+        dispatch.pa_take(st, pfn, order)
+    elif state == S_PCP or state == S_PCP_OTHER_CPU:
+        pcp_remove(st, loc, pfn)
+    elif state == S_PENDING or state == S_ALLOC:
+        _unallocate(st, loc, pfn, order)
+    elif state == S_ALLOC_LARGER:
+        h, ho = containing_block(st, loc, pfn, order)
+        loc[h] = LOC_NONE
+        split_allocation(st, h, ho, pfn, order)
+        _unallocate(st, loc, pfn, order)
+    elif state == S_PCP_LARGER:
+        h, ho = containing_block(st, loc, pfn, order)
+        pcp_remove(st, loc, h)
+        _free_outside(st, h, ho, pfn, order)
+    else:
+        # S_MIXED: every block inside the range lies wholly inside it (buddy alignment)
+        end = pfn + (np.int64(1) << order)
+        p = pfn
+        while p < end:
+            v = st.owner[p]
+            if v == OWNER_PCP:
+                p += np.int64(1) << pcp_remove(st, loc, p)
+            elif v != OWNER_NONE and v != OWNER_RESERVED:
+                o = core.owner_order(v)
+                _unallocate(st, loc, p, o)
+                p += np.int64(1) << o
+            elif is_buddy(st, p):
+                o = buddy_order(st, p)
+                dispatch.pa_take(st, p, o)
+                p += np.int64(1) << o
+            else:
+                p += 1
+
+
+@njit
+def set_block_type(st, pfn, order, newmt):
+    """Set the migratetype of the pageblock(s) spanning [pfn, 2^max(order, pageblock_order)).
+
+    Free blocks inside move to the new type's lists (move_freepages_block()).  A free block
+    larger than the span, containing it, is changed whole.  Returns pageblocks changed.
+    """
+    if newmt < 0 or newmt >= MIGRATE_TYPES:
+        return 0
+    npages = st.owner.shape[0]
+    span = max(order, PAGEBLOCK_ORDER)
+    start = pfn & ~((np.int64(1) << span) - 1)
+    end = min(start + (np.int64(1) << span), npages)
+    if start < 0 or start >= npages:
+        return 0
+    h = core.find_free_block_containing(st, start)
+    if h >= 0:
+        hend = h + (np.int64(1) << buddy_order(st, h))
+        if h < start or hend > end:
+            start = h
+            end = hend
+    z = core.page_zone(st, start)
+    if z < 0:
+        return 0
+    changed = 0
+    b = start
+    while b < end:
+        old = core.get_pfnblock_migratetype(st, b)
+        if old != newmt and core.page_zone(st, b) == z:
+            core.__move_freepages_block(st, z, b, old, newmt)
+            if old == core.MT_HIGHATOMIC:
+                st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - PAGEBLOCK_NR_PAGES)
+            if newmt == core.MT_HIGHATOMIC:
+                st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+            changed += 1
+        b += PAGEBLOCK_NR_PAGES
+    return changed
+
+
+@njit
+def taken(st, loc, pfn, order, cpu, mt, refill):
+    """A block taken off the free lists: onto the CPU's pcp list, or pending for its caller."""
+    if refill and core.pcp_allowed_order(order) and 0 <= mt < MIGRATE_PCPTYPES:
+        pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), True)
+    else:
+        mark_allocated(st, pfn, order, 0)
+        st.owner[pfn] = core.owner_encode(order, mt if 0 <= mt < MIGRATE_TYPES else 0)
+        loc[pfn] = LOC_PENDING
+
+
+@njit
+def free_block(st, loc, pfn, order, cpu, pcp_on):
+    """free_frozen_pages(): to the CPU's pcp list, or to the buddy (isolated pageblock, big order)."""
+    z = core.page_zone(st, pfn)
+    nr = np.int64(1) << order
+    st.stats[core.ST_FREE] += 1
+    st.stats[core.ST_FREE_PAGES] += nr
+    st.zstats[z, core.ZS_PGFREE] += nr
+    if pcp_on and core.pcp_allowed_order(order):
+        mt = core.get_pfnblock_migratetype(st, pfn)
+        if mt != core.MT_ISOLATE:
+            if mt >= MIGRATE_PCPTYPES:
+                mt = core.MT_MOVABLE
+            pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), False)
+            st.stats[core.ST_PCP_FREE] += 1
+            return
+    core.free_one_page(st, z, pfn, order, core.FPI_NONE)
+
+
+@njit
+def _state(st, loc, unavail, pfn, order, cpu, e, cnt, xc):
+    """classify(), counted; pages not yet accepted/online are brought in first (the kernel
+    must have done so before this event: the trace did not show it)."""
+    s = classify(st, loc, unavail, pfn, order, cpu)
+    cnt[e, s] += 1
+    if s == S_UNAVAILABLE and e != EV_FREE:
+        head = pfn & ~((np.int64(1) << MAX_PAGE_ORDER) - 1)
+        if accept_block(st, unavail, head, MAX_PAGE_ORDER) or accept_block(st, unavail, pfn, order):
+            xc[X_ACCEPTED_UNSEEN] += 1
+        s = classify(st, loc, unavail, pfn, order, cpu)
+    return s
+
+
+@njit
+def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_col, refill_col, fbo_col,
+                 fbmt_col, chown_col, first, last, ncpu, pcp_on, cnt, xc, every, samples, sample_pos, sample_n):
+    """Apply events [first, last) at their real pfns (see the module docstring)."""
+    npages = st.owner.shape[0]
+    for i in range(first, last):
+        e = np.int64(ev[i])
+        c = fold_cpu(np.int64(cpu_col[i]), ncpu, xc, X_CPU_FOLDED)
+        p = np.int64(pfn_col[i])
+        o = np.int64(order_col[i])
+        if e == EV_ALLOC:
+            if p < 0:
+                xc[X_FAILED] += 1
+                st.stats[core.ST_ALLOC_FAIL] += 1
+            else:
+                s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+                if s < S_UNAVAILABLE:
+                    release_range(st, loc, p, o, s)
+                    mt = np.int64(mt_col[i])
+                    core.prep_new_page(st, p, o, np.int64(gfp_col[i]), mt if 0 <= mt < MIGRATE_TYPES else 0)
+                    st.stats[core.ST_ALLOC] += 1
+                    st.stats[core.ST_ALLOC_PAGES] += np.int64(1) << o
+                    st.zstats[core.page_zone(st, p), core.ZS_PGALLOC] += np.int64(1) << o
+        elif e == EV_ZONE_LOCKED:
+            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+            if s < S_UNAVAILABLE:
+                mt = np.int64(mt_col[i])
+                if s == S_FREE and 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
+                    xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
+                release_range(st, loc, p, o, s)
+                taken(st, loc, p, o, c, mt, refill_col[i] == 1)
+        elif e == EV_FREE:
+            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+            if s == S_UNAVAILABLE:
+                if accept_block(st, unavail, p, o):
+                    xc[X_ACCEPTED] += np.int64(1) << o
+            elif s < S_UNAVAILABLE:
+                if s == S_ALLOC_LARGER:
+                    xc[X_SPLIT_FREE] += 1
+                release_range(st, loc, p, o, s)
+                free_block(st, loc, p, o, c, pcp_on)
+        elif e == EV_FREE_BATCHED:
+            # printed order=0 whatever the folio's order: only check the head is no longer allocated
+            if p < 0 or p >= npages:
+                s = S_RESERVED
+            elif st.owner[p] == OWNER_PCP:
+                s = S_PCP
+            elif core.find_free_block_containing(st, p) >= 0:
+                s = S_FREE
+            else:
+                s = classify(st, loc, unavail, p, 0, c)
+            cnt[e, s] += 1
+        elif e == EV_PCPU_DRAIN:
+            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+            if s < S_UNAVAILABLE:
+                mt = np.int64(mt_col[i])
+                if 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
+                    xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
+                release_range(st, loc, p, o, s)
+                core.split_large_buddy(st, core.page_zone(st, p), p, o, core.FPI_NONE)
+                st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
+        elif e == EV_EXTFRAG:
+            st.stats[core.ST_EXTFRAG] += 1
+            amt = np.int64(mt_col[i])
+            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+            if s < S_UNAVAILABLE:
+                if chown_col[i] == 1 and 0 <= amt < MIGRATE_TYPES:
+                    cur = core.get_pfnblock_migratetype(st, p)
+                    if cur != amt and cur != np.int64(fbmt_col[i]):
+                        xc[X_EXTFRAG_MISMATCH] += 1
+                    xc[X_PB_EXTFRAG] += set_block_type(st, p, max(np.int64(fbo_col[i]), o), amt)
+                if s == S_FREE:
+                    release_range(st, loc, p, o, s)
+                    taken(st, loc, p, o, c, amt, True)
+                    xc[X_EXTFRAG_TAKE] += 1
+        if every > 0 and (i + 1) % every == 0:
+            record_sample(st, samples, sample_pos, sample_n, i)
+    return last
+
+
+# ------------------------------------------------------------------ policy replay
+
+#: replay map (per trace pfn): map_order -1 = no entry, else order + one of these origins
+MAP_NONE = -1
+MAP_TRACE = 0   # allocated during the trace: map_pfn is the model pfn the design chose
+MAP_PRE = 16    # allocated before the trace (snapshot): the model holds it at the same pfn
+MAP_FAILED = 32  # the design could not serve the allocation: no model pages behind it
+MAP_ORDER_MASK = 15
+
+(P_ALLOCS, P_REAL_FAILED, P_REAL_FAILED_SERVED, P_MODEL_FAILED, P_FREES, P_FREE_TRACE, P_FREE_PRE,
+ P_FREE_OF_FAILED, P_SPLIT_FREE, P_FREE_SPANNING, P_FREE_UNMAPPED, P_STALE_PRE, P_STALE_TRACE, P_BAD,
+ P_MODEL_FREE_ERROR, P_CPU_FOLDED, P_ACCEPTED) = range(17)
+NR_P = 17
+P_NAMES = ("allocations", "real_failures", "real_failures_served_by_model", "model_failures", "frees",
+           "frees_of_trace_allocations", "frees_of_pre_trace_allocations", "frees_of_model_failures",
+           "split_frees", "frees_spanning_several_allocations", "frees_of_unknown_pages",
+           "stale_pre_trace_released", "stale_trace_entries_released", "bad_events", "model_free_errors",
+           "cpu_folded", "pages_accepted")
+
+
+@njit
+def map_release(st, map_pfn, map_order, h, cpu, pc):
+    """Drop the map entry at h, freeing the model allocation behind it; returns its origin."""
+    v = np.int64(map_order[h])
+    origin = v & ~MAP_ORDER_MASK
+    if origin != MAP_FAILED:
+        if dispatch.pa_free(st, map_pfn[h], v & MAP_ORDER_MASK, cpu) != 0:
+            pc[P_MODEL_FREE_ERROR] += 1
+    map_order[h] = MAP_NONE
+    map_pfn[h] = -1
+    return origin
+
+
+@njit
+def map_containing(map_order, pfn, order):
+    """Head of the map entry of order > ``order`` containing pfn, or -1."""
+    for o in range(order + 1, NR_PAGE_ORDERS):
+        hh = pfn & ~((np.int64(1) << o) - 1)
+        v = np.int64(map_order[hh])
+        if v >= 0 and (v & MAP_ORDER_MASK) >= o:
+            return hh
+    return np.int64(-1)
+
+
+@njit
+def map_split(st, map_pfn, map_order, h, pfn, order):
+    """Split entry h so that [pfn, 2^order) is an entry of its own (and its model allocation)."""
+    v = np.int64(map_order[h])
+    origin = v & ~MAP_ORDER_MASK
+    ho = v & MAP_ORDER_MASK
+    mh = map_pfn[h]
+    if origin != MAP_FAILED:
+        split_allocation(st, mh, ho, mh + (pfn - h), order)
+    cur = h
+    co = ho
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        map_order[other] = origin + co
+        map_pfn[other] = -1 if origin == MAP_FAILED else mh + (other - h)
+    map_order[cur] = origin + order
+    map_pfn[cur] = -1 if origin == MAP_FAILED else mh + (cur - h)
+
+
+@njit
+def map_release_range(st, map_pfn, map_order, pfn, order, cpu, pre_only, pc):
+    """Release every entry overlapping [pfn, 2^order) (only pre-trace ones if ``pre_only``)."""
+    h = map_containing(map_order, pfn, order)
+    if h >= 0:
+        if pre_only and (np.int64(map_order[h]) & ~MAP_ORDER_MASK) != MAP_PRE:
+            return
+        map_split(st, map_pfn, map_order, h, pfn, order)
+    end = pfn + (np.int64(1) << order)
+    q = pfn
+    while q < end:
+        v = np.int64(map_order[q])
+        if v < 0:
+            q += 1
+            continue
+        step = np.int64(1) << (v & MAP_ORDER_MASK)
+        origin = v & ~MAP_ORDER_MASK
+        if not pre_only or origin == MAP_PRE:
+            map_release(st, map_pfn, map_order, q, cpu, pc)
+            if origin == MAP_PRE:
+                pc[P_STALE_PRE] += 1
+            else:
+                pc[P_STALE_TRACE] += 1
+        q += step
+
+
+@njit
+def _map_has_overlap(map_order, pfn, order):
+    if map_order[pfn] >= 0:
+        return True
+    if map_containing(map_order, pfn, order) >= 0:
+        return True
+    for q in range(pfn + 1, pfn + (np.int64(1) << order)):
+        if map_order[q] >= 0:
+            return True
+    return False
+
+
+@njit
+def policy_free(st, map_pfn, map_order, unavail, pfn, order, cpu, pc):
+    """mm_page_free in policy mode: release the model allocation behind the trace pfn."""
+    pc[P_FREES] += 1
+    v = np.int64(map_order[pfn])
+    if v >= 0 and (v & MAP_ORDER_MASK) == order:
+        origin = map_release(st, map_pfn, map_order, pfn, cpu, pc)
+        if origin == MAP_PRE:
+            pc[P_FREE_PRE] += 1
+        elif origin == MAP_FAILED:
+            pc[P_FREE_OF_FAILED] += 1
+        else:
+            pc[P_FREE_TRACE] += 1
+        return
+    h = map_containing(map_order, pfn, order)
+    if h >= 0:
+        map_split(st, map_pfn, map_order, h, pfn, order)
+        map_release(st, map_pfn, map_order, pfn, cpu, pc)
+        pc[P_SPLIT_FREE] += 1
+        return
+    end = pfn + (np.int64(1) << order)
+    found = 0
+    q = pfn
+    while q < end:
+        w = np.int64(map_order[q])
+        if w >= 0:
+            map_release(st, map_pfn, map_order, q, cpu, pc)
+            found += 1
+            q += np.int64(1) << (w & MAP_ORDER_MASK)
+        else:
+            q += 1
+    if found:
+        pc[P_FREE_SPANNING] += 1
+    elif accept_block(st, unavail, pfn, order):
+        # memory the snapshot saw as not yet there joins the model too (same pfns)
+        pc[P_ACCEPTED] += np.int64(1) << order
+    else:
+        pc[P_FREE_UNMAPPED] += 1
+
+
+@njit
+def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, first, last, ncpu, map_pfn, map_order,
+                  pc, every, samples, sample_pos, sample_n, evlog_limit):
+    """Serve events [first, last) with the design's own policy (see the module docstring).
+
+    Returns the index after the last event handled: it stops early when the model's event
+    log holds more than ``evlog_limit`` rows, so the caller can count and empty it.
+    """
+    nmap = map_order.shape[0]
+    for i in range(first, last):
+        e = np.int64(ev[i])
+        c = fold_cpu(np.int64(cpu_col[i]), ncpu, pc, P_CPU_FOLDED)
+        p = np.int64(pfn_col[i])
+        o = np.int64(order_col[i])
+        if e == EV_ALLOC or e == EV_FREE or e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
+            bad = o < 0 or o > MAX_PAGE_ORDER or (p < 0 and e != EV_ALLOC)
+            if not bad and p >= 0:
+                bad = (p & ((np.int64(1) << o) - 1)) != 0 or p + (np.int64(1) << o) > nmap
+            if bad:
+                pc[P_BAD] += 1
+                continue
+        if e == EV_ALLOC:
+            pc[P_ALLOCS] += 1
+            if p >= 0 and _map_has_overlap(map_order, p, o):
+                # the real kernel hands out these pages, so whatever the map holds there was freed
+                map_release_range(st, map_pfn, map_order, p, o, c, False, pc)
+            mp = dispatch.pa_alloc(st, np.int64(gfp_col[i]), o, c)
+            if p < 0:
+                pc[P_REAL_FAILED] += 1
+                if mp >= 0:
+                    pc[P_REAL_FAILED_SERVED] += 1
+                    dispatch.pa_free(st, mp, o, c)
+            elif mp < 0:
+                pc[P_MODEL_FAILED] += 1
+                map_order[p] = MAP_FAILED + o
+                map_pfn[p] = -1
+            else:
+                map_order[p] = MAP_TRACE + o
+                map_pfn[p] = mp
+        elif e == EV_FREE:
+            policy_free(st, map_pfn, map_order, unavail, p, o, c, pc)
+        elif e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
+            if _map_has_overlap(map_order, p, o):
+                map_release_range(st, map_pfn, map_order, p, o, c, True, pc)
+        if every > 0 and (i + 1) % every == 0:
+            record_sample(st, samples, sample_pos, sample_n, i)
+        if st.evlog_n[0] > evlog_limit:
+            return i + 1
+    return last
+
+
+@njit
+def init_pre_trace_map(owner, map_pfn, map_order):
+    """Enter every allocation head of a snapshot-loaded model in the map at its own pfn."""
+    n = min(owner.shape[0], map_order.shape[0])
+    for p in range(n):
+        v = owner[p]
+        if v != OWNER_NONE and v != OWNER_RESERVED and v != OWNER_PCP:
+            map_order[p] = MAP_PRE + core.owner_order(v)
+            map_pfn[p] = p
