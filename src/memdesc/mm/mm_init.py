@@ -230,13 +230,19 @@ def _build(arch: str, zone_types: tuple[ZoneType, ...], ram: list[tuple[int, int
         if n == 0:
             fs, fe = FIRMWARE_RESERVED
             node_res.append(Reservation(fs, fe - fs, "firmware"))
-            kp = min(kernel_pages, max(0, sum(e - s for s, e in _carve(nram, KERNEL_START_PFN, 1 << 62))))
+            # the kernel image at 16 MiB, at most an eighth of the RAM
+            node_pages = sum(e - s for s, e in nram)
+            kp = min(kernel_pages, node_pages // 8,
+                     max(0, sum(e - s for s, e in _carve(nram, KERNEL_START_PFN, 1 << 62))))
             if kp:
                 node_res.append(Reservation(KERNEL_START_PFN, kp, "kernel"))
-        # the node's memmap, top-down in directly mapped RAM (memblock_alloc)
+        # the node's memmap, top-down in directly mapped RAM not reserved yet (memblock_alloc)
         spanned_node = (nram[-1][1] - nram[0][0]) if nram else 0
         need = _memmap_pages(spanned_node, words)
         direct = _carve(nram, 0, direct_limit)
+        for r in node_res:
+            direct = [p for s, e in direct for p in ((s, min(e, r.start_pfn)), (max(s, r.end_pfn), e))
+                      if p[0] < p[1]]
         for s, e in reversed(direct):
             if need == 0:
                 break
@@ -264,6 +270,9 @@ def _build(arch: str, zone_types: tuple[ZoneType, ...], ram: list[tuple[int, int
                 for r in node_res
                 for s, e in _carve(pieces, r.start_pfn, r.end_pfn)
             )
+            if reserved >= present:
+                raise ConfigError(f"node {n} zone {ZONE_NAMES[zt]}: the memmap and kernel reservations "
+                                  f"leave no managed pages; use more memory")
             zones.append(ZoneSpec(n, zt, zs, ze - zs, present, present - reserved,
                                   _direct_mapped(zt, arch), tuple(holes)))
     layout = MachineLayout(arch=arch, zone_types=zone_types, zones=tuple(zones),
