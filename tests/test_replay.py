@@ -82,7 +82,8 @@ def write_trace(rows: list[dict], path):
 
 def small_machine(**kw) -> Machine:
     # 64 MiB x86-64: DMA [1, 4096) with the legacy hole [160, 256), DMA32 [4096, 16384); at boot
-    # free order-10 blocks at 1024, 2048, 3072 (DMA) and 12288, 13312, 14336 (DMA32), all Movable
+    # free order-10 blocks include 1024, 2048, 3072 (DMA) and 12288, 13312, 14336 (DMA32), all
+    # Movable (checked by the exact_run fixture)
     return Machine.create("64M", cpus=2, **kw)
 
 
@@ -140,6 +141,8 @@ def exact_rows() -> list[dict]:
 def exact_run(tmp_path_factory):
     path = write_trace(exact_rows(), tmp_path_factory.mktemp("replay") / "synthetic.txt")
     m = small_machine()
+    boot = {tuple(b) for b in m.design.free_blocks().tolist()}
+    assert {(p, 10, MOVABLE, z) for p, z in ((A, 1), (B, 1), (C, 1), (D, 0))} <= boot
     before = m.design.nr_free.copy()
     blocks_before = m.design.pageblock_counts().copy()
     r = replay(path, mode="exact", machine=m)
@@ -249,19 +252,20 @@ def test_policy_synthetic_counts_by_hand(tmp_path):
 
 
 def test_policy_model_failures_are_counted_not_fatal(tmp_path):
-    # eight order-10 requests on a machine with six free order-10 blocks (and only a few hundred
-    # pages of watermarks): two fail in the model; a request that also failed in the real kernel
-    # is not served either
-    rows = [alloc(T + 1024 * i, 10, MOVABLE_GFP, MOVABLE) for i in range(8)] + [alloc(-1, 10, MOVABLE_GFP, MOVABLE)]
-    rows += [free(T + 1024 * i, 10) for i in range(8)]
+    # two more order-10 requests than the machine has free order-10 blocks: at least two fail in
+    # the model (counted, and their frees recognised); a request that also failed in the real
+    # kernel, after them, is not served either (no block, or the same watermark, stops it)
     m = small_machine(evlog=1 << 16)
+    n = int(m.design.nr_free[:, 10].sum()) + 2
+    rows = [alloc(T + 1024 * i, 10, MOVABLE_GFP, MOVABLE) for i in range(n)] + [alloc(-1, 10, MOVABLE_GFP, MOVABLE)]
+    rows += [free(T + 1024 * i, 10) for i in range(n)]
     free0 = free_pages_and_pcp(m)
     r = replay(write_trace(rows, tmp_path / "f.txt"), mode="policy", machine=m)
     p = r.policy
     assert r.check == "ok"
     assert p["real_failures"] == 1 and p["real_failures_served_by_model"] == 0
-    assert p["model_failures"] == 2 and p["frees_of_model_failures"] == 2
-    assert p["frees_of_trace_allocations"] == 6
+    assert p["model_failures"] >= 2 and p["frees_of_model_failures"] == p["model_failures"]
+    assert p["frees_of_trace_allocations"] == n - p["model_failures"]
     assert free_pages_and_pcp(m) == free0
 
 
@@ -275,14 +279,16 @@ def test_policy_from_empty_machine_sized_from_trace(tmp_path):
 
 def test_every_samples_the_free_lists(tmp_path):
     path = write_trace(exact_rows(), tmp_path / "s.txt")
-    r = replay(path, mode="exact", machine=small_machine(), every=5)
+    m = small_machine()
+    boot = m.design.nr_free.copy()
+    r = replay(path, mode="exact", machine=m, every=5)
     s = r.samples
     nrows = len(exact_rows()) // 5
     assert s.height == 2 * nrows                     # DMA and DMA32 are populated
     assert s["event_index"].unique().sort().to_list() == [5 * (k + 1) for k in range(nrows)]
     # after event 5 (the first page's life is over) both zones are back to the boot state
     first = s.filter(pl.col("event_index") == 5).sort("zone")
-    assert first["order_10"].to_list() == [3, 3] and first["free_pages"].to_list() == [3840, 3840]
+    assert first.select([f"order_{o}" for o in range(11)]).to_numpy().tolist() == boot[:2].tolist()
     orders = np.array([s[f"order_{o}"].to_numpy() << o for o in range(11)]).sum(axis=0)
     assert np.array_equal(orders, s["free_pages"].to_numpy())
 

@@ -174,13 +174,25 @@ def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evl
     return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog)
 
 
-def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
-                  cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1) -> tuple[Machine, np.ndarray]:
-    """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one.
+@dataclass
+class StartState:
+    """The machine a replay starts from, and what its snapshot says that the model cannot.
 
-    Also returns, per pfn, whether the snapshot saw it as not yet there (an all-zero
+    ``unavailable``: per pfn, whether the snapshot saw it as not yet there (an all-zero
     kpageflags section: memory the kernel had not accepted or onlined yet).
+    ``pre_pfn``/``pre_order``: the snapshot's allocations (policy replay keys them at their own
+    pfns); None for an empty machine.
     """
+
+    machine: Machine
+    unavailable: np.ndarray
+    pre_pfn: np.ndarray | None = None
+    pre_order: np.ndarray | None = None
+
+
+def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
+                  cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1) -> StartState:
+    """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one."""
     evlog = EVLOG_ROWS if mode == "policy" else 0
     if src.capture is not None:
         if mem is not None:
@@ -188,10 +200,11 @@ def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str 
         from memdesc.snapshot import machine_from_snapshot
         from memdesc.trace.kpageflags import PageClass
 
-        m, _state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
-        return m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE)
+        m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
+        return StartState(m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE),
+                          state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64))
     m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog)
-    return m, np.zeros(1, np.bool_)
+    return StartState(m, np.zeros(1, np.bool_))
 
 
 # ------------------------------------------------------------------ comparison with the real after state
@@ -292,9 +305,9 @@ def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) ->
 def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
                unavail: np.ndarray) -> tuple[float, dict]:
     d = m.design
-    if not isinstance(d, BuddyDesign):
-        raise ConfigError(f"exact replay needs a design on the shared buddy code (linux, radix); "
-                          f"{d.name} lacks the free-at-pfn and pageblock primitives it uses")
+    if not isinstance(d, BuddyDesign) or not K.design_has(type(d.state), K.EXACT_NEEDS):
+        raise ConfigError(f"exact replay needs a design built on the shared buddy code (linux, radix): the "
+                          f"{d.name} design lacks the primitives it uses ({', '.join(K.EXACT_NEEDS)})")
     st = m.state
     loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
     cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
@@ -312,15 +325,20 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
     return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
 
 
-def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, from_snapshot: bool,
-                npfn: int, unavail: np.ndarray) -> tuple[float, dict]:
+def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, start: StartState,
+                npfn: int) -> tuple[float, dict]:
     st = m.state
-    nmap = max(npfn, st.owner.shape[0] if from_snapshot else 0, 1)
+    unavail = start.unavailable
+    nmap = max(npfn, st.owner.shape[0] if start.pre_pfn is not None else 0, 1)
     map_pfn = np.full(nmap, -1, np.int64)
     map_order = np.full(nmap, K.MAP_NONE, np.int8)
-    if from_snapshot:
-        K.init_pre_trace_map(st.owner, map_pfn, map_order)
+    if start.pre_pfn is not None:
+        keep = start.pre_pfn < nmap
+        map_pfn[start.pre_pfn[keep]] = start.pre_pfn[keep]
+        map_order[start.pre_pfn[keep]] = (K.MAP_PRE + start.pre_order[keep]).astype(np.int8)
     pc = np.zeros(K.NR_P, np.int64)
+    # a design that cannot split an allocation in place releases it when its last piece goes
+    defer = np.zeros(1 if K.design_has(type(st), K.SPLIT_NEEDS) else st.owner.shape[0], np.int64)
     evlog_on = int(st.cfg[core.CFG_EVLOG]) != 0
     cap = st.evlog.shape[0]
     limit = cap // 2 if evlog_on else np.iinfo(np.int64).max
@@ -331,8 +349,8 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"])
     def step(i: int, j: int) -> int:
         nonlocal lost, model_ev
-        nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, pc, every, samples, pos, sn,
-                              limit)
+        nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples, pos,
+                              sn, limit)
         if evlog_on:
             k = int(st.evlog_n[0])
             kept = min(k, cap)
@@ -348,7 +366,8 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
         model = {name: int(model_ev[c]) for c, name in enumerate(E.EVENT_NAMES)}
         if lost:
             model["lost"] = lost
-    return elapsed, {"pc": pc, "model_events": model, "map_bytes": int(map_pfn.nbytes + map_order.nbytes)}
+    return elapsed, {"pc": pc, "model_events": model,
+                     "map_bytes": int(map_pfn.nbytes + map_order.nbytes + defer.nbytes)}
 
 
 def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
@@ -392,12 +411,12 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     trace_cpus = int(df["cpu"].max()) + 1 if df.height else 1
     capture = src.capture if src is not None else None
     if machine is None:
-        machine, unavail = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn,
-                                         trace_cpus)
+        start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus)
+        machine = start.machine
     elif mem is not None or cpus is not None:
         raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
     else:
-        unavail = np.zeros(1, np.bool_)
+        start = StartState(machine, np.zeros(1, np.bool_))
     if mt_names is None:
         mt_names = machine.migratetype_names
         if capture is not None:
@@ -415,7 +434,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     if on_start:
         on_start(n)
     if mode == "exact":
-        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, unavail)
+        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start.unavailable)
         cnt, xc = out["cnt"], out["xc"]
         states = {}
         inconsistencies = {}
@@ -430,11 +449,11 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         policy: dict[str, int] = {}
         model_events = None
     else:
-        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, capture is not None, npfn, unavail)
+        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, start, npfn)
         pc = out["pc"]
         policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
-        if capture is not None:
+        if start.pre_pfn is not None:
             bad.append("frees_of_unknown_pages")
         inconsistencies = {k: policy[k] for k in bad if policy[k]}
         notes = {}
@@ -453,5 +472,5 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, samples=samples, check=machine.check())
 
 
-__all__ = ["MODES", "ReplayResult", "ReplaySource", "build_machine", "compare_final", "mt_table", "replay",
-           "resolve_source", "sample_path"]
+__all__ = ["MODES", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final", "mt_table",
+           "replay", "resolve_source", "sample_path"]

@@ -50,20 +50,25 @@ the map at its own pfn (``MAP_PRE``), so frees of pre-trace pages release them; 
 zone_locked or pcpu_drain event at a pfn the map still holds as pre-trace allocated proves
 the page was already free (a per-CPU page at snapshot time): it is released too.
 
-Design interface used.  Policy replay: ``pa_alloc``, ``pa_free`` and
-:func:`split_allocation` (the ``owner`` byte and ``mark_allocated``/``mark_freed``).
-Exact replay additionally needs the buddy layer shared by ``linux`` and ``radix``:
-``pa_take``, ``core.find_free_block_containing`` (PageBuddy/buddy_order),
-``core.free_one_page``/``__free_one_page`` (freeing at a given pfn, merging), the pcp
-lists (``list_add``/``list_del`` on ``core.pcp_lid``) and
-``core.__move_freepages_block``.  A design without them (vmem) would need these as
-primitives: "free this block to the pool at its pfn", "is pfn free, in which block",
-"set a pageblock's type".
+Design interface used.  Policy replay needs only ``pa_alloc`` and ``pa_free``.  A free of
+part of an allocation splits the model allocation in place (:func:`split_allocation`, with
+``mark_allocated``/``mark_freed`` and the ``owner`` byte) when the design has those
+primitives; otherwise (vmem, whose allocation descriptors a free path may not create) the
+model allocation is kept whole and released with its last piece (``splits_deferred``).
+The choice is made at compile time (:func:`model_split`, :func:`model_accept`), so one
+kernel source serves every design.  Exact replay needs the buddy layer shared by
+``linux`` and ``radix`` (``EXACT_NEEDS``): ``pa_take``, ``core.find_free_block_containing``
+(PageBuddy/buddy_order), ``core.free_one_page``/``__free_one_page`` (freeing at a given
+pfn, merging), the pcp lists (``list_add``/``list_del`` on ``core.pcp_lid``) and
+``core.__move_freepages_block``.  A design without them would need these as primitives:
+"free this block to the pool at its pfn", "which free block holds pfn", "set a
+pageblock's type".
 """
 
 from __future__ import annotations
 
 import numpy as np
+from numba.extending import overload
 
 from memdesc._numba import njit
 from memdesc.mm.mmzone import (
@@ -532,26 +537,92 @@ MAP_NONE = -1
 MAP_TRACE = 0   # allocated during the trace: map_pfn is the model pfn the design chose
 MAP_PRE = 16    # allocated before the trace (snapshot): the model holds it at the same pfn
 MAP_FAILED = 32  # the design could not serve the allocation: no model pages behind it
+MAP_DEFER = 48  # a piece of an allocation the design cannot split: map_pfn is the model
+#                 allocation's first pfn, released when its last piece is (see defer)
 MAP_ORDER_MASK = 15
+#: defer[model head] = order << DEFER_SHIFT | pages of the allocation still live in the trace
+DEFER_SHIFT = 40
 
 (P_ALLOCS, P_REAL_FAILED, P_REAL_FAILED_SERVED, P_MODEL_FAILED, P_FREES, P_FREE_TRACE, P_FREE_PRE,
  P_FREE_OF_FAILED, P_SPLIT_FREE, P_FREE_SPANNING, P_FREE_UNMAPPED, P_STALE_PRE, P_STALE_TRACE, P_BAD,
- P_MODEL_FREE_ERROR, P_CPU_FOLDED, P_ACCEPTED) = range(17)
-NR_P = 17
+ P_MODEL_FREE_ERROR, P_CPU_FOLDED, P_ACCEPTED, P_DEFERRED) = range(18)
+NR_P = 18
 P_NAMES = ("allocations", "real_failures", "real_failures_served_by_model", "model_failures", "frees",
            "frees_of_trace_allocations", "frees_of_pre_trace_allocations", "frees_of_model_failures",
            "split_frees", "frees_spanning_several_allocations", "frees_of_unknown_pages",
            "stale_pre_trace_released", "stale_trace_entries_released", "bad_events", "model_free_errors",
-           "cpu_folded", "pages_accepted")
+           "cpu_folded", "pages_accepted", "splits_deferred")
+
+# What a design must provide for the model side of a split free, and for bringing in memory
+# the snapshot did not see: chosen at compile time (see model_split / model_accept).
+SPLIT_NEEDS = ("mark_allocated", "mark_freed")
+#: exact replay uses the buddy layer shared by linux and radix (core.py) through these
+EXACT_NEEDS = ("pa_take", "list_add", "list_del", "list_first", "list_last", "list_next", "set_buddy",
+               "clear_buddy", "is_buddy", "buddy_order", "mark_allocated", "mark_freed")
+ACCEPT_NEEDS = ("mark_freed", "list_add", "list_del", "list_first", "set_buddy", "clear_buddy", "is_buddy",
+                "buddy_order")
+
+
+def design_has(state_type, names) -> bool:
+    """Whether the design whose state (or numba struct type) class is ``state_type`` registered
+    these primitives (memdesc.mm.page_alloc.dispatch)."""
+    impls = dispatch._REGISTRY.get(state_type)
+    return impls is not None and all(n in impls for n in names)
+
+
+def model_split(st, head, horder, pfn, order):
+    """split_allocation() if the design can split an allocation in place, else False."""
+    if design_has(type(st), SPLIT_NEEDS):
+        split_allocation(st, head, horder, pfn, order)
+        return True
+    return False
+
+
+@overload(model_split, prefer_literal=False)
+def _ol_model_split(st, head, horder, pfn, order):
+    if design_has(type(st), SPLIT_NEEDS):
+        def impl(st, head, horder, pfn, order):
+            split_allocation(st, head, horder, pfn, order)
+            return True
+    else:
+        def impl(st, head, horder, pfn, order):
+            return False
+    return impl
+
+
+def model_accept(st, unavail, pfn, order):
+    """accept_block() if the design is built on the shared buddy code, else False."""
+    if design_has(type(st), ACCEPT_NEEDS):
+        return accept_block(st, unavail, pfn, order)
+    return False
+
+
+@overload(model_accept, prefer_literal=False)
+def _ol_model_accept(st, unavail, pfn, order):
+    if design_has(type(st), ACCEPT_NEEDS):
+        def impl(st, unavail, pfn, order):
+            return accept_block(st, unavail, pfn, order)
+    else:
+        def impl(st, unavail, pfn, order):
+            return False
+    return impl
 
 
 @njit
-def map_release(st, map_pfn, map_order, h, cpu, pc):
+def map_release(st, map_pfn, map_order, defer, h, cpu, pc):
     """Drop the map entry at h, freeing the model allocation behind it; returns its origin."""
     v = np.int64(map_order[h])
     origin = v & ~MAP_ORDER_MASK
-    if origin != MAP_FAILED:
-        if dispatch.pa_free(st, map_pfn[h], v & MAP_ORDER_MASK, cpu) != 0:
+    mh = map_pfn[h]
+    if origin == MAP_DEFER:
+        left = defer[mh] - (np.int64(1) << (v & MAP_ORDER_MASK))
+        defer[mh] = left
+        if (left & ((np.int64(1) << DEFER_SHIFT) - 1)) == 0:
+            defer[mh] = 0
+            if dispatch.pa_free(st, mh, left >> DEFER_SHIFT, cpu) != 0:
+                pc[P_MODEL_FREE_ERROR] += 1
+    elif origin != MAP_FAILED:
+        if dispatch.pa_free(st, mh, v & MAP_ORDER_MASK, cpu) != 0:
             pc[P_MODEL_FREE_ERROR] += 1
     map_order[h] = MAP_NONE
     map_pfn[h] = -1
@@ -570,33 +641,46 @@ def map_containing(map_order, pfn, order):
 
 
 @njit
-def map_split(st, map_pfn, map_order, h, pfn, order):
-    """Split entry h so that [pfn, 2^order) is an entry of its own (and its model allocation)."""
+def map_split(st, map_pfn, map_order, defer, h, pfn, order, pc):
+    """Split entry h so that [pfn, 2^order) is an entry of its own, and its model allocation
+    with it; a design that cannot split keeps the allocation whole until its last piece goes."""
     v = np.int64(map_order[h])
     origin = v & ~MAP_ORDER_MASK
     ho = v & MAP_ORDER_MASK
     mh = map_pfn[h]
-    if origin != MAP_FAILED:
-        split_allocation(st, mh, ho, mh + (pfn - h), order)
+    if origin == MAP_TRACE or origin == MAP_PRE:
+        if not model_split(st, mh, ho, mh + (pfn - h), order):
+            defer[mh] = (ho << DEFER_SHIFT) | (np.int64(1) << ho)
+            origin = MAP_DEFER
+            pc[P_DEFERRED] += 1
     cur = h
     co = ho
     while co > order:
         co -= 1
         other, cur = buddy_halve(cur, co, pfn)
         map_order[other] = origin + co
-        map_pfn[other] = -1 if origin == MAP_FAILED else mh + (other - h)
+        map_pfn[other] = _piece_pfn(origin, mh, other - h)
     map_order[cur] = origin + order
-    map_pfn[cur] = -1 if origin == MAP_FAILED else mh + (cur - h)
+    map_pfn[cur] = _piece_pfn(origin, mh, cur - h)
+
+
+@njit(inline="always")
+def _piece_pfn(origin, mh, offset):
+    if origin == MAP_FAILED:
+        return np.int64(-1)
+    if origin == MAP_DEFER:
+        return mh
+    return mh + offset
 
 
 @njit
-def map_release_range(st, map_pfn, map_order, pfn, order, cpu, pre_only, pc):
+def map_release_range(st, map_pfn, map_order, defer, pfn, order, cpu, pre_only, pc):
     """Release every entry overlapping [pfn, 2^order) (only pre-trace ones if ``pre_only``)."""
     h = map_containing(map_order, pfn, order)
     if h >= 0:
         if pre_only and (np.int64(map_order[h]) & ~MAP_ORDER_MASK) != MAP_PRE:
             return
-        map_split(st, map_pfn, map_order, h, pfn, order)
+        map_split(st, map_pfn, map_order, defer, h, pfn, order, pc)
     end = pfn + (np.int64(1) << order)
     q = pfn
     while q < end:
@@ -607,7 +691,7 @@ def map_release_range(st, map_pfn, map_order, pfn, order, cpu, pre_only, pc):
         step = np.int64(1) << (v & MAP_ORDER_MASK)
         origin = v & ~MAP_ORDER_MASK
         if not pre_only or origin == MAP_PRE:
-            map_release(st, map_pfn, map_order, q, cpu, pc)
+            map_release(st, map_pfn, map_order, defer, q, cpu, pc)
             if origin == MAP_PRE:
                 pc[P_STALE_PRE] += 1
             else:
@@ -628,23 +712,25 @@ def _map_has_overlap(map_order, pfn, order):
 
 
 @njit
-def policy_free(st, map_pfn, map_order, unavail, pfn, order, cpu, pc):
+def policy_free(st, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
     """mm_page_free in policy mode: release the model allocation behind the trace pfn."""
     pc[P_FREES] += 1
     v = np.int64(map_order[pfn])
     if v >= 0 and (v & MAP_ORDER_MASK) == order:
-        origin = map_release(st, map_pfn, map_order, pfn, cpu, pc)
+        origin = map_release(st, map_pfn, map_order, defer, pfn, cpu, pc)
         if origin == MAP_PRE:
             pc[P_FREE_PRE] += 1
         elif origin == MAP_FAILED:
             pc[P_FREE_OF_FAILED] += 1
+        elif origin == MAP_DEFER:
+            pc[P_SPLIT_FREE] += 1
         else:
             pc[P_FREE_TRACE] += 1
         return
     h = map_containing(map_order, pfn, order)
     if h >= 0:
-        map_split(st, map_pfn, map_order, h, pfn, order)
-        map_release(st, map_pfn, map_order, pfn, cpu, pc)
+        map_split(st, map_pfn, map_order, defer, h, pfn, order, pc)
+        map_release(st, map_pfn, map_order, defer, pfn, cpu, pc)
         pc[P_SPLIT_FREE] += 1
         return
     end = pfn + (np.int64(1) << order)
@@ -653,14 +739,14 @@ def policy_free(st, map_pfn, map_order, unavail, pfn, order, cpu, pc):
     while q < end:
         w = np.int64(map_order[q])
         if w >= 0:
-            map_release(st, map_pfn, map_order, q, cpu, pc)
+            map_release(st, map_pfn, map_order, defer, q, cpu, pc)
             found += 1
             q += np.int64(1) << (w & MAP_ORDER_MASK)
         else:
             q += 1
     if found:
         pc[P_FREE_SPANNING] += 1
-    elif accept_block(st, unavail, pfn, order):
+    elif model_accept(st, unavail, pfn, order):
         # memory the snapshot saw as not yet there joins the model too (same pfns)
         pc[P_ACCEPTED] += np.int64(1) << order
     else:
@@ -669,7 +755,7 @@ def policy_free(st, map_pfn, map_order, unavail, pfn, order, cpu, pc):
 
 @njit
 def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, first, last, ncpu, map_pfn, map_order,
-                  pc, every, samples, sample_pos, sample_n, evlog_limit):
+                  defer, pc, every, samples, sample_pos, sample_n, evlog_limit):
     """Serve events [first, last) with the design's own policy (see the module docstring).
 
     Returns the index after the last event handled: it stops early when the model's event
@@ -692,7 +778,7 @@ def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, first, 
             pc[P_ALLOCS] += 1
             if p >= 0 and _map_has_overlap(map_order, p, o):
                 # the real kernel hands out these pages, so whatever the map holds there was freed
-                map_release_range(st, map_pfn, map_order, p, o, c, False, pc)
+                map_release_range(st, map_pfn, map_order, defer, p, o, c, False, pc)
             mp = dispatch.pa_alloc(st, np.int64(gfp_col[i]), o, c)
             if p < 0:
                 pc[P_REAL_FAILED] += 1
@@ -707,23 +793,12 @@ def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, first, 
                 map_order[p] = MAP_TRACE + o
                 map_pfn[p] = mp
         elif e == EV_FREE:
-            policy_free(st, map_pfn, map_order, unavail, p, o, c, pc)
+            policy_free(st, map_pfn, map_order, defer, unavail, p, o, c, pc)
         elif e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
             if _map_has_overlap(map_order, p, o):
-                map_release_range(st, map_pfn, map_order, p, o, c, True, pc)
+                map_release_range(st, map_pfn, map_order, defer, p, o, c, True, pc)
         if every > 0 and (i + 1) % every == 0:
             record_sample(st, samples, sample_pos, sample_n, i)
         if st.evlog_n[0] > evlog_limit:
             return i + 1
     return last
-
-
-@njit
-def init_pre_trace_map(owner, map_pfn, map_order):
-    """Enter every allocation head of a snapshot-loaded model in the map at its own pfn."""
-    n = min(owner.shape[0], map_order.shape[0])
-    for p in range(n):
-        v = owner[p]
-        if v != OWNER_NONE and v != OWNER_RESERVED and v != OWNER_PCP:
-            map_order[p] = MAP_PRE + core.owner_order(v)
-            map_pfn[p] = p
