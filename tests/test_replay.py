@@ -17,7 +17,9 @@ from memdesc.errors import ConfigError
 from memdesc.mm.gfp import parse_gfp
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MigrateType
+from memdesc.mm.page_alloc import DESIGNS
 from memdesc.replay import replay, resolve_source, sample_path
+from memdesc.replay_kernels import EXACT_NEEDS, SPLIT_NEEDS, design_has
 from memdesc.trace import events as E
 from memdesc.trace.reader import read_trace
 from memdesc.trace.replay_io import event_log_frame, write_event_log
@@ -163,7 +165,7 @@ def test_exact_synthetic_inconsistencies_counted_by_hand(exact_run):
         "failed_allocations": 1, "cpu_folded": 2, "pageblock_types_corrected": 2,
         "pageblock_types_changed_by_extfrag": 2, "extfrag_fallback_type_mismatch": 0,
         "extfrag_claimed_without_zone_locked": 1, "split_frees": 1, "pages_accepted": 0,
-        "blocks_accepted_without_a_free": 0,
+        "blocks_accepted_without_a_free": 0, "events_skipped_design_took_the_pages": 0,
     }
     # every event is classified exactly once (batched, extfrag and failures included)
     assert r.states["mm_page_alloc"] == {"pcp": 4, "pending (taken, not yet allocated)": 1}
@@ -249,6 +251,29 @@ def test_policy_synthetic_counts_by_hand(tmp_path):
     assert r.model_events["mm_page_alloc"] == 7 and r.model_events["mm_page_free"] == 8
     # one allocation (the second T+512) is still live
     assert free_pages_and_pcp(m) == free0 - 1
+
+
+@pytest.mark.parametrize("design", sorted(DESIGNS))
+def test_every_design_replays(tmp_path, design):
+    """Policy replay runs on every design; exact replay on those with the buddy primitives.  A
+    design that cannot split an allocation in place keeps it whole until its last piece goes."""
+    path = write_trace(policy_rows(), tmp_path / "p.txt")
+    m = Machine.create("64M", cpus=2, design=design, evlog=1 << 16)
+    r = replay(path, mode="policy", machine=m)
+    p = r.policy
+    assert r.check == "ok" and p["model_free_errors"] == 0 and p["allocations"] == 7 and p["frees"] == 6
+    if design_has(type(m.state), SPLIT_NEEDS):
+        assert p["frees_of_trace_allocations"] == 3 and p["split_frees"] == 1 and p["splits_deferred"] == 0
+    else:
+        # T+129 splits the order-2 entry (deferred); T+128 and T+130 are pieces too
+        assert p["frees_of_trace_allocations"] == 1 and p["split_frees"] == 3 and p["splits_deferred"] == 1
+    m = Machine.create("64M", cpus=2, design=design)
+    if design_has(type(m.state), EXACT_NEEDS):
+        r = replay(frame(exact_rows()), mode="exact", machine=m)
+        assert r.check == "ok" and sum(r.inconsistencies.values()) == 6
+    else:
+        with pytest.raises(ConfigError, match="exact replay needs"):
+            replay(frame(exact_rows()), mode="exact", machine=m)
 
 
 def test_policy_model_failures_are_counted_not_fatal(tmp_path):
@@ -399,6 +424,20 @@ def test_sample_exact_replay(sample_exact):
     assert abs(n["proc_free_pages_diff_pct"]) < 3.0
     for o in range(4, 11):
         assert abs(n["model"][o] - n["proc"][o]) <= max(1, 0.02 * n["proc"][o])
+
+
+@pytest.mark.parametrize("design", [d for d in sorted(DESIGNS) if d != "linux"])
+def test_sample_on_other_designs(design):
+    """Other designs replay the real sample with their invariants intact.  Exact replay leaves
+    alone the pages a design took for its own metadata (radix tree-node pages), counted."""
+    m = Machine.create("64M", design=design)
+    if design_has(type(m.state), EXACT_NEEDS):
+        r = replay(None, mode="exact", design=design)
+        assert r.check == "ok"
+        n = r.final_vs_real["0:Normal"]
+        assert abs(n["proc_free_pages_diff_pct"]) < 3.0
+    r = replay(None, mode="policy", design=design)
+    assert r.check == "ok" and r.policy["model_free_errors"] == 0
 
 
 def test_sample_policy_replay():

@@ -70,3 +70,18 @@ def test_errors_are_one_line(tmp_path):
     p = subprocess.run([sys.executable, "-c", "from memdesc.cli import main; main()", "replay", "--mode", "fast",
                         str(tmp_path)], capture_output=True, text=True, timeout=300, check=False)
     assert p.returncode == 2 and "--mode must be one of exact, policy" in " ".join(p.stderr.split())
+
+
+def test_churn_trace_out_replays_to_the_same_machine(tmp_path):
+    """``memdesc churn --trace-out`` then ``memdesc replay`` of that file on the same machine."""
+    trace, cj, rj = tmp_path / "churn.txt.zst", tmp_path / "churn.json", tmp_path / "replay.json"
+    args = ["--mem", "256M", "--cpus", "2"]
+    r = CliRunner().invoke(app, ["churn", *args, "--ops", "3000", "--orders", "mix", "--gfp", "mix",
+                                 "--trace-out", str(trace), "--json", str(cj)])
+    assert r.exit_code == 0, r.output
+    for mode in ("exact", "policy"):
+        r = CliRunner().invoke(app, ["replay", str(trace), *args, "--mode", mode, "--json", str(rj)])
+        assert r.exit_code == 0, r.output
+        churn, rep = json.loads(cj.read_text()), json.loads(rj.read_text())
+        assert rep["check"] == "ok" and rep["inconsistencies"] == {}
+        assert rep["buddyinfo"] == churn["buddyinfo"] and rep["free_pages"] == churn["free_pages"]

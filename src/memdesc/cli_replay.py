@@ -22,8 +22,6 @@ PathArg = Annotated[Path | None, typer.Argument(
 def _buddy_lines(final: dict) -> list[str]:
     lines = []
     for key, d in final.items():
-        if key.startswith("_"):
-            continue
         node, zone = key.split(":", 1)
         head = f"Node {node}, zone {zone:>8s} "
         lines.append(f"model       {head}" + "".join(f"{x:6d} " for x in d["model"])
@@ -126,8 +124,8 @@ def register(app: typer.Typer) -> None:
         if r.final_vs_real:
             console.print("[bold]final buddyinfo: model beside after.buddyinfo and after.kpageflags[/]")
             console.print("\n".join(_buddy_lines(r.final_vs_real)), markup=False, highlight=False, soft_wrap=True)
-            pcp = r.final_vs_real.get("_pcp_pages")
-            if pcp:
+            pcp = r.pcp_pages
+            if "after_zoneinfo" in pcp:
                 console.print(f"pages on per-CPU lists: model {pcp['model']}, after.zoneinfo {pcp['after_zoneinfo']}")
             print_proc_views(m, ("unusable_index", "extfrag_index"))
         else:

@@ -131,6 +131,7 @@ class ReplayResult:
     model_events: dict[str, int] | None = None
     replay_map_bytes: int = 0
     final_vs_real: dict | None = None
+    pcp_pages: dict = field(default_factory=dict)
     samples: pl.DataFrame | None = None
     check: str = "not run"
 
@@ -149,6 +150,7 @@ class ReplayResult:
             "lost_events": self.lost_events, "inconsistencies": self.inconsistencies, "notes": self.notes,
             "states": self.states, "policy": self.policy, "model_events": self.model_events,
             "replay_map_bytes": self.replay_map_bytes, "final_vs_real": self.final_vs_real,
+            "pcp_pages": self.pcp_pages,
             "check": self.check,
         })
         return d
@@ -176,24 +178,39 @@ def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evl
 
 @dataclass
 class StartState:
-    """The machine a replay starts from, and what its snapshot says that the model cannot.
+    """The machine a replay starts from, and what the replay knows about it.
 
     ``unavailable``: per pfn, whether the snapshot saw it as not yet there (an all-zero
     kpageflags section: memory the kernel had not accepted or onlined yet).
-    ``pre_pfn``/``pre_order``: the snapshot's allocations (policy replay keys them at their own
-    pfns); None for an empty machine.
+    ``pre_pfn``/``pre_order``: the allocations that existed before the trace (the snapshot's;
+    none on an empty machine; on a machine passed in, every allocation it holds).  Any other
+    allocation the model holds is the design's own metadata (radix tree-node pages, vmem
+    descriptor pages): replay never touches it.  ``from_snapshot``: started from a capture.
     """
 
     machine: Machine
     unavailable: np.ndarray
-    pre_pfn: np.ndarray | None = None
-    pre_order: np.ndarray | None = None
+    pre_pfn: np.ndarray
+    pre_order: np.ndarray
+    from_snapshot: bool = False
+
+    @classmethod
+    def of_machine(cls, machine: Machine) -> StartState:
+        """A machine passed in: every allocation it holds counts as allocated before the trace."""
+        owner = machine.design.zs.owner
+        heads = np.flatnonzero((owner != core.OWNER_NONE) & (owner != core.OWNER_RESERVED)
+                               & (owner != core.OWNER_PCP)).astype(np.int64)
+        return cls(machine, np.zeros(1, np.bool_), heads, (owner[heads].astype(np.int64) >> 1) & 0xF)
 
 
 def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
-                  cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1) -> StartState:
-    """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one."""
-    evlog = EVLOG_ROWS if mode == "policy" else 0
+                  cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1,
+                  model_events: bool = True) -> StartState:
+    """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one.
+
+    In policy mode the machine records its own kmem events (counted, not kept) unless
+    ``model_events`` is false."""
+    evlog = EVLOG_ROWS if (mode == "policy" and model_events) else 0
     if src.capture is not None:
         if mem is not None:
             raise ConfigError("--mem applies to a bare trace file; a capture's machine comes from its zoneinfo")
@@ -202,9 +219,10 @@ def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str 
 
         m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
         return StartState(m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE),
-                          state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64))
+                          state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64), True)
     m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog)
-    return StartState(m, np.zeros(1, np.bool_))
+    empty = np.zeros(0, np.int64)
+    return StartState(m, np.zeros(1, np.bool_), empty, empty)
 
 
 # ------------------------------------------------------------------ comparison with the real after state
@@ -219,7 +237,9 @@ def _pct(a: int, b: int) -> float | None:
 
 
 def compare_final(machine: Machine, capture: Path) -> dict | None:
-    """Per zone: the model's free lists beside after.buddyinfo and after.kpageflags' free state."""
+    """Per zone ("NODE:ZONE"): the model's free lists beside after.buddyinfo and the free state
+    rebuilt from after.kpageflags: counts per order, their differences, free pages and the
+    differences in percent of the real value."""
     from memdesc.snapshot import capture as open_capture
     from memdesc.trace.kpageflags import KPageSnapshot
 
@@ -248,9 +268,17 @@ def compare_final(machine: Machine, capture: Path) -> dict | None:
             row[f"{name}_free_pages_diff_pct"] = _pct(row["model_free_pages"], rp)
             row[f"{name}_order_diff_pct"] = [_pct(a, b) for a, b in zip(mo, real, strict=False)]
         out[key] = row
-    zinfo = files.zoneinfo()
-    out["_pcp_pages"] = {"model": int(machine.design.zs.pcp[:, :, core.PCP_COUNT].sum()),
-                         "after_zoneinfo": int(sum(p.count for z in zinfo if z.pagesets for p in z.pagesets))}
+    return out
+
+
+def pcp_pages(machine: Machine, capture: Path | None) -> dict:
+    """Pages on per-CPU lists at the end: the model's, and after.zoneinfo's when there is one."""
+    out = {"model": int(machine.design.zs.pcp[:, :, core.PCP_COUNT].sum())}
+    zi = capture / "after.zoneinfo" if capture is not None else None
+    if zi is not None and zi.is_file():
+        from memdesc.mm import vmstat
+
+        out["after_zoneinfo"] = int(sum(p.count for z in vmstat.read_zoneinfo(zi) if z.pagesets for p in z.pagesets))
     return out
 
 
@@ -303,17 +331,19 @@ def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) ->
 
 
 def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
-               unavail: np.ndarray) -> tuple[float, dict]:
+               start: StartState) -> tuple[float, dict]:
     d = m.design
     if not isinstance(d, BuddyDesign) or not K.design_has(type(d.state), K.EXACT_NEEDS):
         raise ConfigError(f"exact replay needs a design built on the shared buddy code (linux, radix): the "
                           f"{d.name} design lacks the primitives it uses ({', '.join(K.EXACT_NEEDS)})")
     st = m.state
     loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
+    loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC
     cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
     xc = np.zeros(K.NR_X, np.int64)
     ncpu = m.nr_cpus
     pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
+    unavail = start.unavailable
     samples, pos, sn = samp
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
             cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
@@ -329,10 +359,10 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
                 npfn: int) -> tuple[float, dict]:
     st = m.state
     unavail = start.unavailable
-    nmap = max(npfn, st.owner.shape[0] if start.pre_pfn is not None else 0, 1)
+    nmap = max(npfn, st.owner.shape[0] if start.pre_pfn.shape[0] else 0, 1)
     map_pfn = np.full(nmap, -1, np.int64)
     map_order = np.full(nmap, K.MAP_NONE, np.int8)
-    if start.pre_pfn is not None:
+    if start.pre_pfn.shape[0]:
         keep = start.pre_pfn < nmap
         map_pfn[start.pre_pfn[keep]] = start.pre_pfn[keep]
         map_order[start.pre_pfn[keep]] = (K.MAP_PRE + start.pre_order[keep]).astype(np.int8)
@@ -373,7 +403,7 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
 def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
            design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
-           mt_names: tuple[str, ...] | None = None,
+           mt_names: tuple[str, ...] | None = None, model_events: bool = True,
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
@@ -384,7 +414,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     machine of a bare trace.  ``every``: sample the free lists every N events
     (``result.samples``).  ``strict``: malformed trace lines raise FormatError.
     ``mt_names``: the traced kernel's migratetype names in its numbering (default: the
-    capture's pagetypeinfo, else the machine's configuration).  ``progress(n)`` is called
+    capture's pagetypeinfo, else the machine's configuration).  ``model_events``: in policy
+    mode, count the model's own kmem events (its event log; costs a little time).
+    ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
     """
     if mode not in MODES:
@@ -411,12 +443,13 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     trace_cpus = int(df["cpu"].max()) + 1 if df.height else 1
     capture = src.capture if src is not None else None
     if machine is None:
-        start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus)
+        start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus,
+                              model_events)
         machine = start.machine
     elif mem is not None or cpus is not None:
         raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
     else:
-        start = StartState(machine, np.zeros(1, np.bool_))
+        start = StartState.of_machine(machine)
     if mt_names is None:
         mt_names = machine.migratetype_names
         if capture is not None:
@@ -434,7 +467,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     if on_start:
         on_start(n)
     if mode == "exact":
-        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start.unavailable)
+        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start)
         cnt, xc = out["cnt"], out["xc"]
         states = {}
         inconsistencies = {}
@@ -453,7 +486,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         pc = out["pc"]
         policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
-        if start.pre_pfn is not None:
+        if start.from_snapshot:
             bad.append("frees_of_unknown_pages")
         inconsistencies = {k: policy[k] for k in bad if policy[k]}
         notes = {}
@@ -469,7 +502,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         capture=str(capture) if capture else None, events=events, events_replayed=n, seconds=elapsed,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
-        replay_map_bytes=out["map_bytes"], final_vs_real=final, samples=samples, check=machine.check())
+        replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
+        samples=samples, check=machine.check())
 
 
 __all__ = ["MODES", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final", "mt_table",

@@ -36,7 +36,10 @@ Any other state is an *inconsistency* (counted per event and state in ``cnt``) b
 still resolved: the range is first brought to no state whatever it held (free blocks
 taken, pcp entries removed, allocations split and released), so the model's invariants
 always hold.  Ranges touching reserved pages or holes, or that are misaligned, are
-skipped (counted).  The migratetype a zone_locked or pcpu_drain event prints is the
+skipped (counted), and so are pages the *design* allocated for its own metadata (radix's
+tree-node pages: an allocation neither the snapshot nor the trace made): in the real
+machine they held something else, in the model they are the design's, and replay must not
+free them behind its back.  The migratetype a zone_locked or pcpu_drain event prints is the
 pageblock's (free lists follow pageblock types since 6.9): a pageblock whose modelled
 type differs is corrected (``move_freepages_block``), which repairs the types the
 snapshot import could only infer.
@@ -98,11 +101,12 @@ OWNER_RESERVED = core.OWNER_RESERVED
 
 # ------------------------------------------------------------------ exact replay: page states
 (S_FREE, S_PCP, S_PCP_OTHER_CPU, S_PENDING, S_ALLOC, S_ALLOC_LARGER, S_PCP_LARGER, S_MIXED,
- S_UNAVAILABLE, S_RESERVED, S_BAD) = range(11)
-NR_STATES = 11
+ S_DESIGN, S_UNAVAILABLE, S_RESERVED, S_BAD) = range(12)
+NR_STATES = 12
 #: how each state is named in reports
 STATE_NAMES = ("free", "pcp", "pcp of another cpu", "pending (taken, not yet allocated)", "allocated",
                "inside a larger allocation", "inside a larger pcp block", "mixed (several blocks or states)",
+               "the design's own metadata pages (allocated by neither the snapshot nor the trace)",
                "not yet accepted/online (all-zero section in the snapshot)",
                "reserved, hole or outside the zones", "misaligned pfn or bad order")
 #: states in which each event is expected (anything else is an inconsistency)
@@ -115,17 +119,20 @@ EXPECTED = {
     EV_EXTFRAG: (S_FREE, S_PCP, S_PENDING),
 }
 
-#: replay-side location of a page (``loc`` array, exact mode): none, pending, or cpu * NR_PCP_LISTS + pindex
+#: replay-side location of a page (``loc`` array, exact mode): cpu * NR_PCP_LISTS + pindex on a pcp
+#: list; for an allocation head, one of these (an allocation head with LOC_NONE was made by the
+#: design itself, e.g. radix's tree-node pages: replay does not touch it)
 LOC_NONE = -1
-LOC_PENDING = -2
+LOC_PENDING = -2   # taken off the free lists for its caller, mm_page_alloc not seen yet
+LOC_ALLOC = -3     # allocated by the snapshot or by the trace
 
 # misc counters of the exact kernel
 (X_FAILED, X_CPU_FOLDED, X_PB_CORRECTED, X_PB_EXTFRAG, X_EXTFRAG_MISMATCH, X_EXTFRAG_TAKE,
- X_SPLIT_FREE, X_ACCEPTED, X_ACCEPTED_UNSEEN) = range(9)
-NR_X = 9
+ X_SPLIT_FREE, X_ACCEPTED, X_ACCEPTED_UNSEEN, X_DESIGN_TOOK) = range(10)
+NR_X = 10
 X_NAMES = ("failed_allocations", "cpu_folded", "pageblock_types_corrected", "pageblock_types_changed_by_extfrag",
            "extfrag_fallback_type_mismatch", "extfrag_claimed_without_zone_locked", "split_frees",
-           "pages_accepted", "blocks_accepted_without_a_free")
+           "pages_accepted", "blocks_accepted_without_a_free", "events_skipped_design_took_the_pages")
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -192,10 +199,13 @@ def _pcp_order(loc, pfn):
 
 
 @njit
-def _scan_reserved(st, pfn, end):
+def _scan_mixed(st, loc, pfn, end):
     for p in range(pfn, end):
-        if st.owner[p] == OWNER_RESERVED:
+        v = st.owner[p]
+        if v == OWNER_RESERVED:
             return S_RESERVED
+        if v != OWNER_NONE and v != OWNER_PCP and loc[p] == LOC_NONE:
+            return S_DESIGN
     return S_MIXED
 
 
@@ -244,23 +254,27 @@ def classify(st, loc, unavail, pfn, order, cpu):
             return S_PCP if np.int64(loc[pfn]) // NR_PCP_LISTS == cpu else S_PCP_OTHER_CPU
         if o > order:
             return S_PCP_LARGER
-        return _scan_reserved(st, pfn, end)
+        return _scan_mixed(st, loc, pfn, end)
     if v != OWNER_NONE:
+        if loc[pfn] == LOC_NONE:
+            return S_DESIGN
         o = core.owner_order(v)
         if o == order:
             return S_PENDING if loc[pfn] == LOC_PENDING else S_ALLOC
         if o > order:
             return S_ALLOC_LARGER
-        return _scan_reserved(st, pfn, end)
+        return _scan_mixed(st, loc, pfn, end)
     h = core.find_free_block_containing(st, pfn)
     if h >= 0:
         if h + (np.int64(1) << buddy_order(st, h)) >= end:
             return S_FREE
-        return _scan_reserved(st, pfn, end)
+        return _scan_mixed(st, loc, pfn, end)
     hh, ho = containing_block(st, loc, pfn, order)
     if hh >= 0:
-        return S_PCP_LARGER if st.owner[hh] == OWNER_PCP else S_ALLOC_LARGER
-    return _scan_reserved(st, pfn, end)
+        if st.owner[hh] == OWNER_PCP:
+            return S_PCP_LARGER
+        return S_DESIGN if loc[hh] == LOC_NONE else S_ALLOC_LARGER
+    return _scan_mixed(st, loc, pfn, end)
 
 
 @njit
@@ -331,17 +345,23 @@ def _free_outside(st, head, horder, pfn, order):
 
 @njit
 def release_range(st, loc, pfn, order, state):
-    """Bring [pfn, pfn + 2^order) from ``state`` to no state: off every list, not allocated."""
+    """Bring [pfn, pfn + 2^order) from ``state`` to no state: off every list, not allocated.
+
+    Returns False if the design refused: a design that keeps its metadata in allocator pages
+    (radix) may take the very block for itself while the replay works; the range is then
+    left in valid states (what was already released goes back to the free lists)."""
     if state == S_FREE:
-        dispatch.pa_take(st, pfn, order)
-    elif state == S_PCP or state == S_PCP_OTHER_CPU:
+        return dispatch.pa_take(st, pfn, order) == core.OK
+    if state == S_PCP or state == S_PCP_OTHER_CPU:
         pcp_remove(st, loc, pfn)
     elif state == S_PENDING or state == S_ALLOC:
         _unallocate(st, loc, pfn, order)
     elif state == S_ALLOC_LARGER:
         h, ho = containing_block(st, loc, pfn, order)
-        loc[h] = LOC_NONE
         split_allocation(st, h, ho, pfn, order)
+        for q in range(h, h + (np.int64(1) << ho)):
+            if st.owner[q] != OWNER_NONE:
+                loc[q] = LOC_ALLOC
         _unallocate(st, loc, pfn, order)
     elif state == S_PCP_LARGER:
         h, ho = containing_block(st, loc, pfn, order)
@@ -356,15 +376,21 @@ def release_range(st, loc, pfn, order, state):
             if v == OWNER_PCP:
                 p += np.int64(1) << pcp_remove(st, loc, p)
             elif v != OWNER_NONE and v != OWNER_RESERVED:
+                if loc[p] == LOC_NONE:  # the design's own page, made while we worked
+                    core.memblock_free_pages_range(st, pfn, p)
+                    return False
                 o = core.owner_order(v)
                 _unallocate(st, loc, p, o)
                 p += np.int64(1) << o
             elif is_buddy(st, p):
                 o = buddy_order(st, p)
-                dispatch.pa_take(st, p, o)
+                if dispatch.pa_take(st, p, o) != core.OK:
+                    core.memblock_free_pages_range(st, pfn, p)
+                    return False
                 p += np.int64(1) << o
             else:
                 p += 1
+    return True
 
 
 @njit
@@ -437,6 +463,14 @@ def free_block(st, loc, pfn, order, cpu, pcp_on):
 
 
 @njit
+def _release(st, loc, pfn, order, state, xc):
+    if release_range(st, loc, pfn, order, state):
+        return True
+    xc[X_DESIGN_TOOK] += 1
+    return False
+
+
+@njit
 def _state(st, loc, unavail, pfn, order, cpu, e, cnt, xc):
     """classify(), counted; pages not yet accepted/online are brought in first (the kernel
     must have done so before this event: the trace did not show it)."""
@@ -466,31 +500,31 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
                 st.stats[core.ST_ALLOC_FAIL] += 1
             else:
                 s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-                if s < S_UNAVAILABLE:
-                    release_range(st, loc, p, o, s)
+                if s <= S_MIXED and _release(st, loc, p, o, s, xc):
                     mt = np.int64(mt_col[i])
                     core.prep_new_page(st, p, o, np.int64(gfp_col[i]), mt if 0 <= mt < MIGRATE_TYPES else 0)
+                    loc[p] = LOC_ALLOC
                     st.stats[core.ST_ALLOC] += 1
                     st.stats[core.ST_ALLOC_PAGES] += np.int64(1) << o
                     st.zstats[core.page_zone(st, p), core.ZS_PGALLOC] += np.int64(1) << o
         elif e == EV_ZONE_LOCKED:
             s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s < S_UNAVAILABLE:
+            if s <= S_MIXED:
                 mt = np.int64(mt_col[i])
                 if s == S_FREE and 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
                     xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
-                release_range(st, loc, p, o, s)
-                taken(st, loc, p, o, c, mt, refill_col[i] == 1)
+                if _release(st, loc, p, o, s, xc):
+                    taken(st, loc, p, o, c, mt, refill_col[i] == 1)
         elif e == EV_FREE:
             s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
             if s == S_UNAVAILABLE:
                 if accept_block(st, unavail, p, o):
                     xc[X_ACCEPTED] += np.int64(1) << o
-            elif s < S_UNAVAILABLE:
+            elif s <= S_MIXED:
                 if s == S_ALLOC_LARGER:
                     xc[X_SPLIT_FREE] += 1
-                release_range(st, loc, p, o, s)
-                free_block(st, loc, p, o, c, pcp_on)
+                if _release(st, loc, p, o, s, xc):
+                    free_block(st, loc, p, o, c, pcp_on)
         elif e == EV_FREE_BATCHED:
             # printed order=0 whatever the folio's order: only check the head is no longer allocated
             if p < 0 or p >= npages:
@@ -504,25 +538,24 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
             cnt[e, s] += 1
         elif e == EV_PCPU_DRAIN:
             s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s < S_UNAVAILABLE:
+            if s <= S_MIXED:
                 mt = np.int64(mt_col[i])
                 if 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
                     xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
-                release_range(st, loc, p, o, s)
-                core.split_large_buddy(st, core.page_zone(st, p), p, o, core.FPI_NONE)
-                st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
+                if _release(st, loc, p, o, s, xc):
+                    core.split_large_buddy(st, core.page_zone(st, p), p, o, core.FPI_NONE)
+                    st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
         elif e == EV_EXTFRAG:
             st.stats[core.ST_EXTFRAG] += 1
             amt = np.int64(mt_col[i])
             s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s < S_UNAVAILABLE:
+            if s <= S_MIXED:
                 if chown_col[i] == 1 and 0 <= amt < MIGRATE_TYPES:
                     cur = core.get_pfnblock_migratetype(st, p)
                     if cur != amt and cur != np.int64(fbmt_col[i]):
                         xc[X_EXTFRAG_MISMATCH] += 1
                     xc[X_PB_EXTFRAG] += set_block_type(st, p, max(np.int64(fbo_col[i]), o), amt)
-                if s == S_FREE:
-                    release_range(st, loc, p, o, s)
+                if s == S_FREE and _release(st, loc, p, o, s, xc):
                     taken(st, loc, p, o, c, amt, True)
                     xc[X_EXTFRAG_TAKE] += 1
         if every > 0 and (i + 1) % every == 0:
