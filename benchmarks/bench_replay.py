@@ -25,25 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
 from pathlib import Path
 
+from bench_churn import cpu_model  # benchmarks/ is on sys.path when this script runs
 from memdesc.mm.page_alloc import DESIGNS
 from memdesc.replay import replay, sample_path
 
 SHARED = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
     Path(__file__).resolve().parents[1].parent / "shared" / "traces", Path("/work/shared/traces")]
-
-
-def cpu_model() -> str:
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def capture_dir(name: str) -> Path | None:

@@ -113,7 +113,8 @@ def register(app: typer.Typer) -> None:
         if notes:
             console.print("notes: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
         if r.inconsistencies:
-            it = Table(title="inconsistencies (event: state the model held the pages in)", title_justify="left")
+            what = "event: state the model held the pages in" if r.mode == "exact" else "policy replay"
+            it = Table(title=f"inconsistencies ({what})", title_justify="left")
             it.add_column("kind")
             it.add_column("count", justify="right")
             for k, v in sorted(r.inconsistencies.items(), key=lambda kv: -kv[1]):

@@ -554,7 +554,8 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
                     cur = core.get_pfnblock_migratetype(st, p)
                     if cur != amt and cur != np.int64(fbmt_col[i]):
                         xc[X_EXTFRAG_MISMATCH] += 1
-                    xc[X_PB_EXTFRAG] += set_block_type(st, p, max(np.int64(fbo_col[i]), o), amt)
+                    fbo = min(max(np.int64(fbo_col[i]), o), MAX_PAGE_ORDER)
+                    xc[X_PB_EXTFRAG] += set_block_type(st, p, fbo, amt)
                 if s == S_FREE and _release(st, loc, p, o, s, xc):
                     taken(st, loc, p, o, c, amt, True)
                     xc[X_EXTFRAG_TAKE] += 1
