@@ -14,7 +14,7 @@ $(BIN)/.installed: pyproject.toml
 install: $(BIN)/.installed
 
 run: $(BIN)/.installed
-	$(BIN)/memdesc churn --design linux --mem 16G --ops 2000000
+	$(BIN)/memdesc replay --sample --mode exact
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
