@@ -376,7 +376,8 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
     lost = 0
     ncpu = m.nr_cpus
     samples, pos, sn = samp
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"])
+    tick = np.full(1, -1, np.int64)  # next vmstat_update, in trace time (-1: at the first event)
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["ts_ns"], tick)
     def step(i: int, j: int) -> int:
         nonlocal lost, model_ev
         nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples, pos,

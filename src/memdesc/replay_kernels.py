@@ -600,8 +600,24 @@ ACCEPT_NEEDS = ("mark_freed", "list_add", "list_del", "list_first", "set_buddy",
 def design_has(state_type, names) -> bool:
     """Whether the design whose state (or numba struct type) class is ``state_type`` registered
     these primitives (memdesc.mm.page_alloc.dispatch)."""
-    impls = dispatch._REGISTRY.get(state_type)
-    return impls is not None and all(n in impls for n in names)
+    return dispatch.has(state_type, *names)
+
+
+def model_vmstat_update(st):
+    """core.vmstat_update() (pcp high decay) if the design can free pcp pages in bulk."""
+    if design_has(type(st), ("pcp_free_bulk",)):
+        core.vmstat_update(st)
+
+
+@overload(model_vmstat_update, prefer_literal=False)
+def _ol_model_vmstat_update(st):
+    if design_has(type(st), ("pcp_free_bulk",)):
+        def impl(st):
+            core.vmstat_update(st)
+    else:
+        def impl(st):
+            pass
+    return impl
 
 
 def model_split(st, head, horder, pfn, order):
@@ -788,15 +804,23 @@ def policy_free(st, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
 
 
 @njit
-def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, first, last, ncpu, map_pfn, map_order,
-                  defer, pc, every, samples, sample_pos, sample_n, evlog_limit):
+def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, ts_col, tick, first, last, ncpu, map_pfn,
+                  map_order, defer, pc, every, samples, sample_pos, sample_n, evlog_limit):
     """Serve events [first, last) with the design's own policy (see the module docstring).
+
+    The model's periodic work runs on the trace's clock: once per second of trace time
+    (``tick[0]`` holds the next due timestamp) ``core.vmstat_update`` decays the per-CPU
+    lists' high marks, as the kernel's vmstat_update() does.
 
     Returns the index after the last event handled: it stops early when the model's event
     log holds more than ``evlog_limit`` rows, so the caller can count and empty it.
     """
     nmap = map_order.shape[0]
     for i in range(first, last):
+        if ts_col[i] >= tick[0]:
+            if tick[0] >= 0:
+                model_vmstat_update(st)
+            tick[0] = ts_col[i] + core.VMSTAT_INTERVAL_NS
         e = np.int64(ev[i])
         c = fold_cpu(np.int64(cpu_col[i]), ncpu, pc, P_CPU_FOLDED)
         p = np.int64(pfn_col[i])

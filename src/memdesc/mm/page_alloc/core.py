@@ -72,6 +72,7 @@ from memdesc.mm.page_alloc.dispatch import (
     mark_allocated,
     mark_freed,
     mark_reserved,
+    pcp_free_bulk,
     set_buddy,
 )
 
@@ -1531,3 +1532,37 @@ def init_from_snapshot(st, res_pfns, alloc_pfn, alloc_order, alloc_mt, alloc_gfp
         st.owner[p] = OWNER_PCP
         st.pcp[cpu, z, PCP_COUNT] += 1
     return n
+
+
+# ------------------------------------------------------------------ periodic work (vmstat_update)
+
+#: sysctl_stat_interval: vmstat_update() runs on every CPU once a second (HZ)
+VMSTAT_INTERVAL_NS = 1_000_000_000
+
+
+@njit
+def decay_pcp_high(st, z, cpu):
+    """decay_pcp_high(): shrink an idle pcp's high by 1/8 toward high_min and free the excess."""
+    pcp = st.pcp[cpu, z]
+    todo = 0
+    high_min = pcp[PCP_HIGH_MIN]
+    batch = pcp[PCP_BATCH]
+    if pcp[PCP_HIGH] > high_min:
+        pcp[PCP_HIGH] = max(pcp[PCP_COUNT] - (batch << CONFIG_PCP_BATCH_SCALE_MAX),
+                            pcp[PCP_HIGH] - (pcp[PCP_HIGH] >> 3), high_min)
+        if pcp[PCP_HIGH] > high_min:
+            todo += 1
+    to_drain = pcp[PCP_COUNT] - pcp[PCP_HIGH]
+    if to_drain > 0:
+        pcp_free_bulk(st, z, to_drain, cpu, 0)
+        todo += 1
+    return todo
+
+
+@njit
+def vmstat_update(st):
+    """refresh_cpu_vm_stats(do_pagesets=true) on every CPU: decay every populated zone's pcp."""
+    for cpu in range(st.cpu_node.shape[0]):
+        for z in range(st.z_start.shape[0]):
+            if st.z_managed[z] > 0:
+                decay_pcp_high(st, z, cpu)

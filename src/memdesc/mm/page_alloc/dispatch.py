@@ -85,6 +85,17 @@ pa_take = primitive("pa_take", "pa_take(st, pfn, order) -> 0, or E_BUSY: take th
 pa_drain = primitive("pa_drain", "pa_drain(st): drain every per-cpu list back to the allocator.",
                      required=True)
 
+pcp_free_bulk = primitive("pcp_free_bulk", "pcp_free_bulk(st, z, count, cpu, pindex): free_pcppages_bulk() - "
+                          "return count pages of cpu's pcp lists of zone z to the allocator (optional).")
+
+
+def has(state_type: type, *names: str) -> bool:
+    """Whether the design whose state class (or numba struct type class) is ``state_type``
+    registered all these primitives."""
+    impls = _REGISTRY.get(state_type)
+    return impls is not None and all(n in impls for n in names)
+
+
 # ----------------------------------------------------------------- buddy primitives
 # Lists are identified by a list id (see core.buddy_lid / core.pcp_lid); pfns are int64.
 

@@ -214,6 +214,7 @@ dispatch.register(LinuxState, {
     "pa_free": linux_pa_free,
     "pa_take": linux_pa_take,
     "pa_drain": linux_pa_drain,
+    "pcp_free_bulk": core.free_pcppages_bulk,
     "list_add": linux_list_add,
     "list_del": linux_list_del,
     "list_first": linux_list_first,

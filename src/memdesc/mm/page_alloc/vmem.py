@@ -734,6 +734,7 @@ dispatch.register(VmemState, {
     "pa_free": vmem_free_pages,
     "pa_take": vmem_take,
     "pa_drain": vmem_pa_drain,
+    "pcp_free_bulk": vmem_free_pcppages_bulk,
     "list_first": vmem_list_first,
 })
 
