@@ -90,6 +90,15 @@ class Design(ABC):
     def nr_free(self) -> np.ndarray:
         return self.zs.nr_free
 
+    def design_stats(self) -> dict:
+        """Design-specific figures for reports (radix: tree nodes; vmem: descriptors).
+
+        Every design reports ``free_path_allocations`` (metadata allocations made while
+        freeing) and ``free_stalls`` (frees that could not complete) in ``stats``; a design
+        with separately allocated metadata adds its own counters here.
+        """
+        return {}
+
     def bookkeeping_bytes(self) -> dict[str, int]:
         """Simulation bookkeeping (not design metadata): owner bytes, stats, event log."""
         zs = self.zs
