@@ -25,6 +25,7 @@ import numpy as np
 
 from memdesc import _mem as hugemem
 from memdesc._numba import njit
+from memdesc._prefetch import prefetch, prefetch_page
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as gfpmod
 from memdesc.mm.machine import Machine
@@ -70,10 +71,26 @@ def below(rng, n):
     return np.int64(((xorshift64s(rng) >> np.uint64(21)) * np.uint64(n)) >> np.uint64(32))
 
 
+@njit(inline="always")
+def scale(r, n):
+    return np.int64(((r >> np.uint64(21)) * np.uint64(n)) >> np.uint64(32))
+
+
 @njit
 def free_random(st, live, ctr, rng, cpu):
-    """Free a random live allocation; live entries are pfn << 4 | order."""
-    j = below(rng, ctr[0])
+    """Free a random live allocation; live entries are pfn << 4 | order.
+
+    Victims are drawn two frees ahead (rng[1], rng[2]) so that the live-table slot of the
+    victim after next and the struct page of the next victim can be prefetched.
+    """
+    n = ctr[0]
+    j = scale(rng[1], n)
+    rng[1] = rng[2]
+    rng[2] = xorshift64s(rng)
+    prefetch(live, scale(rng[2], n))
+    nxt = scale(rng[1], n)
+    if nxt < n:
+        prefetch_page(st, live[nxt] >> 4)
     v = live[j]
     order = v & 15
     if dispatch.pa_free(st, v >> 4, order, cpu) != 0:
@@ -215,7 +232,9 @@ class Churn:
         cap = max(16, self.target + 1024)
         self.live = hugemem.zeros(cap, np.int64)
         self.ctr = np.zeros(8, np.int64)
-        self.rng = np.array([np.uint64(seed * 0x9E3779B97F4A7C15 % (1 << 64) or 1)], np.uint64)
+        self.rng = np.array([np.uint64(seed * 0x9E3779B97F4A7C15 % (1 << 64) or 1), 0, 0], np.uint64)
+        self.rng[1] = xorshift64s(self.rng)
+        self.rng[2] = xorshift64s(self.rng)
         self.ncpu = machine.nr_cpus
 
     def fill(self) -> float:
