@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
+from memdesc.cli_replay import RadixNodesOpt
 from memdesc.errors import MemdescError
 from memdesc.units import format_size
 
@@ -159,9 +160,12 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
               help="vmem: fail this fraction of descriptor allocations (fault injection).")] = 0.0,
           trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Write the run's kmem events as an "
                                                           "ftrace text trace (.zst/.gz/plain).")] = None,
-          json_path: JsonOpt = None) -> None:
+          radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None) -> None:
     """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation."""
     from memdesc.churn import Churn
+    from memdesc.mm.page_alloc import design_spec
+
+    design = design_spec(design, radix_nodes=radix_nodes)
 
     evlog = 0
     if trace_out is not None:

@@ -17,6 +17,9 @@ import typer
 PathArg = Annotated[Path | None, typer.Argument(
     help="A trace file (ftrace text, .zst/.gz), or a capture directory (trace.txt.zst + before.*/after.*). "
          "Default: the bundled real sample.")]
+RadixNodesOpt = Annotated[str | None, typer.Option(
+    "--radix-nodes", metavar="POLICY", help="radix: where tree nodes come from: consume (default; Kent's path, "
+    "a free may need memory), reserve (reserved at allocation time; frees never allocate), host (not modelled).")]
 
 
 def _buddy_lines(final: dict) -> list[str]:
@@ -61,13 +64,17 @@ def register(app: typer.Typer) -> None:
                                                                        "samples.")] = Path("replay-samples.parquet"),
         strict: Annotated[bool, typer.Option("--strict", help="Malformed lines are errors; exit 1 if the replay "
                                                               "finds any inconsistency.")] = False,
+        radix_nodes: RadixNodesOpt = None,
     ) -> None:
         """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
         from rich.table import Table
 
         from memdesc.cli import _fail, _write_json, console, print_proc_views
+        from memdesc.mm.page_alloc import design_spec
         from memdesc.replay import replay, sample_path
+
+        design = design_spec(design, radix_nodes=radix_nodes)
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")

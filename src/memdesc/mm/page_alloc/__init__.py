@@ -4,6 +4,18 @@
 clear error.  Adding a design = a module with a state NamedTuple, its primitives
 registered in :mod:`~memdesc.mm.page_alloc.dispatch`, a :class:`~.base.Design`
 subclass, and an entry here.
+
+Design specs
+------------
+Wherever a design is named (``Machine.create(design=...)``, ``--design``, snapshots,
+replay) a *spec* ``NAME[:OPTIONS]`` is accepted.  ``OPTIONS`` is a comma-separated list of
+``key=value`` pairs, or a bare value for the design's main option; the design class turns
+them into a configured subclass with its ``with_options(**options)`` classmethod (its
+``spec_key`` names the main option).  Only ``radix`` has options today::
+
+    get_design("radix")                  # node policy consume (Kent's path)
+    get_design("radix:reserve")          # the same as "radix:radix_nodes=reserve"
+    Machine.create("4G", layout="i386", design="radix:reserve")
 """
 
 from __future__ import annotations
@@ -11,22 +23,72 @@ from __future__ import annotations
 from memdesc.errors import ConfigError
 from memdesc.mm.page_alloc.base import BuddyDesign, Design
 from memdesc.mm.page_alloc.linux import LinuxDesign
+from memdesc.mm.page_alloc.radix import RadixDesign
 from memdesc.mm.page_alloc.setup import AllocConfig
 from memdesc.mm.page_alloc.vmem import VmemDesign
 
 DESIGNS: dict[str, type[Design]] = {
     "linux": LinuxDesign,
+    "radix": RadixDesign,
     "vmem": VmemDesign,
 }
 
 
+def parse_design_spec(spec: str) -> tuple[str, dict[str, str]]:
+    """``"radix:reserve"`` -> ``("radix", {"": "reserve"})``; ``"a:k=v,x=y"`` -> ``("a", {k: v, x: y})``."""
+    name, sep, rest = str(spec).partition(":")
+    opts: dict[str, str] = {}
+    if sep:
+        for part in rest.split(","):
+            key, eq, value = part.partition("=")
+            if not eq:
+                key, value = "", key
+            key, value = key.strip(), value.strip()
+            if not value or key in opts:
+                raise ConfigError(f"design spec {spec!r}: expected NAME:VALUE or NAME:KEY=VALUE[,KEY=VALUE...]")
+            opts[key] = value
+    return name.strip(), opts
+
+
 def get_design(name: str | type[Design]) -> type[Design]:
+    """The design class for a class, a name or a spec ``NAME[:OPTIONS]`` (see the module doc)."""
     if isinstance(name, type) and issubclass(name, Design):
         return name
+    base, opts = parse_design_spec(name)
     try:
-        return DESIGNS[str(name)]
+        cls = DESIGNS[base]
     except KeyError:
-        raise ConfigError(f"unknown design {name!r}; known designs: {', '.join(DESIGNS)}") from None
+        raise ConfigError(f"unknown design {base!r}; known designs: {', '.join(DESIGNS)}") from None
+    if not opts:
+        return cls
+    with_options = getattr(cls, "with_options", None)
+    if with_options is None:
+        raise ConfigError(f"design {base!r} takes no options (got {name!r})")
+    if "" in opts:
+        opts[cls.spec_key] = opts.pop("")
+    return with_options(**opts)
 
 
-__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LinuxDesign", "get_design"]
+def design_spec(design: str, **options: str | None) -> str:
+    """A spec from a design name and options given separately (CLI flags such as
+    ``--radix-nodes``); options that are None are left out.  An option the design does not
+    take is an error naming the flag's design."""
+    given = {k: v for k, v in options.items() if v is not None}
+    if not given:
+        return design
+    base, opts = parse_design_spec(design)
+    cls = get_design(base)
+    for k in given:
+        owner = k.split("_", 1)[0]
+        if owner != base:
+            raise ConfigError(f"--{k.replace('_', '-')} applies to the {owner} design only, not {base!r}")
+    merged = {(k or getattr(cls, "spec_key", "")): v for k, v in opts.items()}
+    for k, v in given.items():
+        if k in merged:
+            raise ConfigError(f"--{k.replace('_', '-')} given twice (also in the design spec {design!r})")
+        merged[k] = v
+    return f"{base}:{','.join(f'{k}={v}' for k, v in merged.items())}"
+
+
+__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LinuxDesign", "RadixDesign", "design_spec",
+           "get_design", "parse_design_spec"]
