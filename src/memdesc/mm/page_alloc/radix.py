@@ -72,9 +72,10 @@ per-CPU list when it may be drained (count >= min(4 batch, high_min), the smalle
 on its list's overflow chain -- logically at the head (or tail) end, so deque order and
 every count stay exactly right -- linked through its own two words (word 1: next, word 0
 bits 10-50: previous; no memory is needed).  Parked entries are inserted into the tree,
-oldest first, at the start of every later operation when nodes can be had.  Each parking
-on a free path counts one ``free_stall``: in the kernel that free would have had to wait
-for lowmem.  The page is never lost and ``check()`` stays "ok".
+oldest first, at the start of every later operation when nodes can be had.  A free (or a
+drain) that parks any insertion counts one ``free_stall`` (``parked_on_free_path`` counts
+the insertions): in the kernel that free would have had to wait for lowmem.  The page is
+never lost and ``check()`` stays "ok".
 
 **Counted metadata**: the memmap (16 bytes per pfn), per list two ``struct xarray``
 (16 B each) and the deque's 12 words, ``nr_free`` per order, and node pages (``descriptors``:
@@ -163,7 +164,7 @@ RULE_NOWMARK, RULE_KERNEL, RULE_ATOMIC = 0, 1, 2
  RX_NOV, RX_MAX_END, RX_ENDS,
  RX_GRAB_PRELOAD, RX_GRAB_MIDOP, RX_GRAB_FREE, RX_GRAB_BOOT, RX_CONSUMED, RX_PARK_FREE, RX_PARK_ALLOC,
  RX_PARK_BOOT, RX_CAP_FAIL, RX_RESERVE_SHORT, RX_FLUSHED, RX_HOST_NODES, RX_META_FAIL,
- RX_FREE_NEED_MAX) = range(26)
+ RX_FREE_NEED_MAX, RX_STALLED) = range(27)
 NRX = 32
 RX_COUNTER_NAMES = {
     RX_GRAB_PRELOAD: "node_pages_preloaded",
@@ -227,6 +228,7 @@ _pb = field_getter("pb")
 _pb_zone = field_getter("pb_zone")
 _z_direct = field_getter("z_direct")
 _gzt = field_getter("gfp_zone_table")
+_stats = field_getter("stats")
 
 
 # ------------------------------------------------------------------ small helpers
@@ -640,7 +642,7 @@ def _park(st, lid, pfn, tail):
     ctx = rx[RX_CTX]
     if ctx == CTX_FREE:
         rx[RX_PARK_FREE] += 1
-        st.stats[core.ST_FREE_STALLS] += 1
+        rx[RX_STALLED] = 1  # counted once per free, by _free_end / radix_pa_drain
     elif ctx == CTX_BOOT:
         rx[RX_PARK_BOOT] += 1
     else:
@@ -980,11 +982,21 @@ def _free_begin(st, pfn, order, cpu, flushed):
     return FREE_NORMAL
 
 
+@njit_norc(inline="always")
+def _count_stall(st):
+    """One ``free_stall`` for a free (or drain) that parked any insertion."""
+    rx = _rx(st)
+    if rx[RX_STALLED]:
+        _stats(st)[core.ST_FREE_STALLS] += 1
+        rx[RX_STALLED] = 0
+
+
 @njit_norc
 def _free_end(st):
     rx = _rx(st)
     if rx[RX_ALLOCS] > 0:
         rx[RX_ALLOCS] -= 1
+    _count_stall(st)
     rx[RX_CTX] = CTX_IDLE
 
 
@@ -1128,6 +1140,7 @@ def radix_pa_drain(st):
     if rx[RX_NOV] > 0:
         _flush_all(st)
     core.drain_all_pages(st)
+    _count_stall(st)
     rx[RX_CTX] = CTX_IDLE
 
 
