@@ -275,6 +275,10 @@ from memdesc.cli_replay import register as _register_replay  # noqa: E402
 
 _register_replay(app)
 
+from memdesc.cli_scenario import register as _register_scenario  # noqa: E402
+
+_register_scenario(app)
+
 
 def main() -> None:
     try:

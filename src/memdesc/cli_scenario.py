@@ -1,0 +1,152 @@
+"""``memdesc scenario``: the folio thread's claims as reproducible experiments.
+
+Registered on the main typer app by :func:`register` (called from :mod:`memdesc.cli`).
+``memdesc scenario highmem-free`` runs :func:`memdesc.scenarios.highmem_free` for one
+design (or ``--design all``: every design and radix node policy) on one layout (or
+``--layout both``), prints what each step did and one row per run side by side, and with
+``--json`` writes ``{"scenario", "params", "runs": [ScenarioResult.as_dict(), ...]}``.
+Exit code 1 when a run's invariant check is not "ok".
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from memdesc.units import format_size
+
+
+def _verdict(r) -> str:
+    where = f"{r.label} on {r.layout}"
+    if r.check != "ok":
+        return f"[bold red]{where}[/]: check failed: {r.check}"
+    if r.stalled_frees:
+        return (f"[bold red]{where}[/]: {r.stalled_frees} of {r.frees_attempted} user-page frees stalled "
+                f"({r.free_stalls} insertions parked; {r.parked_after_frees} still waiting after the frees, "
+                f"{r.parked_after_release} after lowmem was released) -- the wall")
+    cost = []
+    if r.late_user_failed_for_metadata:
+        cost.append(f"{r.late_user_failed_for_metadata} of {r.late_user_attempts} later user allocations "
+                    "failed for metadata")
+    if r.metadata_node_bytes:
+        cost.append(f"{format_size(r.metadata_node_bytes)} of node/descriptor pages")
+    if r.reserve_bytes:
+        cost.append(f"reserve target {format_size(r.reserve_bytes)}")
+    if r.free_path_allocations:
+        cost.append(f"{r.free_path_allocations} free-path allocations")
+    return (f"[bold green]{where}[/]: 0 of {r.frees_attempted} frees stalled"
+            + (f"; cost: {', '.join(cost)}" if cost else ""))
+
+
+def phase_table(r):
+    """What each step of one run did (columns: attempts, successes, failures, failures for
+    metadata, stalled frees, free-path allocations, parked entries after the step)."""
+    from rich.table import Table
+
+    t = Table(title=f"{r.label} on {r.layout} {r.mem}: steps", title_justify="left")
+    t.add_column("step", no_wrap=True)
+    t.add_column("gfp", no_wrap=True)
+    for col in ("tried", "ok", "failed", "for metadata", "stalled", "free-path allocs", "parked"):
+        t.add_column(col, justify="right")
+    for i, p in enumerate(r.phases):
+        step = (1, 2, 2, 3, 4, 5)[i] if len(r.phases) == 6 else i + 1
+        t.add_row(f"{step} {p.name}", p.gfp, str(p.attempts), str(p.succeeded), str(p.failed),
+                  str(p.alloc_failed_for_metadata), str(p.stalled_frees), str(p.free_path_allocations),
+                  str(p.parked_after))
+    return t
+
+
+#: rows of the side-by-side table: label, value of a ScenarioResult
+ROWS = (
+    ("user pages (step 1)", lambda r: str(r.user_pages)),
+    ("kernel pages (step 2)", lambda r: str(r.kernel_pages)),
+    ("user frees (step 3)", lambda r: str(r.frees_attempted)),
+    ("stalled frees", lambda r: str(r.stalled_frees)),
+    ("free_stalls", lambda r: str(r.free_stalls)),
+    ("free_path_allocations", lambda r: str(r.free_path_allocations)),
+    ("parked after frees", lambda r: str(r.parked_after_frees)),
+    ("parked after release (step 5)", lambda r: str(r.parked_after_release)),
+    ("later user allocs (step 4)", lambda r: str(r.late_user_attempts)),
+    ("  failed", lambda r: str(r.late_user_failed)),
+    ("  failed for metadata", lambda r: str(r.late_user_failed_for_metadata)),
+    ("node/descriptor pages", lambda r: format_size(r.metadata_node_bytes)),
+    ("reserve target", lambda r: format_size(r.reserve_bytes) if r.policy == "reserve" else "-"),
+    ("nodes per free page", lambda r: "-" if r.nodes_per_free_page is None else f"{r.nodes_per_free_page:.4f}"),
+    ("check", lambda r: r.check),
+)
+
+
+def summary_table(results):
+    """Every run side by side: one column per design/policy/layout."""
+    from rich.table import Table
+
+    t = Table(title="highmem-free: user pages freed after kernel allocations exhausted lowmem",
+              title_justify="left")
+    t.add_column("")
+    for r in results:
+        t.add_column(f"{r.label}\n{r.layout}", justify="right")
+    for name, get in ROWS:
+        t.add_row(name, *(get(r) for r in results))
+    return t
+
+
+def register(app: typer.Typer) -> None:
+    """Add the ``scenario`` command group to ``app``."""
+    scenario_app = typer.Typer(add_completion=False, no_args_is_help=True,
+                               help="Reproducible experiments from the 2021 folio thread.")
+
+    @scenario_app.command("highmem-free")
+    def highmem_free_cmd(
+        design: Annotated[str, typer.Option("--design", help="linux, radix, vmem, or all (every design and "
+                                                              "radix node policy side by side).")] = "radix",
+        radix_nodes: Annotated[str | None, typer.Option(
+            "--radix-nodes", help="radix: consume (Kent: a freed lowmem page becomes tree nodes) or reserve "
+                                  "(Wilcox's rule: nodes reserved at allocation). Default consume; with "
+                                  "--design all, both.")] = None,
+        layout: Annotated[str, typer.Option("--layout", help="i386 (DMA/Normal/HighMem), x86_64 (all memory "
+                                                              "directly mapped) or both.")] = "i386",
+        mem: Annotated[str, typer.Option("--mem", help="Machine memory, e.g. 4G (i386 needs more than 896M "
+                                                        "for HighMem).")] = "4G",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the free order and CPU choice.")] = 1,
+        cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (per-CPU page lists).")] = None,
+        user_fraction: Annotated[float, typer.Option(
+            "--user-fraction", help="Fraction of the user pages allocated before the kernel exhausts lowmem "
+                                    "(step 1; the rest in step 4).")] = 0.75,
+        free_fraction: Annotated[float, typer.Option("--free-fraction",
+                                                     help="Fraction of the user pages freed (step 3).")] = 0.5,
+        release_fraction: Annotated[float, typer.Option(
+            "--release-fraction", help="Fraction of the kernel pages freed afterwards (step 5).")] = 0.25,
+        steps: Annotated[bool, typer.Option("--steps/--no-steps", help="Print each run's steps.")] = True,
+        json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
+    ) -> None:
+        """Kent's highmem wall: free HighMem pages when lowmem is exhausted, on any design."""
+        from memdesc.cli import _fail, _write_json, console
+        from memdesc.scenarios import LAYOUTS, highmem_free, variants
+
+        if layout not in (*LAYOUTS, "both"):
+            _fail(f"--layout must be one of {', '.join(LAYOUTS)} or both, got {layout!r}")
+        layouts = list(LAYOUTS) if layout == "both" else [layout]
+        runs = variants(design, radix_nodes)
+        results = []
+        for lay in layouts:
+            for d, pol in runs:
+                label = f"{d} {pol}" if pol else d
+                with console.status(f"highmem-free: {label} on {lay} {mem} (first use compiles the kernels)..."):
+                    r = highmem_free(d, pol, lay, mem, seed=seed, cpus=cpus, free_fraction=free_fraction,
+                                     release_fraction=release_fraction, user_fraction=user_fraction)
+                results.append(r)
+                if steps:
+                    console.print(phase_table(r))
+                console.print(_verdict(r))
+        console.print(summary_table(results))
+        params = {"design": design, "radix_nodes": radix_nodes, "layout": layout, "mem": mem, "seed": seed,
+                  "cpus": cpus, "user_fraction": user_fraction, "free_fraction": free_fraction,
+                  "release_fraction": release_fraction}
+        _write_json(json_path, {"scenario": "highmem-free", "params": params,
+                                "runs": [r.as_dict() for r in results]})
+        if any(r.check != "ok" for r in results):
+            raise typer.Exit(1)
+
+    app.add_typer(scenario_app, name="scenario")
