@@ -19,7 +19,7 @@ from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MigrateType
 from memdesc.mm.page_alloc import DESIGNS
 from memdesc.replay import replay, resolve_source, sample_path
-from memdesc.replay_kernels import EXACT_NEEDS, SPLIT_NEEDS, design_has
+from memdesc.replay_kernels import SPLIT_NEEDS, design_has, exact_supported
 from memdesc.trace import events as E
 from memdesc.trace.reader import read_trace
 from memdesc.trace.replay_io import event_log_frame, write_event_log
@@ -255,7 +255,7 @@ def test_policy_synthetic_counts_by_hand(tmp_path):
 
 @pytest.mark.parametrize("design", sorted(DESIGNS))
 def test_every_design_replays(tmp_path, design):
-    """Policy replay runs on every design; exact replay on those with the buddy primitives.  A
+    """Policy replay and exact replay run on every design.  A
     design that cannot split an allocation in place keeps it whole until its last piece goes."""
     path = write_trace(policy_rows(), tmp_path / "p.txt")
     m = Machine.create("64M", cpus=2, design=design, evlog=1 << 16)
@@ -267,13 +267,12 @@ def test_every_design_replays(tmp_path, design):
     else:
         # T+129 splits the order-2 entry (deferred); T+128 and T+130 are pieces too
         assert p["frees_of_trace_allocations"] == 1 and p["split_frees"] == 3 and p["splits_deferred"] == 1
+    # exact replay: every registered design has the buddy primitives (linux, radix) or the
+    # exact-placement ones (vmem); a design with neither is refused (test_vmem_exact)
     m = Machine.create("64M", cpus=2, design=design)
-    if design_has(type(m.state), EXACT_NEEDS):
-        r = replay(frame(exact_rows()), mode="exact", machine=m)
-        assert r.check == "ok" and sum(r.inconsistencies.values()) == 6
-    else:
-        with pytest.raises(ConfigError, match="exact replay needs"):
-            replay(frame(exact_rows()), mode="exact", machine=m)
+    assert exact_supported(type(m.state))
+    r = replay(frame(exact_rows()), mode="exact", machine=m)
+    assert r.check == "ok" and sum(r.inconsistencies.values()) == 6
 
 
 def test_policy_model_failures_are_counted_not_fatal(tmp_path):
@@ -431,7 +430,7 @@ def test_sample_on_other_designs(design):
     """Other designs replay the real sample with their invariants intact.  Exact replay leaves
     alone the pages a design took for its own metadata (radix tree-node pages), counted."""
     m = Machine.create("64M", design=design)
-    if design_has(type(m.state), EXACT_NEEDS):
+    if exact_supported(type(m.state)):
         r = replay(None, mode="exact", design=design)
         assert r.check == "ok"
         n = r.final_vs_real["0:Normal"]

@@ -49,7 +49,7 @@ from memdesc import replay_kernels as K
 from memdesc.errors import ConfigError, FormatError
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
-from memdesc.mm.page_alloc import BuddyDesign, core
+from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
 from memdesc.trace import events as E
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
@@ -333,9 +333,10 @@ def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) ->
 def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
                start: StartState) -> tuple[float, dict]:
     d = m.design
-    if not isinstance(d, BuddyDesign) or not K.design_has(type(d.state), K.EXACT_NEEDS):
-        raise ConfigError(f"exact replay needs a design built on the shared buddy code (linux, radix): the "
-                          f"{d.name} design lacks the primitives it uses ({', '.join(K.EXACT_NEEDS)})")
+    if not isinstance(d, BuddyDesign) or not K.exact_supported(type(d.state)):
+        raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
+                          f"({', '.join(dispatch.EXACT_PRIMITIVES)}) or the buddy ones of core.py "
+                          f"({', '.join(K.EXACT_NEEDS)}): the {d.name} design has neither")
     st = m.state
     loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
     loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC

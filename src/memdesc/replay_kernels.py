@@ -70,6 +70,8 @@ pageblock's type".
 
 from __future__ import annotations
 
+import inspect
+
 import numpy as np
 from numba.extending import overload
 
@@ -84,7 +86,7 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_ORDER,
 )
 from memdesc.mm.page_alloc import core, dispatch
-from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, list_add, list_del, mark_allocated, mark_freed
+from memdesc.mm.page_alloc.dispatch import buddy_order, list_add, list_del, mark_allocated, mark_freed
 from memdesc.trace import events as E
 
 EV_ALLOC = E.ALLOC
@@ -157,6 +159,18 @@ def fold_cpu(cpu, ncpu, ctr, k):
 
 
 @njit
+def split_owner(st, head, horder, pfn, order, mt):
+    """The page_owner entries of a split allocation's buddy pieces (see split_allocation)."""
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        st.owner[other] = core.owner_encode(co, mt)
+    st.owner[cur] = core.owner_encode(order, mt)
+
+
+@njit
 def split_allocation(st, head, horder, pfn, order):
     """Split the allocation [head, head + 2^horder) so [pfn, pfn + 2^order) is one of its own.
 
@@ -164,16 +178,19 @@ def split_allocation(st, head, horder, pfn, order):
     decreasing order (buddy halves), every piece keeping the allocation's migratetype.
     """
     mt = core.owner_mt(st.owner[head])
-    mark_freed(st, head, horder)
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        other, cur = buddy_halve(cur, co, pfn)
-        mark_allocated(st, other, co, 0)
-        st.owner[other] = core.owner_encode(co, mt)
-    mark_allocated(st, cur, order, 0)
-    st.owner[cur] = core.owner_encode(order, mt)
+    _buddy_split(st, head, horder, pfn, order)
+    split_owner(st, head, horder, pfn, order, mt)
+
+
+@njit
+def exact_split(st, head, horder, pfn, order):
+    """split_allocation() through the exact-placement primitives (``xp_split``); False, with
+    nothing changed, if the design cannot split."""
+    mt = core.owner_mt(st.owner[head])
+    if not xp_split(st, head, horder, pfn, order):
+        return False
+    split_owner(st, head, horder, pfn, order, mt)
+    return True
 
 
 @njit
@@ -188,6 +205,147 @@ def record_sample(st, samples, sample_pos, sample_n, i):
         samples[k, z, NR_PAGE_ORDERS] = st.z_free[z]
     sample_pos[k] = i
     sample_n[0] = k + 1
+
+
+# ------------------------------------------------------------------ exact placement layer
+# Each xp_* call is the design's exact-placement primitive (dispatch.pa_*) when the design
+# registered it, else the buddy code of core.py that linux and radix share: chosen at compile
+# time, so a buddy design runs exactly the code it ran before these primitives existed.
+
+
+def _with_fallback(prim, fallback, name: str):
+    """A function calling ``prim`` for designs that registered it, else ``fallback`` (both njit
+    or dispatch primitives with the same parameters); numba picks one at compile time."""
+    params = ", ".join(inspect.signature(getattr(fallback, "py_func", fallback)).parameters)
+    ns: dict = {"prim": prim, "fallback": fallback, "has": dispatch.has, "pname": prim.__name__}
+    exec(f"def {name}({params}):\n"  # noqa: S102  (fixed templates, as dispatch.primitive)
+         f"    if has(type(st), pname):\n        return prim({params})\n    return fallback({params})\n"
+         f"def typer({params}):\n    return forwarder(prim if has(type(st), pname) else fallback)\n", ns)
+    ns["forwarder"] = lambda g: dispatch.forwarder(params, g)
+    f = ns[name]
+    f.__doc__ = f"{prim.__doc__}\n\nFallback for buddy designs: {fallback.__name__}."
+    overload(f, prefer_literal=False)(ns["typer"])
+    return f
+
+
+@njit(inline="always")
+def _lowbit(x):
+    """1-based index of the lowest set bit of x > 0."""
+    n = 1
+    while (x & 1) == 0:
+        x >>= 1
+        n += 1
+    return n
+
+
+@njit
+def _buddy_free_extent(st, pfn):
+    h = core.find_free_block_containing(st, pfn)
+    if h < 0:
+        return np.int64(-1), np.int64(-1)
+    return np.int64(h), np.int64(h) + (np.int64(1) << buddy_order(st, h))
+
+
+@njit
+def _buddy_free_range(st, start, end, fpi):
+    """__free_pages_memory() with the caller's fpi: the largest aligned blocks, each freed by
+    split_large_buddy() (one aligned block: exactly free_one_page() without its counter)."""
+    pfn = start
+    while pfn < end:
+        order = MAX_PAGE_ORDER
+        if pfn != 0:
+            order = min(MAX_PAGE_ORDER, _lowbit(pfn) - 1)
+        while pfn + (np.int64(1) << order) > end:
+            order -= 1
+        core.split_large_buddy(st, core.page_zone(st, pfn), pfn, order, fpi)
+        pfn += np.int64(1) << order
+    return 0
+
+
+@njit
+def _buddy_set_pageblock_type(st, z, pfn, old_mt, new_mt):
+    return core.__move_freepages_block(st, z, pfn, old_mt, new_mt)
+
+
+@njit
+def _buddy_mark_allocated(st, pfn, order, gfp):
+    mark_allocated(st, pfn, order, gfp)
+
+
+@njit
+def _buddy_mark_unallocated(st, pfn, order):
+    mark_freed(st, pfn, order)
+
+
+@njit
+def _buddy_split(st, head, horder, pfn, order):
+    """split_page() on the memmap: the pieces become allocations of their own."""
+    mark_freed(st, head, horder)
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        mark_allocated(st, other, co, 0)
+    mark_allocated(st, cur, order, 0)
+    return True
+
+
+@njit
+def _buddy_pcp_link(st, cpu, z, pindex, pfn, tail):
+    list_add(st, core.pcp_lid(st, cpu, z, pindex), pfn, tail)
+
+
+@njit
+def _buddy_pcp_unlink(st, cpu, z, pindex, pfn):
+    list_del(st, core.pcp_lid(st, cpu, z, pindex), pfn)
+
+
+@njit
+def _buddy_online_range(st, start, end):
+    for q in range(start, end):
+        mark_freed(st, q, 0)
+    return _buddy_free_range(st, start, end, core.FPI_TO_TAIL)
+
+
+xp_free_extent = _with_fallback(dispatch.pa_free_extent, _buddy_free_extent, "xp_free_extent")
+xp_free_range = _with_fallback(dispatch.pa_free_range, _buddy_free_range, "xp_free_range")
+xp_set_pageblock_type = _with_fallback(dispatch.pa_set_pageblock_type, _buddy_set_pageblock_type,
+                                       "xp_set_pageblock_type")
+xp_mark_allocated = _with_fallback(dispatch.pa_mark_allocated, _buddy_mark_allocated, "xp_mark_allocated")
+xp_mark_unallocated = _with_fallback(dispatch.pa_mark_unallocated, _buddy_mark_unallocated, "xp_mark_unallocated")
+xp_split = _with_fallback(dispatch.pa_split, _buddy_split, "xp_split")
+xp_pcp_link = _with_fallback(dispatch.pa_pcp_link, _buddy_pcp_link, "xp_pcp_link")
+xp_pcp_unlink = _with_fallback(dispatch.pa_pcp_unlink, _buddy_pcp_unlink, "xp_pcp_unlink")
+xp_online_range = _with_fallback(dispatch.pa_online_range, _buddy_online_range, "xp_online_range")
+
+
+@njit
+def xp_take_range(st, start, end):
+    """Take the free pages [start, end) out of the pool, to no state: take_page_off_buddy()
+    on each aligned block, none crossing the end of the free block it lies in (a buddy
+    design has them all in one block; vmem may hold them in several segments, e.g. after a
+    pageblock was retyped).  False if a page was not free or the design refused (those
+    already taken are then given back)."""
+    pfn = start
+    fe = np.int64(-1)
+    while pfn < end:
+        if pfn >= fe:
+            fs, fe = xp_free_extent(st, pfn)
+            if fs < 0:
+                xp_free_range(st, start, pfn, core.FPI_TO_TAIL)
+                return False
+        order = MAX_PAGE_ORDER
+        if pfn != 0:
+            order = min(MAX_PAGE_ORDER, _lowbit(pfn) - 1)
+        while pfn + (np.int64(1) << order) > min(end, fe):
+            order -= 1
+        if dispatch.pa_take(st, pfn, order) != core.OK:
+            xp_free_range(st, start, pfn, core.FPI_TO_TAIL)
+            return False
+        st.owner[pfn] = OWNER_NONE  # a design may mark what it takes as allocated: here it is no state
+        pfn += np.int64(1) << order
+    return True
 
 
 # ------------------------------------------------------------------ exact replay: states
@@ -264,9 +422,9 @@ def classify(st, loc, unavail, pfn, order, cpu):
         if o > order:
             return S_ALLOC_LARGER
         return _scan_mixed(st, loc, pfn, end)
-    h = core.find_free_block_containing(st, pfn)
-    if h >= 0:
-        if h + (np.int64(1) << buddy_order(st, h)) >= end:
+    fs, fe = xp_free_extent(st, pfn)
+    if fs >= 0:
+        if fe >= end:
             return S_FREE
         return _scan_mixed(st, loc, pfn, end)
     hh, ho = containing_block(st, loc, pfn, order)
@@ -294,16 +452,19 @@ def accept_block(st, unavail, pfn, order):
             return False
     for q in range(pfn, end):
         st.owner[q] = OWNER_NONE
-        mark_freed(st, q, 0)
+    if xp_online_range(st, pfn, end) != 0:
+        for q in range(pfn, end):
+            st.owner[q] = OWNER_RESERVED
+        return False
     st.z_managed[z] += end - pfn
-    core.free_one_page(st, z, pfn, order, core.FPI_TO_TAIL)
+    st.stats[core.ST_BUDDY_FREE] += 1
     return True
 
 
 @njit
 def pcp_add(st, loc, pfn, order, cpu, pindex, tail):
     z = core.page_zone(st, pfn)
-    list_add(st, core.pcp_lid(st, cpu, z, pindex), pfn, tail)
+    xp_pcp_link(st, cpu, z, pindex, pfn, tail)
     st.owner[pfn] = OWNER_PCP
     st.pcp[cpu, z, core.PCP_COUNT] += np.int64(1) << order
     loc[pfn] = cpu * NR_PCP_LISTS + pindex
@@ -317,7 +478,7 @@ def pcp_remove(st, loc, pfn):
     pindex = lv % NR_PCP_LISTS
     order = core.pindex_to_order(pindex)
     z = core.page_zone(st, pfn)
-    list_del(st, core.pcp_lid(st, cpu, z, pindex), pfn)
+    xp_pcp_unlink(st, cpu, z, pindex, pfn)
     st.pcp[cpu, z, core.PCP_COUNT] -= np.int64(1) << order
     st.owner[pfn] = OWNER_NONE
     loc[pfn] = LOC_NONE
@@ -326,7 +487,7 @@ def pcp_remove(st, loc, pfn):
 
 @njit
 def _unallocate(st, loc, pfn, order):
-    mark_freed(st, pfn, order)
+    xp_mark_unallocated(st, pfn, order)
     st.owner[pfn] = OWNER_NONE
     loc[pfn] = LOC_NONE
 
@@ -334,13 +495,12 @@ def _unallocate(st, loc, pfn, order):
 @njit
 def _free_outside(st, head, horder, pfn, order):
     """Free the buddy halves of [head, 2^horder) that do not contain [pfn, 2^order)."""
-    z = core.page_zone(st, head)
     cur = head
     co = horder
     while co > order:
         co -= 1
         other, cur = buddy_halve(cur, co, pfn)
-        core.split_large_buddy(st, z, other, co, core.FPI_NONE)
+        xp_free_range(st, other, other + (np.int64(1) << co), core.FPI_NONE)
 
 
 @njit
@@ -351,14 +511,15 @@ def release_range(st, loc, pfn, order, state):
     (radix) may take the very block for itself while the replay works; the range is then
     left in valid states (what was already released goes back to the free lists)."""
     if state == S_FREE:
-        return dispatch.pa_take(st, pfn, order) == core.OK
+        return xp_take_range(st, pfn, pfn + (np.int64(1) << order))
     if state == S_PCP or state == S_PCP_OTHER_CPU:
         pcp_remove(st, loc, pfn)
     elif state == S_PENDING or state == S_ALLOC:
         _unallocate(st, loc, pfn, order)
     elif state == S_ALLOC_LARGER:
         h, ho = containing_block(st, loc, pfn, order)
-        split_allocation(st, h, ho, pfn, order)
+        if not exact_split(st, h, ho, pfn, order):
+            return False
         for q in range(h, h + (np.int64(1) << ho)):
             if st.owner[q] != OWNER_NONE:
                 loc[q] = LOC_ALLOC
@@ -377,19 +538,21 @@ def release_range(st, loc, pfn, order, state):
                 p += np.int64(1) << pcp_remove(st, loc, p)
             elif v != OWNER_NONE and v != OWNER_RESERVED:
                 if loc[p] == LOC_NONE:  # the design's own page, made while we worked
-                    core.memblock_free_pages_range(st, pfn, p)
+                    xp_free_range(st, pfn, p, core.FPI_TO_TAIL)
                     return False
                 o = core.owner_order(v)
                 _unallocate(st, loc, p, o)
                 p += np.int64(1) << o
-            elif is_buddy(st, p):
-                o = buddy_order(st, p)
-                if dispatch.pa_take(st, p, o) != core.OK:
-                    core.memblock_free_pages_range(st, pfn, p)
-                    return False
-                p += np.int64(1) << o
             else:
-                p += 1
+                fs, fe = xp_free_extent(st, p)
+                if fs < 0:
+                    p += 1
+                    continue
+                q = min(fe, end)
+                if not xp_take_range(st, p, q):
+                    xp_free_range(st, pfn, p, core.FPI_TO_TAIL)
+                    return False
+                p = q
     return True
 
 
@@ -408,12 +571,13 @@ def set_block_type(st, pfn, order, newmt):
     end = min(start + (np.int64(1) << span), npages)
     if start < 0 or start >= npages:
         return 0
-    h = core.find_free_block_containing(st, start)
-    if h >= 0:
-        hend = h + (np.int64(1) << buddy_order(st, h))
-        if h < start or hend > end:
-            start = h
-            end = hend
+    fs, fe = xp_free_extent(st, start)
+    if fs >= 0 and (fs < start or fe > end):
+        # the free block holding it (a segment of any length: its part inside the aligned
+        # MAX_PAGE_ORDER block, which for a buddy block is the block itself)
+        base = start & ~((np.int64(1) << MAX_PAGE_ORDER) - 1)
+        start = max(fs, base)
+        end = min(fe, base + (np.int64(1) << MAX_PAGE_ORDER))
     z = core.page_zone(st, start)
     if z < 0:
         return 0
@@ -422,7 +586,7 @@ def set_block_type(st, pfn, order, newmt):
     while b < end:
         old = core.get_pfnblock_migratetype(st, b)
         if old != newmt and core.page_zone(st, b) == z:
-            core.__move_freepages_block(st, z, b, old, newmt)
+            xp_set_pageblock_type(st, z, b, old, newmt)
             if old == core.MT_HIGHATOMIC:
                 st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - PAGEBLOCK_NR_PAGES)
             if newmt == core.MT_HIGHATOMIC:
@@ -438,7 +602,7 @@ def taken(st, loc, pfn, order, cpu, mt, refill):
     if refill and core.pcp_allowed_order(order) and 0 <= mt < MIGRATE_PCPTYPES:
         pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), True)
     else:
-        mark_allocated(st, pfn, order, 0)
+        xp_mark_allocated(st, pfn, order, 0)
         st.owner[pfn] = core.owner_encode(order, mt if 0 <= mt < MIGRATE_TYPES else 0)
         loc[pfn] = LOC_PENDING
 
@@ -459,7 +623,8 @@ def free_block(st, loc, pfn, order, cpu, pcp_on):
             pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), False)
             st.stats[core.ST_PCP_FREE] += 1
             return
-    core.free_one_page(st, z, pfn, order, core.FPI_NONE)
+    st.stats[core.ST_BUDDY_FREE] += 1
+    xp_free_range(st, pfn, pfn + nr, core.FPI_NONE)
 
 
 @njit
@@ -502,7 +667,8 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
                 s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
                 if s <= S_MIXED and _release(st, loc, p, o, s, xc):
                     mt = np.int64(mt_col[i])
-                    core.prep_new_page(st, p, o, np.int64(gfp_col[i]), mt if 0 <= mt < MIGRATE_TYPES else 0)
+                    xp_mark_allocated(st, p, o, np.int64(gfp_col[i]))
+                    st.owner[p] = core.owner_encode(o, mt if 0 <= mt < MIGRATE_TYPES else 0)
                     loc[p] = LOC_ALLOC
                     st.stats[core.ST_ALLOC] += 1
                     st.stats[core.ST_ALLOC_PAGES] += np.int64(1) << o
@@ -531,7 +697,7 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
                 s = S_RESERVED
             elif st.owner[p] == OWNER_PCP:
                 s = S_PCP
-            elif core.find_free_block_containing(st, p) >= 0:
+            elif xp_free_extent(st, p)[0] >= 0:
                 s = S_FREE
             else:
                 s = classify(st, loc, unavail, p, 0, c)
@@ -543,7 +709,7 @@ def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_
                 if 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
                     xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
                 if _release(st, loc, p, o, s, xc):
-                    core.split_large_buddy(st, core.page_zone(st, p), p, o, core.FPI_NONE)
+                    xp_free_range(st, p, p + (np.int64(1) << o), core.FPI_NONE)
                     st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
         elif e == EV_EXTFRAG:
             st.stats[core.ST_EXTFRAG] += 1
@@ -590,11 +756,22 @@ P_NAMES = ("allocations", "real_failures", "real_failures_served_by_model", "mod
 # What a design must provide for the model side of a split free, and for bringing in memory
 # the snapshot did not see: chosen at compile time (see model_split / model_accept).
 SPLIT_NEEDS = ("mark_allocated", "mark_freed")
-#: exact replay uses the buddy layer shared by linux and radix (core.py) through these
+#: exact replay runs on a design with the buddy primitives of core.py (linux, radix: EXACT_NEEDS)
+#: or with the exact-placement primitives (vmem: dispatch.EXACT_PRIMITIVES); see exact_supported
 EXACT_NEEDS = ("pa_take", "list_add", "list_del", "list_first", "list_last", "list_next", "set_buddy",
                "clear_buddy", "is_buddy", "buddy_order", "mark_allocated", "mark_freed")
 ACCEPT_NEEDS = ("mark_freed", "list_add", "list_del", "list_first", "set_buddy", "clear_buddy", "is_buddy",
                 "buddy_order")
+
+
+def exact_supported(state_type) -> bool:
+    """Whether exact replay runs on the design whose state (or numba struct type) class is
+    ``state_type``: it has the exact-placement primitives, or the buddy ones they fall back to."""
+    return design_has(state_type, dispatch.EXACT_PRIMITIVES) or design_has(state_type, EXACT_NEEDS)
+
+
+def _can_accept(state_type) -> bool:
+    return design_has(state_type, ACCEPT_NEEDS) or design_has(state_type, ("pa_online_range",))
 
 
 def design_has(state_type, names) -> bool:
@@ -641,15 +818,16 @@ def _ol_model_split(st, head, horder, pfn, order):
 
 
 def model_accept(st, unavail, pfn, order):
-    """accept_block() if the design is built on the shared buddy code, else False."""
-    if design_has(type(st), ACCEPT_NEEDS):
+    """accept_block() if the design can bring memory in (the shared buddy code, or
+    ``pa_online_range``), else False."""
+    if _can_accept(type(st)):
         return accept_block(st, unavail, pfn, order)
     return False
 
 
 @overload(model_accept, prefer_literal=False)
 def _ol_model_accept(st, unavail, pfn, order):
-    if design_has(type(st), ACCEPT_NEEDS):
+    if _can_accept(type(st)):
         def impl(st, unavail, pfn, order):
             return accept_block(st, unavail, pfn, order)
     else:

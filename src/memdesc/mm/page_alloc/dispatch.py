@@ -32,6 +32,14 @@ PRIMITIVES: dict[str, str] = {}
 REQUIRED: set[str] = set()
 
 
+def forwarder(params: str, f):
+    """``impl(<params>): return f(<params>)``: an overload's implementation calling ``f`` with
+    the stub's exact parameters (numba matches them by name)."""
+    ins: dict = {"f": f}
+    exec(f"def impl({params}):\n    return f({params})\n", ins)  # noqa: S102  (fixed template)
+    return ins["impl"]
+
+
 def primitive(name: str, doc: str, required: bool = False):
     """Declare a design primitive; returns the function shared kernels call.
 
@@ -48,12 +56,7 @@ def primitive(name: str, doc: str, required: bool = False):
          f"        return None\n"
          f"    return make_impl(impls[name])\n", ns)
 
-    def make_impl(f):
-        ins: dict = {"f": f}
-        exec(f"def impl({params}):\n    return f({params})\n", ins)  # noqa: S102
-        return ins["impl"]
-
-    ns["make_impl"] = make_impl
+    ns["make_impl"] = lambda f: forwarder(params, f)
     stub = ns["stub"]
     stub.__name__ = stub.__qualname__ = name
     stub.__doc__ = doc
@@ -113,3 +116,38 @@ mark_allocated = primitive(
     "mark_allocated(st, pfn, order, gfp): post_alloc_hook/prep_new_page state of a new allocation.")
 mark_freed = primitive("mark_freed", "mark_freed(st, pfn, order): free_pages_prepare: clear allocation state.")
 mark_reserved = primitive("mark_reserved", "mark_reserved(st, pfn, kind): a reserved page or a hole.")
+
+
+# ----------------------------------------------------------------- exact placement (optional)
+# What exact trace replay (memdesc.replay_kernels) needs to put a real kernel's placement on a
+# design.  Pages in *no state* have been taken out of the pool, off a pcp list or out of an
+# allocation and wait for the state the event gives them; a design may keep what it needs for them
+# (vmem keeps the allocation's descriptor).  Designs built on the buddy lists of core.py need not
+# register these: replay_kernels then uses core.py's buddy code (chosen at compile time).
+
+pa_free_extent = primitive("pa_free_extent", "pa_free_extent(st, pfn) -> (start, end) of the free block holding "
+                           "pfn, or (-1, -1): find_free_block_containing() (optional).")
+pa_free_range = primitive("pa_free_range", "pa_free_range(st, start, end, fpi) -> 0 or a negative error: free the "
+                          "pages [start, end), in no state, to the pool at their pfns, merging (free_one_page / "
+                          "__free_pages_memory; optional).")
+pa_set_pageblock_type = primitive("pa_set_pageblock_type", "pa_set_pageblock_type(st, z, pfn, old_mt, new_mt) -> "
+                                  "free pages moved: retype pfn's pageblock with its free pages "
+                                  "(__move_freepages_block; optional).")
+pa_mark_allocated = primitive("pa_mark_allocated", "pa_mark_allocated(st, pfn, order, gfp): the pages "
+                              "[pfn, 2^order), in no state, become one allocation (prep_new_page; optional).")
+pa_mark_unallocated = primitive("pa_mark_unallocated", "pa_mark_unallocated(st, pfn, order): the allocation at "
+                                "pfn goes to no state without joining the pool (free_pages_prepare; optional).")
+pa_split = primitive("pa_split", "pa_split(st, head, horder, pfn, order) -> True, or False if the design cannot: "
+                     "split_page(): the allocation [head, 2^horder) becomes buddy pieces, [pfn, 2^order) one of "
+                     "them (the caller keeps the page_owner entries; optional).")
+pa_pcp_link = primitive("pa_pcp_link", "pa_pcp_link(st, cpu, z, pindex, pfn, tail): put the block at pfn (in no "
+                        "state) on pcp list pindex of cpu, head or tail (optional).")
+pa_pcp_unlink = primitive("pa_pcp_unlink", "pa_pcp_unlink(st, cpu, z, pindex, pfn): take the block at pfn off "
+                          "its pcp list, to no state (optional).")
+pa_online_range = primitive("pa_online_range", "pa_online_range(st, start, end) -> 0 or a negative error: pages "
+                            "that were not there (unaccepted, offline) join the pool free (__free_pages_core, "
+                            "accept_page; optional).")
+
+#: the exact-placement primitives (a design registers all of them or none)
+EXACT_PRIMITIVES = ("pa_free_extent", "pa_free_range", "pa_set_pageblock_type", "pa_mark_allocated",
+                    "pa_mark_unallocated", "pa_split", "pa_pcp_link", "pa_pcp_unlink", "pa_online_range")

@@ -83,6 +83,7 @@ from memdesc.mm.mmzone import (
 )
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
+from memdesc.mm.page_alloc import vmem_exact as vx
 from memdesc.mm.page_alloc.base import BuddyDesign
 from memdesc.mm.page_alloc.setup import AllocConfig, build_zone_state
 from memdesc.mm.page_alloc.vmem_arena import (
@@ -117,6 +118,7 @@ from memdesc.mm.page_alloc.vmem_arena import (
     md_word,
     pcp_head,
 )
+from memdesc.mm.page_alloc.vmem_exact import vmem_take
 
 E_META = -2  # internal: a descriptor reservation failed (the allocation fails at once)
 #: owner byte of a descriptor page (an order-0 unmovable allocation made by the allocator itself)
@@ -656,74 +658,6 @@ def vmem_free_pages(st, pfn, order, cpu):
     return core.OK
 
 
-# ------------------------------------------------------------------ take (exact placement)
-@njit
-def vmem_find_free_segment(st, pfn):
-    """The free segment containing pfn, or -1: walk left over interior pages to the first
-    page (page by page inside the pageblock, then pageblock by pageblock: zone-arena
-    segments start on pageblock boundaries)."""
-    if pfn < 0 or pfn >= st.memdesc.shape[0] or md_type(st, pfn) != MD_FREE:
-        return -1
-    p = pfn
-    while p >= 0:
-        w = np.int64(st.memdesc[p])
-        if (w & MD_TYPE_MASK) != MD_FREE:
-            return -1
-        t = w >> 4
-        if t != 0:
-            s = st.desc[t, D_START]
-            if s <= pfn < s + st.desc[t, D_SIZE]:
-                return t
-            return -1
-        if (p & (PAGEBLOCK_NR_PAGES - 1)) == 0:
-            p -= PAGEBLOCK_NR_PAGES
-        else:
-            p -= 1
-    return -1
-
-
-@njit
-def vmem_take(st, pfn, order):
-    """take_page_off_buddy(): remove exactly [pfn, pfn + 2^order) from the free segments.
-
-    The pages become an allocation of ``order`` (descriptor and memdesc set, page_owner
-    entry as an unmovable allocation) that a later free returns.  E_BUSY if the pages are
-    not all free in one segment or the descriptors cannot be reserved.
-    """
-    t = vmem_find_free_segment(st, pfn)
-    size = np.int64(1) << order
-    if t < 0 or pfn + size > st.desc[t, D_START] + st.desc[t, D_SIZE]:
-        return core.E_BUSY
-    # worst case: split the zone-arena segment at the pageblock (1), import it (2), carve (2)
-    if not va.desc_reserve(st, VMEM_SEGS_PER_ALLOC_MAX + 1):
-        return core.E_BUSY
-    z = core.page_zone(st, pfn)
-    a = st.desc[t, D_ARENA]
-    k = a - arena_id(z, 0)
-    if k == A_ZONE and (order < PAGEBLOCK_ORDER or (pfn & (PAGEBLOCK_NR_PAGES - 1)) != 0):
-        # inside the zone arena: import the pageblock first (its type is kept)
-        pb = pfn & ~np.int64(PAGEBLOCK_NR_PAGES - 1)
-        mt = core.get_pfnblock_migratetype(st, pb)
-        s = st.desc[t, D_START]
-        if s != pb:
-            # split the zone-arena segment at the pageblock (a free segment of the zone arena)
-            r = va.desc_get(st)
-            va.fl_delete(st, a, t)
-            rsize = s + st.desc[t, D_SIZE] - pb
-            st.desc[t, D_SIZE] = pb - s
-            va.set_bounds(st, t)
-            va.fl_insert(st, a, t)
-            va.seg_set_free(st, r, a, pb, rsize)
-            t = r
-        t = va.import_pageblock(st, z, t, mt)
-        k = core.get_pfnblock_migratetype(st, pb)
-    va.seg_alloc(st, t, pfn, size)
-    core.account_freepages(st, z, -size, k if k != A_ZONE else core.get_pfnblock_migratetype(st, pfn))
-    st.owner[pfn] = core.owner_encode(order, core.MT_UNMOVABLE)
-    st.stats[core.ST_TAKE] += 1
-    return core.OK
-
-
 @njit
 def vmem_pa_drain(st):
     vmem_drain_all_pages(st)
@@ -736,6 +670,16 @@ dispatch.register(VmemState, {
     "pa_drain": vmem_pa_drain,
     "pcp_free_bulk": vmem_free_pcppages_bulk,
     "list_first": vmem_list_first,
+    # exact placement (trace replay at the real kernel's pfns): vmem_exact
+    "pa_free_extent": vx.vmem_xp_free_extent,
+    "pa_free_range": vx.vmem_xp_free_range,
+    "pa_set_pageblock_type": vx.vmem_xp_set_pageblock_type,
+    "pa_mark_allocated": vx.vmem_xp_mark_allocated,
+    "pa_mark_unallocated": vx.vmem_xp_mark_unallocated,
+    "pa_split": vx.vmem_xp_split,
+    "pa_pcp_link": vx.vmem_xp_pcp_link,
+    "pa_pcp_unlink": vx.vmem_xp_pcp_unlink,
+    "pa_online_range": vx.vmem_xp_online_range,
 })
 
 
@@ -1163,8 +1107,10 @@ class VmemDesign(BuddyDesign):
         narenas = nz * NR_ARENAS_PER_ZONE
         npcp = layout.nr_cpus * nz * core.NR_PCP_LISTS
         nheads = narenas * NCLASS + npcp
-        # bound: every descriptor in use describes at least one distinct managed page
-        maxdp = -(-(int(zone_fields["z_managed"].sum()) + DESC_MINFREE) // DESC_PER_PAGE) + 2
+        # bound: every descriptor in use describes at least one distinct page of a zone (spanned,
+        # not managed: memory accepted or onlined later gets descriptors too)
+        spanned = int((zone_fields["z_end"] - zone_fields["z_start"]).sum())
+        maxdp = -(-(spanned + DESC_MINFREE) // DESC_PER_PAGE) + 2
         desc = _mem.zeros((nheads + maxdp * DESC_PER_PAGE, NDCOLS), np.int64)  # backed as used
         va.init_heads(desc, nheads)
         vm = np.zeros(NR_V, np.int64)
@@ -1231,7 +1177,13 @@ class VmemDesign(BuddyDesign):
             "free_path_allocations": int(st[core.ST_FREE_PATH_ALLOCS]),
             "free_stalls": int(st[core.ST_FREE_STALLS]),
             "alloc_failed_for_descriptor": int(st[core.ST_ALLOC_FAILED_FOR_META]),
+            "split_page_descriptors": int(vm[va.V_XP_SPLIT]),
+            "replay_fixup_descriptors": int(vm[va.V_XP_FIXUP]),
         }
+
+    def design_stats(self) -> dict:
+        """The descriptor figures (:meth:`descriptor_stats`) in every JSON summary."""
+        return self.descriptor_stats()
 
     # -- views
     @property

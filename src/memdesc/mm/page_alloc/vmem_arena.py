@@ -87,12 +87,13 @@ DESC_MINFREE = VMEM_SEGS_PER_ALLOC_MAX + DESC_POPULATE_RESERVE
 
 # vm[] slots: descriptor cache and fault injection
 (V_NFREE, V_NDPAGES, V_INUSE, V_IN_FREE, V_FAIL_THRESH, V_DESC_ALLOCS, V_DESC_FREES, V_POPULATE,
- V_POPULATE_FAIL, V_INJECTED, V_HEADS, V_PCP_HEAD0, V_MAXDP, V_RESERVE_CALLS, V_FREE_PATH_PAGES) = range(15)
-NR_V = 16
+ V_POPULATE_FAIL, V_INJECTED, V_HEADS, V_PCP_HEAD0, V_MAXDP, V_RESERVE_CALLS, V_FREE_PATH_PAGES, V_XP_SPLIT,
+ V_XP_FIXUP) = range(17)
+NR_V = 18
 VM_NAMES = ("descriptors_free", "descriptor_pages", "descriptors_inuse", "free_path_depth",
             "fail_threshold", "descriptor_allocs", "descriptor_frees", "populate", "populate_failed",
             "injected_failures", "heads", "pcp_head0", "max_descriptor_pages", "reserve_calls",
-            "free_path_page_allocs")
+            "free_path_page_allocs", "split_page_descriptors", "replay_fixup_descriptors")
 
 MD_FREE_INTERIOR = np.uint64(MD_FREE)
 PB_MASK = PAGEBLOCK_NR_PAGES - 1
@@ -485,16 +486,17 @@ def release_pageblock(st, z, t):
 
 @njit
 def arena_free(st, z, t, mt):
-    """Free allocated segment t into zone z: the zone arena for whole pageblocks, else the
-    arena of the pageblock's migratetype ``mt``; coalesce; release a pageblock that became
-    entirely free.  Never takes a descriptor."""
+    """Free allocated segment t into zone z: the zone arena for whole pageblocks of a
+    mergeable type, else the arena of the pageblock's migratetype ``mt`` (the segment then
+    lies in one pageblock); coalesce; release a pageblock that became entirely free.  Never
+    takes a descriptor."""
     d = st.desc
     start = d[t, D_START]
     size = d[t, D_SIZE]
     mm = st.memdesc
     for p in range(start, start + size):
         mm[p] = MD_FREE_INTERIOR
-    if size >= PAGEBLOCK_NR_PAGES and (start & PB_MASK) == 0 and (size & PB_MASK) == 0:
+    if size >= PAGEBLOCK_NR_PAGES and (start & PB_MASK) == 0 and (size & PB_MASK) == 0 and mt < MIGRATE_PCPTYPES:
         a = arena_id(z, A_ZONE)
         t = seg_free_coalesce(st, t, a, True)
         fl_insert(st, a, t)
