@@ -1144,11 +1144,25 @@ def radix_pa_drain(st):
     rx[RX_CTX] = CTX_IDLE
 
 
+@njit
+def radix_pcp_free_bulk(st, z, count, cpu, pindex):
+    """free_pcppages_bulk() from outside a free (the pcp high decay of vmstat_update): a free
+    path, so its insertions may stall like a free's."""
+    rx = st.rx
+    rx[RX_CTX] = CTX_FREE
+    if rx[RX_NOV] > 0:
+        _flush_all(st)
+    core.free_pcppages_bulk(st, z, count, cpu, pindex)
+    _count_stall(st)
+    rx[RX_CTX] = CTX_IDLE
+
+
 dispatch.register(RadixState, {
     "pa_alloc": radix_pa_alloc,
     "pa_free": radix_pa_free,
     "pa_take": radix_pa_take,
     "pa_drain": radix_pa_drain,
+    "pcp_free_bulk": radix_pcp_free_bulk,
     "list_add": radix_list_add,
     "list_del": radix_list_del,
     "list_first": radix_list_first,
