@@ -700,6 +700,7 @@ def _flush_list(st, lid):
             _w0_set(st, p, dq[lid, DQ_PCPW])
         if not _tree_add(st, lid, p, True):
             _link_set_next(st, p, nxt, True)
+            _link_set_prev(st, p, -1)  # still the oldest; the pcp word just set overlaps the link bits
             return False
         dq[lid, DQ_TOV_OLD] = nxt
         if nxt >= 0:
