@@ -214,3 +214,60 @@ def test_check_detects_corruption():
     assert m.check() != "ok"
     code = int(vmem_check_state(st)[0])
     assert code != 0
+
+
+@pytest.mark.parametrize("design", ["linux", "vmem"])
+def test_pcp_list_order_is_linux_order(design):
+    """The pcp list is LIFO at its head and drained from its tail, on vmem as on linux: a
+    magazine of MAG_ROUNDS pfns in front of the descriptor-linked part must not change the
+    order.  40 pages (more than a magazine) freed on one CPU come back newest first."""
+    m = Machine.create("1G", design=design)
+    pfns = [m.alloc_pages("GFP_KERNEL", 0, cpu=0) for _ in range(40)]
+    drained = m.stats()["pcp_drained_pages"]
+    for p in pfns:
+        m.free_pages(p, 0, cpu=0)
+    assert m.check() == "ok"
+    assert m.stats()["pcp_drained_pages"] == drained  # nothing left the lists (else the test is void)
+    again = [m.alloc_pages("GFP_KERNEL", 0, cpu=0) for _ in range(40)]
+    assert again == pfns[::-1]
+    assert m.check() == "ok"
+
+
+def test_pcp_magazine_spills_without_reading_descriptors_on_free():
+    """A free to a pcp list with room in its magazine touches no descriptor; the 16th spills
+    the oldest round onto the linked part (which check() walks), and the list stays whole."""
+    m = Machine.create("1G", design="vmem")
+    st = m.state
+    pfns = [m.alloc_pages("GFP_KERNEL", 0, cpu=1) for _ in range(va.MAG_ROUNDS + 5)]
+    z = core.page_zone(st, pfns[0])
+    h = va.pcp_head(st, 1, z, core.order_to_pindex(0, 0))
+    assert int(va.pcp_mag(st, h)[0]) == 0  # the allocations emptied the magazine (the refill is linked)
+    for k, p in enumerate(pfns):
+        t = va.md_tag(st, p)
+        row = st.desc[t].copy()
+        m.free_pages(p, 0, cpu=1)
+        if k < va.MAG_ROUNDS:
+            assert np.array_equal(st.desc[t], row)  # the freed allocation's descriptor untouched
+    mag = va.pcp_mag(st, h)
+    assert int(mag[0]) == va.MAG_ROUNDS and list(mag[1:]) == pfns[5:]
+    assert m.check() == "ok"
+    # the spilled rounds head the linked part, newest first (then what the refill left)
+    d = st.desc
+    t, linked = int(d[h, va.D_KNEXT]), []
+    while t != h and len(linked) < 5:
+        linked.append(int(d[t, va.D_START]))
+        assert int(d[t, va.D_TYPE]) == va.VMEM_ALLOC | va.DT_PCP
+        t = int(d[t, va.D_KNEXT])
+    assert linked == pfns[4::-1]
+    m.drain_all_pages()
+    assert int(va.pcp_mag(st, h)[0]) == 0 and int(d[h, va.D_KNEXT]) == h and m.check() == "ok"
+
+
+def test_summary_carries_the_descriptor_figures():
+    m = Machine.create("256M", design="vmem")
+    Churn(m, orders="mix", gfp="mix", occupancy=0.3, seed=3).run(2000)
+    s = m.summary()
+    ds = s["design_stats"]
+    assert ds == m.design.descriptor_stats()
+    assert ds["descriptors_in_use"] > 0 and ds["free_path_allocations"] == s["free_path_allocations"] == 0
+    assert ds["descriptor_pages"] * va.DESC_PER_PAGE == ds["descriptors_in_use"] + ds["descriptors_free"]

@@ -39,8 +39,10 @@ Mapping onto arenas, per zone:
   to the request's arena when ``free + alike >= pageblock/2``, ``try_to_claim_block``)
   and *steal* (carve from the fallback type's arena, pageblock type unchanged); neither
   under ``ALLOC_NOFRAGMENT``; highatomic reserves and CMA as in ``rmqueue_buddy``;
-* per-CPU lists hold allocated segments linked through their descriptors; a free goes to
-  the list and ``free_pcppages_bulk`` frees batches into the arenas.
+* per-CPU lists hold allocated segments: a 15-round magazine of pfns at the head, then
+  segments linked through their descriptors (vmem_arena: "Per-CPU lists"); a free pushes a
+  round without touching the allocation's descriptor, and ``free_pcppages_bulk`` frees
+  batches from the tail into the arenas.
 
 Descriptor accounting and the recursion bound are in vmem_arena's theory statement:
 every allocation reserves ``VMEM_SEGS_PER_ALLOC_MAX`` (4) descriptors plus
@@ -98,6 +100,7 @@ from memdesc.mm.page_alloc.vmem_arena import (
     DESC_MINFREE,
     DESC_PER_PAGE,
     DT_PCP,
+    MAG_ROUNDS,
     NCLASS,
     NDCOLS,
     NR_ARENAS_PER_ZONE,
@@ -133,9 +136,10 @@ class VmemStateType(StructType):
 class VmemState(StructProxy):
     """core.ZONE_FIELDS, then: memdesc uint64[npages]; desc int64[rows, NDCOLS] (list heads,
     then descriptors); freemap int64[arenas]; afree int64[arenas] (free pages per arena);
-    dpages int64[max descriptor pages] (pfn of each); vm int64[NR_V]; rng uint64[1]."""
+    dpages int64[max descriptor pages] (pfn of each); vm int64[NR_V]; rng uint64[1]; mag
+    int64[pcp lists, MAG_ROUNDS + 1] (each pcp list's magazine: count, then pfns)."""
 
-    _fields = (*core.ZONE_FIELDS, "memdesc", "desc", "freemap", "afree", "dpages", "vm", "rng")
+    _fields = (*core.ZONE_FIELDS, "memdesc", "desc", "freemap", "afree", "dpages", "vm", "rng", "mag")
 
 
 define_struct(VmemState, VmemStateType)
@@ -330,11 +334,12 @@ def vmem_rmqueue(st, z, order, mt, alloc_flags, cpu):
 # ------------------------------------------------------------------ per-CPU lists
 @njit
 def vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
+    """rmqueue_pcplist(): pfn, -1 or E_META (the refill's reservation failed)."""
     pcp = st.pcp[cpu, z]
     pcp[core.PCP_FREE_COUNT] >>= 1
     h = pcp_head(st, cpu, z, core.order_to_pindex(mt, order))
-    d = st.desc
     if va.pcp_empty(st, h):
+        d = st.desc
         batch = core.nr_pcp_alloc(st, pcp, z, order)
         got = 0
         rc = -1
@@ -342,26 +347,23 @@ def vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
             rc = vmem_rmqueue(st, z, order, mt, alloc_flags, cpu)
             if rc < 0:
                 break
-            d[rc, D_TYPE] = VMEM_ALLOC | DT_PCP
-            va._kinsert_tail(d, h, rc)
+            va.pcp_push_tail(st, h, rc)
             st.owner[d[rc, D_START]] = core.OWNER_PCP
             got += 1
         st.stats[core.ST_PCP_REFILL] += 1
         pcp[core.PCP_COUNT] += got << order
         if got == 0:
             return rc
-    t = d[h, D_KNEXT]
-    va._kdelete(d, t)
-    d[t, D_TYPE] = VMEM_ALLOC
-    st.owner[d[t, D_START]] = core.OWNER_NONE
+    pfn = va.pcp_pop_head(st, h)
+    st.owner[pfn] = core.OWNER_NONE
     pcp[core.PCP_COUNT] -= 1 << order
     st.stats[core.ST_PCP_ALLOC] += 1
-    return t
+    return pfn
 
 
 @njit
 def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
-    """rmqueue(): the per-CPU list for its orders, else the arenas."""
+    """rmqueue(): the per-CPU list for its orders, else the arenas: pfn, -1 or E_META."""
     n = -1
     if st.cfg[core.CFG_PCP_ENABLED] != 0 and core.pcp_allowed_order(order):
         n = vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
@@ -371,6 +373,7 @@ def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
         n = vmem_rmqueue(st, z, order, mt, alloc_flags, cpu)
         if n >= 0:
             st.stats[core.ST_BUDDY_ALLOC] += 1
+            n = st.desc[n, D_START]
     if (alloc_flags & core.ALLOC_KSWAPD) and (st.z_flags[z] & core.ZONE_BOOSTED_WATERMARK):
         st.z_flags[z] &= ~core.ZONE_BOOSTED_WATERMARK
         st.boost[z] = 0
@@ -402,9 +405,7 @@ def vmem_free_pcppages_bulk(st, z, count, cpu, pindex):
                 break
         nr_pages = np.int64(1) << core.pindex_to_order(pindex)
         while True:
-            t = d[h, D_KPREV]
-            va._kdelete(d, t)
-            d[t, D_TYPE] = VMEM_ALLOC
+            t = va.pcp_pop_tail(st, h)
             pfn = d[t, D_START]
             st.owner[pfn] = core.OWNER_NONE
             count -= nr_pages
@@ -418,14 +419,14 @@ def vmem_free_pcppages_bulk(st, z, count, cpu, pindex):
 
 
 @njit
-def vmem_free_unref_page_commit(st, z, cpu, t, mt, order):
+def vmem_free_unref_page_commit(st, z, cpu, pfn, mt, order):
+    """free_frozen_page_commit(): the allocation at pfn goes to the head of its pcp list (a
+    magazine round: its descriptor is not touched)."""
     pcp = st.pcp[cpu, z]
     pcp[core.PCP_ALLOC_FACTOR] >>= 1
     pindex = core.order_to_pindex(mt, order)
-    d = st.desc
-    d[t, D_TYPE] = VMEM_ALLOC | DT_PCP
-    va._kinsert(d, pcp_head(st, cpu, z, pindex), t)
-    st.owner[d[t, D_START]] = core.OWNER_PCP
+    va.pcp_push_head(st, pcp_head(st, cpu, z, pindex), pfn)
+    st.owner[pfn] = core.OWNER_PCP
     pcp[core.PCP_COUNT] += 1 << order
     st.stats[core.ST_PCP_FREE] += 1
     batch = pcp[core.PCP_BATCH]
@@ -537,11 +538,10 @@ def vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zonei
                     st.stats[core.ST_WMARK_FAIL] += 1
             if not ok:
                 continue
-            t = vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu)
-            if t == E_META:
+            pfn = vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu)
+            if pfn == E_META:
                 return E_META
-            if t >= 0:
-                pfn = st.desc[t, D_START]
+            if pfn >= 0:
                 st.owner[pfn] = core.owner_encode(order, mt)
                 if alloc_flags & core.ALLOC_HIGHATOMIC:
                     vmem_reserve_highatomic(st, pfn, order, z)
@@ -640,7 +640,6 @@ def vmem_free_pages(st, pfn, order, cpu):
         return rc
     st.vm[V_IN_FREE] += 1
     z = core.page_zone(st, pfn)
-    t = md_tag(st, pfn)
     core.trace_event(st, core.EV_FREE, cpu, pfn, order, -1, 0, 0, 0)
     st.owner[pfn] = core.OWNER_NONE
     st.stats[core.ST_FREE] += 1
@@ -649,11 +648,11 @@ def vmem_free_pages(st, pfn, order, cpu):
     mt = core.get_pfnblock_migratetype(st, pfn)
     if not core.pcp_allowed_order(order) or st.cfg[core.CFG_PCP_ENABLED] == 0 or mt == core.MT_ISOLATE:
         st.stats[core.ST_BUDDY_FREE] += 1
-        vmem_free_to_arena(st, z, t)
+        vmem_free_to_arena(st, z, md_tag(st, pfn))
     else:
         if mt >= MIGRATE_PCPTYPES:
             mt = core.MT_MOVABLE
-        vmem_free_unref_page_commit(st, z, cpu, t, mt, order)
+        vmem_free_unref_page_commit(st, z, cpu, pfn, mt, order)
     st.vm[V_IN_FREE] -= 1
     return core.OK
 
@@ -747,8 +746,7 @@ def vmem_init_state(st, first_dpage, starts, ends, zones, alloc_pfn, alloc_order
             mt = core.get_pfnblock_migratetype(st, p)
             if mt >= MIGRATE_PCPTYPES:
                 mt = core.MT_MOVABLE
-            d[t, D_TYPE] = VMEM_ALLOC | DT_PCP
-            va._kinsert_tail(d, pcp_head(st, cpu, z, core.order_to_pindex(mt, 0)), t)
+            va.pcp_push_tail(st, pcp_head(st, cpu, z, core.order_to_pindex(mt, 0)), t)
             st.owner[p] = core.OWNER_PCP
             st.pcp[cpu, z, core.PCP_COUNT] += 1
         else:
@@ -877,7 +875,7 @@ def vmem_check_state(st):
             w = np.int64(md_word(MD_BUDDY_ALLOC, t))
             cv = COV_ALLOC
             v = np.int64(st.owner[s])
-            if ty & DT_PCP:
+            if (ty & DT_PCP) or v == core.OWNER_PCP:  # linked part, or a magazine round
                 npcp += 1
                 cv = COV_PCP
                 if v != core.OWNER_PCP:
@@ -929,20 +927,36 @@ def vmem_check_state(st):
             return VC_ZONE_FREE, z, st.z_free[z], zfree[z]
         if zha[z] != st.z_free_highatomic[z]:
             return VC_HIGHATOMIC, z, st.z_free_highatomic[z], zha[z]
-    # per-cpu lists
+    # per-cpu lists: the magazine's rounds, then the linked part
     seen = 0
+    listed_pcp = np.zeros(hi, np.uint8)
     for cpu in range(st.cpu_node.shape[0]):
         for z in range(nz):
             pages = 0
             for pindex in range(core.NR_PCP_LISTS):
                 h = pcp_head(st, cpu, z, pindex)
                 sz = np.int64(1) << core.pindex_to_order(pindex)
+                m = va.pcp_mag(st, h)
+                if m[0] < 0 or m[0] > va.MAG_ROUNDS:
+                    return VC_PCP, h, 0, m[0]
+                for i in range(1, m[0] + 1):
+                    p = m[i]
+                    if p < 0 or p >= npages or md_type(st, p) != MD_BUDDY_ALLOC:
+                        return VC_PCP, h, p, -1
+                    t = md_tag(st, p)
+                    seen += 1
+                    if t < heads or t >= hi or d[t, D_TYPE] != VMEM_ALLOC or d[t, D_START] != p \
+                            or d[t, D_SIZE] != sz or core.page_zone(st, p) != z or listed_pcp[t] != 0:
+                        return VC_PCP, h, p, t
+                    listed_pcp[t] = 1
+                    pages += sz
                 t = d[h, D_KNEXT]
                 while t != h:
                     seen += 1
                     if t < heads or t >= hi or d[t, D_TYPE] != (VMEM_ALLOC | DT_PCP) or d[t, D_SIZE] != sz \
-                            or core.page_zone(st, d[t, D_START]) != z or seen > npcp:
+                            or core.page_zone(st, d[t, D_START]) != z or seen > npcp or listed_pcp[t] != 0:
                         return VC_PCP, h, 0, t
+                    listed_pcp[t] = 1
                     pages += sz
                     t = d[t, D_KNEXT]
             if pages != st.pcp[cpu, z, core.PCP_COUNT]:
@@ -994,6 +1008,14 @@ def vmem_free_block_list(st, out):
 
 
 # ------------------------------------------------------------------ the design
+def _mag_array(nlists: int) -> np.ndarray:
+    """The pcp magazines, one 128-byte row per list, rows on cache-line boundaries."""
+    row = MAG_ROUNDS + 1
+    raw = np.zeros(nlists * row + 8, np.int64)
+    off = (-(raw.ctypes.data // 8)) % 8
+    return raw[off:off + nlists * row].reshape(nlists, row)
+
+
 #: seed of the fault-injection generator (AllocConfig has the rate; reseed with seed_faults())
 FAULT_SEED = 0x9E3779B97F4A7C15
 
@@ -1119,7 +1141,8 @@ class VmemDesign(BuddyDesign):
         vm[va.V_MAXDP] = maxdp
         return VmemState(**zone_fields, memdesc=self._initial_memdesc(), desc=desc,
                          freemap=np.zeros(narenas, np.int64), afree=np.zeros(narenas, np.int64),
-                         dpages=np.zeros(maxdp, np.int64), vm=vm, rng=np.array([FAULT_SEED], np.uint64))
+                         dpages=np.zeros(maxdp, np.int64), vm=vm, rng=np.array([FAULT_SEED], np.uint64),
+                         mag=_mag_array(npcp))
 
     # -- fault injection
     @property
@@ -1151,9 +1174,11 @@ class VmemDesign(BuddyDesign):
         return int(self.state.memdesc.nbytes)
 
     def freelist_bytes(self) -> int:
+        """Arena freelist heads, freemap and free counters; per pcp list a list head and a
+        magazine (count and MAG_ROUNDS pfns)."""
         narenas = self.state.freemap.shape[0]
         pcp = self.layout.nr_cpus * len(self.layout.zones) * core.NR_PCP_LISTS
-        return narenas * (NCLASS * 16 + 8 + 8) + pcp * 16
+        return narenas * (NCLASS * 16 + 8 + 8) + pcp * (16 + 8 * (MAG_ROUNDS + 1))
 
     def descriptor_bytes(self) -> int:
         """Descriptor pages (whole pages: free descriptors included) and their page table."""

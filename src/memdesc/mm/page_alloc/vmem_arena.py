@@ -27,9 +27,16 @@ the general arena of :mod:`memdesc.lib._vmem_kernels`, and why:
   *descriptor pages* taken from directly-mapped zones (never HighMem), exactly as
   illumos' ``vmem_populate()`` carves ``vmem_seg_t``'s out of pages from
   ``vmem_seg_arena`` and never gives those pages back.
-* **Per-CPU lists link descriptors.**  A page cached on a per-CPU list stays an
-  allocated segment (like a round in a vmem quantum-cache magazine) and its
-  descriptor's ``list_head`` links it into ``pcp->lists[pindex]``.
+* **Per-CPU lists: a magazine, then descriptors.**  A page cached on a per-CPU list stays
+  an allocated segment.  The head of ``pcp->lists[pindex]`` is a *magazine* (Bonwick &
+  Adams' per-CPU layer, the other half of the vmem paper): up to ``MAG_ROUNDS`` (15)
+  pfns in a 128-byte array; beyond it the list continues through the descriptors'
+  ``list_head``.  A free to the pcp list pushes a round and never touches the allocation's
+  descriptor -- which for a page freed long after its allocation is a cache miss, the one
+  the real design would pay on every free if the list were linked through descriptors
+  only -- and an allocation from the list pops a round.  A full magazine spills its oldest
+  round onto the linked part; the order of the list is exactly Linux's (head = newest),
+  so the design makes the same choices as with descriptor links alone.
 
 Descriptors and the "never allocate when freeing" rule
 ------------------------------------------------------
@@ -65,8 +72,10 @@ from memdesc.mm.page_alloc import core
 #: descriptor pool columns: one row per descriptor (the model's 32-byte struct buddy)
 D_START, D_SIZE, D_TYPE, D_ARENA, D_KNEXT, D_KPREV, D_STACK, D_SPARE = range(8)
 NDCOLS = 8
-#: an allocated segment sitting on a per-CPU list (D_TYPE = VMEM_ALLOC | DT_PCP)
+#: an allocated segment on the linked part of a per-CPU list (D_TYPE = VMEM_ALLOC | DT_PCP)
 DT_PCP = 0x40
+#: rounds in a per-CPU list's magazine (row of MAG_ROUNDS + 1 words: 128 bytes)
+MAG_ROUNDS = 15
 #: the modelled descriptor: start, size|type|arena, list_head
 DESC_BYTES = 32
 DESC_PER_PAGE = PAGE_SIZE // DESC_BYTES
@@ -578,7 +587,12 @@ def move_pageblock(st, z, start, old_mt, new_mt):
     return moved
 
 
-# ------------------------------------------------------------------ per-CPU lists (descriptor-linked)
+# ------------------------------------------------------------------ per-CPU lists (magazine + descriptor-linked)
+# A pcp list is, head to tail: the rounds of its magazine (newest first), then the allocated
+# segments linked through their descriptors.  Freeing to the head pushes a round (the pfn)
+# and touches no descriptor; a full magazine spills its oldest round to the head of the linked
+# part; allocating takes the head; free_pcppages_bulk takes the tail; a refill appends to the
+# tail (the linked part).  The order of the list is exactly Linux's.
 @njit(inline="always")
 def pcp_head(st, cpu, z, pindex):
     nz = st.z_start.shape[0]
@@ -586,8 +600,94 @@ def pcp_head(st, cpu, z, pindex):
 
 
 @njit(inline="always")
+def pcp_mag(st, h):
+    """The magazine of pcp list h: [0] the number of rounds, [1..] the rounds, oldest first."""
+    return st.mag[h - st.vm[V_PCP_HEAD0]]
+
+
+@njit(inline="always")
 def pcp_empty(st, h):
-    return st.desc[h, D_KNEXT] == h
+    return st.desc[h, D_KNEXT] == h and pcp_mag(st, h)[0] == 0
+
+
+@njit(inline="always")
+def _mag_drop(m, i):
+    """Remove round i of magazine m (later rounds move down)."""
+    n = m[0]
+    for j in range(i, n):
+        m[j] = m[j + 1]
+    m[0] = n - 1
+
+
+@njit
+def pcp_spill(st, h):
+    """The oldest round of a full magazine goes to the head of the linked part."""
+    m = pcp_mag(st, h)
+    t = md_tag(st, m[1])
+    st.desc[t, D_TYPE] = VMEM_ALLOC | DT_PCP
+    _kinsert(st.desc, h, t)
+    _mag_drop(m, 1)
+
+
+@njit(inline="always")
+def pcp_push_head(st, h, pfn):
+    """list_add(): the allocation at pfn (its descriptor untouched) becomes the list's head."""
+    m = pcp_mag(st, h)
+    if m[0] == MAG_ROUNDS:
+        pcp_spill(st, h)
+    n = m[0] + 1
+    m[n] = pfn
+    m[0] = n
+
+
+@njit(inline="always")
+def pcp_push_tail(st, h, t):
+    """list_add_tail(): allocation t becomes the list's tail (the linked part's tail)."""
+    st.desc[t, D_TYPE] = VMEM_ALLOC | DT_PCP
+    _kinsert_tail(st.desc, h, t)
+
+
+@njit(inline="always")
+def pcp_pop_head(st, h):
+    """Take the head of a non-empty list: its pfn (from a magazine round: no descriptor read)."""
+    m = pcp_mag(st, h)
+    n = m[0]
+    if n > 0:
+        m[0] = n - 1
+        return m[n]
+    d = st.desc
+    t = d[h, D_KNEXT]
+    _kdelete(d, t)
+    d[t, D_TYPE] = VMEM_ALLOC
+    return d[t, D_START]
+
+
+@njit
+def pcp_pop_tail(st, h):
+    """Take the tail of a non-empty list: its descriptor."""
+    d = st.desc
+    t = d[h, D_KPREV]
+    if t != h:
+        _kdelete(d, t)
+        d[t, D_TYPE] = VMEM_ALLOC
+        return t
+    m = pcp_mag(st, h)
+    t = md_tag(st, m[1])
+    _mag_drop(m, 1)
+    return t
+
+
+@njit
+def pcp_unlink(st, h, pfn):
+    """Take the allocation at pfn off list h, wherever it is (list_del)."""
+    m = pcp_mag(st, h)
+    for i in range(1, m[0] + 1):
+        if m[i] == pfn:
+            _mag_drop(m, i)
+            return
+    t = md_tag(st, pfn)
+    _kdelete(st.desc, t)
+    st.desc[t, D_TYPE] = VMEM_ALLOC
 
 
 @njit

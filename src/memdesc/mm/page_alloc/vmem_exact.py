@@ -66,7 +66,6 @@ from memdesc.mm.page_alloc.vmem_arena import (
     D_START,
     D_TYPE,
     DESC_POPULATE_RESERVE,
-    DT_PCP,
     V_IN_FREE,
     V_NFREE,
     V_XP_FIXUP,
@@ -335,22 +334,19 @@ def vmem_xp_split(st, head, horder, pfn, order):
 
 @njit
 def vmem_xp_pcp_link(st, cpu, z, pindex, pfn, tail):
+    """pa_pcp_link: the block at pfn (one descriptor for it first) joins the list's head (a
+    magazine round) or tail (the linked part)."""
     t = xp_gather(st, pfn, pfn + (np.int64(1) << core.pindex_to_order(pindex)))
-    d = st.desc
-    d[t, D_TYPE] = VMEM_ALLOC | DT_PCP
     h = pcp_head(st, cpu, z, pindex)
     if tail:
-        va._kinsert_tail(d, h, t)
+        va.pcp_push_tail(st, h, t)
     else:
-        va._kinsert(d, h, t)
+        va.pcp_push_head(st, h, pfn)
 
 
 @njit
 def vmem_xp_pcp_unlink(st, cpu, z, pindex, pfn):
-    d = st.desc
-    t = md_tag(st, pfn)
-    va._kdelete(d, t)
-    d[t, D_TYPE] = VMEM_ALLOC
+    va.pcp_unlink(st, pcp_head(st, cpu, z, pindex), pfn)
 
 
 # ------------------------------------------------------------------ pageblock types, new memory
