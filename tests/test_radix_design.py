@@ -337,3 +337,36 @@ def test_cli_radix_nodes(tmp_path):
                             "--ops", "10"])
     assert r.exit_code != 0
     assert "radix design only" in str(r.exception) + r.output
+
+
+def test_parked_tail_entries_on_a_second_cpu():
+    """rmqueue_bulk refills a per-CPU list at its tail: on CPU 1 with no node to be had, those
+    insertions park on the tail chain, and a failed retry must leave the chain intact (word 0
+    holds both the list's CPU and the chain link of a parked pcp page)."""
+    m, high, low = _lowmem_exhausted("1200M", "radix:consume", 20_000)
+    rng = np.random.default_rng(4)
+    for i in rng.permutation(len(high)):
+        m.free_pages(high[i], 0, cpu=0)
+    assert m.design.node_stats()["parked_now"] > 0
+    st = m.design.state
+    nbl = int(st.rx[rx.RX_NBL])
+    got = []
+    seen_tail_parked_cpu1 = False
+    for _ in range(3000):
+        p = m.alloc_pages("GFP_HIGHUSER_MOVABLE", 0, cpu=1)
+        if p is not None:
+            got.append(p)
+        pw = st.dq[nbl:, rx.DQ_PCPW]
+        cpu1 = ((pw >> mmap.R2_CPU_SHIFT) & mmap.R2_CPU_MASK) == 1
+        seen_tail_parked_cpu1 |= bool((st.dq[nbl:, rx.DQ_TOV_OLD][cpu1] >= 0).any())
+        if len(got) % 500 == 0:
+            assert m.check() == "ok"
+    assert seen_tail_parked_cpu1
+    assert m.check() == "ok"
+    for p, o in low:
+        m.free_pages(p, o)
+    for p in got:
+        m.free_pages(p, 0, cpu=1)
+    m.drain_all_pages()
+    assert m.check() == "ok" and m.design.node_stats()["parked_now"] == 0
+    assert _accounted(m, 0)
