@@ -73,3 +73,16 @@ def test_shared_traces_policy_replay(shared_traces, capture):
         assert ds["free_stalls"] == 0 and ds["parked_now"] == 0
         if design == "radix:reserve":
             assert ds["free_path_allocations"] == 0
+
+
+@pytest.mark.parametrize("capture", ["anon", "build", "pagecache"])
+def test_shared_traces_exact_replay(shared_traces, capture):
+    """Exact replay puts the real kernel's placement on the radix lists (core.py's buddy code
+    over the radix primitives): the final free lists are those of linux's exact replay."""
+    lin = replay(shared_traces / capture, mode="exact", design="linux")
+    rad = replay(shared_traces / capture, mode="exact", design="radix:host")
+    assert lin.check == rad.check == "ok"
+    assert {k: v["model"] for k, v in lin.final_vs_real.items()} == \
+        {k: v["model"] for k, v in rad.final_vs_real.items()}
+    r = replay(shared_traces / capture, mode="exact", design="radix")
+    assert r.check == "ok" and r.machine.design.design_stats()["parked_now"] == 0
