@@ -1,7 +1,9 @@
-"""vmem design figures: 1 TiB machine creation memory, order-0 churn vs linux, fault injection.
+"""vmem design figures: 1 TiB machine creation memory, order-0 churn vs linux, fault injection,
+trace replay (exact and policy) vs linux.
 
-    .venv/bin/python benchmarks/bench_vmem_design.py                  # everything (1T, 16G, 1M ops)
-    .venv/bin/python benchmarks/bench_vmem_design.py --skip-1t --mem 2G --pairs 200000   # quick
+    .venv/bin/python benchmarks/bench_vmem_design.py                  # everything (1T, 16G, 1M ops, sample)
+    .venv/bin/python benchmarks/bench_vmem_design.py --skip-1t --mem 2G --pairs 200000 --replay none  # quick
+    .venv/bin/python benchmarks/bench_vmem_design.py --skip-1t --replay anon,build,pagecache  # full captures
 
 * ``Machine.create(mem="1T", design="vmem")`` in a fresh subprocess: wall time and peak
   resident set size (ru_maxrss) -- the issue asks for < 24 GiB of host RAM;
@@ -9,7 +11,11 @@
   round-robin, ns per alloc+free pair, ratio to linux in the same run, load average;
 * ``--fail-descriptor-alloc 0.01`` mixed churn over ``--fault-pairs`` pairs: injected
   failures, allocations failed for descriptors, free errors (must be 0), lost pages
-  (must be 0), free_path_allocations (must be 0), check().
+  (must be 0), free_path_allocations (must be 0), check();
+* replay of ``--replay`` captures (``sample`` = the bundled one, or names under
+  ../shared/traces), linux and vmem round-robin, exact and policy mode: M events/s of the
+  replay loop (median of ``--repeat``), ratio to linux in the same mode and run, vmem's
+  inconsistencies that hit its descriptor pages, free_path_allocations and check().
 """
 
 from __future__ import annotations
@@ -69,6 +75,58 @@ def fault_run(mem: str, pairs: int) -> dict:
             "check": m.check(), "ns_per_pair": r.ns_per_pair}
 
 
+def capture_path(name: str):
+    from pathlib import Path
+
+    from memdesc.replay import sample_path
+
+    if name == "sample":
+        return sample_path()
+    roots = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
+        Path(__file__).resolve().parents[1].parent / "shared" / "traces", Path("/work/shared/traces")]
+    for root in roots:
+        if (root / name / "trace.txt.zst").is_file():
+            return root / name
+    return None
+
+
+def replay_once(path, mode: str, design: str) -> dict:
+    from memdesc.replay import replay
+
+    r = replay(path, mode=mode, design=design, compare=False)
+    own = sum(n for k, n in r.inconsistencies.items() if "design's own" in k)
+    return {"events": r.events_replayed, "eps": r.events_per_second, "check": r.check,
+            "inconsistencies": sum(r.inconsistencies.values()), "descriptor_page_events": own,
+            "free_path_allocations": r.machine.stats()["free_path_allocations"]}
+
+
+def replay_figures(names: list[str], repeat: int) -> dict:
+    out: dict = {}
+    rows = [(mode, d) for mode in ("exact", "policy") for d in ("linux", "vmem")]
+    for name in names:
+        path = capture_path(name)
+        if path is None:
+            print(f"replay: capture {name!r} not found (skipped)")
+            continue
+        for mode, d in rows:  # compile (or load from the cache) before timing
+            replay_once(path, mode, d)
+        runs: dict = {row: [] for row in rows}
+        for _ in range(repeat):
+            for row in rows:
+                runs[row].append(replay_once(path, row[0], row[1]))
+        med = {row: statistics.median(x["eps"] for x in runs[row]) for row in rows}
+        print(f"replay {name}: {runs[rows[0]][0]['events']} events, {repeat} runs (M events/s of the replay loop)")
+        for mode, d in rows:
+            last = runs[(mode, d)][-1]
+            eps = [x["eps"] / 1e6 for x in runs[(mode, d)]]
+            print(f"  {mode:6s} {d:6s} median {med[(mode, d)] / 1e6:6.2f} (min {min(eps):.2f}, max {max(eps):.2f})"
+                  f"  {med[(mode, d)] / med[(mode, 'linux')]:.2f}x linux  inconsistencies {last['inconsistencies']}"
+                  f" (on descriptor pages {last['descriptor_page_events']})  free_path_allocations "
+                  f"{last['free_path_allocations']}  check {last['check']}")
+        out[name] = {f"{m}/{d}": {"median_eps": med[(m, d)], "runs": runs[(m, d)]} for m, d in rows}
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mem", default="16G")
@@ -77,6 +135,8 @@ def main() -> None:
     ap.add_argument("--fault-mem", default="1G")
     ap.add_argument("--fault-pairs", type=int, default=1_000_000)
     ap.add_argument("--skip-1t", action="store_true")
+    ap.add_argument("--replay", default="sample", help="captures to replay ('sample', anon, build, pagecache; "
+                    "'none' to skip)")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     out: dict = {}
@@ -105,6 +165,9 @@ def main() -> None:
           f"{f['injected_failures']} injected, {f['alloc_failed_for_descriptor']} allocations failed for a "
           f"descriptor, free errors {f['free_errors']}, lost pages {f['lost_pages']}, "
           f"free_path_allocations {f['free_path_allocations']}, check {f['check']}")
+    names = [x for x in a.replay.split(",") if x and x != "none"]
+    if names:
+        out["replay"] = replay_figures(names, a.repeat)
     if a.json:
         with open(a.json, "w") as fh:
             json.dump(out, fh, indent=1)
