@@ -18,7 +18,8 @@ take_page_off_buddy                :func:`vmem_take`: carve [pfn, 2^order) out o
 pages in *no state* (taken, off a  stay covered by allocated-segment descriptors (VMEM_ALLOC,
 pcp list, unallocated)             page_owner entry cleared): nothing to free or allocate
 prep_new_page / pcp list_add       one descriptor for the block: the no-state descriptors of
-                                   the range are *merged* (the others released)
+                                   the range are *merged* (the others released); on a pcp
+                                   list's head it is a magazine round, on its tail linked
 free_one_page / split_large_buddy  the block's descriptor goes into the arenas (coalescing only
                                    releases descriptors); several pageblocks go to the zone
                                    arena when all are mergeable, else pageblock by pageblock
