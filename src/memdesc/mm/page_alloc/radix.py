@@ -49,7 +49,7 @@ never used for nodes.
 * ``reserve`` -- Wilcox's rule "never allocate memory when freeing memory" applied to
   Kent's structure: every allocation first fills the spare to the worst case ``B(P)`` of
   nodes that *all* outstanding frees could need; if it cannot, the allocation fails
-  (``alloc_failed_for_metadata``).  Frees never allocate.
+  (``alloc_failed_for_reserve``; ``stats.alloc_failed_for_metadata``).  Frees never allocate.
 * ``host`` -- not a design: nodes come from host memory, not modelled pages.  Used to
   check that the deques reproduce ``linux``'s list order exactly.
 
@@ -81,10 +81,11 @@ never lost and ``check()`` stays "ok".
 (16 B each) and the deque's 12 words, ``nr_free`` per order, and node pages (``descriptors``:
 4096 bytes per node page, spare and slab waste included).
 
-Counters (``Machine.stats()`` / :meth:`RadixDesign.node_stats`): ``free_path_allocations``
-(node pages allocated while freeing: consumed pages and lowmem pages taken),
-``free_stalls``, ``alloc_failed_for_metadata``; node pages, live and spare nodes, parked
-entries, the reserve target.
+Counters (``Machine.stats()``; :meth:`RadixDesign.node_stats`, which is ``design_stats()``
+in every JSON summary; docs/radix.md explains each): ``free_path_allocations`` (node pages
+allocated while freeing: consumed pages and lowmem pages taken), ``free_stalls`` (frees
+that parked an insertion), ``alloc_failed_for_reserve``; node pages, live and spare nodes,
+parked entries, the reserve target.
 """
 
 from __future__ import annotations
@@ -1488,6 +1489,8 @@ class RadixDesign(BuddyDesign):
         ctl = st.xa_ctl
         free_pages = int(st.z_free.sum()) + int(st.pcp[:, :, core.PCP_COUNT].sum())
         live = int(ctl[kx.C_LIVE])
+        pending = int(pending_insertions(st))
+        target = int(reserve_target(st, pending)) if rx[RX_POLICY] == P_RESERVE else 0
         out = {
             "policy": self.node_policy,
             "node_pages": int(rx[RX_NODE_PAGES]),
@@ -1496,11 +1499,9 @@ class RadixDesign(BuddyDesign):
             "nodes_spare": int(ctl[kx.C_FREE_TOP]),
             "nodes_per_free_page": live / free_pages if free_pages else 0.0,
             "parked_now": int(rx[RX_NOV]),
-            "pending_insertions": int(pending_insertions(st)),
-            "reserve_target_nodes": int(reserve_target(st, pending_insertions(st)))
-            if rx[RX_POLICY] == P_RESERVE else 0,
-            "reserve_target_bytes": int(reserve_target(st, pending_insertions(st))) * NODE_BYTES
-            if rx[RX_POLICY] == P_RESERVE else 0,
+            "pending_insertions": pending,
+            "reserve_target_nodes": target,
+            "reserve_target_bytes": target * NODE_BYTES,
             "free_path_allocations": int(st.stats[core.ST_FREE_PATH_ALLOCS]),
             "free_stalls": int(st.stats[core.ST_FREE_STALLS]),
             "alloc_failed_for_reserve": int(rx[RX_META_FAIL]),
