@@ -7,7 +7,7 @@ For each capture (``anon``, ``build``, ``pagecache`` of ../shared/traces, or the
 ``sample``) and each design, runs round-robin ``--repeat`` times, each on a fresh machine
 rebuilt from the capture's ``before`` snapshot:
 
-* ``exact``: every event applied at its real pfn (designs on the shared buddy code);
+* ``exact``: every event applied at its real pfn (every design);
 * ``policy``: the trace as demands served by the design, counting the model's own kmem
   events (what ``memdesc replay --mode policy`` does);
 * ``policy-nolog``: the same without the model's event log.
@@ -68,8 +68,6 @@ def main() -> None:
     rows = []
     for design in a.designs.split(","):
         for mode in a.modes.split(","):
-            if mode == "exact" and design == "vmem":
-                continue  # exact replay needs the buddy primitives (see memdesc.replay_kernels)
             rows.append((design, mode))
     load0 = os.getloadavg()
     print(f"CPU: {cpu_model()}, {os.cpu_count()} CPUs; load average before: "
