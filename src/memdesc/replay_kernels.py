@@ -574,10 +574,11 @@ def set_block_type(st, pfn, order, newmt):
     fs, fe = xp_free_extent(st, start)
     if fs >= 0 and (fs < start or fe > end):
         # the free block holding it (a segment of any length: its part inside the aligned
-        # MAX_PAGE_ORDER block, which for a buddy block is the block itself)
+        # MAX_PAGE_ORDER block, which for a buddy block is the block itself).  Only ever
+        # widened: a vmem segment may merely overlap the span (start before it, end inside)
         base = start & ~((np.int64(1) << MAX_PAGE_ORDER) - 1)
-        start = max(fs, base)
-        end = min(fe, base + (np.int64(1) << MAX_PAGE_ORDER))
+        start = min(start, max(fs, base))
+        end = max(end, min(fe, base + (np.int64(1) << MAX_PAGE_ORDER)))
     z = core.page_zone(st, start)
     if z < 0:
         return 0
