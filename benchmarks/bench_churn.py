@@ -76,7 +76,7 @@ def main() -> None:
           f"after {load1[0]:.2f}")
     print(f"churn on a {a.mem} x86-64 machine, {a.pairs} alloc+free pairs after filling to 50 %, "
           f"{a.repeat} runs each")
-    print(f"{'workload':10s} {'design':8s} {'median ns/pair':>15s} {'min':>9s} {'max':>9s} {'vs linux':>9s}")
+    print(f"{'workload':10s} {'design':14s} {'median ns/pair':>15s} {'min':>9s} {'max':>9s} {'vs linux':>9s}")
     summary = {"machine": cpu_model(), "mem": a.mem, "pairs": a.pairs, "load": [load0[0], load1[0]],
                "results": {}}
     for w in workloads:
@@ -85,7 +85,7 @@ def main() -> None:
             xs = results[w][d]
             med = statistics.median(xs)
             ratio = f"{med / base:8.2f}x" if base else ""
-            print(f"{w:10s} {d:8s} {med:15.1f} {min(xs):9.1f} {max(xs):9.1f} {ratio:>9s}")
+            print(f"{w:10s} {d:14s} {med:15.1f} {min(xs):9.1f} {max(xs):9.1f} {ratio:>9s}")
             summary["results"].setdefault(w, {})[d] = {"median": med, "min": min(xs), "max": max(xs)}
     print("check:", "ok" if all(c == "ok" for c in checks) else checks)
     if a.json:
