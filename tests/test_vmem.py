@@ -703,3 +703,64 @@ def test_random_stress_netbsd_style(policy):
         else:
             runs.append([s, s + n])
     assert runs == [[s, s + n] for s, n in sorted(spans)]
+
+
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_aligned_search_agrees_with_general_search(seed):
+    """The xalloc(size, align) fast path (``_search_aligned``) picks the same segment and
+    address, and counts the same searches, as illumos' general loop (``_search_freelists``
+    with ``vmem_fit``) from every starting freelist of a fragmented arena."""
+    rng = np.random.default_rng(seed)
+    q = 64
+    a = Vmem("agree", 0, 1 << 22, quantum=q, tags=1 << 10)
+    n = 3000
+    ops = np.empty(n, np.int64)
+    live: list[int] = []
+    for i in range(n):
+        if live and rng.random() < 0.45:
+            ops[i] = -(live.pop(int(rng.integers(len(live)))) + 1)
+        else:
+            ops[i] = int(rng.integers(1, 40 * q))
+            live.append(i)
+    aligns = np.where(ops > 0, q << rng.integers(0, 6, n), 0)
+    a.run(ops, aligns=aligns)
+    seg = a.state.seg
+    nonempty = [c for c in range(K.VMEM_FREELISTS) if seg[K.T_FREELIST + c, K.F_KNEXT] != K.T_FREELIST + c]
+    assert len(nonempty) >= 4 and seg[K.M_NBUSY, K.F_META] > 100  # fragmented enough to mean something
+    for size in (q, 3 * q, 8 * q, 13 * q, 32 * q, 100 * q):
+        for align in (q, 2 * q, 16 * q, 64 * q, 1024 * q):
+            for c in nonempty:
+                for one_list in (True, False):
+                    k0 = int(seg[K.K_SEARCH, K.F_META])
+                    want = K._search_freelists(seg, c, size, align, 0, 0, 0, K.VMEM_MAXADDR, 0, one_list)
+                    k1 = int(seg[K.K_SEARCH, K.F_META])
+                    got = K._search_aligned(seg, c, size, align, one_list)
+                    assert tuple(map(int, got)) == tuple(map(int, want)), (size, align, c, one_list)
+                    assert int(seg[K.K_SEARCH, K.F_META]) - k1 == k1 - k0
+    a.check()
+
+
+@pytest.mark.parametrize(("ops", "aligns", "policy", "err", "match"), [
+    ([PAGE, 0], None, Policy.INSTANTFIT, VmemInvalidRequest, "ops must be sizes"),
+    ([PAGE, 1 << 62], [0, 0], Policy.INSTANTFIT, VmemInvalidRequest, "ops must be sizes"),
+    ([PAGE, PAGE], [0], Policy.INSTANTFIT, VmemInvalidRequest, "one entry per op"),
+    ([PAGE], [3 * PAGE], Policy.INSTANTFIT, VmemConstraintError, "powers of two"),
+    ([PAGE], [-PAGE], Policy.INSTANTFIT, VmemConstraintError, "powers of two"),
+    ([PAGE], [PAGE // 2], Policy.INSTANTFIT, VmemConstraintError, "multiples of the quantum"),
+    ([PAGE, -1], [0, 1 << 62], Policy.INSTANTFIT, VmemConstraintError, "below 2\\*\\*62"),
+    ([PAGE], [2 * PAGE], Policy.NEXTFIT, VmemConstraintError, "NEXTFIT"),
+])
+def test_batch_stream_validation(ops, aligns, policy, err, match):
+    """run() refuses a malformed stream before running any of it."""
+    a = Vmem("v", 0, 1 << 20, quantum=PAGE)
+    with pytest.raises(err, match=match):
+        a.run(ops, policy, aligns=aligns)
+    assert a.size(SegType.ALLOC) == 0
+
+
+def test_batch_stream_validation_accepts_what_it_should():
+    a = Vmem("v", 0, 1 << 20, quantum=PAGE)
+    # a free's align entry is ignored unless >= 2**62; align 0 and the quantum mean "none"
+    out = a.run([PAGE, -1, 2 * PAGE, PAGE], aligns=[0, 3, 2 * PAGE, PAGE])
+    assert out.tolist() == [0, 0, 0, 2 * PAGE]
+    assert a.run([PAGE], Policy.NEXTFIT, aligns=[PAGE]).tolist() == [3 * PAGE]

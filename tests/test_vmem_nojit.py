@@ -33,9 +33,12 @@ def workload() -> dict:
                     live.append((p, n))
         if policy != Policy.NEXTFIT:
             got.append(a.xalloc(100, 256, 64, 1024, 4096, 1 << 19, policy, nosleep=True))
+            got.append(a.xalloc(300, 1024, policy=policy, nosleep=True))  # the aligned fast path
         a.check()
         ops = np.array([300, 5000, -1, 64, -2, 7000, -4], np.int64)
         got += a.run(ops, policy).tolist()
+        if policy != Policy.NEXTFIT:
+            got += a.run(ops, policy, aligns=np.array([256, 2048, 0, 128, 0, 1024, 0])).tolist()
         a.check()
         res[policy.name] = got
         res[policy.name + "_stats"] = {k: v for k, v in a.stats().items() if k != "qcache"}

@@ -30,8 +30,10 @@ last two columns.
   illumos' periodic ``vmem_hash_rescale``).  For a span marker it is the
   address-ordered span list that starts at ``T_SEG0``.
 * Instant fit (the default) takes the first segment of the first freelist whose
-  members *all* fit; best fit, first fit (freelist order) and next fit (rotor)
-  are those of illumos; ``VM_ADDRFIT`` (a memdesc extension) is the
+  members *all* fit (an aligned ``xalloc`` walks the lists from there until a segment
+  holds an aligned block: ``_search_aligned`` is the cheap loop for align-only
+  requests); best fit, first fit (freelist order) and next fit (rotor) are those of
+  illumos; ``VM_ADDRFIT`` (a memdesc extension) is the
   address-ordered first fit of the old ``rmalloc()`` resource maps that vmem
   replaced, O(segments), kept to compare with allocators that use it.
 
@@ -121,6 +123,7 @@ E_OVERLAP = -5  # vmem_add of a span overlapping an existing span
 E_BADINDEX = -6  # batch: free of an op index that is not an earlier op
 E_DOUBLEINDEX = -7  # batch: the same allocation freed twice
 E_RELEASE = -8  # batch: stopped so the facade can release pending spans
+B_BADOP, B_BADALIGN, B_BIGALIGN, B_ALIGNED = 1, 2, 4, 8  # vmem_batch_check's findings
 
 
 class VmemState(NamedTuple):
@@ -499,11 +502,80 @@ def _search_freelists(seg, c, size, align, phase, nocross, minaddr, maxaddr, vmf
 
 
 @njit
+def _search_aligned(seg, c, size, align, one_list):
+    """``_search_freelists`` for the common constraint ``xalloc(size, align)`` without
+    ``VM_BESTFIT`` (phase 0, no nocross, no address bounds): the first segment, in the same
+    order, that holds an ``align``-aligned block of ``size``, freelist ``c`` first.
+    ``vmem_fit`` reduces to one mask and one compare, ``P2ROUNDUP(start, align) + size <=
+    end``, and the search counter is written once.  A list whose members are all at least
+    ``size + align - quantum`` long fits at its head, so past the first list a miss costs one
+    check.  Same tag, address and ``K_SEARCH`` count as the general loop (tested)."""
+    searched = 0
+    vbest = -1
+    addr = -1
+    mask = align - 1
+    while c >= 0:
+        head = T_FREELIST + c
+        t = seg[head, F_KNEXT]
+        while t != head:
+            searched += 1
+            start = seg[t, F_START]
+            a = (start + mask) & ~mask
+            if a - start + size <= seg[t, F_SIZE]:
+                vbest = t
+                addr = a
+                break
+            t = seg[t, F_KNEXT]
+        if vbest >= 0 or one_list or c + 1 >= VMEM_FREELISTS:
+            break
+        c = lowbit(seg[M_FREEMAP, F_META] & -(1 << (c + 1))) - 1
+    seg[K_SEARCH, F_META] += searched
+    return vbest, addr
+
+
+@njit
+def _start_freelists(seg, size, vmflag):
+    """First freelist to search for ``size`` and the list instant fit skips (-1: none)."""
+    freemap = seg[M_FREEMAP, F_META]
+    if size & (size - 1) == 0:
+        return lowbit(freemap & -size) - 1, -1
+    hb = highbit(size)
+    skipped = -1
+    if hb >= VMEM_FREELISTS or (freemap >> hb) == 0 or (vmflag & (VM_BESTFIT | VM_FIRSTFIT)):
+        hb -= 1
+    elif (freemap >> (hb - 1)) & 1:
+        skipped = hb - 1  # instant fit skips the list that only *might* fit
+    return lowbit(freemap & -(1 << hb)) - 1, skipped
+
+
+@njit
+def vmem_xalloc_aligned(seg, size, align, vmflag):
+    """``vmem_xalloc(size, align)`` with phase 0, no nocross, no address bounds, the default
+    tag reserve and neither ``VM_BESTFIT`` nor ``VM_ADDRFIT`` (e.g. the batch kernel's and
+    ``Vmem.xalloc``'s aligned instant-fit requests): ``vmem_xalloc``'s search and result,
+    through ``_search_aligned``."""
+    if seg[M_NFREE, F_META] < VMEM_MINFREE:
+        return E_NOTAGS
+    c, skipped = _start_freelists(seg, size, vmflag)
+    vbest, addr = _search_aligned(seg, c, size, align, False)
+    if vbest < 0 and skipped >= 0:
+        # NetBSD: an instant-fit miss is retried on the skipped list (illumos would wait)
+        vbest, addr = _search_aligned(seg, skipped, size, align, True)
+    if vbest < 0:
+        return E_NOSPACE
+    seg[M_LASTSEG, F_META] = vmem_seg_alloc(seg, vbest, addr, size)
+    return addr
+
+
+@njit
 def vmem_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minfree):
     """Constrained allocation (``size`` rounded, parameters checked by the caller).
 
     Returns the address (tag in ``meta[M_LASTSEG]``), ``E_NOSPACE`` or ``E_NOTAGS``.
     """
+    if (phase == 0 and nocross == 0 and minaddr == 0 and maxaddr == VMEM_MAXADDR
+            and minfree == VMEM_MINFREE and (vmflag & (VM_BESTFIT | VM_ADDRFIT)) == 0):
+        return vmem_xalloc_aligned(seg, size, align, vmflag)
     if seg[M_NFREE, F_META] < minfree:
         return E_NOTAGS
     vbest = -1
@@ -521,20 +593,10 @@ def vmem_xalloc(seg, size, align, phase, nocross, minaddr, maxaddr, vmflag, minf
                     break
             t = seg[t, F_ANEXT]
     else:
-        freemap = seg[M_FREEMAP, F_META]
-        skipped = -1
-        if size & (size - 1) == 0:
-            flist = lowbit(freemap & -size)
-        else:
-            hb = highbit(size)
-            if hb >= VMEM_FREELISTS or (freemap >> hb) == 0 or (vmflag & (VM_BESTFIT | VM_FIRSTFIT)):
-                hb -= 1
-            else:
-                skipped = hb - 1  # instant fit skips the list that only *might* fit
-            flist = lowbit(freemap & -(1 << hb))
-        vbest, addr = _search_freelists(seg, flist - 1, size, align, phase, nocross, minaddr, maxaddr,
+        c, skipped = _start_freelists(seg, size, vmflag)
+        vbest, addr = _search_freelists(seg, c, size, align, phase, nocross, minaddr, maxaddr,
                                         vmflag, False)
-        if vbest < 0 and skipped >= 0 and (freemap >> skipped) & 1:
+        if vbest < 0 and skipped >= 0:
             # NetBSD: an instant-fit miss is retried on the skipped list (illumos would wait)
             vbest, addr = _search_freelists(seg, skipped, size, align, phase, nocross, minaddr, maxaddr,
                                             vmflag, True)
@@ -738,7 +800,12 @@ def vmem_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
         if op > 0:
             size = p2roundup(op, q)
             if len(aligns) != 0 and aligns[i] > q:
-                r = vmem_xalloc(seg, size, aligns[i], 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+                # straight to the fast path: through vmem_xalloc's nine arguments the buddy-like
+                # stream ran ~20 % slower (benchmarks/bench_vmem_peers.py, measured)
+                if vmflag & (VM_BESTFIT | VM_ADDRFIT):
+                    r = vmem_xalloc(seg, size, aligns[i], 0, 0, 0, VMEM_MAXADDR, vmflag, VMEM_MINFREE)
+                else:
+                    r = vmem_xalloc_aligned(seg, size, aligns[i], vmflag)
             else:
                 r = vmem_alloc(seg, size, vmflag)
             if r == E_NOTAGS:
@@ -770,6 +837,34 @@ def vmem_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
             seg[M_STATUS, F_META] = E_RELEASE
             return i
     return n
+
+
+@njit
+def vmem_batch_check(ops, aligns, quantum):
+    """One pass over a batch stream before ``vmem_batch`` runs it: a bitmask of what is wrong.
+
+    ``B_BADOP``: an op is 0 or ``>= VMEM_MAXADDR``; ``B_BADALIGN``: an allocation's alignment
+    is negative, not a power of two or (non-zero and) not a multiple of ``quantum``;
+    ``B_BIGALIGN``: an alignment ``>= VMEM_MAXADDR``; ``B_ALIGNED`` (not an error by itself:
+    NEXTFIT refuses it): some allocation asks for an alignment above the quantum.  ``aligns``
+    is empty or as long as ``ops``.  (It replaces six numpy passes in ``Vmem.run``.)
+    """
+    bits = 0
+    has_al = len(aligns) != 0
+    for i in range(len(ops)):
+        op = ops[i]
+        if op == 0 or op >= VMEM_MAXADDR:
+            bits |= B_BADOP
+        if has_al:
+            al = aligns[i]
+            if al >= VMEM_MAXADDR:
+                bits |= B_BIGALIGN
+            if op > 0:
+                if al < 0 or (al & (al - 1)) != 0 or ((al & (quantum - 1)) != 0 and al != 0):
+                    bits |= B_BADALIGN
+                if al > quantum:
+                    bits |= B_ALIGNED
+    return bits
 
 
 # --- per-call entry points (one array + scalars: the cheapest numba dispatch) ----------------
@@ -822,6 +917,11 @@ def k_hash_rebuild(seg):
 @njit
 def k_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace):
     return vmem_batch(seg, ops, aligns, vmflag, out, done, pos, stop_on_nospace)
+
+
+@njit
+def k_batch_check(ops, aligns, quantum):
+    return vmem_batch_check(ops, aligns, quantum)
 
 
 @njit

@@ -733,21 +733,23 @@ class Vmem:
             raise VmemInvalidRequest("ops must be one-dimensional")
         n = len(ops)
         flags = _policy_flags(policy)
-        if n and (np.any(ops == 0) or np.any(ops >= VMEM_MAXADDR)):
-            raise VmemInvalidRequest("ops must be sizes in [1, 2**62) or -(index + 1) of an earlier op")
         if aligns is None:
             al = np.empty(0, np.int64)
         else:
             al = np.ascontiguousarray(aligns, dtype=np.int64)
+        bits = int(K.k_batch_check(ops, al if al.shape == ops.shape else np.empty(0, np.int64),
+                                   self.quantum))
+        if bits & K.B_BADOP:
+            raise VmemInvalidRequest("ops must be sizes in [1, 2**62) or -(index + 1) of an earlier op")
+        if aligns is not None:
             if al.shape != ops.shape:
                 raise VmemInvalidRequest("aligns must have one entry per op")
-            bad = (al < 0) | (al & (al - 1) != 0) | ((al & (self.quantum - 1)) != 0) & (al != 0)
-            if np.any(bad[ops > 0]):
+            if bits & K.B_BADALIGN:
                 raise VmemConstraintError("aligns must be 0 or powers of two that are multiples of the "
                                           f"quantum {self.quantum}")
-            if np.any(al >= VMEM_MAXADDR):
+            if bits & K.B_BIGALIGN:
                 raise VmemConstraintError("aligns must be below 2**62")
-            if flags & VM_NEXTFIT and np.any(al[ops > 0] > self.quantum):
+            if flags & VM_NEXTFIT and bits & K.B_ALIGNED:
                 raise VmemConstraintError("Policy.NEXTFIT does not take alignments")
         out = np.full(n, -1, np.int64)
         done = np.zeros(n, np.int8)
