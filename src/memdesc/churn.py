@@ -66,14 +66,15 @@ def xorshift64s(rng):
 
 
 @njit(inline="always")
-def below(rng, n):
-    """A uniform integer in [0, n) for n < 2**32 (multiply-shift, no division)."""
-    return np.int64(((xorshift64s(rng) >> np.uint64(21)) * np.uint64(n)) >> np.uint64(32))
+def scale(r, n):
+    """Map a xorshift64* draw to a uniform integer in [0, n) for n < 2**32 (multiply-shift)."""
+    return np.int64(((r >> np.uint64(21)) * np.uint64(n)) >> np.uint64(32))
 
 
 @njit(inline="always")
-def scale(r, n):
-    return np.int64(((r >> np.uint64(21)) * np.uint64(n)) >> np.uint64(32))
+def below(rng, n):
+    """A uniform integer in [0, n) for n < 2**32 (no division)."""
+    return scale(xorshift64s(rng), n)
 
 
 @njit
@@ -88,14 +89,12 @@ def free_random(st, live, ctr, rng, cpu):
     rng[1] = rng[2]
     rng[2] = xorshift64s(rng)
     prefetch(live, scale(rng[2], n))
-    nxt = scale(rng[1], n)
-    if nxt < n:
-        prefetch_page(st, live[nxt] >> 4)
+    prefetch_page(st, live[scale(rng[1], n)] >> 4)
     v = live[j]
     order = v & 15
     if dispatch.pa_free(st, v >> 4, order, cpu) != 0:
         ctr[5] += 1
-    n = ctr[0] - 1
+    n -= 1
     live[j] = live[n]
     ctr[0] = n
     ctr[1] -= 1 << order
