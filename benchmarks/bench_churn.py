@@ -6,7 +6,7 @@
 Two workloads per design (issue "Foundation", item 11):
 
 * order-0 churn at 50 % occupancy on a 16 GiB x86-64 machine (GFP_KERNEL, 2 CPUs);
-* mixed-order churn (the ``mix`` order and gfp distributions of memdesc.churn).
+* mixed-order churn (the ``mix`` order and gfp distributions of memdesc.sim.churn).
 
 Each (design, workload) runs ``--repeat`` times round-robin on fresh machines; the median,
 min and max ns per pair are printed, with the machine's CPU model and load average, and the
@@ -22,9 +22,9 @@ import os
 import platform
 import statistics
 
-from memdesc.churn import Churn
 from memdesc.mm.machine import Machine
 from memdesc.mm.page_alloc import DESIGNS
+from memdesc.sim.churn import Churn
 
 
 def cpu_model() -> str:

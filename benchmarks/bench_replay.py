@@ -30,10 +30,10 @@ from pathlib import Path
 
 from bench_churn import cpu_model  # benchmarks/ is on sys.path when this script runs
 from memdesc.mm.page_alloc import DESIGNS
-from memdesc.replay import replay, sample_path
+from memdesc.sim.replay import replay, sample_path
 
 SHARED = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
-    Path(__file__).resolve().parents[1].parent / "shared" / "traces", Path("/work/shared/traces")]
+    Path(__file__).resolve().parents[1].parent / "shared" / "traces"]
 
 
 def capture_dir(name: str) -> Path | None:

@@ -48,8 +48,8 @@ def create_1t() -> dict:
 
 
 def churn_once(design: str, mem: str, pairs: int, seed: int) -> float:
-    from memdesc.churn import Churn
     from memdesc.mm.machine import Machine
+    from memdesc.sim.churn import Churn
 
     m = Machine.create(mem, design=design)
     r = Churn(m, order=0, gfp="GFP_KERNEL", occupancy=0.5, seed=seed).run(pairs)
@@ -57,10 +57,10 @@ def churn_once(design: str, mem: str, pairs: int, seed: int) -> float:
 
 
 def fault_run(mem: str, pairs: int) -> dict:
-    from memdesc.churn import Churn
     from memdesc.mm.machine import Machine
     from memdesc.mm.page_alloc import core
     from memdesc.mm.page_alloc import vmem_arena as va
+    from memdesc.sim.churn import Churn
 
     m = Machine.create(mem, design="vmem", fail_descriptor_alloc=0.01)
     c = Churn(m, orders="mix", gfp="mix", occupancy=0.6, seed=7)
@@ -78,12 +78,12 @@ def fault_run(mem: str, pairs: int) -> dict:
 def capture_path(name: str):
     from pathlib import Path
 
-    from memdesc.replay import sample_path
+    from memdesc.sim.replay import sample_path
 
     if name == "sample":
         return sample_path()
     roots = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
-        Path(__file__).resolve().parents[1].parent / "shared" / "traces", Path("/work/shared/traces")]
+        Path(__file__).resolve().parents[1].parent / "shared" / "traces"]
     for root in roots:
         if (root / name / "trace.txt.zst").is_file():
             return root / name
@@ -91,7 +91,7 @@ def capture_path(name: str):
 
 
 def replay_once(path, mode: str, design: str) -> dict:
-    from memdesc.replay import replay
+    from memdesc.sim.replay import replay
 
     r = replay(path, mode=mode, design=design, compare=False)
     own = sum(n for k, n in r.inconsistencies.items() if "design's own" in k)

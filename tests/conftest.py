@@ -1,7 +1,7 @@
 """Shared pytest fixtures.
 
-``shared_traces`` points at ../shared/traces (the full real captures from a Linux
-6.18 machine).  Tests that need it are skipped when it is absent on a developer's
+``shared_traces`` points at ``$MEMDESC_SHARED_TRACES`` or ../shared/traces beside the clone
+(the full real captures from a Linux 6.18 machine).  Tests that need it are skipped when it is absent on a developer's
 machine (memdesc itself never needs it); under CI (``CI`` set) its absence is an error,
 so those tests can never be skipped silently there.
 """
@@ -14,9 +14,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-_CANDIDATES = [Path(os.environ["MEMDESC_SHARED_TRACES"])] if "MEMDESC_SHARED_TRACES" in os.environ else [
-    REPO.parent / "shared" / "traces", Path("/work/shared/traces")]
-SHARED = next((p for p in _CANDIDATES if p.is_dir()), _CANDIDATES[0])
+#: the captures: $MEMDESC_SHARED_TRACES, else ../shared/traces beside the clone (never a path of one machine)
+SHARED = Path(os.environ.get("MEMDESC_SHARED_TRACES") or REPO.parent / "shared" / "traces")
 
 
 @pytest.fixture(scope="session")

@@ -138,7 +138,7 @@ TestI386Allocator.settings = settings(max_examples=10, stateful_step_count=30, d
 _SCRIPT = r"""
 import json, sys
 from memdesc.mm.machine import Machine
-from memdesc.churn import Churn
+from memdesc.sim.churn import Churn
 m = Machine.create("64M")
 c = Churn(m, orders="mix", gfp="mix", occupancy=0.6, seed=3)
 r = c.run(3000)
@@ -162,7 +162,7 @@ def test_same_results_with_and_without_numba():
 
 
 def test_churn_is_reproducible_and_keeps_occupancy():
-    from memdesc.churn import Churn
+    from memdesc.sim.churn import Churn
 
     results = []
     for _ in range(2):
@@ -179,7 +179,7 @@ def test_churn_is_reproducible_and_keeps_occupancy():
 
 
 def test_sampling_table_follows_distribution():
-    from memdesc.churn import sampling_table
+    from memdesc.sim.churn import sampling_table
 
     t = sampling_table({0: 0.5, 3: 0.25, 9: 0.25})
     assert len(t) == 1024

@@ -25,7 +25,6 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from memdesc.churn import Churn
 from memdesc.cli import app
 from memdesc.errors import ConfigError, DoubleFree, InvalidPfn, MemdescError, OrderMismatch
 from memdesc.lib import _xarray_kernels as kx
@@ -35,6 +34,7 @@ from memdesc.mm.mm_init import i386_layout, x86_64_layout
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, NR_PAGE_ORDERS, PAGE_SIZE
 from memdesc.mm.page_alloc import DESIGNS, RadixDesign, design_spec, get_design
 from memdesc.mm.page_alloc import radix as rx
+from memdesc.sim.churn import Churn
 
 GFPS = ["GFP_KERNEL", "GFP_HIGHUSER_MOVABLE|__GFP_COMP", "GFP_KERNEL|__GFP_RECLAIMABLE", "GFP_ATOMIC",
         "GFP_DMA32", "GFP_USER"]

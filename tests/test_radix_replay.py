@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from memdesc.cli import app
-from memdesc.replay import replay, sample_path
+from memdesc.sim.replay import replay, sample_path
 
 
 @pytest.fixture(scope="module")

@@ -12,17 +12,17 @@ import numpy as np
 import polars as pl
 import pytest
 
-from memdesc.churn import Churn
 from memdesc.errors import ConfigError
 from memdesc.mm.gfp import parse_gfp
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MigrateType
 from memdesc.mm.page_alloc import DESIGNS
-from memdesc.replay import replay, resolve_source, sample_path
-from memdesc.replay_kernels import SPLIT_NEEDS, design_has, exact_supported
+from memdesc.sim.churn import Churn
+from memdesc.sim.replay import replay, resolve_source, sample_path
+from memdesc.sim.replay_io import event_log_frame, write_event_log
+from memdesc.sim.replay_kernels import SPLIT_NEEDS, design_has, exact_supported
 from memdesc.trace import events as E
 from memdesc.trace.reader import read_trace
-from memdesc.trace.replay_io import event_log_frame, write_event_log
 from memdesc.trace.writer import write_ftrace
 
 MOVABLE_GFP = parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_COMP")

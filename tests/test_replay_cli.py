@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from memdesc.cli import app
 from memdesc.mm import vmstat
-from memdesc.replay import sample_path
+from memdesc.sim.replay import sample_path
 from test_replay import exact_rows, write_trace  # tests/ is on sys.path (pytest rootdir)
 
 SUMMARY_KEYS = ("machine", "design", "struct_page_bytes", "metadata_bytes", "ops", "buddyinfo", "unusable_index",

@@ -15,10 +15,10 @@ def workload() -> dict:
     """Exact and policy replay of a small churn trace and of the synthetic trace of test_replay."""
     import hashlib
 
-    from memdesc.churn import Churn
     from memdesc.mm.machine import Machine
-    from memdesc.replay import replay
-    from memdesc.trace.replay_io import event_log_frame
+    from memdesc.sim.churn import Churn
+    from memdesc.sim.replay import replay
+    from memdesc.sim.replay_io import event_log_frame
 
     sys.path.insert(0, str(HERE))
     import test_replay as t

@@ -13,11 +13,11 @@ import numpy as np
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from memdesc.churn import Churn
 from memdesc.mm.machine import Machine
-from memdesc.replay import replay
+from memdesc.sim.churn import Churn
+from memdesc.sim.replay import replay
+from memdesc.sim.replay_io import event_log_frame
 from memdesc.trace import events as E
-from memdesc.trace.replay_io import event_log_frame
 from test_replay import frame  # tests/ is on sys.path (pytest rootdir)
 
 NPAGES = 16384   # the 64 MiB machine's pfns

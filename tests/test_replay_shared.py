@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import pytest
 
-from memdesc.replay import replay
+from memdesc.sim.replay import replay
 
 CAPTURES = ("anon", "build", "pagecache")
 

@@ -1,6 +1,6 @@
 """``memdesc scenario highmem-free``: Kent's highmem wall and the ways around it.
 
-Each expectation comes from the designs' own rules (see memdesc.scenarios' theory
+Each expectation comes from the designs' own rules (see memdesc.sim.scenarios' theory
 statement), not from earlier runs: linux's free lists live in struct page, so a free can
 never need memory; radix-consume can consume a directly-mapped page being freed but not
 a HighMem one, and lowmem is exhausted by then; radix-reserve and vmem obtain at
@@ -23,7 +23,7 @@ from memdesc.cli import app
 from memdesc.errors import ConfigError
 from memdesc.mm.mm_init import i386_layout
 from memdesc.mm.mmzone import ZoneType
-from memdesc.scenarios import highmem_free, variants
+from memdesc.sim.scenarios import highmem_free, variants
 
 MEM = "1G"
 _cache: dict = {}
@@ -189,7 +189,7 @@ def test_cli_errors():
 NOJIT = r'''
 import json
 from memdesc._numba import JIT_DISABLED
-from memdesc.scenarios import highmem_free
+from memdesc.sim.scenarios import highmem_free
 out = {"jit_disabled": JIT_DISABLED}
 for design, policy in (("linux", None), ("radix", "consume")):
     r = highmem_free(design, policy, "x86_64", "64M", seed=3, user_pages=6000)

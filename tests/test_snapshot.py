@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from memdesc.cli import app
 from memdesc.errors import MemdescError
 from memdesc.mm import vmstat
-from memdesc.snapshot import buddyinfo_diff, capture, machine_from_snapshot
+from memdesc.sim.snapshot import buddyinfo_diff, capture, machine_from_snapshot
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "memdesc" / "data" / "sample"
 

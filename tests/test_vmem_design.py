@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from memdesc.churn import Churn
 from memdesc.errors import ConfigError, DoubleFree, NotAllocationHead, OrderMismatch
 from memdesc.mm import memmap
 from memdesc.mm.machine import Machine
@@ -13,6 +12,7 @@ from memdesc.mm.mmzone import PAGEBLOCK_NR_PAGES, ZoneType
 from memdesc.mm.page_alloc import core
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc.vmem import E_META, vmem_check_state
+from memdesc.sim.churn import Churn
 
 
 def _accounted(m: Machine, live_pages: int) -> int:

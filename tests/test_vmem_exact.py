@@ -19,8 +19,8 @@ from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, MigrateType
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
-from memdesc.replay import replay
-from memdesc.replay_kernels import EXACT_NEEDS, design_has, exact_split, exact_supported
+from memdesc.sim.replay import replay
+from memdesc.sim.replay_kernels import EXACT_NEEDS, design_has, exact_split, exact_supported
 from memdesc.trace import events as E
 from test_replay import exact_rows, frame  # tests/ is on sys.path (pytest rootdir)
 

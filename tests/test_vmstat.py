@@ -28,7 +28,7 @@ def _text(name: str) -> str:
 
 
 # ---------------------------------------------------------------------------
-# bundled real files (run without /work/shared)
+# bundled real files (run without ../shared)
 # ---------------------------------------------------------------------------
 def test_bundled_buddyinfo():
     text = _text("buddyinfo")

@@ -74,14 +74,6 @@ class Machine:
         return m
 
     @classmethod
-    def from_snapshot(cls, directory: str | Path, when: str = "before", design: str | type[Design] = "linux",
-                      cpus: int | None = None, **config_kw) -> Machine:
-        """A machine in the exact state of a capture's /proc snapshot (see memdesc.snapshot)."""
-        from memdesc.snapshot import machine_from_snapshot
-
-        return machine_from_snapshot(directory, when, design, cpus, **config_kw)[0]
-
-    @classmethod
     def create(cls, mem: str | int = "16G", design: str | type[Design] = "linux", layout: str = "x86_64",
                nodes: int = 1, cpus: int | None = None, zoneinfo: str | Path | None = None,
                config: AllocConfig | None = None, **config_kw) -> Machine:

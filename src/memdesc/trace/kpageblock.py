@@ -54,8 +54,8 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_ORDER,
     MigrateType,
 )
+from memdesc.trace.kpage import NR_PAGE_CLASSES, PageClass, ZoneSpan, check_zone_spans
 from memdesc.trace.kpagebuddy import FreeBlocks
-from memdesc.trace.kpageflags import NR_PAGE_CLASSES, PageClass, ZoneSpan, check_zone_spans
 
 #: greedy assignment order (Movable last: it takes what the others leave)
 ASSIGN_ORDER = (MigrateType.RECLAIMABLE, MigrateType.UNMOVABLE, MigrateType.HIGHATOMIC,

@@ -37,7 +37,7 @@ import numpy as np
 from memdesc._numba import njit
 from memdesc.errors import ConfigError, InvalidOrder, InvariantViolation
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, NR_PAGE_ORDERS
-from memdesc.trace.kpageflags import KPF, ZoneSpan, check_dump_array, check_zone_spans, kpf_mask
+from memdesc.trace.kpage import KPF, ZoneSpan, check_dump_array, check_zone_spans, kpf_mask
 
 
 @njit

@@ -1496,7 +1496,7 @@ def init_free_state(st, starts, ends, res_pfns):
 @njit
 def init_from_snapshot(st, res_pfns, alloc_pfn, alloc_order, alloc_mt, alloc_gfp, free_pfn, free_order,
                        pcp_pfn, pcp_cpu):
-    """Rebuild the allocator state of a real machine's snapshot (see memdesc.snapshot).
+    """Rebuild the allocator state of a real machine's snapshot (see memdesc.sim.snapshot).
 
     The caller has set the pageblock migratetypes.  Reserved pages and holes are marked,
     allocations get their struct page state and owner entry, free blocks go on the free

@@ -119,7 +119,7 @@ mark_reserved = primitive("mark_reserved", "mark_reserved(st, pfn, kind): a rese
 
 
 # ----------------------------------------------------------------- exact placement (optional)
-# What exact trace replay (memdesc.replay_kernels) needs to put a real kernel's placement on a
+# What exact trace replay (memdesc.sim.replay_kernels) needs to put a real kernel's placement on a
 # design.  Pages in *no state* have been taken out of the pool, off a pcp list or out of an
 # allocation and wait for the state the event gives them; a design may keep what it needs for them
 # (vmem keeps the allocation's descriptor).  Designs built on the buddy lists of core.py need not

@@ -92,6 +92,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from memdesc import _mem as hugemem
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError
@@ -1405,8 +1406,6 @@ class RadixDesign(BuddyDesign):
         rx[RX_CTX] = CTX_IDLE
 
     def _make_state(self, zone_fields: dict, npages: int, nlists: int) -> RadixState:
-        from memdesc import _mem as hugemem
-
         nz = len(self.layout.zones)
         nbl = nz * NR_PAGE_ORDERS * MIGRATE_TYPES
         mm = hugemem.zeros((npages, 2), np.uint64)

@@ -2,7 +2,7 @@
 
 Theory
 ------
-Exact replay (:mod:`memdesc.replay_kernels`) applies every kmem event of a real kernel at
+Exact replay (:mod:`memdesc.sim.replay_kernels`) applies every kmem event of a real kernel at
 its real pfn.  On a buddy design it works on free blocks and list links; on ``vmem`` each
 step maps onto segments and ``struct buddy`` descriptors (:mod:`~.vmem_arena`):
 

@@ -33,8 +33,10 @@ import numpy as np
 from memdesc.errors import ConfigError, FormatError
 from memdesc.mm import gfp as gfpmod
 from memdesc.mm import vmstat
+from memdesc.mm.machine import Machine
 from memdesc.mm.mm_init import layout_from_zoneinfo
 from memdesc.mm.mmzone import MIGRATETYPE_NAMES, PAGEBLOCK_ORDER, MigrateType
+from memdesc.mm.page_alloc import AllocConfig, get_design
 from memdesc.trace.kpageblock import compare_free_counts, free_counts_by_migratetype, pagetypeinfo_tables
 from memdesc.trace.kpageflags import KPF, KPageSnapshot, PageClass, kpf_mask
 
@@ -208,9 +210,6 @@ def machine_from_snapshot(directory: str | Path, when: str = "before", design: s
 
     Returns ``(machine, snapshot_state, kpage_snapshot)``.
     """
-    from memdesc.mm.machine import Machine
-    from memdesc.mm.page_alloc import AllocConfig, get_design
-
     files = capture(directory, when)
     cls = get_design(design)
     zinfo = files.zoneinfo()

@@ -13,13 +13,16 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from memdesc.cli.options import RadixNodesOpt, _fail, _write_json, console, print_proc_views
+from memdesc.mm.page_alloc import design_spec
+from memdesc.sim.replay import replay, sample_path
 
 PathArg = Annotated[Path | None, typer.Argument(
     help="A trace file (ftrace text, .zst/.gz), or a capture directory (trace.txt.zst + before.*/after.*). "
          "Default: the bundled real sample.")]
-RadixNodesOpt = Annotated[str | None, typer.Option(
-    "--radix-nodes", metavar="POLICY", help="radix: where tree nodes come from: consume (default; Kent's path, "
-    "a free may need memory), reserve (reserved at allocation time; frees never allocate), host (not modelled).")]
 
 
 def _buddy_lines(final: dict) -> list[str]:
@@ -67,13 +70,6 @@ def register(app: typer.Typer) -> None:
         radix_nodes: RadixNodesOpt = None,
     ) -> None:
         """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-        from rich.table import Table
-
-        from memdesc.cli import _fail, _write_json, console, print_proc_views
-        from memdesc.mm.page_alloc import design_spec
-        from memdesc.replay import replay, sample_path
-
         design = design_spec(design, radix_nodes=radix_nodes)
 
         if sample and path is not None:

@@ -84,13 +84,13 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from memdesc._numba import njit
-from memdesc.churn import below
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
 from memdesc.mm.machine import Machine
 from memdesc.mm.mm_init import i386_layout
 from memdesc.mm.mmzone import ZoneType
 from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
+from memdesc.sim.churn import below
 
 LAYOUTS = ("i386", "x86_64")
 #: ``--design all``: every design and radix node policy, in report order

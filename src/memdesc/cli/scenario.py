@@ -1,7 +1,7 @@
 """``memdesc scenario``: the folio thread's claims as reproducible experiments.
 
 Registered on the main typer app by :func:`register` (called from :mod:`memdesc.cli`).
-``memdesc scenario highmem-free`` runs :func:`memdesc.scenarios.highmem_free` for one
+``memdesc scenario highmem-free`` runs :func:`memdesc.sim.scenarios.highmem_free` for one
 design (or ``--design all``: every design and radix node policy) on one layout (or
 ``--layout both``), prints what each step did and one row per run side by side, and with
 ``--json`` writes ``{"scenario", "params", "runs": [ScenarioResult.as_dict(), ...]}``.
@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.table import Table
 
+from memdesc.cli.options import _fail, _write_json, console
+from memdesc.sim.scenarios import LAYOUTS, highmem_free, variants
 from memdesc.units import format_size
 
 
@@ -43,8 +46,6 @@ def _verdict(r) -> str:
 def phase_table(r):
     """What each step of one run did (columns: attempts, successes, failures, failures for
     metadata, stalled frees, free-path allocations, parked entries after the step)."""
-    from rich.table import Table
-
     t = Table(title=f"{r.label} on {r.layout} {r.mem}: steps", title_justify="left")
     t.add_column("step", no_wrap=True)
     t.add_column("gfp", no_wrap=True)
@@ -80,8 +81,6 @@ ROWS = (
 
 def summary_table(results):
     """Every run side by side: one column per design/policy/layout."""
-    from rich.table import Table
-
     t = Table(title="highmem-free: user pages freed after kernel allocations exhausted lowmem",
               title_justify="left")
     t.add_column("")
@@ -122,9 +121,6 @@ def register(app: typer.Typer) -> None:
         json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
     ) -> None:
         """Kent's highmem wall: free HighMem pages when lowmem is exhausted, on any design."""
-        from memdesc.cli import _fail, _write_json, console
-        from memdesc.scenarios import LAYOUTS, highmem_free, variants
-
         if layout not in (*LAYOUTS, "both"):
             _fail(f"--layout must be one of {', '.join(LAYOUTS)} or both, got {layout!r}")
         layouts = list(LAYOUTS) if layout == "both" else [layout]

@@ -5,10 +5,10 @@ Theory
 A capture (the layout of ``../shared/traces/*`` and of the bundled sample) is a kmem
 trace of a running Linux machine plus /proc snapshots taken just before tracing started
 (``before.*``) and just after it stopped (``after.*``).  :func:`replay` runs a trace
-through one of two numba event loops (:mod:`memdesc.replay_kernels`):
+through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
 
 * ``mode="exact"``: start from the machine rebuilt from ``before.*``
-  (:func:`memdesc.snapshot.machine_from_snapshot`) and apply every event at its real pfn.
+  (:func:`memdesc.sim.snapshot.machine_from_snapshot`) and apply every event at its real pfn.
   If model and trace were perfectly consistent, the model would end in the real
   machine's state; the final free lists are compared with ``after.buddyinfo`` and with
   the free state rebuilt from ``after.kpageflags``.  Every event whose pages are not in
@@ -45,12 +45,16 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from memdesc import replay_kernels as K
 from memdesc.errors import ConfigError, FormatError
+from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
 from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
+from memdesc.sim import replay_kernels as K
+from memdesc.sim.snapshot import capture as open_capture
+from memdesc.sim.snapshot import machine_from_snapshot
 from memdesc.trace import events as E
+from memdesc.trace.kpageflags import KPageSnapshot, PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
 MODES = ("exact", "policy")
@@ -214,9 +218,6 @@ def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str 
     if src.capture is not None:
         if mem is not None:
             raise ConfigError("--mem applies to a bare trace file; a capture's machine comes from its zoneinfo")
-        from memdesc.snapshot import machine_from_snapshot
-        from memdesc.trace.kpageflags import PageClass
-
         m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
         return StartState(m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE),
                           state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64), True)
@@ -240,9 +241,6 @@ def compare_final(machine: Machine, capture: Path) -> dict | None:
     """Per zone ("NODE:ZONE"): the model's free lists beside after.buddyinfo and the free state
     rebuilt from after.kpageflags: counts per order, their differences, free pages and the
     differences in percent of the real value."""
-    from memdesc.snapshot import capture as open_capture
-    from memdesc.trace.kpageflags import KPageSnapshot
-
     files = open_capture(capture, "after")
     proc = files.buddyinfo()
     kpf = None
@@ -276,8 +274,6 @@ def pcp_pages(machine: Machine, capture: Path | None) -> dict:
     out = {"model": int(machine.design.zs.pcp[:, :, core.PCP_COUNT].sum())}
     zi = capture / "after.zoneinfo" if capture is not None else None
     if zi is not None and zi.is_file():
-        from memdesc.mm import vmstat
-
         out["after_zoneinfo"] = int(sum(p.count for z in vmstat.read_zoneinfo(zi) if z.pagesets for p in z.pagesets))
     return out
 
@@ -455,8 +451,6 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     if mt_names is None:
         mt_names = machine.migratetype_names
         if capture is not None:
-            from memdesc.snapshot import capture as open_capture
-
             pti = open_capture(capture, "before").pagetypeinfo()
             if pti is not None:
                 mt_names = tuple(pti.migratetype_names)

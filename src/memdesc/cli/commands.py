@@ -1,122 +1,41 @@
-"""The ``memdesc`` command line (typer + rich).
-
-Every command prints a human summary and, with ``--json PATH``, writes a JSON summary
-whose keys scripts rely on: ``machine`` {``zones``: [...]}, ``design``,
-``struct_page_bytes``, ``metadata_bytes`` {``memmap``, ``freelists``, ``descriptors``,
-``total``}, ``ops`` {``alloc``, ``free``, ``alloc_failed``}, ``seconds``, ``buddyinfo``
-{"NODE:ZONE": [11 ints]}, ``unusable_index``, ``extfrag_index``, ``check``.
-Errors a user can cause are reported as one line naming the problem (exit code 2),
-never as a traceback.
-"""
+"""``memdesc machine``, ``churn``, ``inspect`` and ``snapshot``: build a machine, run it, look inside."""
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from memdesc.cli_replay import RadixNodesOpt
-from memdesc.errors import MemdescError
+from memdesc.cli.options import (
+    CpusOpt,
+    DesignOpt,
+    JsonOpt,
+    LayoutOpt,
+    MemOpt,
+    NodesOpt,
+    PcpOpt,
+    RadixNodesOpt,
+    ZoneinfoOpt,
+    _fail,
+    _machine,
+    _summary,
+    _write_json,
+    console,
+    memmap_table,
+    print_proc_views,
+    zone_table,
+)
+from memdesc.mm.page_alloc import design_spec
+from memdesc.sim.churn import Churn
+from memdesc.sim.replay_io import write_event_log
+from memdesc.sim.snapshot import buddyinfo_diff, capture, machine_from_snapshot
 from memdesc.units import format_size
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
-                  help="memdesc: executable models of Linux physical-memory management designs.")
-console = Console()
-err = Console(stderr=True)
 
-MemOpt = Annotated[str, typer.Option("--mem", help="Machine memory size, e.g. 16G, 896M, 1T.")]
-LayoutOpt = Annotated[str, typer.Option("--layout", help="x86_64 (DMA/DMA32/Normal) or i386 (DMA/Normal/HighMem).")]
-NodesOpt = Annotated[int, typer.Option("--nodes", help="NUMA nodes.")]
-CpusOpt = Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (per-CPU page lists).")]
-ZoneinfoOpt = Annotated[Path | None, typer.Option("--zoneinfo", help="Build the machine from a real /proc/zoneinfo.")]
-DesignOpt = Annotated[str, typer.Option("--design", help="Page-allocator design: linux, radix, vmem.")]
-JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")]
-PcpOpt = Annotated[bool, typer.Option("--pcp/--no-pcp", help="Per-CPU page lists on or off.")]
-
-
-def _fail(msg: str) -> None:
-    err.print(f"[bold red]memdesc:[/] {msg}")
-    raise typer.Exit(2)
-
-
-def _write_json(path: Path | None, data: dict) -> None:
-    if path is None:
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(data, indent=2, default=_json_default) + "\n")
-    except OSError as e:
-        _fail(f"cannot write {path}: {e.strerror}")
-    console.print(f"[dim]summary written to {path}[/]")
-
-
-def _json_default(o):
-    import numpy as np
-
-    if isinstance(o, np.integer):
-        return int(o)
-    if isinstance(o, np.floating):
-        return float(o)
-    if isinstance(o, np.ndarray):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
-
-
-def _machine(mem: str, layout: str, nodes: int, cpus: int | None, zoneinfo: Path | None, design: str,
-             pcp: bool = True, **kw):
-    from memdesc.mm.machine import Machine
-
-    if zoneinfo is not None and not zoneinfo.exists():
-        _fail(f"{zoneinfo}: no such file")
-    with console.status(f"building the {design} machine (first use compiles the kernels)..."):
-        return Machine.create(mem=mem, design=design, layout=layout, nodes=nodes, cpus=cpus, zoneinfo=zoneinfo,
-                              pcp=pcp, **kw)
-
-
-def zone_table(m) -> Table:
-    t = Table(title=f"{m.layout.source} — {m.layout.nr_nodes} node(s), {m.nr_cpus} CPUs, "
-                    f"max_pfn {m.max_pfn:#x}", title_justify="left")
-    for col in ("node", "zone", "start_pfn", "spanned", "present", "managed", "free", "direct mapped"):
-        t.add_column(col, justify="right" if col not in ("zone", "direct mapped") else "left")
-    zs = m.design.zs
-    for i, z in enumerate(m.zones):
-        t.add_row(str(z.node), z.name, f"{z.start_pfn:#x}" if z.spanned else "-", f"{z.spanned}", f"{z.present}",
-                  f"{int(zs.z_managed[i])}", f"{int(zs.z_free[i])}", "yes" if z.direct_mapped else "no")
-    return t
-
-
-def memmap_table(m) -> Table:
-    from memdesc.mm.mmzone import PAGE_SIZE
-
-    spanned = sum(z.spanned for z in m.zones)
-    present = sum(z.present for z in m.zones)
-    t = Table(title="struct page array (memmap) per design word size", title_justify="left")
-    for col in ("struct page", "design", "bytes per page", "memmap bytes", "% of memory"):
-        t.add_column(col, justify="right")
-    for words, who in ((8, "linux (today)"), (2, "radix (Kent)"), (1, "vmem (Wilcox memdesc)")):
-        b = m.max_pfn * words * 8
-        t.add_row(f"{words} word{'s' if words > 1 else ''}", who, str(words * 8), format_size(b),
-                  f"{100.0 * b / (present * PAGE_SIZE):.2f} %")
-    del spanned
-    return t
-
-
-def _summary(m, extra: dict) -> dict:
-    d = m.summary()
-    d.update(extra)
-    return d
-
-
-@app.command()
 def machine(mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt = 1, cpus: CpusOpt = None,
             zoneinfo: ZoneinfoOpt = None, design: DesignOpt = "linux", json_path: JsonOpt = None) -> None:
     """Build a machine and show its zones and memmap sizes for 8-, 2- and 1-word struct page."""
@@ -134,18 +53,6 @@ def machine(mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt =
         raise typer.Exit(1)
 
 
-def print_proc_views(m, which=("buddyinfo", "unusable_index", "extfrag_index")) -> None:
-    """Print views in the kernel's exact text formats (/proc/buddyinfo, debugfs extfrag/*)."""
-    files = m.proc_files()
-    titles = {"buddyinfo": "/proc/buddyinfo", "pagetypeinfo": "/proc/pagetypeinfo", "zoneinfo": "/proc/zoneinfo",
-              "unusable_index": "/sys/kernel/debug/extfrag/unusable_index",
-              "extfrag_index": "/sys/kernel/debug/extfrag/extfrag_index"}
-    for k in which:
-        console.print(f"[bold]{titles[k]}[/]")
-        console.print(files[k].rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
-
-
-@app.command()
 def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt = 1,
           cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
           ops: Annotated[int, typer.Option("--ops", help="Measured alloc+free pairs (after the fill).")] = 1_000_000,
@@ -162,9 +69,6 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
                                                           "ftrace text trace (.zst/.gz/plain).")] = None,
           radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None) -> None:
     """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation."""
-    from memdesc.churn import Churn
-    from memdesc.mm.page_alloc import design_spec
-
     design = design_spec(design, radix_nodes=radix_nodes)
 
     evlog = 0
@@ -186,8 +90,6 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
         result = m.check()
         console.print(f"check: [bold]{result}[/]")
     if trace_out is not None:
-        from memdesc.trace.replay_io import write_event_log
-
         n = write_event_log(m, trace_out)
         console.print(f"[dim]{n} kmem events written to {trace_out}[/]")
     _write_json(json_path, _summary(m, {
@@ -196,7 +98,6 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
         raise typer.Exit(1)
 
 
-@app.command()
 def inspect(pfn: Annotated[str, typer.Argument(help="Page frame number (decimal or 0x hex).")],
             design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64",
             nodes: NodesOpt = 1, cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
@@ -209,8 +110,6 @@ def inspect(pfn: Annotated[str, typer.Argument(help="Page frame number (decimal 
         _fail(f"{pfn!r} is not a pfn (use decimal or 0x hex)")
     m = _machine(mem, layout, nodes, cpus, zoneinfo, design)
     if churn_ops:
-        from memdesc.churn import Churn
-
         Churn(m, orders="mix", gfp="mix").run(churn_ops)
     console.print(m.describe_page(p), markup=False, highlight=False)
     words = [int(x) for x in m.design.page_words(p)]
@@ -218,14 +117,11 @@ def inspect(pfn: Annotated[str, typer.Argument(help="Page frame number (decimal 
                             "struct_page_bytes": m.design.struct_page_bytes})
 
 
-@app.command()
 def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (before.*/after.* /proc files) "
                                                           "or a directory of plain /proc-named files.")],
              when: Annotated[str, typer.Option("--when", help="before or after.")] = "before",
              design: DesignOpt = "linux", json_path: JsonOpt = None) -> None:
     """Rebuild a real machine's state from its /proc snapshot (kpageflags, zoneinfo, ...)."""
-    from memdesc.snapshot import buddyinfo_diff, capture, machine_from_snapshot
-
     t0 = time.perf_counter()
     files = capture(directory, when)
     with console.status("reading kpageflags and rebuilding the free state..."):
@@ -271,29 +167,7 @@ def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (
     _write_json(json_path, out)
 
 
-from memdesc.cli_replay import register as _register_replay  # noqa: E402
-
-_register_replay(app)
-
-from memdesc.cli_scenario import register as _register_scenario  # noqa: E402
-
-_register_scenario(app)
-
-
-def main() -> None:
-    try:
-        app()
-    except MemdescError as e:
-        err.print(f"[bold red]memdesc:[/] {e}")
-        sys.exit(2)
-    except OSError as e:  # missing or unreadable files named on the command line
-        msg = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
-        err.print(f"[bold red]memdesc:[/] {msg}")
-        sys.exit(2)
-    except KeyboardInterrupt:
-        err.print("[bold red]memdesc:[/] interrupted")
-        sys.exit(130)
-
-
-if __name__ == "__main__":
-    main()
+def register(app: typer.Typer) -> None:
+    """Add the machine, churn, inspect and snapshot commands to ``app``."""
+    for command in (machine, churn, inspect, snapshot):
+        app.command()(command)
