@@ -11,6 +11,9 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from memdesc.cli.options import (
+    CheckpointAtOpt,
+    CheckpointEveryOpt,
+    CheckpointOpt,
     CpusOpt,
     DesignOpt,
     JsonOpt,
@@ -19,6 +22,8 @@ from memdesc.cli.options import (
     NodesOpt,
     PcpOpt,
     RadixNodesOpt,
+    ResumeOpt,
+    SaveOpt,
     ZoneinfoOpt,
     _fail,
     _machine,
@@ -30,6 +35,7 @@ from memdesc.cli.options import (
     zone_table,
 )
 from memdesc.mm.page_alloc import design_spec
+from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.churn import Churn
 from memdesc.sim.replay_io import write_event_log
 from memdesc.sim.snapshot import buddyinfo_diff, capture, machine_from_snapshot
@@ -67,20 +73,43 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
               help="vmem: fail this fraction of descriptor allocations (fault injection).")] = 0.0,
           trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Write the run's kmem events as an "
                                                           "ftrace text trace (.zst/.gz/plain).")] = None,
-          radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None) -> None:
-    """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation."""
+          radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None,
+          checkpoint: CheckpointOpt = None, checkpoint_at: CheckpointAtOpt = 0,
+          checkpoint_every: CheckpointEveryOpt = 0, resume: ResumeOpt = None, save: SaveOpt = None) -> None:
+    """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation.
+
+    --checkpoint-at/--checkpoint-every count measured alloc+free pairs."""
+    ckpt = Checkpoints(checkpoint, checkpoint_at, checkpoint_every)
+    if resume is not None:
+        given = {"--design": design != "linux", "--mem": mem != "16G", "--layout": layout != "x86_64",
+                 "--nodes": nodes != 1, "--cpus": cpus is not None, "--zoneinfo": zoneinfo is not None,
+                 "--ops": ops != 1_000_000, "--order": order != 0, "--orders": orders is not None,
+                 "--gfp": gfp != "GFP_KERNEL", "--occupancy": occupancy != 0.5, "--seed": seed != 1,
+                 "--no-pcp": not pcp, "--fail-descriptor-alloc": fail_descriptor_alloc != 0.0,
+                 "--radix-nodes": radix_nodes is not None, "--trace-out": trace_out is not None}
+        bad = [k for k, v in given.items() if v]
+        if bad:
+            _fail(f"--resume continues the saved run with its own machine and workload; drop {', '.join(bad)}")
     design = design_spec(design, radix_nodes=radix_nodes)
 
-    evlog = 0
-    if trace_out is not None:
-        evlog = min(16 * ops + 4_000_000, 200_000_000)
-    m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
-                 fail_descriptor_alloc=fail_descriptor_alloc)
-    c = Churn(m, order=order, orders=orders, gfp=gfp, occupancy=occupancy, seed=seed)
     with Progress(TextColumn("[bold]churn[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
-        task = prog.add_task(f"{m.design.name}", total=ops)
-        r = c.run(ops, progress=lambda n: prog.advance(task, n))
+        if resume is not None:
+            task = prog.add_task("resuming", total=None)
+            c, r = Churn.resume(resume, progress=lambda n: prog.advance(task, n), checkpoint=ckpt)
+            m = c.m
+            occupancy = c.occupancy
+        else:
+            evlog = 0
+            if trace_out is not None:
+                evlog = min(16 * ops + 4_000_000, 200_000_000)
+            m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
+                         fail_descriptor_alloc=fail_descriptor_alloc)
+            c = Churn(m, order=order, orders=orders, gfp=gfp, occupancy=occupancy, seed=seed)
+            task = prog.add_task(f"{m.design.name}", total=ops)
+            r = c.run(ops, progress=lambda n: prog.advance(task, n), checkpoint=ckpt)
+    if r.resumed_at:
+        console.print(f"[dim]resumed from {resume} after {r.resumed_at} of {r.pairs} pairs[/]")
     console.print(f"[bold]{m.design.name}[/]: {r.pairs} alloc+free pairs in {r.seconds:.3f} s = "
                   f"[bold]{r.ns_per_pair:.1f} ns per pair[/] (fill to {occupancy:.0%}: {r.fill_seconds:.2f} s; "
                   f"allocs {r.allocs}, frees {r.frees}, failed {r.alloc_failed})")
@@ -92,6 +121,9 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
     if trace_out is not None:
         n = write_event_log(m, trace_out)
         console.print(f"[dim]{n} kmem events written to {trace_out}[/]")
+    if save is not None:
+        m.save(save)
+        console.print(f"[dim]machine saved to {save}[/]")
     _write_json(json_path, _summary(m, {
         "seconds": r.seconds, "ns_per_pair": r.ns_per_pair, "churn": r.as_dict(), "check": result}))
     if check and result != "ok":

@@ -17,6 +17,7 @@ from rich.table import Table
 
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import PAGE_SIZE
+from memdesc.mm.page_alloc import DESIGNS
 from memdesc.units import format_size
 
 console = Console()
@@ -27,7 +28,9 @@ LayoutOpt = Annotated[str, typer.Option("--layout", help="x86_64 (DMA/DMA32/Norm
 NodesOpt = Annotated[int, typer.Option("--nodes", help="NUMA nodes.")]
 CpusOpt = Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (per-CPU page lists).")]
 ZoneinfoOpt = Annotated[Path | None, typer.Option("--zoneinfo", help="Build the machine from a real /proc/zoneinfo.")]
-DesignOpt = Annotated[str, typer.Option("--design", help="Page-allocator design: linux, radix, vmem.")]
+#: the registered designs (registering a design enrols it here)
+DESIGN_HELP = f"Page-allocator design: {', '.join(DESIGNS)} (NAME[:OPTIONS], e.g. radix:reserve)."
+DesignOpt = Annotated[str, typer.Option("--design", help=DESIGN_HELP)]
 JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")]
 PcpOpt = Annotated[bool, typer.Option("--pcp/--no-pcp", help="Per-CPU page lists on or off.")]
 
@@ -87,10 +90,11 @@ def memmap_table(m) -> Table:
     t = Table(title="struct page array (memmap) per design word size", title_justify="left")
     for col in ("struct page", "design", "bytes per page", "memmap bytes", "% of memory"):
         t.add_column(col, justify="right")
-    for words, who in ((8, "linux (today)"), (2, "radix (Kent)"), (1, "vmem (Wilcox memdesc)")):
+    for name, cls in DESIGNS.items():
+        words = cls.words
         b = m.max_pfn * words * 8
-        t.add_row(f"{words} word{'s' if words > 1 else ''}", who, str(words * 8), format_size(b),
-                  f"{100.0 * b / (present * PAGE_SIZE):.2f} %")
+        t.add_row(f"{words} word{'s' if words > 1 else ''}", f"{name} ({cls.page_layout})", str(words * 8),
+                  format_size(b), f"{100.0 * b / (present * PAGE_SIZE):.2f} %")
     del spanned
     return t
 
@@ -111,6 +115,19 @@ def print_proc_views(m, which=("buddyinfo", "unusable_index", "extfrag_index")) 
         console.print(f"[bold]{titles[k]}[/]")
         console.print(files[k].rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
+
+
+CheckpointOpt = Annotated[Path | None, typer.Option(
+    "--checkpoint", metavar="PATH", help="Save the machine and the run's state here (with --checkpoint-at or "
+    "--checkpoint-every; rewritten atomically); --resume PATH continues it.")]
+CheckpointAtOpt = Annotated[int, typer.Option("--checkpoint-at", metavar="N", help="Checkpoint once, after N.")]
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="N",
+                                                 help="Checkpoint after every N.")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    "--resume", metavar="PATH", help="Continue the run saved in this checkpoint (machine, workload or trace "
+    "position, options: all from the checkpoint); it ends bit-identical to an uninterrupted run.")]
+SaveOpt = Annotated[Path | None, typer.Option("--save", metavar="PATH",
+                                              help="Write the final machine (Machine.save) to this file.")]
 
 
 RadixNodesOpt = Annotated[str | None, typer.Option(

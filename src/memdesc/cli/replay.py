@@ -16,7 +16,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from memdesc.cli.options import RadixNodesOpt, _fail, _write_json, console, print_proc_views
+from memdesc.cli.options import (
+    DESIGN_HELP,
+    CheckpointAtOpt,
+    CheckpointEveryOpt,
+    CheckpointOpt,
+    RadixNodesOpt,
+    ResumeOpt,
+    SaveOpt,
+    _fail,
+    _write_json,
+    console,
+    print_proc_views,
+)
 from memdesc.mm.page_alloc import design_spec
 from memdesc.sim.replay import replay, sample_path
 
@@ -53,7 +65,7 @@ def register(app: typer.Typer) -> None:
                                                               "capture).")] = False,
         mode: Annotated[str, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
                                                           "trace as demands served by --design.")] = "exact",
-        design: Annotated[str, typer.Option("--design", help="Page-allocator design: linux, radix, vmem.")] = "linux",
+        design: Annotated[str, typer.Option("--design", help=DESIGN_HELP)] = "linux",
         mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
                                                               "from (default: covers the trace's pfns).")] = None,
         cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (default: the capture's, or the "
@@ -68,13 +80,30 @@ def register(app: typer.Typer) -> None:
         strict: Annotated[bool, typer.Option("--strict", help="Malformed lines are errors; exit 1 if the replay "
                                                               "finds any inconsistency.")] = False,
         radix_nodes: RadixNodesOpt = None,
+        checkpoint: CheckpointOpt = None,
+        checkpoint_at: CheckpointAtOpt = 0,
+        checkpoint_every: CheckpointEveryOpt = 0,
+        resume: ResumeOpt = None,
+        save: SaveOpt = None,
     ) -> None:
-        """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
+        """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design.
+
+        --checkpoint-at/--checkpoint-every count trace events."""
+        if resume is not None:
+            given = {"--mode": mode != "exact", "--design": design != "linux", "--mem": mem is not None,
+                     "--cpus": cpus is not None, "--every": every != 0, "--radix-nodes": radix_nodes is not None,
+                     "--sample": sample}
+            bad = [k for k, v in given.items() if v]
+            if bad:
+                _fail(f"--resume continues the saved replay with its own mode, design and machine; drop "
+                      f"{', '.join(bad)}")
         design = design_spec(design, radix_nodes=radix_nodes)
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")
         src = sample_path() if (sample or path is None) else path
+        if resume is not None and path is None:
+            src = None  # the checkpoint's trace
         with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as prog:
             task = prog.add_task(f"reading the trace, building the {design} machine (first use compiles)",
@@ -85,8 +114,11 @@ def register(app: typer.Typer) -> None:
                 prog.start_task(task)
 
             r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
-                       progress=lambda n: prog.advance(task, n), on_start=on_start)
+                       progress=lambda n: prog.advance(task, n), on_start=on_start, checkpoint=checkpoint,
+                       checkpoint_at=checkpoint_at, checkpoint_every=checkpoint_every, resume=resume)
         m = r.machine
+        if r.resumed_at:
+            console.print(f"[dim]resumed from {resume} at event {r.resumed_at}[/]")
         console.print(f"[bold]{r.source}[/] ({r.capture and 'capture, started from before.*' or 'bare trace'}): "
                       f"{r.events_replayed} events, mode [bold]{r.mode}[/], design [bold]{m.design.name}[/], "
                       f"{m.nr_cpus} CPUs")
@@ -150,6 +182,9 @@ def register(app: typer.Typer) -> None:
                 _fail(f"cannot write {samples_out}: {e.strerror}")
             console.print(f"[dim]{r.samples.height} samples written to {samples_out}[/]")
         console.print(f"check: [bold]{r.check}[/]")
+        if save is not None:
+            m.save(save)
+            console.print(f"[dim]machine saved to {save}[/]")
         _write_json(json_path, r.as_dict())
         if r.check != "ok":
             raise typer.Exit(1)

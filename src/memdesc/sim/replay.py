@@ -36,6 +36,7 @@ N events (a Parquet time series).  The bundled sample (:func:`sample_path`) is t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import time
 from collections.abc import Callable
@@ -49,8 +50,9 @@ from memdesc.errors import ConfigError, FormatError
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
-from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.sim import replay_kernels as K
+from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.snapshot import capture as open_capture
 from memdesc.sim.snapshot import machine_from_snapshot
 from memdesc.trace import events as E
@@ -138,6 +140,10 @@ class ReplayResult:
     pcp_pages: dict = field(default_factory=dict)
     samples: pl.DataFrame | None = None
     check: str = "not run"
+    #: the event a resumed run started at (0: from the beginning)
+    resumed_at: int = 0
+    #: the loop's own arrays at the end (replay map / page locations, counters): what a checkpoint saves
+    loop_state: dict = field(default_factory=dict, repr=False)
 
     @property
     def events_per_second(self) -> float:
@@ -155,6 +161,7 @@ class ReplayResult:
             "states": self.states, "policy": self.policy, "model_events": self.model_events,
             "replay_map_bytes": self.replay_map_bytes, "final_vs_real": self.final_vs_real,
             "pcp_pages": self.pcp_pages,
+            "resumed_at": self.resumed_at,
             "check": self.check,
         })
         return d
@@ -312,50 +319,38 @@ def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: in
     return pl.DataFrame(rows, schema=schema)
 
 
-def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) -> float:
-    """Run ``step(i, j) -> next i`` over events [0, n) in chunks; seconds spent in ``step``."""
-    elapsed = 0.0
-    i = 0
+def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress, first: int = 0,
+               ckpt: Checkpoints | None = None, save: Callable[[int, float], None] | None = None,
+               elapsed: float = 0.0) -> float:
+    """Run ``step(i, j) -> next i`` over events [first, n) in chunks, calling ``save(i, elapsed)``
+    at every checkpoint position before n; seconds spent in ``step`` (plus ``elapsed``)."""
+    i = first
     while i < n:
+        stop = ckpt.next_stop(i, n) if ckpt is not None and ckpt.active else n
         t = time.perf_counter()
-        nxt = int(step(i, min(n, i + chunk)))
+        nxt = int(step(i, min(stop, i + chunk)))
         elapsed += time.perf_counter() - t
         if progress:
             progress(nxt - i)
         i = nxt
+        if save is not None and i == stop and i < n:
+            save(i, elapsed)
     return elapsed
 
 
-def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
-               start: StartState) -> tuple[float, dict]:
-    d = m.design
-    if not isinstance(d, BuddyDesign) or not K.exact_supported(type(d.state)):
-        raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
-                          f"({', '.join(dispatch.EXACT_PRIMITIVES)}) or the buddy ones of core.py "
-                          f"({', '.join(K.EXACT_NEEDS)}): the {d.name} design has neither")
+def _exact_loop_state(m: Machine, start: StartState, samp) -> dict[str, np.ndarray]:
+    """The exact loop's own arrays (beside the machine): what a checkpoint saves."""
     st = m.state
     loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
     loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC
-    cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
-    xc = np.zeros(K.NR_X, np.int64)
-    ncpu = m.nr_cpus
-    pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
-    unavail = start.unavailable
-    samples, pos, sn = samp
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
-            cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
-    def step(i: int, j: int) -> int:
-        return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
-
-    step(0, 0)  # compile (or load from the cache) before timing
-    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
-    return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
+    return {"loc": loc, "cnt": np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64), "xc": np.zeros(K.NR_X, np.int64),
+            "unavail": start.unavailable, "samples": samp[0], "sample_pos": samp[1], "sample_n": samp[2]}
 
 
-def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, start: StartState,
-                npfn: int) -> tuple[float, dict]:
+def _policy_loop_state(m: Machine, start: StartState, samp, npfn: int) -> dict[str, np.ndarray]:
+    """The policy loop's own arrays: the replay map, counters, the trace clock, the model's
+    event counts, samples."""
     st = m.state
-    unavail = start.unavailable
     nmap = max(npfn, st.owner.shape[0] if start.pre_pfn.shape[0] else 0, 1)
     map_pfn = np.full(nmap, -1, np.int64)
     map_order = np.full(nmap, K.MAP_NONE, np.int8)
@@ -363,39 +358,86 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
         keep = start.pre_pfn < nmap
         map_pfn[start.pre_pfn[keep]] = start.pre_pfn[keep]
         map_order[start.pre_pfn[keep]] = (K.MAP_PRE + start.pre_order[keep]).astype(np.int8)
-    pc = np.zeros(K.NR_P, np.int64)
     # a design that cannot split an allocation in place releases it when its last piece goes
-    defer = np.zeros(1 if K.design_has(type(st), K.SPLIT_NEEDS) else st.owner.shape[0], np.int64)
+    defer = np.zeros(1 if m.design.splits_on_free else st.owner.shape[0], np.int64)
+    return {"map_pfn": map_pfn, "map_order": map_order, "defer": defer, "pc": np.zeros(K.NR_P, np.int64),
+            # next vmstat_update, in trace time (-1: at the first event)
+            "tick": np.full(1, -1, np.int64), "model_ev": np.zeros(E.NR_EVENTS, np.int64),
+            "lost": np.zeros(1, np.int64), "unavail": start.unavailable,
+            "samples": samp[0], "sample_pos": samp[1], "sample_n": samp[2]}
+
+
+def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
+               ckpt: Checkpoints | None, save, elapsed: float) -> tuple[float, dict]:
+    d = m.design
+    if not d.exact_replay or not dispatch.has(type(d.state), *dispatch.EXACT_PRIMITIVES):
+        raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
+                          f"({', '.join(dispatch.EXACT_PRIMITIVES)}): the {d.name} design does not have them")
+    st = m.state
+    loc, cnt, xc, unavail = ls["loc"], ls["cnt"], ls["xc"], ls["unavail"]
+    ncpu = m.nr_cpus
+    pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
+    samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
+    def step(i: int, j: int) -> int:
+        return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress, first, ckpt, save, elapsed)
+    return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
+
+
+def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
+                ckpt: Checkpoints | None, save, elapsed: float) -> tuple[float, dict]:
+    st = m.state
+    unavail = ls["unavail"]
+    map_pfn, map_order, defer, pc = ls["map_pfn"], ls["map_order"], ls["defer"], ls["pc"]
+    split = bool(m.design.splits_on_free)
     evlog_on = int(st.cfg[core.CFG_EVLOG]) != 0
     cap = st.evlog.shape[0]
     limit = cap // 2 if evlog_on else np.iinfo(np.int64).max
-    model_ev = np.zeros(E.NR_EVENTS, np.int64)
-    lost = 0
+    model_ev, lost = ls["model_ev"], ls["lost"]
     ncpu = m.nr_cpus
-    samples, pos, sn = samp
-    tick = np.full(1, -1, np.int64)  # next vmstat_update, in trace time (-1: at the first event)
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["ts_ns"], tick)
+    samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["ts_ns"], ls["tick"])
+    def flush() -> None:
+        k = int(st.evlog_n[0])
+        kept = min(k, cap)
+        model_ev[:] += np.bincount(st.evlog[:kept, 0], minlength=E.NR_EVENTS)[:E.NR_EVENTS]
+        lost[0] += k - kept
+        st.evlog_n[0] = 0
+
     def step(i: int, j: int) -> int:
-        nonlocal lost, model_ev
-        nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples, pos,
-                              sn, limit)
-        if evlog_on:
-            k = int(st.evlog_n[0])
-            kept = min(k, cap)
-            model_ev += np.bincount(st.evlog[:kept, 0], minlength=E.NR_EVENTS)[:E.NR_EVENTS]
-            lost += k - kept
-            st.evlog_n[0] = 0
+        nxt = K.policy_kernel(st, split, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples,
+                              pos, sn, limit)
+        # emptied only where the kernel stopped for it (never at a chunk's end): the log, a state
+        # array, is then the same however the run is cut into chunks or checkpoints
+        if evlog_on and st.evlog_n[0] > limit:
+            flush()
         return nxt
 
     step(0, 0)  # compile (or load from the cache) before timing
-    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress, first, ckpt, save, elapsed)
+    if evlog_on:
+        flush()
     model = None
     if evlog_on:
         model = {name: int(model_ev[c]) for c, name in enumerate(E.EVENT_NAMES)}
-        if lost:
-            model["lost"] = lost
+        if lost[0]:
+            model["lost"] = int(lost[0])
     return elapsed, {"pc": pc, "model_events": model,
                      "map_bytes": int(map_pfn.nbytes + map_order.nbytes + defer.nbytes)}
+
+
+def trace_digest(cols: dict[str, np.ndarray]) -> str:
+    """A digest of the columns the replay loops read (a resumed run must see the same trace)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("event", "cpu", "pfn", "order", "gfp", "mt", "percpu_refill", "fallback_order", "fbmt",
+                 "change_ownership", "ts_ns"):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(cols[name]).tobytes())
+    return h.hexdigest()
 
 
 def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
@@ -403,7 +445,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
            progress: Callable[[int], None] | None = None,
-           on_start: Callable[[int], None] | None = None) -> ReplayResult:
+           on_start: Callable[[int], None] | None = None,
+           checkpoint: str | Path | None = None, checkpoint_at: int = 0, checkpoint_every: int = 0,
+           resume: str | Path | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
 
     ``source``: a trace file, a capture directory, None (the bundled sample), or an
@@ -416,7 +460,25 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     mode, count the model's own kmem events (its event log; costs a little time).
     ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
+
+    ``checkpoint``: save the machine and the loop's state to this file after
+    ``checkpoint_at`` events and/or every ``checkpoint_every`` events (Machine.save).
+    ``resume``: continue a run from such a file: mode, design, machine, sampling and the
+    position come from it; ``source`` (default: the checkpoint's) must be the same trace.
+    A resumed run ends bit-identical to an uninterrupted one.
     """
+    ckpt = Checkpoints(Path(checkpoint) if checkpoint is not None else None, checkpoint_at, checkpoint_every)
+    resumed: tuple[Machine, dict, dict] | None = None
+    if resume is not None:
+        if machine is not None or mem is not None or cpus is not None:
+            raise ConfigError("--resume continues a saved run: its machine comes from the checkpoint")
+        resumed = Machine.load_checkpoint(resume)
+        meta = resumed[1]
+        if meta.get("kind") != "replay":
+            raise ConfigError(f"{resume}: not a replay checkpoint (kind {meta.get('kind')!r})")
+        mode, every, mt_names = meta["mode"], int(meta["every"]), tuple(meta["mt_names"])
+        if source is None and meta["source_path"] is not None:
+            source = meta["source_path"]
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if every < 0:
@@ -440,10 +502,16 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         npfn = _trace_extent(to_numpy_columns(df, ("pfn", "order")))
     trace_cpus = int(df["cpu"].max()) + 1 if df.height else 1
     capture = src.capture if src is not None else None
-    if machine is None:
+    from_snapshot = False
+    if resumed is not None:
+        machine = resumed[0]
+        from_snapshot = bool(resumed[1]["from_snapshot"])
+        start = None
+    elif machine is None:
         start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus,
                               model_events)
         machine = start.machine
+        from_snapshot = start.from_snapshot
     elif mem is not None or cpus is not None:
         raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
     else:
@@ -455,15 +523,34 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
             if pti is not None:
                 mt_names = tuple(pti.migratetype_names)
     cols = _columns(df, tuple(mt_names))
-    load_s = time.perf_counter() - t1
     n = df.height
-    nsamp = n // every + 1 if every else 1
-    samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
-            np.zeros(1, np.int64))
+    digest = trace_digest(cols) if (resumed is not None or ckpt.active) else None
+    first, elapsed0 = 0, 0.0
+    if resumed is not None:
+        meta, ls = resumed[1], resumed[2]
+        if meta["events"] != n or meta["trace_digest"] != digest:
+            raise ConfigError(f"{resume}: the checkpoint was taken on another trace ({meta['events']} events, "
+                              f"{meta['source']}); this one has {n}")
+        first, elapsed0 = int(meta["position"]), float(meta["seconds"])
+    else:
+        nsamp = n // every + 1 if every else 1
+        samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
+                np.zeros(1, np.int64))
+        ls = _exact_loop_state(machine, start, samp) if mode == "exact" else \
+            _policy_loop_state(machine, start, samp, npfn)
+    load_s = time.perf_counter() - t1
+
+    def save(i: int, elapsed: float) -> None:
+        machine.save(ckpt.path, extra_arrays=ls, extra_meta={
+            "kind": "replay", "mode": mode, "every": every, "mt_names": list(mt_names), "position": i,
+            "events": n, "trace_digest": digest, "seconds": elapsed, "from_snapshot": from_snapshot,
+            "source": str(src.trace) if src else rr.source,
+            "source_path": str(src.capture or src.trace) if src else None})
+
     if on_start:
         on_start(n)
     if mode == "exact":
-        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start)
+        elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
         cnt, xc = out["cnt"], out["xc"]
         states = {}
         inconsistencies = {}
@@ -478,11 +565,11 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         policy: dict[str, int] = {}
         model_events = None
     else:
-        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, start, npfn)
+        elapsed, out = _run_policy(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
         pc = out["pc"]
         policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
-        if start.from_snapshot:
+        if from_snapshot:
             bad.append("frees_of_unknown_pages")
         inconsistencies = {k: policy[k] for k in bad if policy[k]}
         notes = {}
@@ -491,16 +578,16 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     final = compare_final(machine, capture) if (compare and capture is not None) else None
     samples = None
     if every:
-        samples = _samples_frame(machine, samp[0], samp[1], int(samp[2][0]), cols["ts_ns"])
+        samples = _samples_frame(machine, ls["samples"], ls["sample_pos"], int(ls["sample_n"][0]), cols["ts_ns"])
     events = rr.event_counts() if df.height else {name: 0 for name in E.EVENT_NAMES}
     return ReplayResult(
         mode=mode, machine=machine, source=str(src.trace) if src else rr.source,
-        capture=str(capture) if capture else None, events=events, events_replayed=n, seconds=elapsed,
+        capture=str(capture) if capture else None, events=events, events_replayed=n - first, seconds=elapsed - elapsed0,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
-        samples=samples, check=machine.check())
+        samples=samples, check=machine.check(), resumed_at=first, loop_state=ls)
 
 
-__all__ = ["MODES", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final", "mt_table",
-           "replay", "resolve_source", "sample_path"]
+__all__ = ["MODES", "Checkpoints", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final",
+           "mt_table", "replay", "resolve_source", "sample_path", "trace_digest"]
