@@ -978,7 +978,7 @@ def _capture(out: Path, command: list[str], events: str, buffer_kb: int | None, 
         buf.on()
         traced = True
         t_on = time.monotonic()
-        buf.marker(f"memdesc-capture: start {shlex.join(res.command)}")
+        buf.marker("memdesc-capture: start (the command is in workload.sh)")
         sig.phase = "running"
         if command:
             log(f"running: {shlex.join(command)}")
