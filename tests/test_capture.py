@@ -326,9 +326,11 @@ def test_capture_trace_has_the_folio_events(folio_capture):
 
 
 #: exact replay of the small capture: model free pages vs after.buddyinfo, per zone, in percent.
-#: Measured on this machine (2 CPUs, 24 GiB, Linux 6.18.44) over 6 captures: within 1.0 % (most
-#: of it the per-CPU lists the snapshots cannot see); the bound leaves a 3x margin.
-EXACT_FREE_PAGES_PCT = 3.0
+#: Measured on this machine (2 CPUs, 24 GiB, Linux 6.18.44, other jobs running) over 6 captures of
+#: WORKLOAD: DMA and DMA32 0.000 every time; Normal -2.58, -0.18, +0.03, +0.24, +0.81, +1.99 % --
+#: the spread is the per-CPU lists (100k-250k pages here) that neither snapshot can see.  The
+#: bound is the largest of those plus a 2.4-point margin.
+EXACT_FREE_PAGES_PCT = 5.0
 
 
 @pytest.mark.capture
