@@ -431,3 +431,16 @@ def test_killed_capture_leaves_an_instance_the_next_one_removes(tracefs, tmp_pat
     res = C.capture(tmp_path / "next", ["true"], echo=False, count=False)
     assert res.status == "complete"
     assert _state(tracefs) == state0
+
+
+@pytest.mark.capture
+def test_duration_stops_the_command_or_traces_the_idle_machine(tracefs, tmp_path):
+    state0 = _state(tracefs)
+    res = C.capture(tmp_path / "a", ["sleep", "30"], duration=1.0, echo=False, count=False)
+    assert res.status == "interrupted" and res.stop_reason == "--duration 1 s reached"
+    assert res.exit_status == -signal.SIGINT and 1.0 <= res.command_seconds < 3.0
+    res = C.capture(tmp_path / "b", duration=1.0, echo=False, count=False)
+    assert res.status == "complete" and res.command == ["sleep", "1"] and res.exit_status == 0
+    assert 1.0 <= res.command_seconds < 2.0 and res.trace_lines >= 2  # at least the two markers
+    assert "sleep 1" in (tmp_path / "b" / "workload.sh").read_text()
+    assert _state(tracefs) == state0
