@@ -9,6 +9,7 @@ that prevented the capture).
 
 from __future__ import annotations
 
+import shlex
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -33,10 +34,10 @@ def register(app: typer.Typer) -> None:
 
     @app.command("capture")
     def capture_cmd(
-        outdir: Annotated[Path, typer.Argument(help="Directory to write the capture into (created; must be empty "
-                                                    "unless --force).")],
+        outdir: Annotated[Path, typer.Argument(
+            metavar="OUTDIR", help="Directory to write the capture into (created; must be empty unless --force).")],
         command: Annotated[list[str] | None, typer.Argument(
-            help="The command to trace, after --, e.g. -- dd if=/dev/zero of=/tmp/z bs=1M count=256.",
+            metavar="COMMAND", help="The command to trace, after --: -- dd if=/dev/zero of=/tmp/z bs=1M count=256.",
             show_default=False)] = None,
         events: Annotated[EventSet, typer.Option(
             "--events", help="kmem: the six page-allocator events; folio: also filemap, readahead, pagemap, vmscan, "
@@ -70,7 +71,7 @@ def register(app: typer.Typer) -> None:
         t = Table(title=f"capture {res.outdir} ({res.status})", title_justify="left", show_header=False)
         t.add_column("what")
         t.add_column("value", overflow="fold")
-        t.add_row("command", " ".join(res.command))
+        t.add_row("command", shlex.join(res.command))
         t.add_row("exit status", "-" if res.exit_status is None else str(res.exit_status)
                   + (f" ({res.stop_reason})" if res.stop_reason else ""))
         t.add_row("wall time", f"{res.command_seconds:.3f} s")
