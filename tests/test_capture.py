@@ -32,6 +32,7 @@ from memdesc.trace.reader import read_trace
 # ------------------------------------------------------------------------------------------- format, no root
 
 
+@pytest.mark.shared
 def test_event_sets_are_those_of_the_shared_folio_captures(shared_traces):
     ours = {name for _, name in C.KMEM_EVENTS + C.FOLIO_EVENTS}
     for cap in ("files", "mthp", "reclaim", "compaction"):
@@ -52,6 +53,7 @@ def _fake_thp_tree(root: Path, text: str) -> None:
             (d / "stats" / name).write_text(value[0] + "\n")
 
 
+@pytest.mark.shared
 def test_thp_stats_text_reproduces_the_shared_files(shared_traces, tmp_path):
     for cap in ("mthp", "compaction"):
         for when in ("before", "after"):
@@ -444,3 +446,31 @@ def test_duration_stops_the_command_or_traces_the_idle_machine(tracefs, tmp_path
     assert 1.0 <= res.command_seconds < 2.0 and res.trace_lines >= 2  # at least the two markers
     assert "sleep 1" in (tmp_path / "b" / "workload.sh").read_text()
     assert _state(tracefs) == state0
+
+
+@pytest.mark.capture
+def test_a_failure_restores_the_state_and_says_what_failed(tracefs, tmp_path, monkeypatch):
+    state0 = _state(tracefs)
+    real = C.take_snapshot
+
+    def after_fails(out, when, t0, *a, **kw):
+        if when == "after":
+            raise CaptureError("disk full (injected)")
+        return real(out, when, t0, *a, **kw)
+
+    monkeypatch.setattr(C, "take_snapshot", after_fails)
+    with pytest.raises(CaptureError, match="injected"):
+        C.capture(tmp_path / "a", ["true"], echo=False, count=False)
+    assert _state(tracefs) == state0
+    readme = (tmp_path / "a" / "README").read_text()
+    assert readme.startswith("ABORTED") and "Note: failed: disk full (injected)" in readme
+    assert read_trace(tmp_path / "a" / "trace.txt.zst", strict=True).unknown_events["tracing_mark_write"] == 2
+
+    def formats_fail(*_a):
+        raise CaptureError("no formats (injected)")
+
+    monkeypatch.setattr(C, "copy_formats", formats_fail)
+    with pytest.raises(CaptureError, match="no formats"):
+        C.capture(tmp_path / "b", ["true"], echo=False)
+    assert _state(tracefs) == state0
+    assert not (tmp_path / "b").exists()  # nothing was traced: nothing is left

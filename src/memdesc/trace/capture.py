@@ -963,6 +963,7 @@ def _capture(out: Path, command: list[str], events: str, buffer_kb: int | None, 
     streamer: PipeStreamer | None = None
     tee: _Tee | None = None
     traced = False
+    error: Exception | None = None
     t0 = time.monotonic()
     sig.install()
     try:
@@ -1016,6 +1017,9 @@ def _capture(out: Path, command: list[str], events: str, buffer_kb: int | None, 
             raise
         res.notes.append(f"aborted: {e or 'interrupted'}")
         log(f"aborted ({e or 'interrupted'}): restoring the tracing state, keeping what was written")
+    except Exception as e:  # noqa: BLE001 - re-raised once the state is restored and the README written
+        error = e
+        res.notes.append(f"failed: {e}")
     finally:
         sig.phase = "cleanup"  # signals are only counted from here on: the state must be given back
         problems: list[str] = []
@@ -1040,6 +1044,8 @@ def _capture(out: Path, command: list[str], events: str, buffer_kb: int | None, 
         if not traced:
             step("removing the partial capture", lambda: _remove_partial(out, created))
         res.restore_problems = problems
+    if error is not None and not traced:
+        raise error
     if streamer is not None:
         res.trace_bytes, res.trace_lines, res.lost_markers = streamer.bytes, streamer.lines, streamer.lost_markers
     res.loss = loss_totals(res.stats_before, res.stats_after) if res.stats_after else {}
@@ -1054,6 +1060,8 @@ def _capture(out: Path, command: list[str], events: str, buffer_kb: int | None, 
         except KeyboardInterrupt:
             res.notes.append("the event count was interrupted")
     write_readme(res)
+    if error is not None:
+        raise error
     return res
 
 
