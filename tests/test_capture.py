@@ -380,8 +380,8 @@ def test_interrupted_capture_restores_state_and_is_readable(tracefs, tmp_path):
     state0 = _state(tracefs)
     out = tmp_path / "cap"
     p = _popen_cli("capture", str(out), "--json", str(tmp_path / "c.json"), "--", "sleep", "60")
-    _wait_for(p, out / "before.kpagecount.zst")
-    time.sleep(1.5)  # the command is running
+    _wait_for(p, out / "workload.log")  # created when the command starts
+    time.sleep(0.5)
     t = time.monotonic()
     p.send_signal(signal.SIGINT)  # to the capture process only: it must stop the command itself
     _stdout, stderr = p.communicate(timeout=60)
@@ -403,8 +403,8 @@ def test_aborted_capture_restores_state_and_keeps_a_readable_trace(tracefs, tmp_
     state0 = _state(tracefs)
     out = tmp_path / "cap"
     p = _popen_cli("capture", str(out), "--", "sleep", "60")
-    _wait_for(p, out / "before.kpagecount.zst")
-    time.sleep(1.0)
+    _wait_for(p, out / "workload.log")  # created when the command starts
+    time.sleep(0.5)
     for _ in range(3):
         p.send_signal(signal.SIGINT)
         time.sleep(0.05)
@@ -421,8 +421,8 @@ def test_killed_capture_leaves_an_instance_the_next_one_removes(tracefs, tmp_pat
     state0 = _state(tracefs)
     out = tmp_path / "killed"
     p = _popen_cli("capture", str(out), "--", "sleep", "3")
-    _wait_for(p, out / "before.kpagecount.zst")
-    time.sleep(1.5)  # at least one flush of the zstd stream
+    _wait_for(p, out / "workload.log")  # created when the command starts
+    time.sleep(1.5)  # at least one flush of the zstd stream (once a second when the pipe is idle)
     p.kill()
     p.communicate()
     left = _state(tracefs)["instances"]
