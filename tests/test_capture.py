@@ -328,14 +328,18 @@ def test_capture_trace_has_the_folio_events(folio_capture):
     assert folio_capture["json"]["events"]["mm_page_alloc"] == ev["mm_page_alloc"]
 
 
-#: exact replay of the small capture: |model free pages - after.buddyinfo free pages| per zone, in
-#: percent of the zone's managed pages.  Measured on this machine (2 CPUs, 24 GiB, Linux 6.18.44,
-#: other jobs running) over 9 captures of WORKLOAD and the two dd captures of docs/capture.md: DMA
-#: and DMA32 0.000 every time; Normal 0.01 .. 0.91 % (30,370 pages = 0.64 % with the machine
-#: down to 1.6 GiB free).  The gap is the per-CPU lists (20k-240k pages here) that neither snapshot
-#: sees, so it scales with memory, not with free memory (in percent of *free* pages the same runs
-#: spread from -2.6 % to +7.1 %).  The bound is twice the largest measured.
-EXACT_FREE_PAGES_PCT_OF_MANAGED = 2.0
+#: Exact replay of a capture cannot end exactly at after.buddyinfo: pages on the per-CPU lists
+#: are invisible to both snapshots (kpageflags shows them allocated, buddyinfo does not count
+#: them) and this kernel's pcp lists grow to 20k-240k pages under frees.  What must hold is the
+#: page balance: with P0, P1 the pcp pages of before/after.zoneinfo, the model's free + pcp
+#: pages at the end equal the real free + P1 minus the pcp pages that stayed there untouched
+#: (between 0 and P0).  So  0 <= (model free + model pcp + P0) - (real free + P1) <= P0,  up to
+#: what moved while the snapshots were read.  Measured on this machine (2 CPUs, 24 GiB, Linux
+#: 6.18.44, other jobs running) over 16 captures: outside [0, P0] by at most 0.52 % of the
+#: managed pages (median 0); the tolerance is 2 %.  (The bare gap model free - real free
+#: ranged over -0.82 .. +0.91 % of managed pages, and once +3.8 % when a burst of frees
+#: stayed on the real pcp lists.)
+PAGE_BALANCE_TOL_PCT_OF_MANAGED = 2.0
 
 
 @pytest.mark.capture
@@ -344,10 +348,15 @@ def test_capture_replays_exact_and_policy(folio_capture):
     ex = replay(out, mode="exact")
     assert ex.check == "ok" and ex.capture == str(out)
     assert ex.lost_events == 0 and ex.malformed_lines == 0
-    managed = {f"{z.node}:{z.zone}": z.managed for z in vmstat.read_zoneinfo(out / "after.zoneinfo")}
-    for zone, row in ex.final_vs_real.items():
-        gap = row["model_free_pages"] - row["proc_free_pages"]
-        assert 100 * abs(gap) / managed[zone] < EXACT_FREE_PAGES_PCT_OF_MANAGED, (zone, gap, managed[zone], row)
+    zi = {w: vmstat.read_zoneinfo(out / f"{w}.zoneinfo") for w in ("before", "after")}
+    p0, p1 = (sum(p.count for z in zi[w] if z.pagesets for p in z.pagesets) for w in ("before", "after"))
+    assert p1 == ex.pcp_pages["after_zoneinfo"]
+    managed = sum(z.managed for z in zi["after"])
+    model_free = sum(r["model_free_pages"] for r in ex.final_vs_real.values())
+    real_free = sum(r["proc_free_pages"] for r in ex.final_vs_real.values())
+    balance = model_free + ex.pcp_pages["model"] + p0 - (real_free + p1)
+    tol = managed * PAGE_BALANCE_TOL_PCT_OF_MANAGED / 100
+    assert -tol <= balance <= p0 + tol, (balance, p0, p1, managed, ex.final_vs_real)
     po = replay(out, mode="policy")
     assert po.check == "ok"
     assert po.policy["allocations"] == ex.events["mm_page_alloc"]
