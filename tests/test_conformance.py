@@ -260,7 +260,7 @@ def _pfn_in_state(m: Machine) -> dict[str, int]:
     """One pfn per state: free, pcp, allocated head, tail, reserved (and the design's own page)."""
     out = {}
     head = m.alloc_pages("GFP_KERNEL|__GFP_COMP", 3)
-    out["allocated head"], out["allocated (tail"] = head, head + 2
+    out["allocated head"], out["allocated (tail)"] = head, head + 2
     p = m.alloc_pages("GFP_KERNEL", 0, cpu=1)
     m.free_pages(p, 0, cpu=1)
     out["pcp"] = p

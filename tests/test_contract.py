@@ -196,3 +196,51 @@ def test_zone_layer_defaults_and_design_primitives():
             assert lin[name] is core.BUDDY_DEFAULTS[name]
             assert vm[name] is not core.BUDDY_DEFAULTS[name]
     assert not any(n in vm for n in dispatch.BUDDY_PRIMITIVES)
+
+
+# ------------------------------------------------------------------ checkpoints on the command line
+
+
+def _same_machine(a: Path, b: Path) -> None:
+    ma, mb = Machine.load(a), Machine.load(b)
+    sa, sb = ma.design.state_arrays(), mb.design.state_arrays()
+    assert [k for k in sa if not np.array_equal(sa[k], sb[k])] == []
+
+
+def test_churn_cli_checkpoint_and_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from memdesc.cli import app
+
+    ck, end1, end2 = tmp_path / "c.ckpt", tmp_path / "e1.npz", tmp_path / "e2.npz"
+    run = CliRunner().invoke(app, ["churn", "--design", "vmem", "--mem", "64M", "--ops", "6000", "--orders", "mix",
+                                   "--gfp", "mix", "--seed", "4", "--checkpoint", str(ck), "--checkpoint-at", "2500",
+                                   "--save", str(end1)])
+    assert run.exit_code == 0, run.output
+    res = CliRunner().invoke(app, ["churn", "--resume", str(ck), "--save", str(end2)])
+    assert res.exit_code == 0, res.output
+    out = " ".join(res.output.split())  # rich wraps long lines
+    assert f"resumed from {ck} after 2500 of 6000 pairs" in out
+    _same_machine(end1, end2)
+    bad = CliRunner().invoke(app, ["churn", "--resume", str(ck), "--design", "linux", "--seed", "1"])
+    assert bad.exit_code == 2 and "drop --design, --seed" in " ".join(bad.output.split())
+    bad = CliRunner().invoke(app, ["churn", "--mem", "64M", "--checkpoint", str(ck)])
+    assert bad.exit_code != 0
+
+
+def test_replay_cli_checkpoint_every_and_resume(tmp_path):
+    from typer.testing import CliRunner
+
+    from memdesc.cli import app
+    from test_replay import policy_rows, write_trace  # tests/ is on sys.path (pytest rootdir)
+
+    trace = write_trace(policy_rows() * 3, tmp_path / "t.txt")
+    ck, end1, end2 = tmp_path / "r.ckpt", tmp_path / "e1.npz", tmp_path / "e2.npz"
+    args = ["replay", str(trace), "--mode", "policy", "--design", "radix", "--mem", "64M", "--cpus", "2"]
+    run = CliRunner().invoke(app, [*args, "--checkpoint", str(ck), "--checkpoint-every", "5", "--save", str(end1)])
+    assert run.exit_code == 0, run.output
+    res = CliRunner().invoke(app, ["replay", "--resume", str(ck), "--save", str(end2)])
+    assert res.exit_code == 0, res.output
+    n = 3 * len(policy_rows())
+    assert f"resumed from {ck} at event {(n - 1) // 5 * 5}" in " ".join(res.output.split())
+    _same_machine(end1, end2)

@@ -30,6 +30,7 @@ from memdesc.cli.options import (
     _summary,
     _write_json,
     console,
+    given_on_command_line,
     memmap_table,
     print_proc_views,
     zone_table,
@@ -59,8 +60,8 @@ def machine(mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt =
         raise typer.Exit(1)
 
 
-def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt = 1,
-          cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
+def churn(ctx: typer.Context, design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64",
+          nodes: NodesOpt = 1, cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
           ops: Annotated[int, typer.Option("--ops", help="Measured alloc+free pairs (after the fill).")] = 1_000_000,
           order: Annotated[int, typer.Option("--order", help="Allocation order (without --orders).")] = 0,
           orders: Annotated[str | None, typer.Option("--orders", help="'mix': a realistic order mix.")] = None,
@@ -81,13 +82,9 @@ def churn(design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = 
     --checkpoint-at/--checkpoint-every count measured alloc+free pairs."""
     ckpt = Checkpoints(checkpoint, checkpoint_at, checkpoint_every)
     if resume is not None:
-        given = {"--design": design != "linux", "--mem": mem != "16G", "--layout": layout != "x86_64",
-                 "--nodes": nodes != 1, "--cpus": cpus is not None, "--zoneinfo": zoneinfo is not None,
-                 "--ops": ops != 1_000_000, "--order": order != 0, "--orders": orders is not None,
-                 "--gfp": gfp != "GFP_KERNEL", "--occupancy": occupancy != 0.5, "--seed": seed != 1,
-                 "--no-pcp": not pcp, "--fail-descriptor-alloc": fail_descriptor_alloc != 0.0,
-                 "--radix-nodes": radix_nodes is not None, "--trace-out": trace_out is not None}
-        bad = [k for k, v in given.items() if v]
+        bad = given_on_command_line(ctx, "design", "mem", "layout", "nodes", "cpus", "zoneinfo", "ops", "order",
+                                    "orders", "gfp", "occupancy", "seed", "pcp", "fail_descriptor_alloc",
+                                    "radix_nodes", "trace_out")
         if bad:
             _fail(f"--resume continues the saved run with its own machine and workload; drop {', '.join(bad)}")
     design = design_spec(design, radix_nodes=radix_nodes)

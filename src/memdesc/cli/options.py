@@ -35,6 +35,16 @@ JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write a JSON summa
 PcpOpt = Annotated[bool, typer.Option("--pcp/--no-pcp", help="Per-CPU page lists on or off.")]
 
 
+def given_on_command_line(ctx: typer.Context, *params: str) -> list[str]:
+    """The options among ``params`` (parameter names) that the user gave, as ``--flag`` names."""
+    out = []
+    for name in params:
+        src = ctx.get_parameter_source(name)
+        if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append("--" + name.replace("_", "-"))
+    return out
+
+
 def _fail(msg: str) -> None:
     err.print(f"[bold red]memdesc:[/] {msg}")
     raise typer.Exit(2)

@@ -27,6 +27,7 @@ from memdesc.cli.options import (
     _fail,
     _write_json,
     console,
+    given_on_command_line,
     print_proc_views,
 )
 from memdesc.mm.page_alloc import design_spec
@@ -60,6 +61,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("replay")
     def replay_cmd(
+        ctx: typer.Context,
         path: PathArg = None,
         sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
                                                               "capture).")] = False,
@@ -90,10 +92,7 @@ def register(app: typer.Typer) -> None:
 
         --checkpoint-at/--checkpoint-every count trace events."""
         if resume is not None:
-            given = {"--mode": mode != "exact", "--design": design != "linux", "--mem": mem is not None,
-                     "--cpus": cpus is not None, "--every": every != 0, "--radix-nodes": radix_nodes is not None,
-                     "--sample": sample}
-            bad = [k for k, v in given.items() if v]
+            bad = given_on_command_line(ctx, "mode", "design", "mem", "cpus", "every", "radix_nodes", "sample")
             if bad:
                 _fail(f"--resume continues the saved replay with its own mode, design and machine; drop "
                       f"{', '.join(bad)}")

@@ -310,17 +310,17 @@ class Machine:
             return "pcp"
         if v != core.OWNER_NONE:
             what = "the design's own metadata page" if d.is_own_page(pfn) else "allocated head"
-            return f"{what} (order {core.owner_order(v)}, {MIGRATETYPE_NAMES[core.owner_mt(v)]})"
-        start, end = d.free_extent(pfn)
+            return f"{what} (order {core.owner_order(v)})"
+        start, _end = d.free_extent(pfn)
         if start >= 0:
-            return f"free (in the free block [{start:#x}, {end:#x}))"
+            return f"free (in block {start:#x})"
         for o in range(1, NR_PAGE_ORDERS):
             head = pfn & ~((1 << o) - 1)
             w = int(owner[head])
             if w == core.OWNER_PCP:
-                return f"inside the pcp block at {head:#x}"
+                return f"pcp (tail of the block at {head:#x})"
             if w not in (core.OWNER_NONE, core.OWNER_RESERVED) and core.owner_order(w) >= o:
-                return f"allocated (tail of the allocation at {head:#x}, order {core.owner_order(w)})"
+                return "allocated (tail)"
         return "in no state (a bug: check() would say so)"
 
     def describe_page(self, pfn: int) -> str:
