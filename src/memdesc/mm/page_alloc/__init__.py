@@ -21,6 +21,7 @@ them into a configured subclass with its ``with_options(**options)`` classmethod
 from __future__ import annotations
 
 from memdesc.errors import ConfigError
+from memdesc.mm.page_alloc import typed as _typed  # noqa: F401  (registers the typed-memory primitives)
 from memdesc.mm.page_alloc.base import BuddyDesign, Design
 from memdesc.mm.page_alloc.linux import LinuxDesign
 from memdesc.mm.page_alloc.radix import RadixDesign

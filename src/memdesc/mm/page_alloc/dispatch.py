@@ -151,3 +151,37 @@ pa_online_range = primitive("pa_online_range", "pa_online_range(st, start, end) 
 #: the exact-placement primitives (a design registers all of them or none)
 EXACT_PRIMITIVES = ("pa_free_extent", "pa_free_range", "pa_set_pageblock_type", "pa_mark_allocated",
                     "pa_mark_unallocated", "pa_split", "pa_pcp_link", "pa_pcp_unlink", "pa_online_range")
+
+
+# ----------------------------------------------------------------- typed memory (memory descriptors)
+# What the descriptor layer (memdesc.mm.slab for slab pages, memdesc.mm.folio for folios and every
+# other typed allocation) needs from a design: how the design's per-page words say "these pages are
+# memory of type T described by descriptor D", and how an allocation is split in place.  Every
+# design registers them (memdesc.mm.page_alloc.typed until the designs carry them themselves).
+
+pa_set_memdesc = primitive("pa_set_memdesc", "pa_set_memdesc(st, pfn, order, mdtype, desc) -> cookie: the "
+                           "allocation [pfn, 2^order) becomes typed memory of memdesc type mdtype described by "
+                           "the descriptor at physical address desc (-1: none, the design overlays it on struct "
+                           "page or the type needs none); writes the design's per-page words and returns what "
+                           "pa_clear_memdesc will need (>= 0).")
+pa_clear_memdesc = primitive("pa_clear_memdesc", "pa_clear_memdesc(st, pfn, order, cookie): undo pa_set_memdesc "
+                             "before the allocation is freed or split (never allocates).")
+pa_page_memdesc = primitive("pa_page_memdesc", "pa_page_memdesc(st, pfn) -> (mdtype, desc): what a pfn walker "
+                            "reads from the design's words of page pfn: the memdesc type (-1: untyped) and the "
+                            "descriptor address (-1: none or overlaid).")
+pa_split_alloc = primitive("pa_split_alloc", "pa_split_alloc(st, head, horder, pfn, order, gfp) -> True, or False "
+                           "(nothing changed) if the design cannot: split_page(): the allocation [head, 2^horder) "
+                           "becomes allocations of decreasing order (buddy halves, __GFP_COMP ones if gfp has it), "
+                           "[pfn, 2^order) one of them; page_owner entries included.")
+
+#: the typed-memory primitives (every design registers all of them)
+TYPED_PRIMITIVES = ("pa_set_memdesc", "pa_clear_memdesc", "pa_page_memdesc", "pa_split_alloc")
+
+
+def extend(state_cls: type, impls: dict[str, object]) -> None:
+    """Add primitives to a design registered before (for primitives implemented outside the
+    design's module)."""
+    for key in (state_cls, state_cls._numba_type_class):
+        if key not in _REGISTRY:
+            raise ConfigError(f"{state_cls.__name__} is not a registered design state")
+        _REGISTRY[key].update(impls)
