@@ -201,7 +201,7 @@ SLAB_STAT_NAMES = (
 )
 
 # global meta
-M_NCACHES, M_NSLOTS, M_OBJTOP, M_HUSED, M_FREE_PATH, M_REJECTED = range(6)
+M_NCACHES, M_NSLOTS, M_OBJTOP, M_HUSED, M_FREE_PATH, M_REJECTED, M_FP_ALLOCS = range(7)
 NR_META = 8
 
 # slab-wide configuration (scfg): the struct-slab cache (-1: struct slab overlays struct page,
@@ -459,6 +459,7 @@ def _take_object(st, c):
     st.cstat[c, SS_ALLOC] += 1
     if st.meta[M_FREE_PATH] > 0:
         st.cstat[c, SS_ALLOC_FREE_PATH] += 1
+        st.meta[M_FP_ALLOCS] += 1
     return (sl[s, SF_PFN] << PAGE_SHIFT) + j * ca[c, CF_SIZE]
 
 
@@ -594,6 +595,7 @@ def kmem_cache_add_slab_nb(st, c, pfn):
     st.cstat[c, SS_ALLOC_SLAB] += 1
     if st.meta[M_FREE_PATH] > 0:
         st.cstat[c, SS_ALLOC_SLAB_FREE_PATH] += 1
+        st.meta[M_FP_ALLOCS] += 1
     return s
 
 
@@ -1243,6 +1245,37 @@ def slab_state_reserve(st: SlabState, cache: int, nr_slabs: int) -> SlabState:
     return st
 
 
+@njit(inline="always")
+def slab_headroom_ok(st, nslabs):
+    """Room for nslabs more slabs of any cache (largest objects-per-slab and order) without
+    growing: a kernel running many operations checks this between them and returns to Python
+    to grow (:func:`slab_state_headroom`) when it fails."""
+    nc = st.meta[M_NCACHES]
+    objs = 1
+    pages = 1
+    for c in range(nc):
+        objs = max(objs, st.caches[c, CF_OBJS])
+        pages = max(pages, np.int64(1) << st.caches[c, CF_ORDER])
+    return (st.meta[M_NSLOTS] + nslabs <= st.slabs.shape[0]
+            and st.meta[M_OBJTOP] + nslabs * objs <= st.objnext.shape[0]
+            and 2 * (st.meta[M_HUSED] + nslabs * pages) <= st.hkey.shape[0])
+
+
+def slab_state_headroom(st: SlabState, nslabs: int) -> SlabState:
+    """Grow every capacity so that slab_headroom_ok(st, nslabs) holds."""
+    while not slab_headroom_ok(st, np.int64(nslabs)):
+        nc = int(st.meta[M_NCACHES])
+        objs = max([1] + [int(st.caches[c, CF_OBJS]) for c in range(nc)])
+        pages = max([1] + [1 << int(st.caches[c, CF_ORDER]) for c in range(nc)])
+        if int(st.meta[M_NSLOTS]) + nslabs > st.slabs.shape[0]:
+            st = slab_state_grow(st, E_NOCAP_SLABS)
+        elif int(st.meta[M_OBJTOP]) + nslabs * objs > st.objnext.shape[0]:
+            st = slab_state_grow(st, E_NOCAP_OBJS)
+        else:
+            st = _grow_hash(st, int(st.meta[M_HUSED]) + nslabs * pages)
+    return st
+
+
 def is_nocap(rc: int) -> bool:
     return E_NOCAP_HASH <= rc <= E_NOCAP_SLABS
 
@@ -1294,6 +1327,16 @@ def cache_bytes(st: SlabState, cache: int) -> dict[str, int]:
         "free_object_bytes": (nslabs * objs - inuse) * size,
         "padding_bytes": inuse * (size - int(r[CF_OBJECT_SIZE])),
     }
+
+
+#: bytes every separately allocated descriptor carries on top of its type's, per design: vmem's
+#: descriptors hold the pointer to their allocation's struct buddy, which the free path needs and
+#: may not allocate ("the allocation obtains everything its later free will need")
+DESCRIPTOR_EXTRA_BYTES = {"vmem": 8}
+
+
+def descriptor_extra_bytes(design) -> int:
+    return DESCRIPTOR_EXTRA_BYTES.get(str(design.name).split(":")[0], 0)
 
 
 def descriptors_separate(design) -> bool:
@@ -1364,7 +1407,8 @@ class SlabAllocator:
         #: the struct-slab cache (self-hosted; None where struct slab overlays struct page)
         self.slab_desc: KmemCache | None = None
         if self.separate:
-            self.slab_desc = KmemCache(machine, "memdesc_slab", STRUCT_SLAB_BYTES, allocator=self,
+            size = STRUCT_SLAB_BYTES + descriptor_extra_bytes(machine.design)
+            self.slab_desc = KmemCache(machine, "memdesc_slab", size, allocator=self,
                                        flags=CFL_FAILSLAB | CFL_NO_DISCARD)
             self.state.scfg[SCFG_SLABDESC] = self.slab_desc.id
 

@@ -174,8 +174,13 @@ pa_split_alloc = primitive("pa_split_alloc", "pa_split_alloc(st, head, horder, p
                            "becomes allocations of decreasing order (buddy halves, __GFP_COMP ones if gfp has it), "
                            "[pfn, 2^order) one of them; page_owner entries included.")
 
+pa_split_prepare = primitive("pa_split_prepare", "pa_split_prepare(st, pieces) -> True, or False if the design "
+                             "cannot have what splitting allocations into ``pieces`` more allocations needs (vmem: "
+                             "one struct buddy each, reserved with fault injection): after True, the pa_split_alloc "
+                             "calls of that split do not fail.")
+
 #: the typed-memory primitives (every design registers all of them)
-TYPED_PRIMITIVES = ("pa_set_memdesc", "pa_clear_memdesc", "pa_page_memdesc", "pa_split_alloc")
+TYPED_PRIMITIVES = ("pa_set_memdesc", "pa_clear_memdesc", "pa_page_memdesc", "pa_split_alloc", "pa_split_prepare")
 
 
 def extend(state_cls: type, impls: dict[str, object]) -> None:

@@ -29,8 +29,10 @@ vmem      nothing yet: every page keeps ``MD_BUDDY_ALLOC | struct buddy`` (the a
 allocates).  ``pa_split_alloc`` is ``split_page()``: for buddy designs the allocation's
 struct pages are rewritten as buddy pieces (``mark_freed`` + ``mark_allocated``) and
 page_owner entries are written per piece; vmem splits the allocation's segment with its
-exact-placement primitive ``pa_split``, which reserves one ``struct buddy`` per new piece
-first and fails, changing nothing, when it cannot (a split needs memory on vmem).
+exact-placement primitive ``pa_split``.  ``pa_split_prepare(pieces)`` comes first: vmem
+reserves one ``struct buddy`` per new piece as any allocation path does (watermark, fault
+injection) and fails, changing nothing, when it cannot -- a split needs memory on vmem;
+buddy designs need nothing.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from memdesc.mm.memmap import (
     PGTY_zsmalloc,
 )
 from memdesc.mm.page_alloc import core, dispatch
+from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc import vmem_exact as vx
 from memdesc.mm.page_alloc.dispatch import mark_allocated, mark_freed
 from memdesc.mm.page_alloc.linux import LinuxState
@@ -107,6 +110,12 @@ def buddy_split_alloc(st, head, horder, pfn, order, gfp):
         st.owner[other] = core.owner_encode(co, mt)
     mark_allocated(st, cur, order, gfp)
     st.owner[cur] = core.owner_encode(order, mt)
+    return True
+
+
+@njit
+def buddy_split_prepare(st, pieces):
+    """A buddy design splits an allocation by rewriting struct pages: it needs nothing."""
     return True
 
 
@@ -191,6 +200,15 @@ def vmem_page_memdesc(st, pfn):
 
 
 @njit
+def vmem_split_prepare(st, pieces):
+    """Every new piece is a segment of its own: one struct buddy each, reserved as an
+    allocation path reserves them (watermark, fault injection); nothing changes on failure."""
+    if pieces <= 0:
+        return True
+    return va.desc_reserve(st, pieces)
+
+
+@njit
 def vmem_split_alloc(st, head, horder, pfn, order, gfp):
     mt = core.owner_mt(st.owner[head])
     if not vx.vmem_xp_split(st, head, horder, pfn, order):
@@ -213,12 +231,15 @@ def vmem_split_alloc(st, head, horder, pfn, order, gfp):
 dispatch.extend(LinuxState, {
     "pa_set_memdesc": linux_set_memdesc, "pa_clear_memdesc": linux_clear_memdesc,
     "pa_page_memdesc": linux_page_memdesc, "pa_split_alloc": buddy_split_alloc,
+    "pa_split_prepare": buddy_split_prepare,
 })
 dispatch.extend(RadixState, {
     "pa_set_memdesc": radix_set_memdesc, "pa_clear_memdesc": radix_clear_memdesc,
     "pa_page_memdesc": radix_page_memdesc, "pa_split_alloc": buddy_split_alloc,
+    "pa_split_prepare": buddy_split_prepare,
 })
 dispatch.extend(VmemState, {
     "pa_set_memdesc": vmem_set_memdesc, "pa_clear_memdesc": vmem_clear_memdesc,
     "pa_page_memdesc": vmem_page_memdesc, "pa_split_alloc": vmem_split_alloc,
+    "pa_split_prepare": vmem_split_prepare,
 })
