@@ -357,7 +357,8 @@ KINDS: tuple[Kind, ...] = (
     Kind("misc:hole", MD_MISC, SUB_HOLE, None, None, "outside every zone, or an all-zero section that is "
          "not present RAM", "no RAM behind the pfn"),
     Kind("misc:uninit", MD_MISC, SUB_UNINIT, None, None, "an all-zero section of present RAM (zone present "
-         "> initialised)", "RAM whose struct page is not initialised yet (deferred struct-page init)"),
+         "> initialised)", "present RAM that reads all zero: struct pages not initialised yet (deferred "
+         "struct-page init) or an offline section; its memmap exists"),
     Kind("misc:reserved", MD_MISC, SUB_RESERVED, None, None, "KPF_RESERVED", "memblock, kernel image, "
          "firmware, sub-section holes"),
     Kind("misc:zero", MD_MISC, SUB_ZERO, None, None, "KPF_ZERO_PAGE", "the shared zero page / huge zero folio"),
