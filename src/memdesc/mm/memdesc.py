@@ -578,7 +578,7 @@ def encode_descriptor(type_id: int, addr: int) -> int:
         raise ConfigError(f"type {type_id} is not a descriptor type (1-15)")
     if addr <= 0 or addr % MD_DESC_ALIGN or addr >= 1 << 64:
         raise ConfigError(f"descriptor address {addr:#x} is not a non-null 16-byte aligned pointer")
-    return int(md_encode_desc(type_id, addr))
+    return int(md_encode_desc(type_id, np.uint64(addr)))
 
 
 def decode(word: int) -> dict:
@@ -586,6 +586,7 @@ def decode(word: int) -> dict:
     w = int(word)
     if not 0 <= w < 1 << 64:
         raise ConfigError(f"{word!r} is not a 64-bit memdesc word")
+    w = np.uint64(w)  # numba would type a Python int >= 2**63 as an overflowing int64
     t = int(md_type(w))
     out: dict = {"type": t, "type_name": mm.MD_TYPE_NAMES[t]}
     if t == MD_MISC:

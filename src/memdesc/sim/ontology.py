@@ -112,19 +112,31 @@ def radix_formula(census: Census, nzones: int, ncpus: int) -> int:
     return heads + -(-nodes // XA_NODES_PER_PAGE) * PAGE_SIZE
 
 
-def free_runs(census: Census) -> int:
-    """Maximal runs of free pfns, per zone (vmem segments coalesce across buddy boundaries)."""
+def free_segments(census: Census) -> int:
+    """Free segments as the vmem design's arenas hold them: maximal free runs per zone, whose whole
+    free pageblocks form one zone-arena segment and whose partial pageblocks at either end are
+    segments of a migratetype arena."""
     fb = census.free_blocks
     if len(fb) == 0:
         return 0
     end = fb.pfn + (1 << fb.order.astype(np.int64))
     joined = (fb.pfn[1:] == end[:-1]) & (fb.zone[1:] == fb.zone[:-1])
-    return int(len(fb) - joined.sum())
+    first = np.concatenate(([True], ~joined))
+    last = np.concatenate((~joined, [True]))
+    s = fb.pfn[first]
+    e = end[last]
+    pb = 1 << PAGEBLOCK_ORDER
+    up = -(-s // pb) * pb
+    down = e // pb * pb
+    whole = down > up
+    head = (s % pb != 0) & (np.minimum(e, up) > s)
+    tail = (e % pb != 0) & (down >= up) & (down > s)
+    return int(whole.sum() + head.sum() + tail.sum())
 
 
 def vmem_formula(census: Census, nzones: int, ncpus: int, allocations: int) -> tuple[int, int]:
     """(freelist bytes, struct buddy bytes reserved by allocations) of the vmem design, by formula."""
-    segments = free_runs(census)
+    segments = free_segments(census)
     ndesc = segments + allocations + VMEM_DESC_MINFREE
     pages = -(-ndesc // (PAGE_SIZE // VMEM_DESC))
     desc_total = pages * (PAGE_SIZE + 8)
