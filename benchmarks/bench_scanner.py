@@ -15,7 +15,8 @@ seeded random order (descriptors allocated over time have no pfn locality: ``ran
 in pfn order (the best case: ``pfn-order``).
 
 Printed per design and scanner: the model's distinct cache lines per pfn, and the measured
-ns per pfn (best of N, covered pfns) for both placements.  The machine is printed too.
+ns per pfn (best of N, covered pfns) for both placements; a warning if the timed
+compaction scan did not visit exactly the pfns the model visits.  The machine is printed too.
 """
 
 from __future__ import annotations
@@ -208,7 +209,7 @@ def _desc_words(heap, a, nwords):
 
 
 @njit
-def scan_compaction(design, mem, heap, aux, bheap, ok, zone_lo, zone_hi):
+def scan_compaction(design, mem, heap, aux, bheap, ok, zone_lo, zone_hi, visits):
     acc = np.uint64(0)
     for z in range(zone_lo.shape[0]):
         b = zone_lo[z]
@@ -220,6 +221,7 @@ def scan_compaction(design, mem, heap, aux, bheap, ok, zone_lo, zone_hi):
                 if not ok[p >> 15]:
                     p = end
                     continue
+                visits[0] += 1
                 if design == D_LINUX:
                     ci = mem[p, 1]
                     h = np.int64(ci >> np.uint64(2)) if ci & np.uint64(1) else p
@@ -449,9 +451,15 @@ def main() -> None:
         for placement in (("random", "pfn-order") if design != "linux" else ("-",)):
             di, mem, heap, aux, bheap = layout(c, lru, design, placement)
             ns = {}
+            visits = np.zeros(1, np.int64)
+            scan_compaction(di, mem, heap, aux, bheap, ok, lo, hi, visits)
+            if visits[0] != model[design]["compaction"].visited_pfns:
+                print(f"WARNING {design}: the timed compaction scan visited {visits[0]} pfns, the model "
+                      f"{model[design]['compaction'].visited_pfns}")
             for s in SCANNERS:
                 if s == "compaction":
-                    t = timed(lambda: scan_compaction(di, mem, heap, aux, bheap, ok, lo, hi), a.repeat)  # noqa: B023
+                    t = timed(lambda: scan_compaction(di, mem, heap, aux, bheap, ok, lo, hi, visits),  # noqa: B023
+                              a.repeat)
                 else:
                     si = SCANNERS.index(s)
                     t = timed(lambda: scan_pfns(si, di, mem, heap, ok, lo, hi), a.repeat)  # noqa: B023

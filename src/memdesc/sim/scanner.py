@@ -45,8 +45,8 @@ radix       16-byte struct page: word 0 says free/allocated/tail and the order; 
             page read)
 vmem        8-byte memdesc; a free segment's extent is in its 32-byte struct buddy (one
             line per free extent the scanner skips)
-llfree      8-byte memdesc (free pages hold type free); the extent of free memory is in
-            LLFree's bitfield (one line per 512 pfns)
+llfree      8-byte memdesc (free pages hold type free); LLFree keeps no free blocks, the end
+            of a free run is found in the pageblock's 512-bit bitfield (one line per 512 pfns)
 ==========  ============================================================================
 
 Descriptors are objects of 16-byte aligned slab caches; the lines a read of some fields
@@ -230,9 +230,10 @@ def scan_lines(scanner, sp, sep, free_mode, tail_mode, kind, head, order, lru, z
                 o = order[p]
                 if k == K_FREE:
                     if free_mode == FM_LLFREE:
-                        # the memdesc says free; the run's end is in the bitfield row
+                        # the memdesc says free; the free run's end is in the pageblock's bitfield row
                         aux += _touch_line(amark, p >> LLFREE_FIELD_SHIFT)
-                        p = h + (1 << o)
+                        while p < end and kind[p] == K_FREE:
+                            p += 1
                         continue
                     if p == h:
                         if free_mode == FM_VMEM:
