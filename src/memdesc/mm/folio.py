@@ -89,20 +89,19 @@ from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError, InvalidPfn, MemdescError
 from memdesc.mm import gfp as G
+from memdesc.mm import memdesc as mdesc
 from memdesc.mm import memmap as mmap
 from memdesc.mm.machine import Machine, to_gfp
 from memdesc.mm.memmap import (
     MD_ANON,
     MD_FILE,
-    MD_HWPOISON,
     MD_KSM,
     MD_MISC,
-    MD_MOVABLE,
     MD_NETPOOL,
     MD_PAGETABLE,
     MD_SLAB,
     MD_TYPE_MASK,
-    MD_VMALLOC,
+    MD_ZSMALLOC,
 )
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, PAGE_SIZE
 from memdesc.mm.page_alloc import core
@@ -115,7 +114,6 @@ from memdesc.mm.page_alloc.dispatch import (
     pa_split_alloc,
     pa_split_prepare,
 )
-from memdesc.mm.page_alloc.typed import MD_PERCPU, MD_ZSMALLOC
 from memdesc.mm.slab import (
     CF_INUSE,
     CF_NR_SLABS,
@@ -132,7 +130,6 @@ from memdesc.mm.slab import (
     SF_OBASE,
     SF_PFN,
     SLAB_FREE_DISCARD,
-    STRUCT_SLAB_BYTES,
     KmemCache,
     SlabAllocator,
     _take_object,
@@ -178,27 +175,30 @@ LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEV
 NR_LRU_LISTS = 5
 LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
 
-#: the memdesc types this layer allocates, with the name reports use
-TYPE_NAMES = {
-    MD_MISC: "bare", MD_FILE: "file", MD_ANON: "anon", MD_KSM: "ksm", MD_SLAB: "slab",
-    MD_MOVABLE: "movable", MD_VMALLOC: "vmalloc", MD_PAGETABLE: "ptdesc", MD_NETPOOL: "netmem",
-    MD_HWPOISON: "hwpoison", MD_ZSMALLOC: "zpdesc", MD_PERCPU: "percpu",
-}
+#: the memdesc types this layer allocates, named as the type table (memdesc.mm.memdesc) names them
+TYPE_NAMES = {t.id: t.name for t in mdesc.MEMDESC_TYPES if t.id not in (mdesc.MD_FREE, mdesc.MD_BUDDY_ALLOC)}
 TYPE_BY_NAME = {v: k for k, v in TYPE_NAMES.items()}
-TYPE_BY_NAME.update({"folio": MD_FILE, "pagetable": MD_PAGETABLE, "ptdesc": MD_PAGETABLE, "zsmalloc": MD_ZSMALLOC,
-                     "netpool": MD_NETPOOL, "misc": MD_MISC})
+TYPE_BY_NAME.update({"bare": MD_MISC, "folio": MD_FILE, "ptdesc": MD_PAGETABLE, "zpdesc": MD_ZSMALLOC,
+                     "netmem": MD_NETPOOL})
 FOLIO_TYPES = (MD_FILE, MD_ANON, MD_KSM)
 
-#: Separately allocated descriptor sizes in bytes (small, large allocation), where the design
-#: does not overlay them on struct page.  PROVISIONAL until the type table of memdesc.mm.memdesc
-#: lands (the ontology work of issue 10); sources: reference 04 section 1 -- Wilcox, State of the
-#: Page (Aug 2022): "struct folio would grow 64->72 B (adding pfn), large folios to 88 B", struct
-#: slab 8 words = 64 B; ptdesc 64 B, zpdesc 56 B, netmem_desc 48 B as overlaid today.
-DESCRIPTOR_BYTES: dict[int, tuple[int, int]] = {
-    MD_FILE: (72, 88), MD_ANON: (72, 88), MD_KSM: (72, 88),
-    MD_SLAB: (STRUCT_SLAB_BYTES, STRUCT_SLAB_BYTES),
-    MD_PAGETABLE: (64, 64), MD_NETPOOL: (48, 48), MD_ZSMALLOC: (56, 56),
-}
+
+def _descriptor_specs() -> dict[int, tuple[mdesc.DescriptorSpec, mdesc.DescriptorSpec]]:
+    """Per memdesc type, its separately allocated descriptor (small, large allocation), from the
+    type table's kinds (the kind named as the type; bare kinds and percpu have none)."""
+    out = {}
+    for t, name in TYPE_NAMES.items():
+        k = mdesc.KIND_BY_NAME.get(name)
+        if k is None or k.desc is None or k.desc.cache is None:
+            continue
+        out[t] = (k.descriptor(0), k.descriptor(1))
+    return out
+
+
+#: separately allocated descriptors per type (small, large): memdesc.mm.memdesc's structs
+DESCRIPTOR_SPECS = _descriptor_specs()
+#: their bytes (16-byte aligned sizes), where a design does not overlay them on struct page
+DESCRIPTOR_BYTES: dict[int, tuple[int, int]] = {t: (a.bytes, b.bytes) for t, (a, b) in DESCRIPTOR_SPECS.items()}
 
 # cfg
 (MC_SEPARATE, MC_PAGE_MAPCOUNT, MC_NPAGES, MC_WORDS) = range(4)
@@ -1354,8 +1354,8 @@ def _after_put(ms, handles, h, rc):
 def folio_stream_kernel(ms, ss, pa, op, a, b, c, d, handles, results, first, last, cpu):
     """Run stream operations [first, last) (see STREAM_OPS; the Python facade documents the
     columns).  Handles name folios across operations: an alloc writes its slot to handles[a],
-    a free or a last put sets it to -1, a migration replaces it, a split writes the pieces to
-    handles[d + i] (piece 0 stays in handles[a]).  ``results[i]`` is each operation's return
+    a free or a last put sets it to -1, a migration replaces it, a split writes piece k >= 1 to
+    handles[d + k - 1] (piece 0 stays in handles[a]).  ``results[i]`` is each operation's return
     value.  Returns the index after the last operation run: it stops early when the state
     needs to grow (the caller grows it and resumes)."""
     tmp = np.empty(MAX_PIECES, np.int64)
@@ -1411,7 +1411,7 @@ def folio_stream_kernel(ms, ss, pa, op, a, b, c, d, handles, results, first, las
             if rc >= 0:
                 handles[h] = tmp[0]
                 for k in range(1, rc):
-                    handles[d[i] + k] = tmp[k]
+                    handles[d[i] + k - 1] = tmp[k]
         elif o == S_MIGRATE:
             rc = folio_migrate(ms, ss, pa, s, cpu)
             if rc >= 0:
@@ -1443,7 +1443,8 @@ def _xs(rng):
 
 @njit(inline="always")
 def _pick(rng, n):
-    return (_xs(rng) * n) >> 53
+    """A uniform draw in [0, n) for n < 2**31 (32 random bits times n: no int64 overflow)."""
+    return ((_xs(rng) >> 21) * n) >> 32
 
 
 @njit
@@ -1589,6 +1590,74 @@ def release_all_kernel(ms, ss, pa, live, nlive, cpu, counts):
     return bad
 
 
+# ------------------------------------------------------------------ the type of an allocation from its gfp
+
+_GFP_WRITE = G.__GFP_WRITE
+_GFP_MOVABLE = G.__GFP_MOVABLE
+_GFP_ZERO = G.__GFP_ZERO
+_GFP_NOMEMALLOC = G.__GFP_NOMEMALLOC
+_GFP_NORETRY = G.__GFP_NORETRY
+_GFP_NOWARN = G.__GFP_NOWARN
+_GFP_FS = G.__GFP_FS
+_GFP_RECLAIMABLE = G.__GFP_RECLAIMABLE
+_GFP_COMP = G.__GFP_COMP
+_GFP_ACCOUNT = G.__GFP_ACCOUNT
+MD_BARE_DRIVER = MD_MISC | (mdesc.SUB_DRIVER << mmap.MD_SUBTYPE_SHIFT)
+MD_BARE_KMALLOC_LARGE = MD_MISC | (mdesc.SUB_KMALLOC_LARGE << mmap.MD_SUBTYPE_SHIFT)
+#: the classifier's rules, in order (docs/memdesc.md prints them; the first that matches wins)
+CLASSIFIER_RULES = (
+    ("__GFP_WRITE", "file", "page cache write (grab_cache_page_write_begin: mapping gfp | __GFP_WRITE)"),
+    ("__GFP_MOVABLE and __GFP_ZERO", "anon", "anonymous fault (vma_alloc_zeroed_movable_folio)"),
+    ("__GFP_MOVABLE, order > 0, __GFP_NOMEMALLOC", "anon", "THP / mTHP fault (GFP_TRANSHUGE[_LIGHT])"),
+    ("__GFP_MOVABLE, __GFP_NORETRY or no __GFP_FS", "file", "readahead (readahead_gfp_mask) or a NOFS mapping"),
+    ("__GFP_MOVABLE", "anon", "other user pages (COW copies: GFP_HIGHUSER_MOVABLE)"),
+    ("__GFP_RECLAIMABLE", "slab", "SLAB_RECLAIM_ACCOUNT caches"),
+    ("__GFP_COMP, __GFP_NORETRY, __GFP_NOWARN", "slab", "allocate_slab()'s first try at the cache's order"),
+    ("order 0, __GFP_COMP, __GFP_ZERO, __GFP_ACCOUNT", "pagetable",
+     "GFP_PGTABLE_USER; pagetable_alloc adds __GFP_COMP"),
+    ("__GFP_COMP without __GFP_FS, __GFP_ACCOUNT, __GFP_ZERO", "file", "page cache of NOFS / NOWAIT paths "
+     "(buffer heads, block-device mappings)"),
+    ("__GFP_COMP, order > 0", "misc:kmalloc_large", "kmalloc() above the slab sizes"),
+    ("anything else", "misc:driver", "vmalloc, kernel stacks, page_pool, percpu ...: kpageflags shows them "
+     "flagless"),
+)
+
+
+@njit(inline="always")
+def classify_allocation(gfp, order):
+    """The memdesc type (with a bare page's subtype in bits 4-10) of an allocation known only by its
+    gfp and order: the rules of CLASSIFIER_RULES, from how the kernel's callers build their gfp."""
+    if gfp & _GFP_WRITE:
+        return MD_FILE
+    if gfp & _GFP_MOVABLE:
+        if gfp & _GFP_ZERO:
+            return MD_ANON
+        if order > 0 and (gfp & _GFP_NOMEMALLOC):
+            return MD_ANON
+        if (gfp & _GFP_NORETRY) or not (gfp & _GFP_FS):
+            return MD_FILE
+        return MD_ANON
+    if gfp & _GFP_RECLAIMABLE:
+        return MD_SLAB
+    comp = (gfp & _GFP_COMP) != 0
+    if comp and (gfp & _GFP_NORETRY) and (gfp & _GFP_NOWARN):
+        return MD_SLAB
+    if comp and order == 0 and (gfp & _GFP_ZERO) and (gfp & _GFP_ACCOUNT):
+        return MD_PAGETABLE
+    if comp and not (gfp & (_GFP_FS | _GFP_ACCOUNT | _GFP_ZERO)):
+        return MD_FILE
+    if comp and order > 0:
+        return MD_BARE_KMALLOC_LARGE
+    return MD_BARE_DRIVER
+
+
+@njit
+def classify_allocations(gfp, order, out):
+    """classify_allocation over arrays (one entry per allocation event)."""
+    for i in range(out.shape[0]):
+        out[i] = classify_allocation(np.int64(gfp[i]), np.int64(order[i]))
+
+
 # ------------------------------------------------------------------ consistency check
 
 (MCHK_OK, MCHK_FREELIST, MCHK_OWNER, MCHK_PFNMAP, MCHK_DESC, MCHK_DESC_COUNT, MCHK_DESIGN, MCHK_REF,
@@ -1700,17 +1769,20 @@ def memdesc_check_nb(ms, ss, pa):
             return MCHK_STRAY_MAP, s, p
     # descriptor caches: objects in use = descriptors held (struct slabs also describe slab pages)
     sc = ss.scfg[SCFG_SLABDESC]
+    is_desc = np.zeros(max(nc, 1), np.uint8)
     for t in range(NR_MDTYPES):
         for lg in range(2):
-            c = ms.cache[t, lg]
-            if c < 0 or (lg == 1 and ms.cache[t, 0] == c):
-                continue
-            want = inuse[c]
-            if c == sc:
-                for cc in range(nc):
-                    want += ss.caches[cc, CF_NR_SLABS]
-            if ss.caches[c, CF_INUSE] != want:
-                return MCHK_DESC_COUNT, c, ss.caches[c, CF_INUSE]
+            if ms.cache[t, lg] >= 0:
+                is_desc[ms.cache[t, lg]] = 1
+    for c in range(nc):
+        if not is_desc[c]:
+            continue
+        want = inuse[c]
+        if c == sc:
+            for cc in range(nc):
+                want += ss.caches[cc, CF_NR_SLABS]
+        if ss.caches[c, CF_INUSE] != want:
+            return MCHK_DESC_COUNT, c, ss.caches[c, CF_INUSE]
     # LRU lists
     for lru in range(NR_LRU_LISTS):
         s = ms.lru_head[lru, 0]
@@ -1766,7 +1838,8 @@ class DescriptorLayout:
     @classmethod
     def of(cls, design) -> DescriptorLayout:
         spb = int(design.struct_page_bytes)
-        separate = spb < 64
+        spec = mdesc.DESIGN_SPECS.get(str(design.name))
+        separate = spec.separate_descriptors if spec is not None else spb < 64
         extra = descriptor_extra_bytes(design)
         sizes = {t: (a + extra, b + extra) for t, (a, b) in DESCRIPTOR_BYTES.items()} if separate else {}
         # 6.18's struct page keeps _mapcount in 64 bytes and in the 32-byte step (union with private)
@@ -1774,9 +1847,9 @@ class DescriptorLayout:
 
 
 def _cache_name(t: int, large: bool) -> str:
-    base = {MD_FILE: "folio", MD_ANON: "anon_folio", MD_KSM: "ksm_folio", MD_SLAB: "slab", MD_PAGETABLE: "ptdesc",
-            MD_NETPOOL: "netmem", MD_ZSMALLOC: "zpdesc"}[t]
-    return f"memdesc_{'large_' if large else ''}{base}"
+    """The kmem_cache of type t's descriptor: the type table's cache name (folio and folio_large
+    are shared by file, anon and KSM folios)."""
+    return "memdesc_" + DESCRIPTOR_SPECS[t][1 if large else 0].cache
 
 
 # ------------------------------------------------------------------ Python facade
@@ -1819,16 +1892,18 @@ class Folios:
         self.state = new_memdesc_state(machine.design.zs.owner.shape[0], capacity, self.layout.separate,
                                        self.layout.page_mapcount, machine.design.words)
         self.caches: dict[tuple[int, int], KmemCache] = {}
+        by_name: dict[str, KmemCache] = {}
         if self.layout.separate:
             for t, (small, large) in self.layout.sizes.items():
                 for lg, size in ((0, small), (1, large)):
+                    name = _cache_name(t, bool(lg))
                     if t == MD_SLAB:
                         kc = self.slab.slab_desc
-                    elif lg == 1 and size == small:
-                        kc = self.caches[(t, 0)]
+                    elif name in by_name:
+                        kc = by_name[name]
                     else:
-                        kc = KmemCache(machine, _cache_name(t, bool(lg)), size, allocator=self.slab,
-                                       flags=CFL_FAILSLAB)
+                        kc = KmemCache(machine, name, size, allocator=self.slab, flags=CFL_FAILSLAB)
+                        by_name[name] = kc
                     self.caches[(t, lg)] = kc
                     self.state.cache[t, lg] = kc.id
                     self.state.dsize[t, lg] = kc.size
@@ -2062,8 +2137,8 @@ class Folios:
 
         alloc: b = memdesc type (| subtype << 4), c = order, d = gfp; map/unmap: b = page,
         c = nr; pin/unpin: b = refs; lru_add: b = list, c = tail; attach: b = mapping,
-        c = index; split: b = new order, c = page (-1: uniform), d = first handle for the
-        pieces after the first; deferred: b = partially mapped."""
+        c = index; split: b = new order, c = page (-1: uniform), d = the handle of the second
+        piece (piece k >= 1 goes to handle d + k - 1); deferred: b = partially mapped."""
         cols = [np.ascontiguousarray(x, np.int64) for x in (op, a, b, c, d)]
         n = cols[0].shape[0]
         if any(x.shape[0] != n for x in cols):
@@ -2128,6 +2203,25 @@ class Folios:
         """Allocations made on free paths: slab objects and slab pages inside free-path scopes,
         plus the design's own (radix tree nodes, vmem struct buddies)."""
         return int(self.slab.state.meta[M_FP_ALLOCS]) + int(self.pa.stats[core.ST_FREE_PATH_ALLOCS])
+
+    def page_accounting(self) -> dict[str, int]:
+        """Where every managed page is: free, on a pcp list, in a typed allocation, in a slab page,
+        in the design's own metadata pages (radix tree nodes, vmem descriptor pages), or
+        elsewhere (allocated outside this layer); ``lost`` must be 0."""
+        zs = self.machine.design.zs
+        managed = int(zs.z_managed.sum())
+        free = int(zs.z_free.sum())
+        pcp = int(zs.pcp[:, :, core.PCP_COUNT].sum())
+        typed = int(self.state.tstat[:, TS_LIVE_PAGES].sum())
+        slab = int(self.slab.stats().get("slab_pages", 0))
+        ds = self.machine.design.design_stats()
+        design = int(ds.get("node_pages", 0)) + int(ds.get("descriptor_pages", 0))
+        own = zs.owner
+        heads = (own != core.OWNER_NONE) & (own != core.OWNER_PCP) & (own != core.OWNER_RESERVED)
+        allocated = int((np.int64(1) << ((own[heads].astype(np.int64) >> 1) & 0xF)).sum())
+        other = allocated - typed - slab - design
+        return {"managed": managed, "free": free, "pcp": pcp, "typed": typed, "slab": slab, "design": design,
+                "other": other, "lost": managed - free - pcp - allocated}
 
     def summary(self) -> dict:
         """JSON-ready figures: layout, per type, per operation, bytes, free-path allocations."""

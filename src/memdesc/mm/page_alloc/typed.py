@@ -41,9 +41,11 @@ import numpy as np
 
 from memdesc._numba import njit
 from memdesc.mm import memmap as mmap
+from memdesc.mm.memdesc import SUB_KMALLOC_LARGE as MD_SUB_KMALLOC_LARGE
 from memdesc.mm.memmap import (
     MD_PAGETABLE,
     MD_SLAB,
+    MD_ZSMALLOC,
     PAGE_TYPE_NONE,
     R2_ALLOC,
     R2_TAIL,
@@ -61,13 +63,6 @@ from memdesc.mm.page_alloc.dispatch import mark_allocated, mark_freed
 from memdesc.mm.page_alloc.linux import LinuxState
 from memdesc.mm.page_alloc.radix import RadixState
 from memdesc.mm.page_alloc.vmem import VmemState
-
-#: memdesc types the type table of the one-word layout does not number yet (memmap has 0-11);
-#: provisional until memdesc.mm.memdesc (the type system) lands, then taken from there
-MD_ZSMALLOC = 12
-MD_PERCPU = 13
-#: bare-page subtype "kmalloc_large" (memmap.MD_SUBTYPE_NAMES[6]) is PGTY_large_kmalloc on linux
-MD_SUB_KMALLOC_LARGE = 6
 
 U32 = np.uint64(0xFFFFFFFF)
 
