@@ -52,9 +52,9 @@ from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
 from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
 from memdesc.sim import replay_kernels as K
 from memdesc.sim.snapshot import capture as open_capture
-from memdesc.sim.snapshot import machine_from_snapshot
+from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
-from memdesc.trace.kpageflags import KPageSnapshot, PageClass
+from memdesc.trace.kpageflags import PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
 MODES = ("exact", "policy")
@@ -245,7 +245,7 @@ def compare_final(machine: Machine, capture: Path) -> dict | None:
     proc = files.buddyinfo()
     kpf = None
     if files.path("kpageflags", required=False) is not None and (capture / "after.zoneinfo").is_file():
-        kpf = KPageSnapshot.from_capture(capture, "after").buddyinfo_rebuilt()
+        kpf = kpage_snapshot(capture, "after").buddyinfo_rebuilt()
     if proc is None and kpf is None:
         return None
     proc_d = proc.to_dict() if proc is not None else {}
@@ -402,7 +402,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
-           progress: Callable[[int], None] | None = None,
+           trace: TraceReadResult | None = None, progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
 
@@ -414,6 +414,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     ``mt_names``: the traced kernel's migratetype names in its numbering (default: the
     capture's pagetypeinfo, else the machine's configuration).  ``model_events``: in policy
     mode, count the model's own kmem events (its event log; costs a little time).
+    ``trace``: the already parsed trace of ``source`` (a capture or file): one read serves
+    several replays of it (``memdesc compare``).
     ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
     """
@@ -431,7 +433,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         rr = TraceReadResult(df=source, source="<frame>", format="frame", lines=source.height)
     else:
         src = resolve_source(source)
-        rr = read_trace(src.trace, strict=strict)
+        rr = trace if trace is not None else read_trace(src.trace, strict=strict)
     df = rr.df
     read_s = time.perf_counter() - t0
     t1 = time.perf_counter()
