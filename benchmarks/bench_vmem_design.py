@@ -68,7 +68,7 @@ def fault_run(mem: str, pairs: int) -> dict:
     zs = m.design.zs
     acc = int(zs.z_free.sum() + zs.pcp[:, :, core.PCP_COUNT].sum()) + int(c.ctr[1]) + int(zs.vm[va.V_NDPAGES])
     ds = m.design.descriptor_stats()
-    return {"ops": r.ops, "free_errors": r.free_errors, "alloc_failed": r.alloc_failed,
+    return {"ops": r.operations, "free_errors": r.free_errors, "alloc_failed": r.alloc_failed,
             "injected_failures": ds["injected_failures"],
             "alloc_failed_for_descriptor": ds["alloc_failed_for_descriptor"],
             "free_path_allocations": ds["free_path_allocations"], "lost_pages": int(zs.z_managed.sum()) - acc,

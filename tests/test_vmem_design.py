@@ -147,7 +147,7 @@ def test_fault_injection_one_million_ops():
     r = c.run(500_000)
     st = m.stats()
     ds = m.design.descriptor_stats()
-    assert r.ops == 1_000_000 and r.free_errors == 0
+    assert r.operations == 1_000_000 and r.free_errors == 0
     # each descriptor reservation fails with probability 0.01: the count is binomial
     expected = 0.01 * ds["reserve_calls"]
     assert ds["injected_failures"] > 100

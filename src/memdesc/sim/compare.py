@@ -303,16 +303,18 @@ def _exact_figures(r: ReplayResult) -> dict:
 
 def _highmem_figures(spec: str, layout: str, mem: str) -> dict:
     h = highmem_free(spec, None, layout, mem)
-    return {"layout": h.layout, "mem": h.mem, "frees_attempted": h.frees_attempted, "stalled_frees": h.stalled_frees,
-            "free_path_allocations": h.free_path_allocations, "free_stalls": h.free_stalls,
-            "late_user_attempts": h.late_user_attempts, "late_user_failed_for_metadata": h.late_user_failed_for_metadata,
-            "metadata_node_bytes": h.metadata_node_bytes, "check": h.check}
+    keys = ("layout", "mem", "frees_attempted", "stalled_frees", "free_path_allocations", "free_stalls",
+            "late_user_attempts", "late_user_failed_for_metadata", "metadata_node_bytes", "check")
+    return {k: getattr(h, k) for k in keys}
 
 
 def command_line(paths: Sequence[str], designs: Sequence[str], every: int | None, highmem: str,
                  exact: bool, extra: str = "") -> str:
-    """The ``memdesc compare`` command that reproduces a comparison (or one part of it)."""
-    parts = ["memdesc", "compare", *[shlex.quote(p) for p in paths], "--designs", ",".join(designs)]
+    """The ``memdesc compare`` command that reproduces a comparison (or one part of it); the
+    bundled sample, the default capture, is left out."""
+    sample = str(sample_path())
+    parts = ["memdesc", "compare", *[shlex.quote(p) for p in paths if str(p) != sample],
+             "--designs", ",".join(designs)]
     if every:
         parts += ["--every", str(every)]
     if highmem != "auto":
