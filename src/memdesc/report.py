@@ -96,7 +96,7 @@ def _fmt(v, kind: str = "") -> str:
     if kind == "bytes":
         return format_size(int(v))
     if kind == "rate":
-        return f"{v / 1e6:.2f} M/s"
+        return f"{v / 1e6:.2f} M"
     if kind == "index":
         return f"{v / 1000:.3f}"
     if kind == "pct":
@@ -120,26 +120,26 @@ def table_rows(cap: dict) -> list[tuple[str, list[str], list[bool | None]]]:
                                                              for v in vals]))
 
     zero_good = lambda v: v == 0  # noqa: E731
-    add("struct page (bytes)", lambda r: r["struct_page_bytes"])
-    add("metadata per page (bytes)", lambda r: r["metadata_bytes_per_page"])
+    add("struct page (B)", lambda r: r["struct_page_bytes"])
+    add("metadata B/page", lambda r: r["metadata_bytes_per_page"])
     add("metadata total", lambda r: r["metadata_bytes"]["total"], "bytes")
     add("  memmap", lambda r: r["metadata_bytes"]["memmap"], "bytes")
     add("  free lists", lambda r: r["metadata_bytes"]["freelists"], "bytes")
-    add("  nodes / descriptors", lambda r: r["metadata_bytes"]["descriptors"], "bytes")
-    add("free-path allocations", lambda r: r["free_path_allocations"], judge=zero_good)
+    add("  nodes/descriptors", lambda r: r["metadata_bytes"]["descriptors"], "bytes")
+    add("free-path allocs", lambda r: r["free_path_allocations"], judge=zero_good)
     add("free stalls", lambda r: r["free_stalls"], judge=zero_good)
-    add("allocs failed for metadata", lambda r: r["alloc_failed_for_metadata"], judge=zero_good)
-    add("allocs failed (all)", lambda r: r["ops"]["alloc_failed"])
-    for k, label in (("unusable_index", "unusable index"), ("extfrag_index", "extfrag index")):
+    add("failed for metadata", lambda r: r["alloc_failed_for_metadata"], judge=zero_good)
+    add("allocs failed", lambda r: r["ops"]["alloc_failed"])
+    for k, label in (("unusable_index", "unusable"), ("extfrag_index", "extfrag")):
         for o in ORDERS:
-            add(f"{label} o{o} (end)", lambda r, k=k, o=o: (r["fragmentation"][k][str(o)] or [None])[-1], "index")
-    add("policy replay speed", lambda r: r["policy"]["events_per_second"], "rate")
-    add("exact replay speed", lambda r: r["exact"]["events_per_second"] if r["exact"] else None, "rate")
-    add("exact: free pages vs /proc", lambda r: (_main_diff(r) if r["exact"] else None), "pct")
+            add(f"{label} o{o} end", lambda r, k=k, o=o: (r["fragmentation"][k][str(o)] or [None])[-1], "index")
+    add("policy events/s", lambda r: r["policy"]["events_per_second"], "rate")
+    add("exact events/s", lambda r: r["exact"]["events_per_second"] if r["exact"] else None, "rate")
+    add("exact vs /proc free", lambda r: (_main_diff(r) if r["exact"] else None), "pct")
     if any(r["highmem"] for r in designs.values()):
-        add("highmem: stalled frees", lambda r: r["highmem"]["stalled_frees"] if r["highmem"] else None,
+        add("HighMem stalled frees", lambda r: r["highmem"]["stalled_frees"] if r["highmem"] else None,
             judge=zero_good)
-        add("highmem: allocs failed for metadata",
+        add("HighMem meta failures",
             lambda r: r["highmem"]["late_user_failed_for_metadata"] if r["highmem"] else None)
     add("check", lambda r: r["check"], judge=lambda v: v == "ok")
     return rows

@@ -13,30 +13,39 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memdesc.cli.options import EXIT_CHECK, Highmem, JsonOpt, ParquetOpt, _fail, _write_json, console
+from memdesc.cli.options import (
+    EXIT_CHECK,
+    Highmem,
+    JsonOpt,
+    ParquetOpt,
+    _fail,
+    _write_json,
+    console,
+    fit_columns,
+)
 from memdesc.mm.page_alloc import design_variants
 from memdesc.report import table_rows, write_html
 from memdesc.sim.compare import compare, resolve_designs
 
-LABEL_WIDTH = 27
-COLUMN_WIDTH = 10
-
 
 def design_tables(cap: dict, width: int) -> list[Table]:
-    """The capture's side-by-side rows as tables of as many design columns as ``width`` holds."""
+    """The capture's side-by-side rows as tables of as many design columns as ``width`` holds
+    (no figure is ever cut: tables split by design instead)."""
     names = list(cap["designs"])
     rows = table_rows(cap)
-    per = max(1, (width - LABEL_WIDTH - 1) // (COLUMN_WIDTH + 3))
+    label = max(len(r[0]) for r in rows)
+    widths = [max(*(len(p) for p in n.split(":")), *(len(r[1][i]) for r in rows)) for i, n in enumerate(names)]
+    groups = fit_columns(label, widths, width)
     out = []
-    for start in range(0, len(names), per):
-        chunk = range(start, min(len(names), start + per))
-        t = Table(title=f"{cap['name']}: {cap['events']:,} events, {cap['layout']}"
-                        + (f" (designs {start + 1}-{chunk[-1] + 1} of {len(names)})" if len(names) > per else ""),
-                  title_justify="left", pad_edge=False, padding=(0, 1))
-        t.add_column("", no_wrap=True, max_width=LABEL_WIDTH)
+    for chunk in groups:
+        part = f" ({chunk[0] + 1}-{chunk[-1] + 1} of {len(names)})" if len(groups) > 1 else ""
+        t = Table(title=f"{cap['name']}: {cap['events']:,} events{part}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+        t.add_column("", no_wrap=True)
         for i in chunk:
             t.add_column(names[i].replace(":", "\n"), justify="right", no_wrap=True)
         for label, cells, flags in rows:

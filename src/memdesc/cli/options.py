@@ -88,6 +88,21 @@ PcpOpt = Annotated[bool, typer.Option("--pcp/--no-pcp", help="Per-CPU page lists
 DEFAULT_DESIGN = "linux"
 
 
+def fit_columns(label_width: int, widths: list[int], width: int, gap: int = 2) -> list[range]:
+    """Split value columns into consecutive groups whose tables (a label column, then the
+    group's columns, ``gap`` characters between columns) fit ``width`` terminal columns; a
+    column wider than the terminal gets a group of its own."""
+    groups, start = [], 0
+    while start < len(widths):
+        used, end = label_width, start
+        while end < len(widths) and (end == start or used + gap + widths[end] <= width):
+            used += gap + widths[end]
+            end += 1
+        groups.append(range(start, end))
+        start = end
+    return groups
+
+
 def design_only(design: str, **flags) -> None:
     """Error naming the flag when a design-specific flag is given for another design.
 

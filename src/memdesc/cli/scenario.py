@@ -25,6 +25,7 @@ from memdesc.cli.options import (
     RadixNodes,
     _write_json,
     console,
+    fit_columns,
     value,
 )
 from memdesc.mm.page_alloc import DESIGNS
@@ -99,13 +100,11 @@ def summary_tables(results, width: int = 80) -> list[Table]:
     """Every run side by side, one column per design/policy/layout, in as many tables as
     ``width`` needs (each at most ``width`` columns wide)."""
     label = max(len(n) for n, _ in ROWS)
-    cols = [max(len(r.label.split()[0]), len(r.layout), *(len(get(r)) for _, get in ROWS)) for r in results]
-    tables, start = [], 0
-    while start < len(results):
-        used, end = label + 1, start
-        while end < len(results) and (end == start or used + cols[end] + 2 <= width):
-            used += cols[end] + 2
-            end += 1
+    cols = [max(*(len(p) for p in r.label.split()), len(r.layout), *(len(get(r)) for _, get in ROWS))
+            for r in results]
+    tables = []
+    for group in fit_columns(label, cols, width):
+        start, end = group[0], group[-1] + 1
         part = f" ({start + 1}-{end} of {len(results)})" if end - start < len(results) else ""
         t = Table(title=f"highmem-free: user pages freed after lowmem was exhausted{part}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
@@ -115,7 +114,6 @@ def summary_tables(results, width: int = 80) -> list[Table]:
         for name, get in ROWS:
             t.add_row(name, *(get(r) for r in results[start:end]))
         tables.append(t)
-        start = end
     return tables
 
 
