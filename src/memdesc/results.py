@@ -363,7 +363,8 @@ class SweepCommand(Model):
     seconds: float
     workers: int | None
     scheduler: str | None
-    rows: list[dict[str, Any]]
+    run_id: str
+    rows: list[dict[str, Any]] = Field(description="one per cell of the grid (the Parquet table's rows)")
     check: str
 
 

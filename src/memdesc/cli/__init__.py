@@ -21,13 +21,13 @@ import sys
 
 import typer
 
-from memdesc.cli import commands, compare, replay, scenario
+from memdesc.cli import commands, compare, replay, scenario, sweep
 from memdesc.cli.options import EXIT_USAGE, err
 from memdesc.errors import MemdescError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="memdesc: executable models of Linux physical-memory management designs.")
-for _module in (commands, replay, scenario, compare):
+for _module in (commands, replay, scenario, compare, sweep):
     _module.register(app)
 
 
