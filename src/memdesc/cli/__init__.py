@@ -18,14 +18,38 @@ Layout: :mod:`.options` holds what commands share; each command module has a
 from __future__ import annotations
 
 import sys
+from typing import NoReturn
 
 import typer
+from typer.core import TyperGroup
 
 from memdesc.cli import commands, compare, replay, scenario, sweep
 from memdesc.cli.options import EXIT_USAGE, err
 from memdesc.errors import MemdescError
 
-app = typer.Typer(add_completion=False, no_args_is_help=True,
+
+def _report(e: BaseException) -> NoReturn:
+    """A user's error as one line naming the problem, exit code 2."""
+    if isinstance(e, OSError):  # missing or unreadable files named on the command line
+        msg = f"{e.filename}: {e.strerror}" if e.filename and e.strerror else str(e)
+    else:
+        msg = str(e)
+    err.print(f"[bold red]memdesc:[/] {msg}")
+    raise typer.Exit(EXIT_USAGE)
+
+
+class MemdescGroup(TyperGroup):
+    """The app's command group: errors a user can cause end every command the same way
+    (exit code 2, one line), also when the app is invoked directly (CliRunner, scripts)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except (MemdescError, OSError) as e:
+            _report(e)
+
+
+app = typer.Typer(cls=MemdescGroup, add_completion=False, no_args_is_help=True,
                   help="memdesc: executable models of Linux physical-memory management designs.")
 for _module in (commands, replay, scenario, compare, sweep):
     _module.register(app)
