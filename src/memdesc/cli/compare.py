@@ -37,12 +37,8 @@ def design_tables(cap: dict, width: int) -> list[Table]:
     (no figure is ever cut: tables split by design instead)."""
     names = list(cap["designs"])
     rows = table_rows(cap)
-    label = max(len(r[0]) for r in rows)
-    widths = [max(*(len(p) for p in n.split(":")), *(len(r[1][i]) for r in rows)) for i, n in enumerate(names)]
-    groups = fit_columns(label, widths, width)
-    out = []
-    for chunk in groups:
-        part = f" ({chunk[0] + 1}-{chunk[-1] + 1} of {len(names)})" if len(groups) > 1 else ""
+
+    def make(chunk: range, part: str = "") -> Table:
         t = Table(title=f"{cap['name']}: {cap['events']:,} events{part}", title_justify="left",
                   box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
         t.add_column("", no_wrap=True)
@@ -51,12 +47,13 @@ def design_tables(cap: dict, width: int) -> list[Table]:
         for label, cells, flags in rows:
             vals = []
             for i in chunk:
-                c = cells[i]
-                f = flags[i]
+                c, f = cells[i], flags[i]
                 vals.append(f"[green]{c}[/]" if f else f"[bold red]{c}[/]" if f is False else c)
             t.add_row(label, *vals)
-        out.append(t)
-    return out
+        return t
+
+    groups = fit_columns(len(names), make, width)
+    return [make(g, f" ({g[0] + 1}-{g[-1] + 1} of {len(names)})" if len(groups) > 1 else "") for g in groups]
 
 
 def parquet_paths(path: Path) -> dict[str, Path]:

@@ -18,6 +18,7 @@ Conventions every command follows:
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import Enum, StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -88,15 +89,21 @@ PcpOpt = Annotated[bool, typer.Option("--pcp/--no-pcp", help="Per-CPU page lists
 DEFAULT_DESIGN = "linux"
 
 
-def fit_columns(label_width: int, widths: list[int], width: int, gap: int = 2) -> list[range]:
-    """Split value columns into consecutive groups whose tables (a label column, then the
-    group's columns, ``gap`` characters between columns) fit ``width`` terminal columns; a
-    column wider than the terminal gets a group of its own."""
+def table_width(table: Table) -> int:
+    """The width ``table`` needs to print without wrapping or cutting a cell."""
+    from rich.measure import Measurement  # noqa: PLC0415
+
+    return Measurement.get(console, console.options.update(width=10_000), table).maximum
+
+
+def fit_columns(n: int, make: Callable[[range], Table], width: int) -> list[range]:
+    """Split ``n`` value columns into consecutive groups such that ``make(group)`` (a table of
+    a label column and the group's columns) fits ``width`` terminal columns; a column too
+    wide for the terminal gets a group of its own."""
     groups, start = [], 0
-    while start < len(widths):
-        used, end = label_width, start
-        while end < len(widths) and (end == start or used + gap + widths[end] <= width):
-            used += gap + widths[end]
+    while start < n:
+        end = start + 1
+        while end < n and table_width(make(range(start, end + 1))) <= width:
             end += 1
         groups.append(range(start, end))
         start = end

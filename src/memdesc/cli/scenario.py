@@ -63,13 +63,14 @@ def phase_table(r):
     metadata, stalled frees, free-path allocations, parked entries after the step).  Fits an
     80-column terminal: the step names wrap, the figures never do."""
     t = Table(title=f"{r.label} on {r.layout} {r.mem}: steps", title_justify="left", box=box.SIMPLE_HEAD,
-              pad_edge=False, padding=(0, 1))
-    t.add_column("step (gfp)", min_width=12, ratio=1)
-    for col in ("tried", "ok", "failed", "failed\nfor meta", "stalled\nfrees", "free-path\nallocs", "parked"):
+              pad_edge=False, padding=(0, 1), collapse_padding=True)
+    t.add_column("step (gfp)", min_width=12, ratio=1, overflow="fold")
+    for col in ("tried", "ok", "failed", "failed\nfor\nmetadata", "stalled\nfrees", "free-\npath\nallocs",
+                "parked"):
         t.add_column(col, justify="right", no_wrap=True)
     for i, p in enumerate(r.phases):
         step = (1, 2, 2, 3, 4, 5)[i] if len(r.phases) == 6 else i + 1
-        name = f"{step} {p.name}" + (f" ({p.gfp.removeprefix('GFP_')})" if p.gfp != "-" else "")
+        name = f"{step} {p.name}" + (f"\n({p.gfp.removeprefix('GFP_')})" if p.gfp != "-" else "")
         t.add_row(name, str(p.attempts), str(p.succeeded), str(p.failed),
                   str(p.alloc_failed_for_metadata), str(p.stalled_frees), str(p.free_path_allocations),
                   str(p.parked_after))
@@ -98,23 +99,21 @@ ROWS = (
 
 def summary_tables(results, width: int = 80) -> list[Table]:
     """Every run side by side, one column per design/policy/layout, in as many tables as
-    ``width`` needs (each at most ``width`` columns wide)."""
-    label = max(len(n) for n, _ in ROWS)
-    cols = [max(*(len(p) for p in r.label.split()), len(r.layout), *(len(get(r)) for _, get in ROWS))
-            for r in results]
-    tables = []
-    for group in fit_columns(label, cols, width):
-        start, end = group[0], group[-1] + 1
-        part = f" ({start + 1}-{end} of {len(results)})" if end - start < len(results) else ""
+    ``width`` needs (no figure is ever cut)."""
+
+    def make(group: range, part: str = "") -> Table:
         t = Table(title=f"highmem-free: user pages freed after lowmem was exhausted{part}", title_justify="left",
-                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1))
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
         t.add_column("", no_wrap=True)
-        for r in results[start:end]:
+        for i in group:
+            r = results[i]
             t.add_column(f"{r.label.replace(' ', chr(10))}\n{r.layout}", justify="right", no_wrap=True)
         for name, get in ROWS:
-            t.add_row(name, *(get(r) for r in results[start:end]))
-        tables.append(t)
-    return tables
+            t.add_row(name, *(get(results[i]) for i in group))
+        return t
+
+    groups = fit_columns(len(results), make, width)
+    return [make(g, f" ({g[0] + 1}-{g[-1] + 1} of {len(results)})" if len(groups) > 1 else "") for g in groups]
 
 
 def register(app: typer.Typer) -> None:
