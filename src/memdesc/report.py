@@ -34,6 +34,7 @@ from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Patch  # noqa: E402
 
 from memdesc.sim.compare import MAP_STATES, ORDERS, Comparison, command_line  # noqa: E402
+from memdesc.sim.replay import sample_path  # noqa: E402
 from memdesc.units import format_size  # noqa: E402
 
 #: one colour per design, in the order of the comparison's designs (Okabe-Ito, colour-blind safe)
@@ -158,7 +159,8 @@ def _html_table(cap: dict) -> str:
     for label, cells, flags in table_rows(cap):
         tds = "".join(f'<td class="{"good" if f else "bad" if f is False else ""}">{html.escape(c)}</td>'
                       for c, f in zip(cells, flags, strict=True))
-        body.append(f"<tr><td>{html.escape(label)}</td>{tds}</tr>")
+        indent = ' style="padding-left:22px"' if label.startswith("  ") else ""
+        body.append(f"<tr><td{indent}>{html.escape(label.strip())}</td>{tds}</tr>")
     return f'<table class="cmp"><thead>{head}</thead><tbody>{"".join(body)}</tbody></table>'
 
 
@@ -169,7 +171,7 @@ def fig_metadata(cap: dict, colours: dict[str, str]):
     names = list(cap["designs"])
     parts = (("memmap", "memmap (struct page / memdesc)"), ("freelists", "free lists"),
              ("descriptors", "tree nodes / descriptors"))
-    fig, ax = plt.subplots(figsize=(8, 0.5 + 0.45 * len(names)))
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.45 * len(names)))
     left = np.zeros(len(names))
     pages = max(1, cap["present_pages"])
     shades = ("#4c72b0", "#dd8452", "#55a868")
@@ -233,7 +235,7 @@ def fig_free_blocks(cap: dict, colours: dict[str, str]):
 
 def fig_speed(cap: dict, colours: dict[str, str]):
     names = list(cap["designs"])
-    fig, ax = plt.subplots(figsize=(8, 0.6 + 0.5 * len(names)))
+    fig, ax = plt.subplots(figsize=(10, 0.6 + 0.5 * len(names)))
     y = np.arange(len(names))
     pol = [cap["designs"][d]["policy"]["events_per_second"] / 1e6 for d in names]
     exa = [(cap["designs"][d]["exact"] or {}).get("events_per_second", 0) / 1e6 for d in names]
@@ -317,7 +319,8 @@ def render(c: Comparison, title: str = "memdesc compare") -> str:
         info = infos.get(name)
         one = command_line([cap["path"]], s["designs"], None, "auto", True)
         out.append(f"<h2>{html.escape(name)}</h2>")
-        out.append(f'<p class="meta">{html.escape(cap["path"])} · {cap["events"]:,} events · layout '
+        where = "the bundled sample (the anon capture)" if cap["path"] == str(sample_path()) else cap["path"]
+        out.append(f'<p class="meta">{html.escape(where)} · {cap["events"]:,} events · layout '
                    f'{html.escape(cap["layout"])}{" (HighMem)" if cap["has_highmem"] else ""} · '
                    f'{cap["present_pages"]:,} present pages</p>')
         out.append(_html_table(cap))

@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Annotated
 
 import numpy as np
+import polars as pl
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -143,6 +144,16 @@ def _write_json(path: Path | None, data: dict, command: str | None = None) -> No
     except OSError as e:
         _fail(f"cannot write {path}: {e.strerror}")
     console.print(f"[dim]summary written to {path}[/]")
+
+
+def write_parquet(path: Path, rows: list[dict]) -> None:
+    """Rows as one Parquet table (``--parquet``)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pl.DataFrame(rows, infer_schema_length=None).write_parquet(path)
+    except OSError as e:
+        _fail(f"cannot write {path}: {e.strerror}")
+    console.print(f"[dim]{len(rows)} rows written to {path}[/]")
 
 
 def _json_default(o):

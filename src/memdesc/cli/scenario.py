@@ -22,11 +22,13 @@ from memdesc.cli.options import (
     EXIT_CHECK,
     CpusOpt,
     JsonOpt,
+    ParquetOpt,
     RadixNodes,
     _write_json,
     console,
     fit_columns,
     value,
+    write_parquet,
 )
 from memdesc.mm.page_alloc import DESIGNS
 from memdesc.sim.scenarios import LAYOUTS, highmem_free, variants
@@ -116,6 +118,17 @@ def summary_tables(results, width: int = 80) -> list[Table]:
     return [make(g, f" ({g[0] + 1}-{g[-1] + 1} of {len(results)})" if len(groups) > 1 else "") for g in groups]
 
 
+def run_rows(runs: list[dict]) -> list[dict]:
+    """One flat row per run (scalars, metadata bytes by structure): the ``--parquet`` table."""
+    rows = []
+    for d in runs:
+        row = {k: v for k, v in d.items() if isinstance(v, int | float | str | bool) or v is None}
+        row.update({f"metadata_{k}": v for k, v in d["metadata_bytes"].items()})
+        row.update({f"ops_{k}": v for k, v in d["ops"].items()})
+        rows.append(row)
+    return rows
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``scenario`` command group to ``app``."""
     scenario_app = typer.Typer(add_completion=False, no_args_is_help=True,
@@ -144,6 +157,7 @@ def register(app: typer.Typer) -> None:
             "--release-fraction", help="Fraction of the kernel pages freed afterwards (step 5).")] = 0.25,
         steps: Annotated[bool, typer.Option("--steps/--no-steps", help="Print each run's steps.")] = True,
         json_path: JsonOpt = None,
+        parquet: ParquetOpt = None,
     ) -> None:
         """Kent's highmem wall: free HighMem pages when lowmem is exhausted, on any design."""
         layout = value(layout)
@@ -167,8 +181,11 @@ def register(app: typer.Typer) -> None:
                   "cpus": cpus, "user_fraction": user_fraction, "free_fraction": free_fraction,
                   "release_fraction": release_fraction}
         bad = next((f"{r.label} on {r.layout}: {r.check}" for r in results if r.check != "ok"), "ok")
-        _write_json(json_path, {"scenario": "highmem-free", "params": params,
-                                "runs": [r.as_dict() for r in results], "check": bad}, "scenario")
+        runs = [r.as_dict() for r in results]
+        _write_json(json_path, {"scenario": "highmem-free", "params": params, "runs": runs, "check": bad},
+                    "scenario")
+        if parquet is not None:
+            write_parquet(parquet, run_rows(runs))
         if bad != "ok":
             raise typer.Exit(EXIT_CHECK)
 
