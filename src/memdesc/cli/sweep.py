@@ -16,7 +16,7 @@ from rich import box
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from memdesc.cli.options import EXIT_CHECK, JsonOpt, _write_json, console
+from memdesc.cli.options import EXIT_CHECK, JsonOpt, _write_json, console, err
 from memdesc.mm.page_alloc import design_variants
 from memdesc.sim.sweep import PARAMS, grid, parse_params, run
 
@@ -74,7 +74,12 @@ def register(app: typer.Typer) -> None:
                 what = "cells" if row is None else f"{row['design']} on {Path(row['capture']).name}"
                 prog.update(task, completed=done, description=what)
 
-            res = run(cells, out, workers=workers, scheduler=scheduler, progress=progress)
+            try:
+                res = run(cells, out, workers=workers, scheduler=scheduler, progress=progress)
+            except KeyboardInterrupt:
+                err.print(f"[bold red]memdesc:[/] sweep interrupted; the finished cells are kept in {out}.parts: "
+                          "run the same command again to finish the grid")
+                raise typer.Exit(130) from None
         s = res.summary()
         console.print(result_table(s["rows"], list(params)))
         console.print(f"{res.cells} cells: {res.ran} run ({res.failed} failed), {res.skipped} already in {out}; "

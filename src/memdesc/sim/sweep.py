@@ -33,8 +33,10 @@ next run).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import logging
 import os
 import socket
 import time
@@ -382,10 +384,17 @@ def run(cells: list[dict], out: str | Path, *, workers: int | None = None, sched
                 n_done += 1
                 if progress:
                     progress(n_done, len(cells), row)
+        except KeyboardInterrupt:
+            # the finished cells are on disk; shut the cluster down without its shutdown noise
+            for name in ("distributed", "tornado", "asyncio"):
+                logging.getLogger(name).setLevel(logging.CRITICAL)
+            raise
         finally:
-            client.close()
+            with contextlib.suppress(Exception):
+                client.close()
             if cluster is not None:
-                cluster.close()
+                with contextlib.suppress(Exception):
+                    cluster.close()
     table = merge(out)
     wanted = {c["id"] for c in cells}
     table_cells = table.filter(pl.col("cell_id").is_in(list(wanted)))
