@@ -26,6 +26,7 @@ from typing import Annotated
 import numpy as np
 import polars as pl
 import typer
+from rich import box
 from rich.console import Console
 from rich.table import Table
 
@@ -179,9 +180,9 @@ def _machine(mem: str, layout: Layout | str, nodes: int, cpus: int | None, zonei
 
 def zone_table(m) -> Table:
     t = Table(title=f"{m.layout.source} — {m.layout.nr_nodes} node(s), {m.nr_cpus} CPUs, "
-                    f"max_pfn {m.max_pfn:#x}", title_justify="left")
-    for col in ("node", "zone", "start_pfn", "spanned", "present", "managed", "free", "direct mapped"):
-        t.add_column(col, justify="right" if col not in ("zone", "direct mapped") else "left")
+                    f"max_pfn {m.max_pfn:#x}", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False)
+    for col in ("node", "zone", "start_pfn", "spanned", "present", "managed", "free", "direct\nmapped"):
+        t.add_column(col, justify="right" if col not in ("zone", "direct\nmapped") else "left", no_wrap=True)
     zs = m.design.zs
     for i, z in enumerate(m.zones):
         t.add_row(str(z.node), z.name, f"{z.start_pfn:#x}" if z.spanned else "-", f"{z.spanned}", f"{z.present}",
@@ -192,7 +193,8 @@ def zone_table(m) -> Table:
 def memmap_table(m) -> Table:
     spanned = sum(z.spanned for z in m.zones)
     present = sum(z.present for z in m.zones)
-    t = Table(title="struct page array (memmap) per design word size", title_justify="left")
+    t = Table(title="struct page array (memmap) per design word size", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False)
     for col in ("struct page", "design", "bytes per page", "memmap bytes", "% of memory"):
         t.add_column(col, justify="right")
     for words, who in ((8, "linux (today)"), (2, "radix (Kent)"), (1, "vmem (Wilcox memdesc)")):
