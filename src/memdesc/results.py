@@ -368,6 +368,33 @@ class SweepCommand(Model):
     check: str
 
 
+# ---------------------------------------------------------------------- capture
+
+
+class CaptureCommand(Model):
+    """``memdesc capture --json`` (:meth:`memdesc.trace.capture.CaptureResult.as_dict`).  The
+    exception to the exit codes: capture exits with the traced command's status."""
+
+    outdir: str
+    command: list[str]
+    events_set: str
+    events_enabled: list[str]
+    events_missing: list[str]
+    status: str = Field(description="complete | interrupted | aborted")
+    exit_status: int | None
+    returncode: int
+    traced_seconds: float
+    trace_bytes: int
+    trace_lines: int
+    events: dict[str, int]
+    lost_events: int
+    overruns: int
+    events_lost: int
+    malformed_lines: int
+    machine: dict[str, Any]
+    restore_problems: list[str]
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -378,6 +405,7 @@ COMMANDS: dict[str, type[Model]] = {
     "scenario": ScenarioCommand,
     "compare": CompareCommand,
     "sweep": SweepCommand,
+    "capture": CaptureCommand,
 }
 
 
