@@ -243,8 +243,21 @@ def test_scanner_tails_and_non_lru_compounds():
     assert r["linux"].descriptor_lines == 0
 
 
+def memdesc_words() -> list[int]:
+    """W=1 words of a seeded mix of bare and typed pages, encoded and decoded by the kernels."""
+    rng = np.random.default_rng(3)
+    n = 64
+    fields = [rng.integers(0, 16, n), rng.integers(0, 128, n), rng.integers(0, 2, n), rng.integers(0, 64, n),
+              rng.integers(0, 8, n), rng.integers(0, 1024, n)]
+    words = np.empty(n, np.uint64)
+    md.md_encode_words(*fields, (rng.integers(1, 1 << 40, n) << 4).astype(np.uint64), words)
+    out = [np.empty(n, np.int64) for _ in range(6)] + [np.empty(n, np.uint64)]
+    md.md_decode_words(words, *out)
+    return [int(w) for w in words] + [int(x) for a in out for x in a]
+
+
 def test_same_results_without_jit(tmp_path):
-    """The census and scanner kernels give the same results with NUMBA_DISABLE_JIT=1."""
+    """The census, scanner and memdesc word kernels give the same results with NUMBA_DISABLE_JIT=1."""
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
@@ -254,8 +267,9 @@ def test_same_results_without_jit(tmp_path):
         "f, z, p = synthetic()\n"
         "c = census_from_arrays(f, z, p, section_pages=1024)\n"
         "t = scanner_table(c)\n"
+        "from test_ontology import memdesc_words\n"
         "print(json.dumps({'census': c.census(), 'folios': c.folios(), 'head': int(c.head.sum()),"
-        " 'order': int(c.order.astype(int).sum()),"
+        " 'order': int(c.order.astype(int).sum()), 'words': memdesc_words(),"
         " 'scan': {d: {s: r.as_dict() for s, r in row.items()} for d, row in t.items()}}))\n")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -264,7 +278,7 @@ def test_same_results_without_jit(tmp_path):
     c = census_from_arrays(f, z, p, section_pages=1024)
     t = scanner_table(c)
     assert nojit == {"census": c.census(), "folios": c.folios(), "head": int(c.head.sum()),
-                     "order": int(c.order.astype(int).sum()),
+                     "order": int(c.order.astype(int).sum()), "words": memdesc_words(),
                      "scan": {d: {s: r.as_dict() for s, r in row.items()} for d, row in t.items()}}
 
 
