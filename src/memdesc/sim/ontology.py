@@ -212,7 +212,11 @@ def _loadable(design: str) -> bool:
     return True
 
 
-def load_designs(directory: str | Path, when: str, designs=DESIGNS) -> dict[str, dict]:
+#: designs whose own metadata_bytes() are used (linux:32 keeps linux's list buddy)
+LOADED_DESIGNS = ("linux", "radix", "vmem", "llfree")
+
+
+def load_designs(directory: str | Path, when: str, designs=LOADED_DESIGNS) -> dict[str, dict]:
     """Load the snapshot into every design that exists in memdesc.mm.page_alloc: ``{design:
     {"metadata_bytes": ..., "allocations": n, "check": ...}}`` (the designs' own figures)."""
     out = {}
