@@ -65,6 +65,7 @@ def outputs(tmp_path_factory, sample_comparison):
         "replay": _run(["replay", str(trace), "--mem", "256M", "--cpus", "2", "--mode", "exact"], t / "replay.json"),
         "scenario": _run(["scenario", "highmem-free", "--mem", "1G", "--design", "all", "--no-steps"],
                          t / "scenario.json"),
+        "ontology": _run(["ontology", str(sample_path()), "--formula"], t / "ontology.json"),
     }
     p = t / "compare.json"
     options._write_json(p, sample_comparison.summary, "compare")

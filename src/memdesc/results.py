@@ -395,6 +395,29 @@ class CaptureCommand(Model):
     restore_problems: list[str]
 
 
+# ---------------------------------------------------------------------- ontology
+
+
+class OntologyDesign(Model):
+    struct_page_bytes: int
+    descriptor_bytes: dict[str, int] = Field(description="memdesc type -> bytes of its descriptors")
+    freelist_bytes: int
+    total_bytes: int
+    bytes_per_page: float
+    percent_of_ram: float
+
+
+class OntologyCommand(Model):
+    """``memdesc ontology --json`` (:func:`memdesc.sim.ontology.ontology`): the census of a real
+    kpageflags dump by memdesc type, folio orders per type, and the metadata per design."""
+
+    census: dict[str, int] = Field(description="memdesc type -> pages")
+    folios: dict[str, dict[str, int]] = Field(description="memdesc type -> {order: folios}")
+    designs: dict[str, OntologyDesign]
+    scanner: dict[str, dict[str, float]] | None = Field(
+        default=None, description="design -> {scanner: distinct cache lines per pfn}")
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -406,6 +429,7 @@ COMMANDS: dict[str, type[Model]] = {
     "compare": CompareCommand,
     "sweep": SweepCommand,
     "capture": CaptureCommand,
+    "ontology": OntologyCommand,
 }
 
 
