@@ -10,7 +10,7 @@ at all:
   per 2 MiB *child* (8 rows of 64 bits, bit set = frame allocated), and one 16-bit *child
   entry* per bitfield, ``{free:15, huge:1}`` (bits 0-14: free frames in the child; bit 15:
   the whole child is allocated as one huge frame, its bitfield then all zero).  Children
-  are grouped by ``TREE_CHILDREN`` (8) into a cache-line ``children_t``.  An order < 9
+  are grouped by ``TREE_CHILDREN`` (8) per tree (a cache-line ``children_t`` in C).  An order < 9
   request decrements a child counter and then sets the first aligned run of ``2^order``
   zero bits (``first_zeros_aligned``: bit tricks per row up to order 6, whole rows for
   orders 7-8), scanning the rows from the row of the last allocation; an order >= 9
@@ -71,6 +71,14 @@ Where this follows which reference:
 * No atomics: every compare-and-swap loop is one read-modify-write (a model call is one
   thread); the retry loops that only serve concurrency (``RETRIES``) are gone.
 
+The whole state is one int64 array ``w`` (see ``new_state``): the scalars and counters,
+the policy table, then the local, tree, child and bitfield regions, each entry one word
+holding the reference's bit layout in its low bits (a child entry's 16 bits, a tree's 32);
+the reported metadata size is the reference's (``metadata_size``).  Like vmem's pool, one
+array is the cheapest thing to pass between numba functions -- a struct or a tuple of
+arrays is reference counted or copied on every call, which measured more than the
+allocation itself -- and the kernels are compiled without NRT.
+
 All functions also run as plain Python (``NUMBA_DISABLE_JIT=1``).  Bitfield rows and
 local words are int64 bit patterns (numba promotes int64/uint64 mixes to float64);
 ``_wsub`` is the one wrapping subtraction.  Results are packed int64:
@@ -84,7 +92,6 @@ from numba.cpython.unsafe.numbers import trailing_zeros
 from numba.extending import intrinsic, overload
 
 from memdesc._numba import JIT_DISABLED, njit
-from memdesc._struct import StructProxy, StructType, define_struct
 
 # --- llfree_types.h -------------------------------------------------------------------------
 FRAME_BITS = 12
@@ -109,8 +116,7 @@ MIN_PAGES = 1 << HUGE_ORDER
 MAX_FRAMES = 1 << 39  # start_row << 29 must stay inside an int64 (llfree-c: 1 << 52)
 LAST_FREES = 4  # local.h
 TREES_SEARCH_BEST = 8  # trees.h
-CHILDREN_STRIDE = CACHE_SIZE // 2  # uint16 slots per children_t (8 used, cache-line aligned)
-LOCAL_STRIDE = CACHE_SIZE // 8  # int64 words per local entry_t (preferred, last, padding)
+LOCAL_STRIDE = CACHE_SIZE // 8  # words per local entry_t (preferred, last, padding: one cache line)
 
 # --- policies (llfree.h) --------------------------------------------------------------------
 POLICY_MATCH, POLICY_STEAL, POLICY_DEMOTE, POLICY_INVALID = 0, 1, 2, 3
@@ -127,7 +133,10 @@ E_DOUBLEINDEX = -11  # batch: the same get put twice
 M_CLS_OFF = 8  # + class: first local slot of the class
 M_CLS_LEN = M_CLS_OFF + MAX_CLASSES  # + class: number of local slots, -1 if not configured
 M_CIDX = M_CLS_LEN + MAX_CLASSES  # + class: row of the class in the policy table, -1 if none
-K_FIRST = M_CIDX + MAX_CLASSES
+# where the regions of the state array start (words)
+(M_SCRATCH, M_POLICY, M_LOCAL, M_TREES, M_CHILDREN, M_FIELDS, M_WORDS) = range(M_CIDX + MAX_CLASSES,
+                                                                              M_CIDX + MAX_CLASSES + 7)
+K_FIRST = M_WORDS + 1
 (K_GET, K_GET_FAIL, K_PUT, K_RESERVE, K_SYNC, K_TREE_STEAL, K_GLOBAL_STEAL, K_STEAL_LOCAL,
  K_DEMOTE_LOCAL, K_SPLIT_HUGE, K_DRAIN, K_FREE_RESERVE) = range(K_FIRST, K_FIRST + 12)
 NMETA = K_FIRST + 12
@@ -156,25 +165,10 @@ M_LOW32 = np.int64(0xFFFF_FFFF)
 M_HIGH32 = _i64(0xFFFF_FFFF_0000_0000)
 
 
-class LLFreeStateType(StructType):
-    pass
-
-
-class LLFreeState(StructProxy):
-    """The allocator's arrays (one StructRef pointer for the kernels).
-
-    ``fields`` int64[children * 8]: the bitfields; ``children`` uint16[trees * 32]: the
-    child entries, 8 per 64-byte ``children_t``; ``trees`` uint32[trees]; ``local``
-    int64[slots * 8]: per slot ``local[8 s]`` the reservation and ``local[8 s + 1]`` the
-    free history; ``policy`` uint16[(classes * classes) * (TREE_SIZE + 1)]: ``type | prio
-    << 8``; ``meta`` int64[NMETA]: the M_* scalars and K_* counters; ``scratch``
-    int64[16]: the best-candidate buffer of ``trees_search_best``.
-    """
-
-    _fields = ("fields", "children", "trees", "local", "policy", "meta", "scratch")
-
-
-define_struct(LLFreeState, LLFreeStateType)
+def hot(fn):
+    """``njit`` without NRT: the kernels take one int64 array and allocate nothing, so
+    there is no reference counting at all on their calls."""
+    return njit(_nrt=False)(fn)
 
 
 # =============================================================================================
@@ -227,13 +221,13 @@ else:
 
         return types.int64(x), codegen
 
-    @njit
+    @njit(_nrt=False)
     def popcount(x):
         """Number of set bits of an int64 bit pattern (LLVM ctpop)."""
         return _ctpop(x)
 
 
-@njit
+@hot
 def next_pow2(v):
     if v <= 1:
         return 1
@@ -246,7 +240,7 @@ def next_pow2(v):
 # =============================================================================================
 # bitfield.c
 # =============================================================================================
-@njit
+@hot
 def first_zeros_aligned(v, order):
     """Set the first aligned ``2^order`` zero bits of row ``v`` (order <= 6).
 
@@ -288,20 +282,19 @@ def first_zeros_aligned(v, order):
     return v, p
 
 
-@njit
-def field_set_next(s, child, start_row, order):
+@hot
+def field_set_next(w, child, start_row, order):
     """Set the first free aligned ``2^order`` bits of ``child``'s bitfield, starting the
     search at row ``start_row % FIELD_N``; returns the bit index or -1 (``field_set_next``)."""
-    fields = s.fields
-    base = child * FIELD_N
-    row = start_row % FIELD_N
+    base = w[M_FIELDS] + child * FIELD_N
+    row = start_row & (FIELD_N - 1)
     num_frames = 1 << order
     if num_frames <= ROW_BITS:
         for k in range(FIELD_N):  # for_offsetted(row, FIELD_N)
-            i = (row + k) % FIELD_N
-            nv, p = first_zeros_aligned(fields[base + i], order)
+            i = (row + k) & (FIELD_N - 1)
+            nv, p = first_zeros_aligned(w[base + i], order)
             if p < 64:
-                fields[base + i] = nv
+                w[base + i] = nv
                 return i * ROW_BITS + p
         return -1
     entries = num_frames // ROW_BITS
@@ -311,104 +304,103 @@ def field_set_next(s, child, start_row, order):
         cur = (start + k) % n
         free = True
         for e in range(entries):
-            if fields[base + cur * entries + e] != 0:
+            if w[base + cur * entries + e] != 0:
                 free = False
                 break
         if free:
             for e in range(entries):
-                fields[base + cur * entries + e] = M_ALL
+                w[base + cur * entries + e] = M_ALL
             return cur * entries * ROW_BITS
     return -1
 
 
-@njit
-def field_toggle(s, child, index, order, expected):
+@hot
+def field_toggle(w, child, index, order, expected):
     """Flip the ``2^order`` bits at ``index`` if they all equal ``expected`` (True = set);
     returns success (``field_toggle``; a failed multi-row toggle changes nothing)."""
-    fields = s.fields
-    index = index % CHILD_SIZE
-    w = child * FIELD_N + index // ROW_BITS
+    bit = index & (CHILD_SIZE - 1)
+    wi = w[M_FIELDS] + child * FIELD_N + bit // ROW_BITS
     num_frames = 1 << order
     if num_frames > ROW_BITS:
         entries = num_frames // ROW_BITS
         want = M_ALL if expected else np.int64(0)
         for i in range(entries):
-            if fields[w + i] != want:
+            if w[wi + i] != want:
                 return False
         for i in range(entries):
-            fields[w + i] = ~want
+            w[wi + i] = ~want
         return True
     if num_frames == ROW_BITS:
         mask = M_ALL
     else:
-        mask = ((M_ONE << num_frames) - 1) << (index % ROW_BITS)
-    row = fields[w]
+        mask = ((M_ONE << num_frames) - 1) << (bit & (ROW_BITS - 1))
+    row = w[wi]
     if expected:
         if row & mask != mask:
             return False
-        fields[w] = row & ~mask
+        w[wi] = row & ~mask
     else:
         if row & mask != 0:
             return False
-        fields[w] = row | mask
+        w[wi] = row | mask
     return True
 
 
-@njit
-def field_count_ones(s, child):
+@hot
+def field_count_ones(w, child):
     n = 0
-    base = child * FIELD_N
+    base = w[M_FIELDS] + child * FIELD_N
     for i in range(FIELD_N):
-        n += popcount(s.fields[base + i])
+        n += popcount(w[base + i])
     return n
 
 
-@njit
-def field_is_free(s, child, index):
-    index = index % CHILD_SIZE
-    return (s.fields[child * FIELD_N + index // ROW_BITS] >> (index % ROW_BITS)) & 1 == 0
+@hot
+def field_is_free(w, child, index):
+    bit = index & (CHILD_SIZE - 1)
+    return (w[w[M_FIELDS] + child * FIELD_N + bit // ROW_BITS] >> (bit & (ROW_BITS - 1))) & 1 == 0
 
 
-@njit
-def field_is_zero(s, child, index, order):
+@hot
+def field_is_zero(w, child, index, order):
     """All ``2^order`` bits at ``index`` are free (llfree-rs ``Bitfield::is_zero``)."""
-    index = index % CHILD_SIZE
-    w = child * FIELD_N + index // ROW_BITS
+    bit = index & (CHILD_SIZE - 1)
+    wi = w[M_FIELDS] + child * FIELD_N + bit // ROW_BITS
     num_frames = 1 << order
     if num_frames >= ROW_BITS:
         for i in range(num_frames // ROW_BITS):
-            if s.fields[w + i] != 0:
+            if w[wi + i] != 0:
                 return False
         return True
-    mask = ((M_ONE << num_frames) - 1) << (index % ROW_BITS)
-    return s.fields[w] & mask == 0
+    mask = ((M_ONE << num_frames) - 1) << (bit & (ROW_BITS - 1))
+    return w[wi] & mask == 0
 
 
 # =============================================================================================
 # child.h / child.c: {free:15, huge:1}
 # =============================================================================================
-@njit
+@hot
 def child_free(c):
     return c & 0x7FFF
 
 
-@njit
+@hot
 def child_huge(c):
     return (c >> 15) & 1
 
 
-@njit
+@hot
 def child_new(free, huge):
     return free | (huge << 15)
 
 
-@njit
-def child_at(child):
-    """Index of child entry ``child`` in the ``children`` array (8 per 64-byte children_t)."""
-    return (child >> TREE_CHILDREN_ORDER) * CHILDREN_STRIDE + (child & (TREE_CHILDREN - 1))
+@hot
+def cw(w, child):
+    """Index of child entry ``child`` in the state (8 per tree: one 64-byte children_t)."""
+    return w[M_CHILDREN] + child
 
 
-@njit
+@hot
 def child_inc(c, order):
     """Returns ``(ok, new)``: the counter plus ``2^order`` (``child_inc``)."""
     n = 1 << order
@@ -417,7 +409,7 @@ def child_inc(c, order):
     return True, c + n
 
 
-@njit
+@hot
 def child_dec(c, order):
     """Returns ``(ok, new)``: the counter minus ``2^order`` (``child_dec``)."""
     n = 1 << order
@@ -429,118 +421,126 @@ def child_dec(c, order):
 # =============================================================================================
 # lower.c
 # =============================================================================================
-@njit
-def try_update_huge_n(s, base_idx, h_num, expected, desired):
+@hot
+def try_update_huge_n(w, base_idx, h_num, expected, desired):
     """Change ``h_num`` children from ``expected`` to ``desired``, all or none."""
-    ch = s.children
+    c0 = cw(w, base_idx)
     for j in range(h_num):
-        if np.int64(ch[child_at(base_idx + j)]) != expected:
+        if w[c0 + j] != expected:
             return False
     for j in range(h_num):
-        ch[child_at(base_idx + j)] = desired
+        w[c0 + j] = desired
     return True
 
 
-@njit
-def lower_get_at(s, frame, order):
+@hot
+def lower_get_at(w, frame, order):
     """Allocate exactly ``frame`` (``lower_get_at``)."""
-    if frame + (1 << order) > s.meta[M_FRAMES] or frame % (1 << order) != 0:
+    if frame + (1 << order) > w[M_FRAMES] or frame & ((1 << order) - 1) != 0:
         return R_ARGUMENT
     child_idx = frame >> CHILD_ORDER
     if order >= HUGE_ORDER:
         h_num = 1 << (order - HUGE_ORDER)
-        if try_update_huge_n(s, child_idx, h_num, child_new(CHILD_SIZE, 0), child_new(0, 1)):
+        if try_update_huge_n(w, child_idx, h_num, child_new(CHILD_SIZE, 0), child_new(0, 1)):
             return frame << 3
         return R_MEMORY
-    ci = child_at(child_idx)
-    ok, nc = child_dec(np.int64(s.children[ci]), order)
+    ci = cw(w, child_idx)
+    ok, nc = child_dec(w[ci], order)
     if ok:
-        s.children[ci] = nc
-        if field_toggle(s, child_idx, frame % CHILD_SIZE, order, False):
+        w[ci] = nc
+        if field_toggle(w, child_idx, frame, order, False):
             return frame << 3
-        s.children[ci] = child_inc(nc, order)[1]  # undo
+        w[ci] = child_inc(nc, order)[1]  # undo
     return R_MEMORY
 
 
-@njit
-def lower_get(s, start_frame, order, frame):
+@hot
+def lower_get(w, start_frame, order, frame):
     """Allocate ``2^order`` frames in the tree of ``start_frame``, searching from its child
     and row; ``frame >= 0`` allocates that frame instead (``lower_get``)."""
     if frame >= 0:
-        return lower_get_at(s, frame, order)
+        return lower_get_at(w, frame, order)
     idx = start_frame >> CHILD_ORDER
-    first = idx - idx % TREE_CHILDREN
+    first = idx & ~(TREE_CHILDREN - 1)
     if order >= HUGE_ORDER:
         h_num = 1 << (order - HUGE_ORDER)
-        idx -= idx % h_num
         n = TREE_CHILDREN // h_num
-        start = idx // h_num
+        start = (idx & (TREE_CHILDREN - 1)) // h_num
         free = child_new(CHILD_SIZE, 0)
         huge = child_new(0, 1)
         for k in range(n):  # for_offsetted(idx / h_num, TREE_CHILDREN / h_num)
-            i = (start - start % n + (start % n + k) % n) * h_num
-            if try_update_huge_n(s, i, h_num, free, huge):
+            i = first + ((start + k) % n) * h_num
+            if try_update_huge_n(w, i, h_num, free, huge):
                 return (i << CHILD_ORDER) << 3
         return R_MEMORY
     start_row = start_frame >> ATOMIC_ORDER
-    ch = s.children
+    c0 = cw(w, first)
     for k in range(TREE_CHILDREN):  # for_offsetted(idx, TREE_CHILDREN)
-        cur = first + (idx - first + k) % TREE_CHILDREN
-        ci = child_at(cur)
-        ok, nc = child_dec(np.int64(ch[ci]), order)
+        j = (idx + k) & (TREE_CHILDREN - 1)
+        ok, nc = child_dec(w[c0 + j], order)
         if ok:
-            ch[ci] = nc
-            pos = field_set_next(s, cur, start_row, order)
+            w[c0 + j] = nc
+            pos = field_set_next(w, first + j, start_row, order)
             if pos >= 0:
-                return ((cur << CHILD_ORDER) + pos) << 3
-            ch[ci] = child_inc(nc, order)[1]  # undo
+                return (((first + j) << CHILD_ORDER) + pos) << 3
+            w[c0 + j] = child_inc(nc, order)[1]  # undo
     return R_MEMORY
 
 
-@njit
-def split_huge(s, child_idx):
+@hot
+def split_huge(w, child_idx):
     """Turn a huge child into 512 allocated base frames (``split_huge``)."""
-    if field_toggle(s, child_idx, 0, CHILD_ORDER, False):
-        s.children[child_at(child_idx)] = child_new(0, 0)
-        s.meta[K_SPLIT_HUGE] += 1
+    if field_toggle(w, child_idx, 0, CHILD_ORDER, False):
+        w[cw(w, child_idx)] = child_new(0, 0)
+        w[K_SPLIT_HUGE] += 1
         return True
     return False
 
 
-@njit
-def lower_put(s, frame, order):
+@hot
+def lower_put(w, frame, order):
     """Free ``2^order`` frames at ``frame`` (``lower_put``): 0, R_MEMORY (bits already
     free: double free) or R_ARGUMENT (range/alignment, or not a huge allocation)."""
-    if frame + (1 << order) > s.meta[M_FRAMES] or frame % (1 << order) != 0:
+    if frame + (1 << order) > w[M_FRAMES] or frame & ((1 << order) - 1) != 0:
         return R_ARGUMENT
     child_idx = frame >> CHILD_ORDER
     if order >= HUGE_ORDER:
         h_num = 1 << (order - HUGE_ORDER)
-        if child_idx % h_num != 0:
+        if child_idx & (h_num - 1) != 0:
             return R_ARGUMENT
-        if try_update_huge_n(s, child_idx, h_num, child_new(0, 1), child_new(CHILD_SIZE, 0)):
+        if try_update_huge_n(w, child_idx, h_num, child_new(0, 1), child_new(CHILD_SIZE, 0)):
             return 0
         return R_ARGUMENT
-    ci = child_at(child_idx)
-    if child_huge(np.int64(s.children[ci])) == 1:
-        if not split_huge(s, child_idx):
+    ci = cw(w, child_idx)
+    if child_huge(w[ci]) == 1:
+        if not split_huge(w, child_idx):
             return R_MEMORY
-    if not field_toggle(s, child_idx, frame % CHILD_SIZE, order, True):
+    if not field_toggle(w, child_idx, frame, order, True):
         return R_MEMORY
-    s.children[ci] = child_inc(np.int64(s.children[ci]), order)[1]
+    w[ci] = child_inc(w[ci], order)[1]
     return 0
 
 
-@njit
-def lower_stats(s):
+@hot
+def lower_tree_free(w, tree):
+    n = 0
+    c0 = cw(w, tree * TREE_CHILDREN)
+    for j in range(TREE_CHILDREN):
+        n += child_free(w[c0 + j])
+    return n
+
+
+@hot
+def lower_stats(w):
     """``(free_frames, free_huge, free_trees)`` counted over the child entries."""
     frames = 0
     huge = 0
     trees = 0
-    for t in range(s.meta[M_NTREES]):
+    c0 = cw(w, 0)
+    for t in range(w[M_NTREES]):
         tf = 0
         for j in range(TREE_CHILDREN):
-            f = child_free(np.int64(s.children[t * CHILDREN_STRIDE + j]))
+            f = child_free(w[c0 + t * TREE_CHILDREN + j])
             tf += f
             if f == CHILD_SIZE:
                 huge += 1
@@ -550,224 +550,232 @@ def lower_stats(s):
     return frames, huge, trees
 
 
-@njit
-def lower_tree_free(s, tree):
-    n = 0
-    for j in range(TREE_CHILDREN):
-        n += child_free(np.int64(s.children[tree * CHILDREN_STRIDE + j]))
-    return n
-
-
-@njit
-def lower_stats_at(s, frame, order):
+@hot
+def lower_stats_at(w, frame, order):
     """``lower_stats_at`` for order 0, HUGE_ORDER or TREE_ORDER; zeros otherwise."""
-    if frame < 0 or frame >= s.meta[M_FRAMES]:
+    if frame < 0 or frame >= w[M_FRAMES]:
         return 0, 0, 0
     if order == 0:
         i = frame >> CHILD_ORDER
-        c = np.int64(s.children[child_at(i)])
+        c = w[cw(w, i)]
         if child_free(c) == CHILD_SIZE:
             return 1, 0, 0
         if child_free(c) > 0:
-            return (1 if field_is_free(s, i, frame) else 0), 0, 0
+            return (1 if field_is_free(w, i, frame) else 0), 0, 0
         return 0, 0, 0
     if order == HUGE_ORDER:
-        f = child_free(np.int64(s.children[child_at(frame >> CHILD_ORDER)]))
+        f = child_free(w[cw(w, frame >> CHILD_ORDER)])
         return f, (1 if f == CHILD_SIZE else 0), 0
     if order == TREE_ORDER:
-        t = frame >> TREE_ORDER
+        c0 = cw(w, (frame >> TREE_ORDER) * TREE_CHILDREN)
         frames = 0
         huge = 0
         for j in range(TREE_CHILDREN):
-            f = child_free(np.int64(s.children[t * CHILDREN_STRIDE + j]))
+            f = child_free(w[c0 + j])
             frames += f
-            huge += f == CHILD_SIZE
+            if f == CHILD_SIZE:
+                huge += 1
         return frames, huge, (1 if frames == TREE_SIZE else 0)
     return 0, 0, 0
 
 
-@njit
-def lower_is_free(s, frame, order):
+@hot
+def lower_is_free(w, frame, order):
     """All ``2^order`` frames at ``frame`` are free (llfree-rs ``Lower::is_free``)."""
     i = frame >> CHILD_ORDER
     if order >= HUGE_ORDER:
+        c0 = cw(w, i)
         for j in range(1 << (order - HUGE_ORDER)):
-            if child_free(np.int64(s.children[child_at(i + j)])) != CHILD_SIZE:
+            if child_free(w[c0 + j]) != CHILD_SIZE:
                 return False
         return True
-    c = np.int64(s.children[child_at(i)])
+    c = w[cw(w, i)]
     if child_free(c) < (1 << order):
         return False
     if child_free(c) == CHILD_SIZE:
         return True
-    return field_is_zero(s, i, frame, order)
+    return field_is_zero(w, i, frame, order)
 
 
 # =============================================================================================
 # tree.h / tree.c: {reserved:1, class:3, free:28}
 # =============================================================================================
-@njit
+@hot
 def tree_reserved(t):
     return t & 1
 
 
-@njit
+@hot
 def tree_class(t):
     return (t >> 1) & (MAX_CLASSES - 1)
 
 
-@njit
+@hot
 def tree_free(t):
     return t >> (1 + CLASS_BITS)
 
 
-@njit
+@hot
 def tree_new(reserved, cls, free):
     return reserved | (cls << 1) | (free << (1 + CLASS_BITS))
 
 
-@njit
-def policy(s, requested, target, free):
-    """The class policy: ``type | priority << 8`` (POLICY_*)."""
-    ri = s.meta[M_CIDX + requested]
-    ti = s.meta[M_CIDX + target]
+@hot
+def tw(w, idx):
+    """Index of tree entry ``idx`` in the state."""
+    return w[M_TREES] + idx
+
+
+@hot
+def policy(w, requested, target, free):
+    """The class policy: ``type | priority << 8`` (POLICY_*); the table packs four 16-bit
+    entries per word."""
+    ri = w[M_CIDX + requested]
+    ti = w[M_CIDX + target]
     if ri < 0 or ti < 0:
-        return POLICY_INVALID
-    return np.int64(s.policy[(ri * s.meta[M_NCLASSES] + ti) * (TREE_SIZE + 1) + free])
+        return np.int64(POLICY_INVALID)
+    i = (ri * w[M_NCLASSES] + ti) * (TREE_SIZE + 1) + free
+    return (w[w[M_POLICY] + (i >> 2)] >> ((i & 3) * 16)) & 0xFFFF
 
 
-@njit
-def tree_put(s, t, frames):
+@hot
+def tree_put(w, t, frames):
     """Return frames to tree word ``t``; a tree that becomes entirely free takes the
     default class if the policy allows (``tree_put``)."""
     free = tree_free(t) + frames
     cls = tree_class(t)
-    default = s.meta[M_DEFAULT]
-    if free == TREE_SIZE and policy(s, cls, default, free) & 0xFF != POLICY_INVALID:
+    default = w[M_DEFAULT]
+    if free == TREE_SIZE and policy(w, cls, default, free) & 0xFF != POLICY_INVALID:
         cls = default
     return tree_new(tree_reserved(t), cls, free)
 
 
-@njit
-def trees_put(s, idx, frames):
-    s.trees[idx] = tree_put(s, np.int64(s.trees[idx]), frames)
+@hot
+def trees_put(w, idx, frames):
+    ti = tw(w, idx)
+    w[ti] = tree_put(w, w[ti], frames)
 
 
-@njit
-def trees_steal(s, idx, frames, cls):
+@hot
+def trees_steal(w, idx, frames, cls):
     """``tree_steal``: take ``frames`` from the tree's counter; Match/Demote give the tree
     the requested class, Steal keeps its class.  Returns ``(ok, class of the frames)``."""
-    t = np.int64(s.trees[idx])
+    ti = tw(w, idx)
+    t = w[ti]
     if tree_free(t) < frames:
         return False, cls
-    p = policy(s, cls, tree_class(t), tree_free(t)) & 0xFF
+    p = policy(w, cls, tree_class(t), tree_free(t)) & 0xFF
     if p == POLICY_MATCH or p == POLICY_DEMOTE:
         new_class = cls
     elif p == POLICY_STEAL:
         new_class = tree_class(t)
     else:
         return False, cls
-    s.trees[idx] = tree_new(tree_reserved(t), new_class, tree_free(t) - frames)
+    w[ti] = tree_new(tree_reserved(t), new_class, tree_free(t) - frames)
     return True, new_class
 
 
-@njit
-def trees_reserve_or_steal(s, idx, frames, cls):
+@hot
+def trees_reserve_or_steal(w, idx, frames, cls):
     """``tree_reserve_or_steal``: Match/Demote reserve the whole tree (free -> 0, class ->
     requested), Steal only takes ``frames``.  Returns ``(ok, reserved, old_free, class)``."""
-    t = np.int64(s.trees[idx])
+    ti = tw(w, idx)
+    t = w[ti]
     free = tree_free(t)
     if tree_reserved(t) == 1 or free < frames:
         return False, False, free, cls
-    p = policy(s, cls, tree_class(t), free) & 0xFF
+    p = policy(w, cls, tree_class(t), free) & 0xFF
     if p == POLICY_MATCH or p == POLICY_DEMOTE:
-        s.trees[idx] = tree_new(1, cls, 0)
+        w[ti] = tree_new(1, cls, 0)
         return True, True, free, cls
     if p == POLICY_STEAL:
-        s.trees[idx] = tree_new(0, tree_class(t), free - frames)
+        w[ti] = tree_new(0, tree_class(t), free - frames)
         return True, False, free, tree_class(t)
     return False, False, free, cls
 
 
-@njit
-def trees_unreserve(s, idx, frames, cls):
+@hot
+def trees_unreserve(w, idx, frames, cls):
     """``tree_unreserve_add``: clear the reservation, demote the tree to ``cls`` if the
     policy says Demote, and add the reservation's ``frames`` back."""
-    t = np.int64(s.trees[idx])
+    ti = tw(w, idx)
+    t = w[ti]
     if tree_reserved(t) == 0:
         return False
     new_class = tree_class(t)
-    if policy(s, cls, tree_class(t), frames) & 0xFF == POLICY_DEMOTE:
+    if policy(w, cls, tree_class(t), frames) & 0xFF == POLICY_DEMOTE:
         new_class = cls
-    s.trees[idx] = tree_put(s, tree_new(0, new_class, tree_free(t)), frames)
+    w[ti] = tree_put(w, tree_new(0, new_class, tree_free(t)), frames)
     return True
 
 
-@njit
-def trees_sync_steal(s, idx, min_free):
+@hot
+def trees_sync_steal(w, idx, min_free):
     """``tree_sync_steal``: a reserved tree's counter goes to its reservation if it holds
     more than ``min_free``.  Returns ``(ok, stolen)``."""
-    t = np.int64(s.trees[idx])
+    ti = tw(w, idx)
+    t = w[ti]
     if tree_reserved(t) == 1 and tree_free(t) > min_free:
-        s.trees[idx] = tree_new(1, tree_class(t), 0)
+        w[ti] = tree_new(1, tree_class(t), 0)
         return True, tree_free(t)
-    return False, 0
+    return False, np.int64(0)
 
 
-@njit
-def trees_put_or_reserve(s, idx, frames, cls, reserve):
+@hot
+def trees_put_or_reserve(w, idx, frames, cls, reserve):
     """74e0532^ ``tree_put_or_reserve``: put, then reserve the tree if asked and it is an
     unreserved tree of ``cls`` with more than ``TREE_SIZE / 16`` free.  Returns
     ``(reserved, old_free)``."""
-    t = np.int64(s.trees[idx])
-    old_free = tree_free(t)
-    t = tree_put(s, t, frames)
+    ti = tw(w, idx)
+    old_free = tree_free(w[ti])
+    t = tree_put(w, w[ti], frames)
     if reserve and tree_reserved(t) == 0 and tree_class(t) == cls and tree_free(t) > TREE_SIZE // 16:
-        s.trees[idx] = tree_new(1, tree_class(t), 0)
+        w[ti] = tree_new(1, tree_class(t), 0)
         return True, old_free
-    s.trees[idx] = t
+    w[ti] = t
     return False, old_free
 
 
 # =============================================================================================
 # local.c: reservations {present:1, free:28, start_row:35}
 # =============================================================================================
-@njit
+@hot
 def res_present(r):
     return r & 1
 
 
-@njit
+@hot
 def res_free(r):
     return (r >> 1) & ((1 << TREE_FREE_BITS) - 1)
 
 
-@njit
+@hot
 def res_row(r):
     return (r >> (1 + TREE_FREE_BITS)) & ((np.int64(1) << ROW_FIELD_BITS) - 1)
 
 
-@njit
+@hot
 def res_new(present, free, row):
     return present | (free << 1) | (row << (1 + TREE_FREE_BITS))
 
 
-@njit
+@hot
 def row_tree(row):
     return row >> (TREE_ORDER - ATOMIC_ORDER)
 
 
-@njit
+@hot
 def tree_row(tree):
     return tree << (TREE_ORDER - ATOMIC_ORDER)
 
 
-@njit
-def slot_word(s, cls, index):
-    return (s.meta[M_CLS_OFF + cls] + index) * LOCAL_STRIDE
+@hot
+def slot_word(w, cls, index):
+    """Index of slot ``(cls, index)``'s reservation word in the state."""
+    return w[M_LOCAL] + (w[M_CLS_OFF + cls] + index) * LOCAL_STRIDE
 
 
-@njit
+@hot
 def ll_reserved_dec(r, tree, frames):
     """Returns ``(ok, new)``: the reservation minus ``frames`` (in ``tree`` if >= 0)."""
     if res_present(r) == 0:
@@ -779,195 +787,193 @@ def ll_reserved_dec(r, tree, frames):
     return True, r - (frames << 1)
 
 
-@njit
-def ll_local_get(s, cls, index, tree, frames):
+@hot
+def ll_local_get(w, cls, index, tree, frames):
     """Decrement the reservation of slot ``(cls, index)``; returns ``(ok, old word)``."""
-    w = slot_word(s, cls, index)
-    old = s.local[w]
+    li = slot_word(w, cls, index)
+    old = w[li]
     ok, new = ll_reserved_dec(old, tree, frames)
     if ok:
-        s.local[w] = new
+        w[li] = new
     return ok, old
 
 
-@njit
-def ll_local_put(s, cls, index, tree, frames):
+@hot
+def ll_local_put(w, cls, index, tree, frames):
     """Add ``frames`` to the slot's reservation if it holds ``tree``."""
-    w = slot_word(s, cls, index)
-    r = s.local[w]
+    li = slot_word(w, cls, index)
+    r = w[li]
     if res_present(r) == 0 or row_tree(res_row(r)) != tree:
         return False
-    s.local[w] = r + (frames << 1)
+    w[li] = r + (frames << 1)
     return True
 
 
-@njit
-def ll_local_set_start(s, cls, index, start_row):
-    w = slot_word(s, cls, index)
-    r = s.local[w]
+@hot
+def ll_local_set_start(w, cls, index, start_row):
+    li = slot_word(w, cls, index)
+    r = w[li]
     if res_present(r) == 1 and row_tree(res_row(r)) == row_tree(start_row):
-        s.local[w] = res_new(1, res_free(r), start_row)
+        w[li] = res_new(1, res_free(r), start_row)
 
 
-@njit
-def ll_local_swap(s, cls, index, tree, free):
+@hot
+def ll_local_swap(w, cls, index, tree, free):
     """Reserve ``tree`` with ``free`` frames in the slot; returns the old word."""
-    w = slot_word(s, cls, index)
-    old = s.local[w]
-    s.local[w] = res_new(1, free, tree_row(tree))
+    li = slot_word(w, cls, index)
+    old = w[li]
+    w[li] = res_new(1, free, tree_row(tree))
     return old
 
 
-@njit
-def ll_local_steal(s, cls, index, tree, frames):
+@hot
+def ll_local_steal(w, cls, index, tree, frames):
     """Take ``frames`` from any slot of a class the policy lets ``cls`` Match or Steal,
     starting with ``cls`` and slot ``index``.  Returns ``(ok, class, old word)``."""
-    meta = s.meta
     for i in range(MAX_CLASSES):
-        tc = (i + cls) % MAX_CLASSES
-        n = meta[M_CLS_LEN + tc]
+        tc = (i + cls) & (MAX_CLASSES - 1)
+        n = w[M_CLS_LEN + tc]
         if n <= 0:
             continue
-        p = policy(s, cls, tc, frames) & 0xFF
+        p = policy(w, cls, tc, frames) & 0xFF
         if p != POLICY_MATCH and p != POLICY_STEAL:
             continue
         for j in range(n):
             jj = (index + j) % n
-            ok, old = ll_local_get(s, tc, jj, tree, frames)
+            ok, old = ll_local_get(w, tc, jj, tree, frames)
             if ok:
                 return True, tc, old
     return False, cls, np.int64(0)
 
 
-@njit
-def ll_local_demote_any(s, cls, local, tree, frames):
+@hot
+def ll_local_demote_any(w, cls, local, tree, frames):
     """Take the reservation of another class the policy lets ``cls`` Demote, swap it
     (minus ``frames``) into slot ``(cls, local)``.  Returns ``(found, row to allocate
     from, unreserve?, its row, its class, its free)`` (``ll_local_demote_any``)."""
-    meta = s.meta
     for i in range(1, MAX_CLASSES):
-        tc = (i + cls) % MAX_CLASSES
-        n = meta[M_CLS_LEN + tc]
+        tc = (i + cls) & (MAX_CLASSES - 1)
+        n = w[M_CLS_LEN + tc]
         if n <= 0:
             continue
-        if policy(s, cls, tc, frames) & 0xFF != POLICY_DEMOTE:
+        if policy(w, cls, tc, frames) & 0xFF != POLICY_DEMOTE:
             continue
         idx = local if local >= 0 else 0
         for j in range(n):
-            jj = (idx + j) % n
-            w = slot_word(s, tc, jj)
-            old = s.local[w]
+            li = slot_word(w, tc, (idx + j) % n)
+            old = w[li]
             ok, new = ll_reserved_dec(old, tree, frames)
             if not ok:
                 continue
-            s.local[w] = 0  # taken
-            req_len = meta[M_CLS_LEN + cls]
+            w[li] = 0  # taken
+            req_len = w[M_CLS_LEN + cls]
             if local >= 0 and req_len > 0 and idx < req_len:
-                rw = slot_word(s, cls, idx)
-                prev = s.local[rw]
-                s.local[rw] = new
+                ri = slot_word(w, cls, idx)
+                prev = w[ri]
+                w[ri] = new
                 return True, res_row(new), res_present(prev) == 1, res_row(prev), cls, res_free(prev)
             return True, res_row(new), True, res_row(new), cls, res_free(new)
-    return False, 0, False, 0, cls, 0
+    return False, np.int64(0), False, np.int64(0), cls, np.int64(0)
 
 
-@njit
-def ll_local_free_inc(s, cls, index, tree):
+@hot
+def ll_local_free_inc(w, cls, index, tree):
     """The reserve-on-free history (``frees_inc``): True when ``LAST_FREES`` frees in a row
     went to ``tree`` before this one."""
-    w = slot_word(s, cls, index) + 1
-    h = s.local[w]
+    hi = slot_word(w, cls, index) + 1
+    h = w[hi]
     last = h & ((np.int64(1) << 48) - 1)
     frees = (h >> 48) & 0xFFFF
     if last != tree:
-        s.local[w] = tree
+        w[hi] = tree
         return False
     if frees < LAST_FREES:
-        s.local[w] = tree | ((frees + 1) << 48)
+        w[hi] = tree | ((frees + 1) << 48)
         return False
     return True
 
 
-@njit
-def ll_local_drain(s, cls, index):
-    w = slot_word(s, cls, index)
-    old = s.local[w]
-    s.local[w] = 0
+@hot
+def ll_local_drain(w, cls, index):
+    li = slot_word(w, cls, index)
+    old = w[li]
+    w[li] = 0
     return old
 
 
 # =============================================================================================
 # trees.c: search
 # =============================================================================================
-@njit
-def rate(s, kind, cls, frames, tree_cls, free):
+@hot
+def rate(w, kind, cls, frames, tree_cls, free):
     """The rate callbacks of llfree.c: ``rate_reserve_near_tree`` (RATE_NEAR),
     ``rate_reserve_global_tree`` (RATE_RESERVE_GLOBAL), ``rate_global_tree``."""
     if free < frames:
-        return POLICY_INVALID
-    p = policy(s, cls, tree_cls, free)
+        return np.int64(POLICY_INVALID)
+    p = policy(w, cls, tree_cls, free)
     ty = p & 0xFF
     if kind == RATE_NEAR:
         if ty == POLICY_MATCH:
             return p
         if ty == POLICY_DEMOTE and free == TREE_SIZE:
-            return POLICY_MATCH | (255 << 8)
-        return POLICY_INVALID
+            return np.int64(POLICY_MATCH | (255 << 8))
+        return np.int64(POLICY_INVALID)
     if kind == RATE_RESERVE_GLOBAL:
         if ty == POLICY_MATCH:
-            return POLICY_MATCH | (255 << 8)
+            return np.int64(POLICY_MATCH | (255 << 8))
         if ty == POLICY_DEMOTE and free == TREE_SIZE:
-            return POLICY_MATCH | (255 << 8)
+            return np.int64(POLICY_MATCH | (255 << 8))
     return p
 
 
-@njit
-def access(s, kind, idx, order, cls, local):
+@hot
+def access(w, kind, idx, order, cls, local):
     if kind == ACCESS_RESERVE_OR_STEAL:
-        return reserve_or_steal_cb(s, idx, order, cls, local)
-    return steal_cb(s, idx, order, cls)
+        return reserve_or_steal_cb(w, idx, order, cls, local)
+    return steal_cb(w, idx, order, cls)
 
 
-@njit
-def trees_search_best(s, start, offset, length, rate_kind, access_kind, order, cls, local):
+@hot
+def trees_search_best(w, start, offset, length, rate_kind, access_kind, order, cls, local):
     """``trees_search_best``: walk the trees alternating after and before ``start``, try
     perfect matches (Match 255) at once, keep the best ``TREES_SEARCH_BEST`` others by
     priority (ties in walk order) and try them afterwards."""
-    ntrees = s.meta[M_NTREES]
+    ntrees = w[M_NTREES]
     frames = 1 << order
-    best = s.scratch
+    best = w[M_SCRATCH]  # TREES_SEARCH_BEST priorities, then as many tree indices
     for k in range(TREES_SEARCH_BEST):
-        best[k] = 0
+        w[best + k] = 0
     base = start + ntrees
+    t0 = tw(w, 0)
     for i in range(offset, length):
         off = i // 2 if i % 2 == 0 else -((i + 1) // 2)
         idx = (base + off) % ntrees
-        t = np.int64(s.trees[idx])
+        t = w[t0 + idx]
         if tree_reserved(t) == 1:
             continue
-        p = rate(s, rate_kind, cls, frames, tree_class(t), tree_free(t))
+        p = rate(w, rate_kind, cls, frames, tree_class(t), tree_free(t))
         ty = p & 0xFF
         if ty == POLICY_INVALID:
             continue
         if ty == POLICY_MATCH and (p >> 8) == 255:
-            r = access(s, access_kind, idx, order, cls, local)
+            r = access(w, access_kind, idx, order, cls, local)
             if r != R_MEMORY:
                 return r
             continue
         prio = ((p >> 8) + 1) & 0xFF  # uint8 priority + 1: 0 means "no candidate"
         pos = 0
-        while pos < TREES_SEARCH_BEST and prio <= best[pos]:
+        while pos < TREES_SEARCH_BEST and prio <= w[best + pos]:
             pos += 1
         if pos < TREES_SEARCH_BEST:
             for j in range(TREES_SEARCH_BEST - 1, pos, -1):
-                best[j] = best[j - 1]
-                best[TREES_SEARCH_BEST + j] = best[TREES_SEARCH_BEST + j - 1]
-            best[pos] = prio
-            best[TREES_SEARCH_BEST + pos] = idx
+                w[best + j] = w[best + j - 1]
+                w[best + TREES_SEARCH_BEST + j] = w[best + TREES_SEARCH_BEST + j - 1]
+            w[best + pos] = prio
+            w[best + TREES_SEARCH_BEST + pos] = idx
     for k in range(TREES_SEARCH_BEST):
-        if best[k] == 0:
+        if w[best + k] == 0:
             break
-        r = access(s, access_kind, best[TREES_SEARCH_BEST + k], order, cls, local)
+        r = access(w, access_kind, w[best + TREES_SEARCH_BEST + k], order, cls, local)
         if r != R_MEMORY:
             return r
     return R_MEMORY
@@ -976,297 +982,341 @@ def trees_search_best(s, start, offset, length, rate_kind, access_kind, order, c
 # =============================================================================================
 # llfree.c
 # =============================================================================================
-@njit
-def swap_reserved(s, cls, local, tree, free):
+@hot
+def swap_reserved(w, cls, local, tree, free):
     """Reserve ``tree`` in the slot and unreserve the slot's former tree."""
-    old = ll_local_swap(s, cls, local, tree, free)
+    old = ll_local_swap(w, cls, local, tree, free)
     if res_present(old) == 1:
-        trees_unreserve(s, row_tree(res_row(old)), res_free(old), cls)
+        trees_unreserve(w, row_tree(res_row(old)), res_free(old), cls)
 
 
-@njit
-def reserve_or_steal_cb(s, idx, order, cls, local):
+@hot
+def reserve_or_steal_cb(w, idx, order, cls, local):
     """Reserve (Match/Demote) or steal from (Steal) tree ``idx`` and allocate in it."""
     frames = 1 << order
-    ok, reserved, old_free, target = trees_reserve_or_steal(s, idx, frames, cls)
+    ok, reserved, old_free, target = trees_reserve_or_steal(w, idx, frames, cls)
     if not ok:
         return R_MEMORY
-    n = s.meta[M_CLS_LEN + target]
+    n = w[M_CLS_LEN + target]
     if n <= 0:  # no locals for the target class
         if reserved:
-            trees_unreserve(s, idx, old_free, target)
+            trees_unreserve(w, idx, old_free, target)
         else:
-            trees_put(s, idx, frames)
+            trees_put(w, idx, frames)
         return R_MEMORY
-    r = lower_get(s, idx << TREE_ORDER, order, -1)
+    r = lower_get(w, idx << TREE_ORDER, order, -1)
     if r >= 0:
         if reserved:
-            swap_reserved(s, target, local % n, idx, old_free - frames)
-            s.meta[K_RESERVE] += 1
+            swap_reserved(w, target, local % n, idx, old_free - frames)
+            w[K_RESERVE] += 1
         else:
-            s.meta[K_TREE_STEAL] += 1
+            w[K_TREE_STEAL] += 1
         return (r & ~7) | target
     if reserved:
-        trees_unreserve(s, idx, old_free, target)
+        trees_unreserve(w, idx, old_free, target)
     else:
-        trees_put(s, idx, frames)
+        trees_put(w, idx, frames)
     return r
 
 
-@njit
-def steal_cb(s, idx, order, cls):
+@hot
+def steal_cb(w, idx, order, cls):
     """Take frames from tree ``idx``'s counter and allocate in it (global allocation)."""
     frames = 1 << order
-    ok, new_class = trees_steal(s, idx, frames, cls)
+    ok, new_class = trees_steal(w, idx, frames, cls)
     if not ok:
         return R_MEMORY
-    r = lower_get(s, idx << TREE_ORDER, order, -1)
+    r = lower_get(w, idx << TREE_ORDER, order, -1)
     if r >= 0:
-        s.meta[K_GLOBAL_STEAL] += 1
+        w[K_GLOBAL_STEAL] += 1
         return (r & ~7) | new_class
-    trees_put(s, idx, frames)
+    trees_put(w, idx, frames)
     return r
 
 
-@njit
-def search_and_reserve(s, cls, local, order, start):
+@hot
+def search_and_reserve(w, cls, local, order, start):
     """Reserve a new tree for slot ``(cls, local)``: best fit among the ``near`` trees
     around ``start`` (orders below HUGE_ORDER), then over all trees."""
-    ntrees = s.meta[M_NTREES]
+    ntrees = w[M_NTREES]
     cl_trees = CACHE_SIZE // 4  # tree entries per cache line
     near = max(ntrees // 16, cl_trees // 4)
     a = next_pow2(2 * near)
-    start = start - start % a
+    first = start - start % a
     if order < HUGE_ORDER:
-        r = trees_search_best(s, start, 1, near, RATE_NEAR, ACCESS_RESERVE_OR_STEAL, order, cls, local)
+        r = trees_search_best(w, first, 1, near, RATE_NEAR, ACCESS_RESERVE_OR_STEAL, order, cls, local)
         if r != R_MEMORY:
             return r
-    return trees_search_best(s, start, 0, ntrees, RATE_RESERVE_GLOBAL, ACCESS_RESERVE_OR_STEAL,
+    return trees_search_best(w, first, 0, ntrees, RATE_RESERVE_GLOBAL, ACCESS_RESERVE_OR_STEAL,
                              order, cls, local)
 
 
-@njit
-def sync_with_global(s, cls, index, needed, old):
+@hot
+def sync_with_global(w, cls, index, needed, old):
     """Steal the frames others freed into the reserved tree's global counter."""
     if res_free(old) >= needed:
         return False
     tree = row_tree(res_row(old))
-    ok, stolen = trees_sync_steal(s, tree, needed - res_free(old))
+    ok, stolen = trees_sync_steal(w, tree, needed - res_free(old))
     if not ok:
         return False
-    if not ll_local_put(s, cls, index, tree, stolen):
-        trees_put(s, tree, stolen)
+    if not ll_local_put(w, cls, index, tree, stolen):
+        trees_put(w, tree, stolen)
         return False
-    s.meta[K_SYNC] += 1
+    w[K_SYNC] += 1
     return True
 
 
-@njit
-def get_local(s, cls, index, order, frame, sync):
+@hot
+def get_local(w, cls, index, order, frame, sync):
     """Allocate from slot ``(cls, index)``'s reservation.  Returns ``(result, tree of the
     reservation or -1)``."""
     frames = 1 << order
     tree = (frame >> TREE_ORDER) if frame >= 0 else -1
+    again = sync
     while True:  # llfree-c recurses once (sync = false) after a successful sync
-        ok, old = ll_local_get(s, cls, index, tree, frames)
+        ok, old = ll_local_get(w, cls, index, tree, frames)
         if ok:
             row = res_row(old)
-            r = lower_get(s, row << ATOMIC_ORDER, order, frame)
+            r = lower_get(w, row << ATOMIC_ORDER, order, frame)
             if r >= 0:
                 new_row = r >> (3 + ATOMIC_ORDER)
                 if new_row != row:
-                    ll_local_set_start(s, cls, index, new_row)
+                    ll_local_set_start(w, cls, index, new_row)
                 return (r & ~7) | cls, row_tree(row)
-            trees_put(s, row_tree(row), frames)
+            trees_put(w, row_tree(row), frames)
             return r, row_tree(row)
-        if sync and res_present(old) == 1 and sync_with_global(s, cls, index, frames, old):
-            sync = False
+        if again and res_present(old) == 1 and sync_with_global(w, cls, index, frames, old):
+            again = False
             continue
         if res_present(old) == 1:
-            return R_MEMORY, row_tree(res_row(old))
-        return R_MEMORY, np.int64(-1)
+            return np.int64(R_MEMORY), row_tree(res_row(old))
+        return np.int64(R_MEMORY), np.int64(-1)
 
 
-@njit
-def steal_local(s, order, cls, local, frame):
+@hot
+def steal_local(w, order, cls, local, frame):
     frames = 1 << order
     tree = (frame >> TREE_ORDER) if frame >= 0 else -1
     index = local if local >= 0 else 0
-    ok, tc, old = ll_local_steal(s, cls, index, tree, frames)
+    ok, tc, old = ll_local_steal(w, cls, index, tree, frames)
     if ok:
-        r = lower_get(s, res_row(old) << ATOMIC_ORDER, order, frame)
+        r = lower_get(w, res_row(old) << ATOMIC_ORDER, order, frame)
         if r >= 0:
-            s.meta[K_STEAL_LOCAL] += 1
+            w[K_STEAL_LOCAL] += 1
             return (r & ~7) | tc
-        trees_put(s, row_tree(res_row(old)), frames)
+        trees_put(w, row_tree(res_row(old)), frames)
         if r != R_MEMORY:
             return r
     return R_MEMORY
 
 
-@njit
-def demote_local(s, order, cls, local, frame):
+@hot
+def demote_local(w, order, cls, local, frame):
     frames = 1 << order
     tree = (frame >> TREE_ORDER) if frame >= 0 else -1
     found, row, unreserve, unres_row, unres_class, unres_free = ll_local_demote_any(
-        s, cls, local, tree, frames)
+        w, cls, local, tree, frames)
     if found:
         if unreserve:
-            trees_unreserve(s, row_tree(unres_row), unres_free, unres_class)
-        r = lower_get(s, row << ATOMIC_ORDER, order, frame)
+            trees_unreserve(w, row_tree(unres_row), unres_free, unres_class)
+        r = lower_get(w, row << ATOMIC_ORDER, order, frame)
         if r >= 0:
-            s.meta[K_DEMOTE_LOCAL] += 1
+            w[K_DEMOTE_LOCAL] += 1
             return (r & ~7) | cls
-        trees_put(s, row_tree(row), frames)
+        trees_put(w, row_tree(row), frames)
         if r != R_MEMORY:
             return r
     return R_MEMORY
 
 
-@njit
-def llfree_get_at(s, frame, order, cls, local):
+@hot
+def llfree_get_at(w, frame, order, cls, local):
     frames = 1 << order
     tree = frame >> TREE_ORDER
     if local >= 0:
-        r, _ = get_local(s, cls, local, order, frame, True)
+        r, _ = get_local(w, cls, local, order, frame, True)
         if r != R_MEMORY:
             return r
-    ok, new_class = trees_steal(s, tree, frames, cls)
+    ok, new_class = trees_steal(w, tree, frames, cls)
     if ok:
-        r = lower_get(s, frame, order, frame)
+        r = lower_get(w, frame, order, frame)
         if r >= 0:
             return (r & ~7) | new_class
-        trees_put(s, tree, frames)
+        trees_put(w, tree, frames)
         return r
-    r = steal_local(s, order, cls, local, frame)
+    r = steal_local(w, order, cls, local, frame)
     if r != R_MEMORY:
         return r
-    return demote_local(s, order, cls, local, frame)
+    return demote_local(w, order, cls, local, frame)
 
 
-@njit
-def validate_request(s, order, cls, local, frame):
+@hot
+def validate_request(w, order, cls, local, frame):
     """``validate_request``: order, class, local index, size and (if >= 0) frame."""
-    meta = s.meta
     if order < 0 or order > TREE_ORDER:
         return False
     if cls < 0 or cls >= MAX_CLASSES:
         return False
-    n = meta[M_CLS_LEN + cls]
+    n = w[M_CLS_LEN + cls]
     if n < 0:
         return False
     if local >= n or local < -1:
         return False
     size = 1 << order
-    frames = meta[M_FRAMES]
+    frames = w[M_FRAMES]
     if size > frames:
         return False
     if frame < 0:
         return frame == -1
-    return frame <= frames - size and frame % size == 0
+    return frame <= frames - size and frame & (size - 1) == 0
 
 
-@njit
-def llfree_get(s, frame, order, cls, local):
+@hot
+def llfree_get(w, frame, order, cls, local):
     """``llfree_get``: a result ``(frame << 3) | class``, R_MEMORY or R_ARGUMENT.  ``frame``
     -1 = anywhere; ``local`` -1 = no local slot (global allocation)."""
-    meta = s.meta
-    if not validate_request(s, order, cls, local, frame):
-        return R_ARGUMENT
-    meta[K_GET] += 1
+    if not validate_request(w, order, cls, local, frame):
+        return np.int64(R_ARGUMENT)
+    w[K_GET] += 1
     if frame >= 0:
-        r = llfree_get_at(s, frame, order, cls, local)
+        r = llfree_get_at(w, frame, order, cls, local)
         if r == R_MEMORY:
-            meta[K_GET_FAIL] += 1
+            w[K_GET_FAIL] += 1
         return r
-    ntrees = meta[M_NTREES]
-    count = meta[M_CLS_LEN + cls]
+    ntrees = w[M_NTREES]
+    count = w[M_CLS_LEN + cls]
     if count > 0 and local >= 0:
         start = ntrees // count * local
     else:
-        start = 0
+        start = np.int64(0)
     if local >= 0 and 0 < count < ntrees:
-        r, t = get_local(s, cls, local, order, -1, True)
+        r, t = get_local(w, cls, local, order, -1, True)
         if r != R_MEMORY:
             return r
         if t >= 0:
             start = t
-        r = search_and_reserve(s, cls, local, order, start)
+        r = search_and_reserve(w, cls, local, order, start)
         if r != R_MEMORY:
             return r
     else:
-        r = trees_search_best(s, start, 0, ntrees, RATE_GLOBAL, ACCESS_STEAL, order, cls, 0)
+        r = trees_search_best(w, start, 0, ntrees, RATE_GLOBAL, ACCESS_STEAL, order, cls, 0)
         if r != R_MEMORY:
             return r
-    r = steal_local(s, order, cls, local, -1)
+    r = steal_local(w, order, cls, local, -1)
     if r != R_MEMORY:
         return r
-    r = demote_local(s, order, cls, local, -1)
+    r = demote_local(w, order, cls, local, -1)
     if r == R_MEMORY:
-        meta[K_GET_FAIL] += 1
+        w[K_GET_FAIL] += 1
     return r
 
 
-@njit
-def llfree_put(s, frame, order, cls, local):
+@hot
+def llfree_put(w, frame, order, cls, local):
     """``llfree_put``: 0, R_MEMORY (frames already free) or R_ARGUMENT."""
-    meta = s.meta
-    if frame < 0 or not validate_request(s, order, cls, local, frame):
-        return R_ARGUMENT
-    r = lower_put(s, frame, order)
+    if frame < 0 or not validate_request(w, order, cls, local, frame):
+        return np.int64(R_ARGUMENT)
+    r = lower_put(w, frame, order)
     if r != 0:
         return r
-    meta[K_PUT] += 1
+    w[K_PUT] += 1
     tree = frame >> TREE_ORDER
     frames = 1 << order
-    if meta[M_FREE_RESERVE] != 0 and local >= 0:  # 74e0532^ with LLFREE_ENABLE_FREE_RESERVE
-        reserve = ll_local_free_inc(s, cls, local, tree)
-        if ll_local_put(s, cls, local, tree, frames):
-            return 0
-        reserved, old_free = trees_put_or_reserve(s, tree, frames, cls, reserve)
+    if w[M_FREE_RESERVE] != 0 and local >= 0:  # 74e0532^ with LLFREE_ENABLE_FREE_RESERVE
+        reserve = ll_local_free_inc(w, cls, local, tree)
+        if ll_local_put(w, cls, local, tree, frames):
+            return np.int64(0)
+        reserved, old_free = trees_put_or_reserve(w, tree, frames, cls, reserve)
         if reserved:
-            swap_reserved(s, cls, local, tree, old_free + frames)
-            meta[K_FREE_RESERVE] += 1
-        return 0
-    if local >= 0 and ll_local_put(s, cls, local, tree, frames):
-        return 0
-    trees_put(s, tree, frames)
-    return 0
+            swap_reserved(w, cls, local, tree, old_free + frames)
+            w[K_FREE_RESERVE] += 1
+        return np.int64(0)
+    if local >= 0 and ll_local_put(w, cls, local, tree, frames):
+        return np.int64(0)
+    trees_put(w, tree, frames)
+    return np.int64(0)
 
 
-@njit
-def llfree_drain(s):
+@hot
+def llfree_drain(w):
     """Give every local reservation back to its tree."""
-    meta = s.meta
     for c in range(MAX_CLASSES):
-        n = meta[M_CLS_LEN + c]
-        for i in range(n):
-            old = ll_local_drain(s, c, i)
+        for i in range(w[M_CLS_LEN + c]):
+            old = ll_local_drain(w, c, i)
             if res_present(old) == 1:
-                trees_unreserve(s, row_tree(res_row(old)), res_free(old), c)
-                meta[K_DRAIN] += 1
+                trees_unreserve(w, row_tree(res_row(old)), res_free(old), c)
+                w[K_DRAIN] += 1
 
 
-@njit
-def tree_stats(s, out):
+TREE_OP_NONE, TREE_OP_ONLINE, TREE_OP_OFFLINE = 0, 1, 2
+
+
+@hot
+def trees_change_at(w, idx, match_class, min_free, change_class, operation):
+    """``tree_change``: if tree ``idx`` is unreserved, of ``match_class`` (CLASS_NONE: any)
+    and has ``min_free`` free frames, set its class (unless CLASS_NONE) and offline it
+    (free -> 0) or online it (free 0 -> the lower allocator's count)."""
+    ti = tw(w, idx)
+    t = w[ti]
+    if tree_reserved(t) == 1:
+        return False
+    if match_class != CLASS_NONE and tree_class(t) != match_class:
+        return False
+    if tree_free(t) < min_free:
+        return False
+    cls = tree_class(t) if change_class == CLASS_NONE else change_class
+    free = tree_free(t)
+    if operation == TREE_OP_OFFLINE:
+        free = 0
+    elif operation == TREE_OP_ONLINE:
+        if free != 0:
+            return False
+        free = lower_tree_free(w, idx)
+    w[ti] = tree_new(0, cls, free)
+    return True
+
+
+@hot
+def llfree_change_tree(w, tree, match_class, min_free, change_class, operation):
+    """``llfree_change_tree`` / ``trees_change``: the tree ``tree`` (or, for -1, the first
+    matching one walking alternately from tree 0).  Returns 0 or R_MEMORY."""
+    if min_free > TREE_SIZE:
+        return R_MEMORY
+    ntrees = w[M_NTREES]
+    if tree >= 0:
+        if tree >= ntrees:
+            return R_MEMORY
+        return 0 if trees_change_at(w, tree, match_class, min_free, change_class, operation) else R_MEMORY
+    for i in range(ntrees):  # trees_search(0, 0, len)
+        off = i // 2 if i % 2 == 0 else -((i + 1) // 2)
+        if trees_change_at(w, (ntrees + off) % ntrees, match_class, min_free, change_class, operation):
+            return 0
+    return R_MEMORY
+
+
+@hot
+def tree_stats(w, out):
     """``llfree_tree_stats``: ``out[0]`` free frames, ``out[1]`` free trees, then per class
     ``out[2 + 2c]`` free and ``out[3 + 2c]`` allocated frames (trees + local counters)."""
-    meta = s.meta
     out[:] = 0
     for c in range(MAX_CLASSES):
-        n = meta[M_CLS_LEN + c]
-        for i in range(n):
-            r = s.local[slot_word(s, c, i)]
+        for i in range(w[M_CLS_LEN + c]):
+            r = w[slot_word(w, c, i)]
             if res_present(r) == 1:
-                out[0] += res_free(r)
-                out[1] += res_free(r) == TREE_SIZE
-                out[2 + 2 * c] += res_free(r)
-    for idx in range(meta[M_NTREES]):
-        t = np.int64(s.trees[idx])
-        out[0] += tree_free(t)
-        out[1] += tree_free(t) == TREE_SIZE
-        out[2 + 2 * tree_class(t)] += tree_free(t)
-        out[3 + 2 * tree_class(t)] += TREE_SIZE - tree_free(t)
+                f = res_free(r)
+                out[0] += f
+                if f == TREE_SIZE:
+                    out[1] += 1
+                out[2 + 2 * c] += f
+    for idx in range(w[M_NTREES]):
+        t = w[tw(w, idx)]
+        f = tree_free(t)
+        out[0] += f
+        if f == TREE_SIZE:
+            out[1] += 1
+        out[2 + 2 * tree_class(t)] += f
+        out[3 + 2 * tree_class(t)] += TREE_SIZE - f
 
 
 # =============================================================================================
@@ -1288,19 +1338,21 @@ CHECK_MESSAGES = {
     13: "two local slots reserve the same tree",
     14: "reserved tree held by no local slot",
     15: "fast (tree + local) free count differs from the lower free count",
+    16: "a child, tree or reservation word has bits outside its layout",
 }
 
 
 @njit
-def llfree_validate(s):
+def llfree_validate(w):
     """Check every invariant (``llfree_validate`` plus the lower allocator's and llfree-rs'
     reservation count).  Returns ``(code, index)``, code 0 when consistent."""
-    meta = s.meta
-    frames = meta[M_FRAMES]
-    nchild = meta[M_NCHILD]
-    ntrees = meta[M_NTREES]
+    frames = w[M_FRAMES]
+    nchild = w[M_NCHILD]
+    ntrees = w[M_NTREES]
     for c in range(ntrees * TREE_CHILDREN):
-        ce = np.int64(s.children[child_at(c)])
+        ce = w[cw(w, c)]
+        if ce < 0 or ce > 0xFFFF:
+            return 16, c
         if c >= nchild:
             if ce != child_new(0, 1):
                 return 5, c
@@ -1309,146 +1361,105 @@ def llfree_validate(s):
             return 1, c
         if child_huge(ce) == 1:
             for r in range(FIELD_N):
-                if s.fields[c * FIELD_N + r] != 0:
+                if w[w[M_FIELDS] + c * FIELD_N + r] != 0:
                     return 2, c
             continue
-        if CHILD_SIZE - field_count_ones(s, c) != child_free(ce):
+        if CHILD_SIZE - field_count_ones(w, c) != child_free(ce):
             return 3, c
         end = frames - c * CHILD_SIZE
         if end < CHILD_SIZE:
             for b in range(end, CHILD_SIZE):
-                if field_is_free(s, c, b):
+                if field_is_free(w, c, b):
                     return 4, c
     held = np.zeros(ntrees, np.int8)
     fast = 0
     for cls in range(MAX_CLASSES):
-        n = meta[M_CLS_LEN + cls]
-        for i in range(n):
-            r = s.local[slot_word(s, cls, i)]
+        for i in range(w[M_CLS_LEN + cls]):
+            slot = w[M_CLS_OFF + cls] + i
+            r = w[slot_word(w, cls, i)]
             if res_free(r) > TREE_SIZE:
-                return 9, slot_word(s, cls, i) // LOCAL_STRIDE
+                return 9, slot
             if res_present(r) == 0:
+                if r != 0:
+                    return 16, slot
                 continue
             tree = row_tree(res_row(r))
             if tree >= ntrees:
-                return 10, slot_word(s, cls, i) // LOCAL_STRIDE
-            t = np.int64(s.trees[tree])
+                return 10, slot
+            t = w[tw(w, tree)]
             if tree_reserved(t) == 0:
                 return 11, tree
-            if tree_free(t) + res_free(r) != lower_tree_free(s, tree):
+            if tree_free(t) + res_free(r) != lower_tree_free(w, tree):
                 return 12, tree
             if held[tree] != 0:
                 return 13, tree
             held[tree] = 1
             fast += res_free(r)
     for idx in range(ntrees):
-        t = np.int64(s.trees[idx])
+        t = w[tw(w, idx)]
+        if t < 0 or t > 0xFFFF_FFFF:
+            return 16, idx
         if tree_free(t) > TREE_SIZE:
             return 6, idx
-        if meta[M_CIDX + tree_class(t)] < 0:
+        if w[M_CIDX + tree_class(t)] < 0:
             return 7, idx
         if tree_reserved(t) == 0:
-            if tree_free(t) != lower_tree_free(s, idx):
+            if tree_free(t) != lower_tree_free(w, idx):
                 return 8, idx
         elif held[idx] == 0:
             return 14, idx
         fast += tree_free(t)
-    if fast != lower_stats(s)[0]:
+    if fast != lower_stats(w)[0]:
         return 15, -1
     return 0, -1
 
 
 # =============================================================================================
-# batch and per-call entry points
+# batch
 # =============================================================================================
-@njit
-def llfree_batch(s, ops, classes, locals_, out, outcls, done, pos):
-    """Run ``ops[pos:]``; returns the index reached (``meta[M_STATUS]`` 0 when done).
+@hot
+def llfree_batch(w, ops, classes, locals_, out, outcls, done, pos):
+    """Run ``ops[pos:]``; returns the index reached (``w[M_STATUS]`` 0 when done).
 
     ``ops[i] >= 0`` gets order ``ops[i]`` with class ``classes[i]`` and local ``locals_[i]``
     (-1: global): ``out[i]`` the frame or -1, ``outcls[i]`` its class.  ``ops[i] < 0`` puts
     the frames of op ``j = -ops[i] - 1`` (order ``ops[j]``) with class ``classes[i]`` (-1:
     the class op ``j`` got) and local ``locals_[i]``; ``out[i]`` repeats the frame.  Stops
-    with the status in ``meta[M_STATUS]`` on a bad request or a put that fails.
+    with the status in ``w[M_STATUS]`` on a bad request or a put that fails.
     """
     n = len(ops)
-    s.meta[M_STATUS] = 0
+    w[M_STATUS] = 0
     i = pos
     while i < n:
         op = ops[i]
         if op >= 0:
-            r = llfree_get(s, -1, op, classes[i], locals_[i])
+            r = llfree_get(w, -1, op, classes[i], locals_[i])
             if r >= 0:
                 out[i] = r >> 3
                 outcls[i] = r & 7
             elif r == R_MEMORY:
                 out[i] = -1
             else:
-                s.meta[M_STATUS] = r
+                w[M_STATUS] = r
                 return i
         else:
             j = -op - 1
-            if j >= i:
-                s.meta[M_STATUS] = E_BADINDEX
+            if j >= i or ops[j] < 0:
+                w[M_STATUS] = E_BADINDEX
                 return i
-            if done[j] != 0 or ops[j] < 0:
-                s.meta[M_STATUS] = E_DOUBLEINDEX if done[j] != 0 else E_BADINDEX
+            if done[j] != 0:
+                w[M_STATUS] = E_DOUBLEINDEX
                 return i
             if out[j] >= 0:
                 c = classes[i] if classes[i] >= 0 else outcls[j]
-                r = llfree_put(s, out[j], ops[j], c, locals_[i])
+                r = llfree_put(w, out[j], ops[j], c, locals_[i])
                 if r != 0:
-                    s.meta[M_STATUS] = r
+                    w[M_STATUS] = r
                     return i
             done[j] = 1
             out[i] = out[j]
         i += 1
     return n
-
-
-@njit
-def k_get(s, frame, order, cls, local):
-    return llfree_get(s, frame, order, cls, local)
-
-
-@njit
-def k_put(s, frame, order, cls, local):
-    return llfree_put(s, frame, order, cls, local)
-
-
-@njit
-def k_batch(s, ops, classes, locals_, out, outcls, done, pos):
-    return llfree_batch(s, ops, classes, locals_, out, outcls, done, pos)
-
-
-@njit
-def k_drain(s):
-    llfree_drain(s)
-
-
-@njit
-def k_validate(s):
-    return llfree_validate(s)
-
-
-@njit
-def k_lower_stats(s):
-    return lower_stats(s)
-
-
-@njit
-def k_stats_at(s, frame, order):
-    return lower_stats_at(s, frame, order)
-
-
-@njit
-def k_is_free(s, frame, order):
-    return lower_is_free(s, frame, order)
-
-
-@njit
-def k_tree_stats(s, out):
-    tree_stats(s, out)
 
 
 # =============================================================================================
@@ -1475,32 +1486,126 @@ def local_metadata_size(slots: int) -> int:
     return LOCAL_HEADER + CACHE_SIZE * slots
 
 
-def init_lower(frames: int, free_all: bool) -> tuple[np.ndarray, np.ndarray]:
-    """``lower_init`` with LLFREE_INIT_FREE (``free_all``) or LLFREE_INIT_ALLOC."""
+def new_state(frames: int, free_all: bool, classes, default: int, policy_table: np.ndarray,
+              free_reserve: bool = False) -> np.ndarray:
+    """The state array of a new allocator (``llfree_init`` with LLFREE_INIT_FREE for
+    ``free_all``, else LLFREE_INIT_ALLOC): ``classes`` is a sequence of ``(class, slots)``,
+    ``policy_table`` the uint16 policy of every (requested, target, free) in classes order.
+
+    Layout (int64 words): the M_*/K_* slots, the search scratch, the policy table (four
+    16-bit entries per word), one 8-word entry per local slot, one word per tree entry,
+    one word per child entry (8 per tree), 8 words per bitfield.  The entries keep the
+    reference's bit layouts in their low 16, 32 and 64 bits.
+    """
     nchild = -(-frames // CHILD_SIZE)
     ntrees = -(-nchild // TREE_CHILDREN)
-    fields = np.zeros(nchild * FIELD_N, np.int64)
-    children = np.zeros(ntrees * CHILDREN_STRIDE, np.uint16)
-    slots = (np.arange(ntrees * TREE_CHILDREN) // TREE_CHILDREN) * CHILDREN_STRIDE \
-        + np.arange(ntrees * TREE_CHILDREN) % TREE_CHILDREN
-    free = np.minimum(CHILD_SIZE, frames - np.arange(ntrees * TREE_CHILDREN) * CHILD_SIZE)
-    free = np.where(np.arange(ntrees * TREE_CHILDREN) < nchild, np.maximum(free, 0), 0)
-    if not free_all:
-        free[:] = 0
-    children[slots] = np.where(free == 0, 1 << 15, free).astype(np.uint16)
+    slots = sum(n for _, n in classes)
+    npol = -(-len(policy_table) // 4)
+    off_scratch = NMETA
+    off_policy = off_scratch + 2 * TREES_SEARCH_BEST
+    off_local = off_policy + npol
+    off_trees = off_local + slots * LOCAL_STRIDE
+    off_children = off_trees + ntrees
+    off_fields = off_children + ntrees * TREE_CHILDREN
+    nwords = off_fields + nchild * FIELD_N
+    w = np.zeros(nwords, np.int64)
+    meta = w[:NMETA]
+    meta[M_FRAMES] = frames
+    meta[M_NCHILD] = nchild
+    meta[M_NTREES] = ntrees
+    meta[M_DEFAULT] = default
+    meta[M_NCLASSES] = len(classes)
+    meta[M_FREE_RESERVE] = int(bool(free_reserve))
+    meta[M_NSLOTS] = slots
+    meta[M_CLS_LEN:M_CLS_LEN + MAX_CLASSES] = -1
+    meta[M_CIDX:M_CIDX + MAX_CLASSES] = -1
+    off = 0
+    for i, (c, n) in enumerate(classes):
+        meta[M_CLS_OFF + c] = off
+        meta[M_CLS_LEN + c] = n
+        meta[M_CIDX + c] = i
+        off += n
+    meta[M_SCRATCH], meta[M_POLICY], meta[M_LOCAL] = off_scratch, off_policy, off_local
+    meta[M_TREES], meta[M_CHILDREN], meta[M_FIELDS], meta[M_WORDS] = off_trees, off_children, off_fields, nwords
+    packed = np.zeros(npol * 4, np.int64)
+    packed[:len(policy_table)] = policy_table
+    w[off_policy:off_local] = (packed[0::4] | packed[1::4] << 16 | packed[2::4] << 32
+                               | packed[3::4] << 48)  # entry i: bits 16 (i & 3) of word i >> 2
+    # lower_clear: children, then the bitfield of a partial last child
+    idx = np.arange(ntrees * TREE_CHILDREN)
+    free = np.clip(frames - idx * CHILD_SIZE, 0, CHILD_SIZE) if free_all else np.zeros(len(idx), np.int64)
+    w[off_children:off_fields] = np.where(free == 0, 1 << 15, free)
     if free_all:
         last = frames - (nchild - 1) * CHILD_SIZE  # init_field of a partial last child
         if last < CHILD_SIZE:
-            rows = fields[(nchild - 1) * FIELD_N:]
+            rows = w[off_fields + (nchild - 1) * FIELD_N:]
             rows[:] = -1
             rows[:last // ROW_BITS] = 0
             if last % ROW_BITS:
                 rows[last // ROW_BITS] = np.int64(-1) << np.int64(last % ROW_BITS)
-    return fields, children
+    # trees_init with init_tree_cb: each tree's free counter from its children
+    ch = w[off_children:off_fields].reshape(ntrees, TREE_CHILDREN)
+    tfree = np.where(ch >> 15 != 0, 0, ch & 0x7FFF).sum(axis=1)
+    w[off_trees:off_children] = tfree << (1 + CLASS_BITS) | (default << 1)
+    return w
 
 
-def init_trees(children: np.ndarray, ntrees: int, default: int) -> np.ndarray:
-    """``trees_init`` with ``init_tree_cb``: each tree's free counter from its children."""
-    ch = children.reshape(ntrees, CHILDREN_STRIDE)[:, :TREE_CHILDREN].astype(np.int64)
-    free = np.where(ch >> 15 != 0, 0, ch & 0x7FFF).sum(axis=1)
-    return (free << (1 + CLASS_BITS) | (default << 1)).astype(np.uint32)
+def region(w: np.ndarray, name: str) -> np.ndarray:
+    """A view of one region of a state array: ``fields``, ``children``, ``trees`` or
+    ``local`` (8 words per slot)."""
+    lo, hi = {"local": (M_LOCAL, M_TREES), "trees": (M_TREES, M_CHILDREN),
+              "children": (M_CHILDREN, M_FIELDS), "fields": (M_FIELDS, M_WORDS)}[name]
+    return w[int(w[lo]):int(w[hi])]
+
+
+# =============================================================================================
+# per-call entry points (one array + scalars: the cheapest numba dispatch)
+# =============================================================================================
+@hot
+def k_get(w, frame, order, cls, local):
+    return llfree_get(w, frame, order, cls, local)
+
+
+@hot
+def k_put(w, frame, order, cls, local):
+    return llfree_put(w, frame, order, cls, local)
+
+
+@hot
+def k_batch(w, ops, classes, locals_, out, outcls, done, pos):
+    return llfree_batch(w, ops, classes, locals_, out, outcls, done, pos)
+
+
+@hot
+def k_drain(w):
+    llfree_drain(w)
+
+
+@njit
+def k_validate(w):
+    return llfree_validate(w)
+
+
+@hot
+def k_lower_stats(w):
+    return lower_stats(w)
+
+
+@hot
+def k_stats_at(w, frame, order):
+    return lower_stats_at(w, frame, order)
+
+
+@hot
+def k_is_free(w, frame, order):
+    return lower_is_free(w, frame, order)
+
+
+@hot
+def k_tree_stats(w, out):
+    tree_stats(w, out)
+
+
+@hot
+def k_change_tree(w, tree, match_class, min_free, change_class, operation):
+    return llfree_change_tree(w, tree, match_class, min_free, change_class, operation)

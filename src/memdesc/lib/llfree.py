@@ -71,7 +71,6 @@ from memdesc.errors import (
 from memdesc.lib import _llfree_kernels as K
 from memdesc.lib._llfree_kernels import (
     CHILD_SIZE,
-    CHILDREN_STRIDE,
     HUGE_ORDER,
     LOCAL_STRIDE,
     MAX_CLASSES,
@@ -83,7 +82,6 @@ from memdesc.lib._llfree_kernels import (
     TREE_CHILDREN,
     TREE_ORDER,
     TREE_SIZE,
-    LLFreeState,
 )
 
 __all__ = [
@@ -270,7 +268,6 @@ def _policy_table(classing: Classing) -> np.ndarray:
                     raise LLFreeConfigError(f"policy({req}, {tgt}, {free}) priority {prio} not in 0..255")
                 row[free] = int(ty) | (int(prio) << 8)
     table = table.reshape(-1)
-    table.flags.writeable = False
     if len(_POLICY_TABLES) < 64:
         _POLICY_TABLES[key] = table
     return table
@@ -335,22 +332,22 @@ def _as_int(x, what: str) -> int:
         raise LLFreeInvalidRequest(f"{what} must be an integer, not {type(x).__name__}") from None
 
 
-# Per-call entry points compiled for the state's type: numba's dispatcher spends more time
+# Per-call entry points compiled for the state array: numba's dispatcher spends more time
 # matching argument types than the kernels spend allocating.  Safe because the facade only
-# passes its own state and Python ints (range-checked by the kernel's validate_request).
+# passes its own int64 state and Python ints (range-checked by the kernel's validate_request).
 _k_get = K.k_get
 _k_put = K.k_put
 _bound = False
 
 
-def _bind_entry_points(state: LLFreeState) -> None:
+def _bind_entry_points() -> None:
     global _k_get, _k_put, _bound
     _bound = True
     if JIT_DISABLED:
         return
-    from numba import typeof, types
+    from numba import types
 
-    sig = (typeof(state),) + (types.int64,) * 4
+    sig = (types.Array(types.int64, 1, "C"),) + (types.int64,) * 4
     _k_get = K.k_get.compile(sig)
     _k_put = K.k_put.compile(sig)
 
@@ -380,32 +377,12 @@ class LLFree:
         self.classing = classing
         self.init = init
         self._frames = frames
-        fields, children = K.init_lower(frames, init == Init.FREE)
-        ntrees = len(children) // CHILDREN_STRIDE
-        trees = K.init_trees(children, ntrees, classing.default)
-        meta = np.zeros(K.NMETA, np.int64)
-        meta[K.M_FRAMES] = frames
-        meta[K.M_NCHILD] = -(-frames // CHILD_SIZE)
-        meta[K.M_NTREES] = ntrees
-        meta[K.M_DEFAULT] = classing.default
-        meta[K.M_NCLASSES] = len(classing.classes)
-        meta[K.M_FREE_RESERVE] = int(bool(free_reserve))
-        meta[K.M_CLS_LEN:K.M_CLS_LEN + MAX_CLASSES] = -1
-        meta[K.M_CIDX:K.M_CIDX + MAX_CLASSES] = -1
-        off = 0
-        for i, (c, n) in enumerate(classing.classes):
-            meta[K.M_CLS_OFF + c] = off
-            meta[K.M_CLS_LEN + c] = n
-            meta[K.M_CIDX + c] = i
-            off += n
-        meta[K.M_NSLOTS] = off
-        local = np.zeros(max(off, 1) * LOCAL_STRIDE, np.int64)
-        self.state = LLFreeState(fields=fields, children=children, trees=trees, local=local,
-                                 policy=_policy_table(classing), meta=meta, scratch=np.zeros(16, np.int64))
-        self._meta = meta
         self.free_reserve = bool(free_reserve)
+        #: the state: one int64 array (layout in :func:`memdesc.lib._llfree_kernels.new_state`)
+        self.w = K.new_state(frames, init == Init.FREE, classing.classes, classing.default,
+                             _policy_table(classing), free_reserve)
         if not _bound:
-            _bind_entry_points(self.state)
+            _bind_entry_points()
 
     # --- sizes --------------------------------------------------------------------------------
     @staticmethod
@@ -422,13 +399,19 @@ class LLFree:
         return self.metadata_size(self.classing, self._frames)
 
     @property
+    def nbytes(self) -> int:
+        """Bytes of the model's state array (entries are stored one per int64 word; the
+        reference's sizes are :attr:`metadata`)."""
+        return self.w.nbytes
+
+    @property
     def frames(self) -> int:
         """``llfree_frames``: the number of frames managed."""
         return self._frames
 
     @property
     def ntrees(self) -> int:
-        return int(self._meta[K.M_NTREES])
+        return int(self.w[K.M_NTREES])
 
     def __repr__(self) -> str:
         f, h, t = self.stats()
@@ -462,7 +445,7 @@ class LLFree:
             cls, local = self._request(order, cls, local)
         f = -1 if frame is None else frame
         if order.__class__ is int and cls.__class__ is int and local.__class__ is int and f.__class__ is int:
-            r = _k_get(self.state, f, order, cls, local)
+            r = _k_get(self.w, f, order, cls, local)
             if r >= R_MEMORY:
                 return r
         self._check_request(order, cls, local, frame)
@@ -474,7 +457,7 @@ class LLFree:
         if cls is None or local is None:
             cls, local = self._request(order, cls, local)
         if frame.__class__ is int and order.__class__ is int and cls.__class__ is int and local.__class__ is int:
-            r = _k_put(self.state, frame, order, cls, local)
+            r = _k_put(self.w, frame, order, cls, local)
             if r == 0:
                 return
         else:
@@ -510,7 +493,7 @@ class LLFree:
         n = 1 << order
         if order >= HUGE_ORDER:
             first = frame // CHILD_SIZE
-            kids = [int(self.state.children[K.child_at(first + j)]) for j in range(n // CHILD_SIZE)]
+            kids = [int(x) for x in K.region(self.w, "children")[first:first + n // CHILD_SIZE]]
             if all(c == CHILD_SIZE for c in kids):
                 return LLFreeDoubleFree(f"{what}: the frames are free already: double free")
             bad = next(j for j, c in enumerate(kids) if c != 1 << 15)
@@ -529,12 +512,12 @@ class LLFree:
         """Whether all ``2^order`` frames at ``frame`` are free (llfree-rs ``is_free``)."""
         frame, order = _as_int(frame, "frame"), _as_int(order, "order")
         self._check_request(order, self.classing.default, -1, frame)
-        return bool(K.k_is_free(self.state, frame, order))
+        return bool(K.k_is_free(self.w, frame, order))
 
     # --- statistics ---------------------------------------------------------------------------
     def stats(self) -> Stats:
         """``llfree_stats``: counted over the child entries."""
-        return Stats(*(int(x) for x in K.k_lower_stats(self.state)))
+        return Stats(*(int(x) for x in K.k_lower_stats(self.w)))
 
     def stats_at(self, frame: int, order: int) -> Stats:
         """``llfree_stats_at``: the frame (order 0), its child (HUGE_ORDER) or its tree
@@ -544,25 +527,24 @@ class LLFree:
             raise LLFreeBadOrder(f"stats_at takes order 0, {HUGE_ORDER} or {TREE_ORDER}, got {order}")
         if not 0 <= frame < self._frames:
             raise LLFreeBadFrame(f"frame {frame:#x} outside the allocator's {self._frames:#x} frames")
-        return Stats(*(int(x) for x in K.k_stats_at(self.state, frame, order)))
+        return Stats(*(int(x) for x in K.k_stats_at(self.w, frame, order)))
 
     def tree_stats(self) -> TreeStats:
         """``llfree_tree_stats``: free frames and trees from the tree and local counters,
         and per configured class ``ClassStats(free_frames, alloc_frames)``."""
         out = np.zeros(2 + 2 * MAX_CLASSES, np.int64)
-        K.k_tree_stats(self.state, out)
+        K.k_tree_stats(self.w, out)
         classes = {c: ClassStats(int(out[2 + 2 * c]), int(out[3 + 2 * c])) for c, _ in self.classing.classes}
         return TreeStats(int(out[0]), int(out[1]), classes)
 
     def trees(self) -> dict:
         """Every tree entry decoded: arrays ``reserved``, ``cls``, ``free``."""
-        t = self.state.trees.astype(np.int64)
+        t = K.region(self.w, "trees")
         return {"reserved": (t & 1).astype(bool), "cls": (t >> 1) & 7, "free": t >> 4}
 
     def children(self) -> dict:
         """Every child entry decoded: arrays ``free`` and ``huge`` (real children only)."""
-        n = int(self._meta[K.M_NCHILD])
-        c = self.state.children.reshape(-1, CHILDREN_STRIDE)[:, :TREE_CHILDREN].reshape(-1)[:n].astype(np.int64)
+        c = K.region(self.w, "children")[:int(self.w[K.M_NCHILD])]
         return {"free": c & 0x7FFF, "huge": (c >> 15).astype(bool)}
 
     def reservations(self) -> list[Reservation]:
@@ -570,7 +552,7 @@ class LLFree:
         out = []
         for c, n in self.classing.classes:
             for i in range(n):
-                r = int(self.state.local[(int(self._meta[K.M_CLS_OFF + c]) + i) * LOCAL_STRIDE])
+                r = int(K.region(self.w, "local")[(int(self.w[K.M_CLS_OFF + c]) + i) * LOCAL_STRIDE])
                 if r & 1:
                     row = (r >> 29) & ((1 << 35) - 1)
                     out.append(Reservation(c, i, row >> (TREE_ORDER - 6), (r >> 1) & ((1 << 28) - 1), row))
@@ -579,16 +561,38 @@ class LLFree:
     def counters(self) -> dict:
         """Event counters of the model (not LLFree metadata): gets, puts, failures,
         reservations, syncs and every fallback taken."""
-        return {k: int(self._meta[i]) for k, i in K.COUNTERS.items()}
+        return {k: int(self.w[i]) for k, i in K.COUNTERS.items()}
 
     # --- maintenance --------------------------------------------------------------------------
     def drain(self) -> None:
         """``llfree_drain``: give every CPU reservation back to its tree."""
-        K.k_drain(self.state)
+        K.k_drain(self.w)
+
+    def change_tree(self, tree: int | None = None, match_class: int | None = None, min_free: int = 0, *,
+                    cls: int | None = None, operation: str | None = None) -> bool:
+        """``llfree_change_tree``: the tree ``tree`` (``None``: the first match walking from
+        tree 0) if it is unreserved, of ``match_class`` and has ``min_free`` free frames,
+        gets class ``cls`` and ``operation`` ``"offline"`` (its counter drops to 0: nothing
+        is allocated from it; ``validate`` reports it until it is onlined, as in the
+        reference) or ``"online"`` (counter back from the lower allocator).  Returns
+        whether a tree matched."""
+        ops = {None: K.TREE_OP_NONE, "online": K.TREE_OP_ONLINE, "offline": K.TREE_OP_OFFLINE}
+        if operation not in ops:
+            raise LLFreeInvalidRequest(f"operation must be 'online', 'offline' or None, not {operation!r}")
+        for c in (match_class, cls):
+            if c is not None and self.classing.count(_as_int(c, "class")) is None:
+                raise LLFreeInvalidRequest(f"class {c} is not configured ({self.classing!r})")
+        t = -1 if tree is None else _as_int(tree, "tree")
+        if not -1 <= t < self.ntrees:
+            raise LLFreeInvalidRequest(f"tree {t} out of range (0..{self.ntrees - 1})")
+        none = K.CLASS_NONE
+        r = K.k_change_tree(self.w, t, none if match_class is None else match_class,
+                            _as_int(min_free, "min_free"), none if cls is None else cls, ops[operation])
+        return int(r) == 0
 
     def validate(self) -> None:
         """``llfree_validate`` and more (see the theory statement); raises InvariantViolation."""
-        code, where = (int(x) for x in K.k_validate(self.state))
+        code, where = (int(x) for x in K.k_validate(self.w))
         if code:
             raise InvariantViolation(f"llfree: {K.CHECK_MESSAGES[code]} (index {where})")
 
@@ -624,9 +628,9 @@ class LLFree:
         out = np.full(n, -1, np.int64)
         outcls = np.zeros(n, np.int64)
         done = np.zeros(n, np.int8)
-        pos = int(K.k_batch(self.state, ops, cl, lo, out, outcls, done, 0))
+        pos = int(K.k_batch(self.w, ops, cl, lo, out, outcls, done, 0))
         if pos < n:
-            status = int(self._meta[K.M_STATUS])
+            status = int(self.w[K.M_STATUS])
             if status == K.E_BADINDEX:
                 raise LLFreeInvalidRequest(f"op {pos}: put of op {-int(ops[pos]) - 1}, which is not an "
                                            "earlier get")
