@@ -946,8 +946,12 @@ def trees_search_best(w, start, offset, length, rate_kind, access_kind, order, c
     base = start + ntrees
     t0 = tw(w, 0)
     for i in range(offset, length):
-        off = i // 2 if i % 2 == 0 else -((i + 1) // 2)
-        idx = (base + off) % ntrees
+        off = (i >> 1) if i & 1 == 0 else -((i + 1) >> 1)
+        idx = base + off  # (base + off) % ntrees, without a division per tree
+        while idx >= ntrees:
+            idx -= ntrees
+        while idx < 0:  # only with one tree (llfree-c's size_t wrap gives 0 there too)
+            idx += ntrees
         t = w[t0 + idx]
         if tree_reserved(t) == 1:
             continue
@@ -1041,8 +1045,7 @@ def search_and_reserve(w, cls, local, order, start):
     ntrees = w[M_NTREES]
     cl_trees = CACHE_SIZE // 4  # tree entries per cache line
     near = max(ntrees // 16, cl_trees // 4)
-    a = next_pow2(2 * near)
-    first = start - start % a
+    first = start & ~(next_pow2(2 * near) - 1)
     if order < HUGE_ORDER:
         r = trees_search_best(w, first, 1, near, RATE_NEAR, ACCESS_RESERVE_OR_STEAL, order, cls, local)
         if r != R_MEMORY:
@@ -1186,20 +1189,18 @@ def llfree_get(w, frame, order, cls, local):
         return r
     ntrees = w[M_NTREES]
     count = w[M_CLS_LEN + cls]
-    if count > 0 and local >= 0:
-        start = ntrees // count * local
-    else:
-        start = np.int64(0)
     if local >= 0 and 0 < count < ntrees:
         r, t = get_local(w, cls, local, order, -1, True)
         if r != R_MEMORY:
             return r
-        if t >= 0:
-            start = t
+        # different starting points for each core (computed here, after the fast path: a
+        # division per get is a measurable share of it)
+        start = t if t >= 0 else ntrees // count * local
         r = search_and_reserve(w, cls, local, order, start)
         if r != R_MEMORY:
             return r
     else:
+        start = ntrees // count * local if count > 0 and local >= 0 else np.int64(0)
         r = trees_search_best(w, start, 0, ntrees, RATE_GLOBAL, ACCESS_STEAL, order, cls, 0)
         if r != R_MEMORY:
             return r
