@@ -605,7 +605,7 @@ class LLFree:
         failed get is skipped).  ``classes`` (scalar or per op; default: the classing's
         class for the order, and for a put the class its get returned) and ``locals``
         (scalar or per op; -1 = global) complete each request.  With ``return_classes``
-        also returns the class of each get's frames.
+        also returns the class of each get's frames (-1 for puts and failed gets).
         """
         ops = np.ascontiguousarray(ops, dtype=np.int64)
         if ops.ndim != 1:
@@ -644,5 +644,5 @@ class LLFree:
             self._check_request(int(ops[j]), c, int(lo[pos]), int(out[j]))
             raise self._diagnose_put(int(out[j]), int(ops[j]), status)
         if return_classes:
-            return out, np.where(out >= 0, outcls, -1)
+            return out, np.where((out >= 0) & gets, outcls, -1)
         return out
