@@ -445,7 +445,7 @@ class LLFree:
             cls, local = self._request(order, cls, local)
         f = -1 if frame is None else frame
         if order.__class__ is int and cls.__class__ is int and local.__class__ is int and f.__class__ is int:
-            r = _k_get(self.w, f, order, cls, local)
+            r = int(_k_get(self.w, f, order, cls, local))
             if r >= R_MEMORY:
                 return r
         self._check_request(order, cls, local, frame)
@@ -457,7 +457,7 @@ class LLFree:
         if cls is None or local is None:
             cls, local = self._request(order, cls, local)
         if frame.__class__ is int and order.__class__ is int and cls.__class__ is int and local.__class__ is int:
-            r = _k_put(self.w, frame, order, cls, local)
+            r = int(_k_put(self.w, frame, order, cls, local))
             if r == 0:
                 return
         else:
