@@ -124,7 +124,8 @@ def vmem_churn(frames: int, sizes: np.ndarray, aligns: np.ndarray, nfill: int):
     """The same split for the vmem arena, through its batch kernel; the tag pool is sized for
     the whole stream up front so that the kernel never stops to grow it."""
     n = len(sizes)
-    v = Vmem("frames", 0, frames, quantum=1, tags=2 * n + 64)
+    # live allocations <= nfill and free segments <= live + 1: 2 nfill tags, capped at a 4 Mi pool
+    v = Vmem("frames", 0, frames, quantum=1, tags=min(2 * nfill + 64, (1 << 22) - VK.T_FIRST))
     seg = v.state.seg
     out = np.full(n, -1, np.int64)
     done = np.zeros(n, np.int8)
@@ -171,7 +172,7 @@ def scenario(frames: int, order: int, pairs: int, victims: str, cpus: int, repea
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--mem", default="16G")
-    ap.add_argument("--pairs", type=int, default=2_000_000)
+    ap.add_argument("--pairs", type=int, default=1_000_000)
     ap.add_argument("--huge-pairs", type=int, default=200_000)
     ap.add_argument("--calls", type=int, default=300_000, help="pairs timed through the per-call API")
     ap.add_argument("--repeat", type=int, default=3)
