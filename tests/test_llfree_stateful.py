@@ -161,6 +161,12 @@ class LLFreeMachine(RuleBasedStateMachine):
         nfull = self.a.frames // CHILD_SIZE
         whole = (~self.used[:nfull * CHILD_SIZE].reshape(nfull, CHILD_SIZE)).all(axis=1)
         assert self.a.stats().free_huge == int(whole.sum())
+        blocks = ~self.used
+        for k, count in enumerate(self.a.free_blocks()):  # /proc/buddyinfo's view
+            n = len(blocks) // 2 * 2
+            parent = blocks[:n:2] & blocks[1:n:2]
+            assert count == blocks.sum() - (2 * parent.sum() if k < 12 else 0), k
+            blocks = parent
         for f in range(7, self.a.frames, 509):
             assert bool(K.k_is_free(self.a.w, f, 0)) == (not self.used[f])
 

@@ -597,6 +597,57 @@ def lower_is_free(w, frame, order):
     return field_is_zero(w, i, frame, order)
 
 
+M_5555 = _i64(0x5555_5555_5555_5555)
+M_0000_0001 = np.int64(0x0000_0001_0000_0001)
+
+
+@hot
+def lower_free_blocks(w, out):
+    """Free blocks per order like /proc/buddyinfo: ``out[k]`` counts the maximal free
+    aligned ``2^k``-frame blocks (free, and their aligned ``2^(k+1)`` parent not entirely
+    free), orders 0..TREE_ORDER.  LLFree keeps no such lists; this scans the lower
+    allocator (rows with bit tricks, entirely free rows and children by masks)."""
+    for k in range(MAX_ORDER + 1):
+        out[k] = 0
+    for t in range(w[M_NTREES]):
+        c0 = cw(w, t * TREE_CHILDREN)
+        whole = 0  # entirely free children of the tree
+        for j in range(TREE_CHILDREN):
+            c = w[c0 + j]
+            if child_free(c) == CHILD_SIZE:
+                whole |= 1 << j
+            elif child_free(c) > 0:  # partly free (a huge child has free 0)
+                f0 = w[M_FIELDS] + (t * TREE_CHILDREN + j) * FIELD_N
+                rows = 0
+                for r in range(FIELD_N):
+                    m0 = ~w[f0 + r]
+                    m1 = m0 & (m0 >> 1) & M_5555
+                    m2 = m1 & (m1 >> 2) & M_11
+                    m3 = m2 & (m2 >> 4) & M_0101
+                    m4 = m3 & (m3 >> 8) & M_0001
+                    m5 = m4 & (m4 >> 16) & M_0000_0001
+                    m6 = m5 & (m5 >> 32) & 1
+                    out[0] += popcount(m0) - 2 * popcount(m1)
+                    out[1] += popcount(m1) - 2 * popcount(m2)
+                    out[2] += popcount(m2) - 2 * popcount(m3)
+                    out[3] += popcount(m3) - 2 * popcount(m4)
+                    out[4] += popcount(m4) - 2 * popcount(m5)
+                    out[5] += popcount(m5) - 2 * m6
+                    rows |= m6 << r
+                r7 = rows & (rows >> 1) & 0x55
+                r8 = r7 & (r7 >> 2) & 0x11
+                out[6] += popcount(np.int64(rows)) - 2 * popcount(np.int64(r7))
+                out[7] += popcount(np.int64(r7)) - 2 * popcount(np.int64(r8))
+                out[8] += popcount(np.int64(r8))
+        w10 = whole & (whole >> 1) & 0x55
+        w11 = w10 & (w10 >> 2) & 0x11
+        w12 = w11 & (w11 >> 4) & 0x01
+        out[9] += popcount(np.int64(whole)) - 2 * popcount(np.int64(w10))
+        out[10] += popcount(np.int64(w10)) - 2 * popcount(np.int64(w11))
+        out[11] += popcount(np.int64(w11)) - 2 * popcount(np.int64(w12))
+        out[12] += popcount(np.int64(w12))
+
+
 # =============================================================================================
 # tree.h / tree.c: {reserved:1, class:3, free:28}
 # =============================================================================================
@@ -1551,6 +1602,28 @@ def new_state(frames: int, free_all: bool, classes, default: int, policy_table: 
     return w
 
 
+def recover_state(w: np.ndarray, allocated: np.ndarray, huge: np.ndarray) -> None:
+    """``lower_recover`` + ``trees_init`` on a state built by ``new_state``: the bitfields
+    from ``allocated`` (one bool per frame), huge children (``huge``, one bool per child:
+    their bitfields cleared, ``{0, huge}``), every other child's counter from its bitfield,
+    the trees' counters from their children, no reservations (llfree-c's
+    LLFREE_INIT_RECOVER: the volatile part is rebuilt)."""
+    frames = int(w[M_FRAMES])
+    nchild = int(w[M_NCHILD])
+    bits = np.ones(nchild * CHILD_SIZE, bool)  # past the end: allocated
+    bits[:frames] = allocated
+    bits[np.repeat(huge, CHILD_SIZE)] = False
+    region(w, "fields")[:] = np.packbits(bits, bitorder="little").view("<i8").astype(np.int64)
+    free = CHILD_SIZE - bits.reshape(nchild, CHILD_SIZE).sum(axis=1)
+    ch = region(w, "children")
+    ch[:] = 1 << 15  # padding children
+    ch[:nchild] = np.where(huge, 1 << 15, free)
+    ntrees = int(w[M_NTREES])
+    tfree = np.where(ch >> 15 != 0, 0, ch & 0x7FFF).reshape(ntrees, TREE_CHILDREN).sum(axis=1)
+    region(w, "trees")[:] = tfree << (1 + CLASS_BITS) | (int(w[M_DEFAULT]) << 1)
+    region(w, "local")[:] = 0
+
+
 def region(w: np.ndarray, name: str) -> np.ndarray:
     """A view of one region of a state array: ``fields``, ``children``, ``trees`` or
     ``local`` (8 words per slot)."""
@@ -1600,6 +1673,11 @@ def k_stats_at(w, frame, order):
 @hot
 def k_is_free(w, frame, order):
     return lower_is_free(w, frame, order)
+
+
+@hot
+def k_free_blocks(w, out):
+    lower_free_blocks(w, out)
 
 
 @hot

@@ -384,6 +384,29 @@ class LLFree:
         if not _bound:
             _bind_entry_points()
 
+    @classmethod
+    def recover(cls, allocated, classing: Classing | None = None, huge=None, *,
+                free_reserve: bool = False) -> LLFree:
+        """An allocator rebuilt from which frames are allocated (llfree-c's
+        ``LLFREE_INIT_RECOVER``: bitfields kept, counters recomputed, no reservations, every
+        tree in the default class).
+        ``allocated`` has one bool per frame; ``huge`` (one bool per 2 MiB child, optional)
+        marks children allocated as one huge frame (they must be entirely allocated)."""
+        allocated = np.asarray(allocated, dtype=bool)
+        if allocated.ndim != 1:
+            raise LLFreeConfigError("allocated must be one bool per frame")
+        a = cls(len(allocated), classing, Init.FREE, free_reserve=free_reserve)
+        nchild = int(a.w[K.M_NCHILD])
+        huge = np.zeros(nchild, bool) if huge is None else np.asarray(huge, dtype=bool)
+        if huge.shape != (nchild,):
+            raise LLFreeConfigError(f"huge must be one bool per child ({nchild})")
+        full = np.ones(nchild * CHILD_SIZE, bool)
+        full[:len(allocated)] = allocated
+        if (huge & ~full.reshape(nchild, CHILD_SIZE).all(axis=1)).any():
+            raise LLFreeConfigError("a huge child has free frames")
+        K.recover_state(a.w, allocated, huge)
+        return a
+
     # --- sizes --------------------------------------------------------------------------------
     @staticmethod
     def metadata_size(classing: Classing, frames: int) -> MetaSize:
@@ -528,6 +551,13 @@ class LLFree:
         if not 0 <= frame < self._frames:
             raise LLFreeBadFrame(f"frame {frame:#x} outside the allocator's {self._frames:#x} frames")
         return Stats(*(int(x) for x in K.k_stats_at(self.w, frame, order)))
+
+    def free_blocks(self) -> np.ndarray:
+        """Maximal free aligned blocks per order 0..TREE_ORDER, as /proc/buddyinfo counts
+        them (a scan of the lower allocator: LLFree itself keeps no per-order state)."""
+        out = np.zeros(MAX_ORDER + 1, np.int64)
+        K.k_free_blocks(self.w, out)
+        return out
 
     def tree_stats(self) -> TreeStats:
         """``llfree_tree_stats``: free frames and trees from the tree and local counters,
