@@ -992,6 +992,7 @@ def trees_search_best(w, start, offset, length, rate_kind, access_kind, order, c
     ntrees = w[M_NTREES]
     frames = 1 << order
     best = w[M_SCRATCH]  # TREES_SEARCH_BEST priorities, then as many tree indices
+    last = best + TREES_SEARCH_BEST - 1
     for k in range(TREES_SEARCH_BEST):
         w[best + k] = 0
     base = start + ntrees
@@ -1016,6 +1017,8 @@ def trees_search_best(w, start, offset, length, rate_kind, access_kind, order, c
                 return r
             continue
         prio = ((p >> 8) + 1) & 0xFF  # uint8 priority + 1: 0 means "no candidate"
+        if prio <= w[last]:
+            continue  # not better than the worst kept candidate (the insertion would end there)
         pos = 0
         while pos < TREES_SEARCH_BEST and prio <= w[best + pos]:
             pos += 1
