@@ -71,15 +71,16 @@ def _churn_stream(nfill, npairs, order, u, recent):
     return ops
 
 
-def per_call(a: LLFree, ops: np.ndarray, nfill: int, cls: int, locs: np.ndarray) -> float:
-    """Seconds for the pairs of ``ops`` through get/put from Python (fill done in batch)."""
+def per_call(a: LLFree, ops: np.ndarray, nfill: int, cls: int, locs: np.ndarray) -> tuple[float, float]:
+    """Wall and CPU seconds for the pairs of ``ops`` through get/put from Python (the fill
+    done in batch)."""
     out = np.full(len(ops), -1, np.int64)
     out[:nfill] = a.run(ops[:nfill], classes=cls, locals=locs[:nfill])
     res = out.tolist()
     opl = ops.tolist()
     loc = locs.tolist()
     get, put = a.get, a.put
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.thread_time()
     for i in range(nfill, len(opl)):
         op = opl[i]
         if op >= 0:
@@ -87,7 +88,7 @@ def per_call(a: LLFree, ops: np.ndarray, nfill: int, cls: int, locs: np.ndarray)
         else:
             j = -op - 1
             put(res[j], opl[j], cls, loc[i])
-    return time.perf_counter() - t
+    return time.perf_counter() - t, time.thread_time() - c
 
 
 def vmem_ops(ops: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -147,7 +148,8 @@ def scenario(frames: int, order: int, pairs: int, victims: str, cpus: int, repea
     rng = np.random.default_rng(2)
     locs = rng.integers(0, cpus, len(ops)) if cpus > 1 else np.zeros(len(ops), np.int64)
     cls = 1 if order >= HUGE_ORDER else 0
-    best = {"batch": np.inf, "batch_cpu": np.inf, "vmem": np.inf, "vmem_cpu": np.inf, "calls": np.inf}
+    best = {"batch": np.inf, "batch_cpu": np.inf, "vmem": np.inf, "vmem_cpu": np.inf, "calls": np.inf,
+            "calls_cpu": np.inf}
     r: dict = {}
     sizes, aligns = vmem_ops(ops)
     for rep in range(repeat):
@@ -165,8 +167,8 @@ def scenario(frames: int, order: int, pairs: int, victims: str, cpus: int, repea
         del v
         if rep == 0 and calls:
             n = min(calls, pairs)
-            best["calls"] = per_call(LLFree(frames, Classing.simple(cpus)), ops[:nfill + 2 * n], nfill, cls,
-                                     locs) / n * pairs
+            wall, cpu = per_call(LLFree(frames, Classing.simple(cpus)), ops[:nfill + 2 * n], nfill, cls, locs)
+            best["calls"], best["calls_cpu"] = wall / n * pairs, cpu / n * pairs
     r.update({k: v / pairs * 1e9 for k, v in best.items()})
     free = r["llfree_stats"]["free_frames"]
     r["llfree_huge_fraction"] = r["llfree_stats"]["free_huge"] / max(1, free // 512)
@@ -195,14 +197,14 @@ def main() -> None:
             (f"order 9, random victims, {a.cpus} CPUs", 9, a.huge_pairs, "random", a.cpus)]
     out = {}
     print(f"{a.mem} ({frames} frames), 50 % occupancy, ns per get+put pair (best of {a.repeat})")
-    print(f"{'scenario':40s} {'batch':>6s} {'(cpu)':>6s} {'per call':>9s} {'vmem batch':>11s} {'(cpu)':>6s} "
-          f"{'reserve/1000 gets':>18s} {'free 2M blocks llfree / vmem':>29s}")
+    print(f"{'scenario':40s} {'batch':>6s} {'(cpu)':>6s} {'per call':>9s} {'(cpu)':>6s} {'vmem batch':>11s} "
+          f"{'(cpu)':>6s} {'reserve/1000 gets':>18s} {'free 2M blocks llfree / vmem':>29s}")
     for name, order, pairs, victims, cpus in rows:
         r = scenario(frames, order, pairs, victims, cpus, a.repeat, a.calls)
         out[name] = r
         frag = f"{r['llfree_huge_fraction']:.1%} / {r['vmem_huge_fraction']:.1%}" if order == 0 else "-"
-        print(f"{name:40s} {r['batch']:6.0f} {r['batch_cpu']:6.0f} {r['calls']:9.0f} {r['vmem']:11.0f} "
-              f"{r['vmem_cpu']:6.0f} {r['reserve_per_1000_gets']:18.1f} {frag:>29s}")
+        print(f"{name:40s} {r['batch']:6.0f} {r['batch_cpu']:6.0f} {r['calls']:9.0f} {r['calls_cpu']:6.0f} "
+              f"{r['vmem']:11.0f} {r['vmem_cpu']:6.0f} {r['reserve_per_1000_gets']:18.1f} {frag:>29s}")
     print(f"load {os.getloadavg()[0]:.2f}")
     if a.json:
         with open(a.json, "w") as f:

@@ -38,8 +38,12 @@ differs from llfree-rs HEAD 441c8d1 and the ATC'23 version is in docs/llfree.md 
 theory statement of :mod:`memdesc.lib._llfree_kernels`.
 
 The model is single-threaded: each call is one CPU's whole operation (no atomics, the
-decisions are the reference's).  State lives in numpy arrays, every operation is a numba
-kernel; :meth:`LLFree.run` runs a whole stream of gets and puts in one kernel call.
+decisions are the reference's: ``benchmarks/llfree_vs_c.py`` finds llfree-c returning the
+same frames on every request of its streams).  The state is one int64 array (``w``),
+every operation a numba kernel; :meth:`LLFree.run` runs a whole stream of gets and puts in
+one kernel call.  :meth:`LLFree.free_blocks` gives the buddyinfo view (free aligned blocks
+per order) and :meth:`LLFree.recover` builds an allocator from a bitmap of allocated
+frames (``LLFREE_INIT_RECOVER``).
 
 Errors raise :class:`LLFreeError` subclasses (also :mod:`memdesc.errors` classes); running
 out of memory is not an error (``get`` returns ``None``).  LLFree keeps no record of
