@@ -226,7 +226,11 @@ def test_invalid_policy_keeps_classes_apart():
     assert a.get(0, 0, 0) is None  # every tree starts in the default class 1
     assert a.get(0, 1, 0) is not None
     assert a.change_tree(0, 1, TREE_SIZE, cls=0)
-    assert a.get(0, 0, 0) is not None
+    assert a.get(0, 0, 0) == 0  # CPU 0's class-0 reservation holds tree 0
+    assert a.get(0, 1, 0, frame=5) is None  # a class-1 request may not touch it...
+    assert a.take(5) and not a.is_free(5)  # ...memdesc's take() may (exact replay)
+    assert not a.take(5)
+    assert a.reservations()[0].free == TREE_SIZE - 2  # taken from the reservation's count
     a.validate()
 
 

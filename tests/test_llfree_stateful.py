@@ -46,7 +46,7 @@ class LLFreeMachine(RuleBasedStateMachine):
         self.freed: list[tuple[int, int]] = []
 
     # --- helpers ------------------------------------------------------------------------------
-    def take(self, frame: int, order: int) -> None:
+    def take_model(self, frame: int, order: int) -> None:
         n = 1 << order
         assert frame % n == 0 and 0 <= frame and frame + n <= self.a.frames, (frame, order)
         assert not self.used[frame:frame + n].any(), f"overlap at {frame:#x} order {order}"
@@ -74,7 +74,7 @@ class LLFreeMachine(RuleBasedStateMachine):
                 if order == 0:
                     self.no_reachable_free_frames()
                 break
-            self.take(r[0], order)
+            self.take_model(r[0], order)
 
     @rule(data=S.data(), order=ORDERS)
     def get_at(self, data, order):
@@ -88,7 +88,18 @@ class LLFreeMachine(RuleBasedStateMachine):
             assert got is None
         elif got is not None:
             assert got == frame
-            self.take(frame, order)
+            self.take_model(frame, order)
+
+    @rule(data=S.data(), order=ORDERS)
+    def take(self, data, order):
+        """memdesc's take(): succeeds exactly when the model has the frames free."""
+        frame = data.draw(S.integers(0, (self.a.frames >> order) - 1)) << order
+        if frame + (1 << order) > self.a.frames:
+            return
+        free = not self.used[frame:frame + (1 << order)].any()
+        assert self.a.take(frame, order) == free
+        if free:
+            self.take_model(frame, order)
 
     @precondition(lambda self: self.live)
     @rule(data=S.data(), n=S.integers(1, 30))

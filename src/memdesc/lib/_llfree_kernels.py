@@ -1304,6 +1304,34 @@ def llfree_drain(w):
                 w[K_DRAIN] += 1
 
 
+@hot
+def llfree_take(w, frame, order):
+    """Allocate exactly these free frames whatever counter holds them (memdesc's extension
+    for exact replay, like Linux's take_page_off_buddy; not an LLFree operation): the
+    frames come out of the holding CPU's reservation first, then out of the tree's shared
+    counter.  Returns 0, R_MEMORY (some frame is allocated) or R_ARGUMENT."""
+    if frame < 0 or frame + (1 << order) > w[M_FRAMES] or frame & ((1 << order) - 1) != 0 \
+            or order > TREE_ORDER:
+        return np.int64(R_ARGUMENT)
+    if not lower_is_free(w, frame, order):
+        return np.int64(R_MEMORY)
+    tree = frame >> TREE_ORDER
+    frames = np.int64(1 << order)
+    ti = tw(w, tree)
+    t = w[ti]
+    if tree_reserved(t) == 1:
+        for c in range(MAX_CLASSES):
+            for i in range(w[M_CLS_LEN + c]):
+                li = slot_word(w, c, i)
+                r = w[li]
+                if res_present(r) == 1 and row_tree(res_row(r)) == tree:
+                    k = min(frames, res_free(r))
+                    w[li] = r - (k << 1)
+                    frames -= k
+    w[ti] = tree_new(tree_reserved(t), tree_class(t), tree_free(t) - frames)
+    return np.int64(0) if lower_get_at(w, frame, order) >= 0 else np.int64(R_MEMORY)
+
+
 TREE_OP_NONE, TREE_OP_ONLINE, TREE_OP_OFFLINE = 0, 1, 2
 
 
@@ -1651,6 +1679,11 @@ def k_put(w, frame, order, cls, local):
 @hot
 def k_batch(w, ops, classes, locals_, out, outcls, done, pos):
     return llfree_batch(w, ops, classes, locals_, out, outcls, done, pos)
+
+
+@hot
+def k_take(w, frame, order):
+    return llfree_take(w, frame, order)
 
 
 @hot

@@ -535,6 +535,15 @@ class LLFree:
         return LLFreeOrderMismatch(f"{what}: {nfree} of the {n} frames are free already: an order larger "
                                    "than allocated, or a double free of part of the allocation")
 
+    def take(self, frame: int, order: int = 0) -> bool:
+        """Allocate exactly these frames if they are free, whichever CPU reservation or
+        tree counter holds them (memdesc's extension for exact trace replay, like Linux's
+        ``take_page_off_buddy``; LLFree's own ``get(frame=...)`` can refuse free frames
+        another class or CPU holds).  Returns whether the frames were free."""
+        frame, order = _as_int(frame, "frame"), _as_int(order, "order")
+        self._check_request(order, self.classing.default, -1, frame)
+        return int(K.k_take(self.w, frame, order)) == 0
+
     def is_free(self, frame: int, order: int = 0) -> bool:
         """Whether all ``2^order`` frames at ``frame`` are free (llfree-rs ``is_free``)."""
         frame, order = _as_int(frame, "frame"), _as_int(order, "order")
