@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import zstandard
 from typer.testing import CliRunner
 
 from memdesc.cli import app
@@ -24,6 +25,7 @@ from memdesc.errors import ConfigError
 from memdesc.mm import memdesc as md
 from memdesc.sim import ontology as ont
 from memdesc.sim.scanner import SCANNERS, scan_cost, scanner_table
+from memdesc.trace import capture as capture_mod
 from memdesc.trace.kpage import (
     _FILE_BITS,
     KPF,
@@ -243,8 +245,21 @@ def test_scanner_tails_and_non_lru_compounds():
     assert r["linux"].descriptor_lines == 0
 
 
+def memdesc_words() -> list[int]:
+    """W=1 words of a seeded mix of bare and typed pages, encoded and decoded by the kernels."""
+    rng = np.random.default_rng(3)
+    n = 64
+    fields = [rng.integers(0, 16, n), rng.integers(0, 128, n), rng.integers(0, 2, n), rng.integers(0, 64, n),
+              rng.integers(0, 8, n), rng.integers(0, 1024, n)]
+    words = np.empty(n, np.uint64)
+    md.md_encode_words(*fields, (rng.integers(1, 1 << 40, n) << 4).astype(np.uint64), words)
+    out = [np.empty(n, np.int64) for _ in range(6)] + [np.empty(n, np.uint64)]
+    md.md_decode_words(words, *out)
+    return [int(w) for w in words] + [int(x) for a in out for x in a]
+
+
 def test_same_results_without_jit(tmp_path):
-    """The census and scanner kernels give the same results with NUMBA_DISABLE_JIT=1."""
+    """The census, scanner and memdesc word kernels give the same results with NUMBA_DISABLE_JIT=1."""
     code = (
         "import json, sys\n"
         f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
@@ -254,8 +269,9 @@ def test_same_results_without_jit(tmp_path):
         "f, z, p = synthetic()\n"
         "c = census_from_arrays(f, z, p, section_pages=1024)\n"
         "t = scanner_table(c)\n"
+        "from test_ontology import memdesc_words\n"
         "print(json.dumps({'census': c.census(), 'folios': c.folios(), 'head': int(c.head.sum()),"
-        " 'order': int(c.order.astype(int).sum()),"
+        " 'order': int(c.order.astype(int).sum()), 'words': memdesc_words(),"
         " 'scan': {d: {s: r.as_dict() for s, r in row.items()} for d, row in t.items()}}))\n")
     env = dict(os.environ, NUMBA_DISABLE_JIT="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
@@ -264,7 +280,7 @@ def test_same_results_without_jit(tmp_path):
     c = census_from_arrays(f, z, p, section_pages=1024)
     t = scanner_table(c)
     assert nojit == {"census": c.census(), "folios": c.folios(), "head": int(c.head.sum()),
-                     "order": int(c.order.astype(int).sum()),
+                     "order": int(c.order.astype(int).sum()), "words": memdesc_words(),
                      "scan": {d: {s: r.as_dict() for s, r in row.items()} for d, row in t.items()}}
 
 
@@ -352,30 +368,35 @@ def test_proc_snapshot_errors(tmp_path, monkeypatch):
         ont.snapshot_proc(tmp_path / "out", proc=tmp_path)
     fake = tmp_path / "proc"
     fake.mkdir()
-    for name in ("kpageflags", "kpagecount", "zoneinfo"):
-        (fake / name).write_bytes((SAMPLE / f"before.{name}.zst").read_bytes() if name != "zoneinfo"
-                                  else (SAMPLE / "before.zoneinfo").read_bytes())
+    for name in ("kpageflags", "kpagecount"):
+        (fake / name).write_bytes(zstandard.ZstdDecompressor().decompress(
+            (SAMPLE / f"before.{name}.zst").read_bytes(), max_output_size=1 << 27))
+    for name in ("zoneinfo", "buddyinfo", "pagetypeinfo", "meminfo", "vmstat"):
+        (fake / name).write_bytes((SAMPLE / f"before.{name}").read_bytes())
     real_open = open
 
     def denied(path, *a, **k):
-        if str(path).endswith("kpageflags") and str(path).startswith(str(fake)):
-            raise PermissionError(13, "Permission denied")
+        if str(path) == str(fake / "kpageflags"):
+            raise PermissionError(13, "Permission denied", str(path))
         return real_open(path, *a, **k)
 
-    monkeypatch.setattr(ont, "open", denied, raising=False)
+    monkeypatch.setattr(capture_mod, "open", denied, raising=False)
     with pytest.raises(ConfigError, match="needs root"):
         ont.snapshot_proc(tmp_path / "out2", proc=fake)
     monkeypatch.undo()
     d = ont.snapshot_proc(tmp_path / "out3", proc=fake)
-    assert (d / "before.kpageflags").read_bytes() == (SAMPLE / "before.kpageflags.zst").read_bytes()
+    assert (read_kpage_dump(d / "before.kpageflags.zst") == read_kpage_dump(SAMPLE / "before.kpageflags.zst")).all()
+    r = ont.ontology_of_proc(fake, load=False, scanners=False)
+    assert r["census"] == ont.ontology(SAMPLE, "before", load=False, scanners=False)["census"]
 
 
 @pytest.mark.skipif(not os.access("/proc/kpageflags", os.R_OK), reason="/proc/kpageflags not readable (needs root)")
 def test_running_machine(tmp_path):
     r = ont.ontology_of_proc("/proc", keep=tmp_path, load=False, scanners=True)
-    flags = read_kpage_dump(tmp_path / "before.kpageflags")
-    counts = read_kpage_dump(tmp_path / "before.kpagecount")
-    c = census_from_files(tmp_path / "before.kpageflags", tmp_path / "before.zoneinfo", tmp_path / "before.kpagecount")
+    flags = read_kpage_dump(tmp_path / "before.kpageflags.zst")
+    counts = read_kpage_dump(tmp_path / "before.kpagecount.zst")
+    c = census_from_files(tmp_path / "before.kpageflags.zst", tmp_path / "before.zoneinfo",
+                          tmp_path / "before.kpagecount.zst")
     check_census_against_dump(c, flags, counts)
     assert r["census"] == c.census() and r["capture"] == "/proc"
     assert r["scanner"]["linux"]["kpageflags"] == 1.0

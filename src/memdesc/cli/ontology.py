@@ -104,15 +104,16 @@ def ontology(capture: Annotated[str | None, typer.Argument(
              json_path: JsonOpt = None) -> None:
     """What every pfn of a real machine is (memdesc types), and what its metadata costs per design."""
     if proc or capture in ("/proc", "/proc/"):
-        with console.status("copying /proc/kpageflags, kpagecount, zoneinfo... and loading the designs"):
+        with console.status("copying /proc/kpageflags, kpagecount, zoneinfo..."
+                            + ("" if formula else " and loading the snapshot into the designs")):
             r = ontology_of_proc("/proc", keep=keep, load=not formula, scanners=scanner)
     else:
         if capture is None:
             _fail("give a capture directory, or --proc for the running machine")
         if keep is not None:
             _fail("--keep applies to --proc only")
-        with console.status("reading kpageflags and loading the snapshot into the designs "
-                            "(first use compiles the kernels)..."):
+        with console.status("reading kpageflags" + ("" if formula else " and loading the snapshot into the designs")
+                            + " (first use compiles the kernels)..."):
             r = run_ontology(capture, when, load=not formula, scanners=scanner)
     console.print(_census_table(r))
     an = {k: v for k, v in r["anomalies"].items() if v}
@@ -125,7 +126,7 @@ def ontology(capture: Annotated[str | None, typer.Argument(
         console.print(_scanner_table(r))
     console.print(f"[dim]census in {r['seconds']['census']:.2f} s, all in {r['seconds']['total']:.2f} s; "
                   f"{r['memmap_pfns']} pfns have struct pages[/]")
-    _write_json(json_path, r)
+    _write_json(json_path, r, "ontology")
 
 
 def register(app: typer.Typer) -> None:

@@ -36,14 +36,13 @@ separate designs' descriptor figures are a lower bound by those pages' descripto
 
 from __future__ import annotations
 
-import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from memdesc.errors import ConfigError, FormatError, MemdescError
+from memdesc.errors import CaptureError, ConfigError, FormatError, MemdescError
 from memdesc.mm import memdesc as md
 from memdesc.mm import vmstat
 from memdesc.mm.mmzone import (
@@ -57,6 +56,7 @@ from memdesc.mm.mmzone import (
 from memdesc.mm.page_alloc import get_design
 from memdesc.sim.scanner import SCANNERS, scanner_table
 from memdesc.sim.snapshot import capture, machine_from_snapshot
+from memdesc.trace.capture import take_snapshot
 from memdesc.trace.kpagetype import CENSUS_KINDS, Census, census_from_files
 
 DESIGNS: tuple[str, ...] = md.DESIGN_NAMES
@@ -212,7 +212,11 @@ def _loadable(design: str) -> bool:
     return True
 
 
-def load_designs(directory: str | Path, when: str, designs=DESIGNS) -> dict[str, dict]:
+#: designs whose own metadata_bytes() are used (linux:32 keeps linux's list buddy)
+LOADED_DESIGNS = ("linux", "radix", "vmem", "llfree")
+
+
+def load_designs(directory: str | Path, when: str, designs=LOADED_DESIGNS) -> dict[str, dict]:
     """Load the snapshot into every design that exists in memdesc.mm.page_alloc: ``{design:
     {"metadata_bytes": ..., "allocations": n, "check": ...}}`` (the designs' own figures)."""
     out = {}
@@ -315,34 +319,26 @@ def ontology(directory: str | Path, when: str = "before", *, load: bool = True, 
 
 
 # ----------------------------------------------------------------- the running machine
-PROC_FILES = ("kpageflags", "kpagecount", "zoneinfo", "buddyinfo", "pagetypeinfo", "meminfo", "vmstat")
-
-
 def snapshot_proc(dest: str | Path, proc: str | Path = "/proc", when: str = "before") -> Path:
     """Copy the running machine's /proc files into ``dest`` as ``{when}.NAME`` (a capture
-    directory any command reads).  kpageflags/kpagecount need root (CAP_SYS_ADMIN)."""
+    directory any command reads), with :func:`memdesc.trace.capture.take_snapshot` -- the
+    snapshot ``memdesc capture`` takes.  kpageflags/kpagecount need root (CAP_SYS_ADMIN)."""
     proc = Path(proc)
     dest = Path(dest)
+    for name in ("kpageflags", "zoneinfo"):
+        if not (proc / name).exists():
+            raise ConfigError(f"{proc / name} does not exist (not a Linux /proc, or CONFIG_PROC_PAGE_MONITOR off)")
     dest.mkdir(parents=True, exist_ok=True)
-    for name in PROC_FILES:
-        src = proc / name
-        required = name in ("kpageflags", "zoneinfo")
-        if not src.exists():
-            if required:
-                raise ConfigError(f"{src} does not exist (not a Linux /proc, or CONFIG_PROC_PAGE_MONITOR off)")
-            continue
-        try:
-            with open(src, "rb") as f, open(dest / f"{when}.{name}", "wb") as g:
-                shutil.copyfileobj(f, g, 1 << 20)
-        except PermissionError:
-            if required or name == "kpagecount":
-                raise ConfigError(f"{src}: permission denied: reading /proc/kpageflags and /proc/kpagecount "
-                                  "needs root (CAP_SYS_ADMIN)") from None
-            (dest / f"{when}.{name}").unlink(missing_ok=True)
-        except OSError as e:
-            raise ConfigError(f"{src}: cannot read: {e.strerror or e}") from None
-    if (dest / f"{when}.kpageflags").stat().st_size == 0:
-        raise FormatError("reads empty (no online memory section?)", str(proc / "kpageflags"))
+    try:
+        take_snapshot(dest, when, time.monotonic(), proc=proc)
+    except PermissionError as e:
+        raise ConfigError(f"{e.filename or proc}: permission denied: the /proc snapshot needs root "
+                          "(CAP_SYS_ADMIN for /proc/kpageflags and /proc/kpagecount)") from None
+    except CaptureError as e:
+        hint = " (needs root: CAP_SYS_ADMIN)" if "ermission" in str(e) else ""
+        raise ConfigError(f"{e}{hint}") from None
+    if not any(dest.glob(f"{when}.kpageflags*")) or (dest / f"{when}.kpageflags.zst").stat().st_size == 0:
+        raise FormatError("read nothing (no online memory section?)", str(proc / "kpageflags"))
     return dest
 
 
