@@ -34,6 +34,30 @@ MAX_OBJS_PER_PAGE = 32767, as SLUB's 15-bit ``objects`` field); the tail
 from directly-mapped zones (``GFP_SLAB_BUG_MASK`` forbids ``__GFP_HIGHMEM`` and
 ``__GFP_DMA32``; ``refill_from_pages`` also verifies the zone of the page it got).
 
+Slab pages are typed memory
+---------------------------
+A slab page is an allocation of memdesc type *slab*, described by a ``struct slab``.  Where
+the design overlays descriptors on its 64-byte struct page (``linux``) the struct slab *is*
+the head page (``page_type`` PGTY_slab) and nothing more is allocated.  Where struct page is
+smaller (:func:`descriptors_separate`: ``linux:32``, ``radix``, ``vmem``) every slab page
+carries a separately allocated struct slab (``SF_DESC``: its address; the design's words
+point to it through ``dispatch.pa_set_memdesc``), taken from one more cache,
+``memdesc_slab`` (``scfg[SCFG_SLABDESC]``, 64 bytes, the type table's ``struct slab``).  That
+cache's own pages need struct slabs too -- the recursion -- and it is ended the way SLUB
+bootstraps ``kmem_cache_node`` (``early_kmem_cache_node_alloc()`` puts the node in the slab it
+allocates): a page of ``memdesc_slab`` is **self-hosted**, its first object is its own struct
+slab.  So a refill makes at most two page allocations (a struct-slab page, then the cache's
+page) and never recurses deeper; the struct-slab cache never discards its pages
+(CFL_NO_DISCARD: like illumos' ``vmem_seg`` pages, they stay), so freeing a slab page -- its
+struct slab goes back to ``memdesc_slab`` -- never cascades.  Bound: the struct-slab cache
+holds at most ``1 + peak slab pages / 63`` pages.  HighMem never holds a slab (below).
+
+Fault injection (``should_failslab()``, mm/failslab.c): every cache created with
+``CFL_FAILSLAB`` (the descriptor caches) fails an allocation with the probability
+``scfg[SCFG_FAIL_THRESH] / 2**53`` (``AllocConfig.fail_descriptor_alloc``), drawn from a
+seeded xorshift generator (``rng``): ``kmem_cache_alloc_nb`` returns ``E_FAILSLAB`` and the
+caller must not refill.
+
 State (:class:`SlabState`, numpy arrays, any number of caches)
 --------------------------------------------------------------
 * ``caches[C, NR_CF]``: per cache its geometry (``size``, ``object_size``, ``align``,
@@ -43,7 +67,8 @@ State (:class:`SlabState`, numpy arrays, any number of caches)
   partial list; memdesc keeps them apart so allocation prefers partial slabs and
   shrinking finds empty ones in O(1).
 * ``slabs[S, NR_SF]``: per slab (``struct slab``) its pfn, cache, inuse, freelist head,
-  list links and the base of its objects in ``objnext``.  A slab slot freed by a
+  list links, the base of its objects in ``objnext``, its struct slab's address (-1:
+  overlaid) and the design's cookie for it.  A slab slot freed by a
   discard goes on its cache's free-slot list and is reused only by that cache, so its
   ``objnext`` range always fits (bookkeeping grows with each cache's peak slab count).
 * ``objnext[P]`` (int32): the per-slab freelists, like SLUB's free pointer stored in
@@ -113,11 +138,11 @@ import re
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import numpy as np
 
 from memdesc._numba import njit
+from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError, DoubleFree, InvariantViolation, MemdescError
 from memdesc.mm import gfp as gfpmod
 from memdesc.mm import memdesc as mdesc
@@ -213,18 +238,32 @@ NR_SCFG = 4
 STRUCT_SLAB_BYTES = mdesc.SLAB.bytes
 
 
-class SlabState(NamedTuple):
-    """Every kmem_cache of one slab allocator (see the module docstring)."""
+class SlabStateType(StructType):
+    pass
 
-    caches: np.ndarray  # int64[C, NR_CF]
-    cstat: np.ndarray  # int64[C, NR_SLAB_STATS]
-    slabs: np.ndarray  # int64[S, NR_SF]
-    objnext: np.ndarray  # int32[P]
-    hkey: np.ndarray  # int64[H] pfn, -1 = empty (H a power of two)
-    hval: np.ndarray  # int64[H] slab slot
-    meta: np.ndarray  # int64[NR_META]
-    scfg: np.ndarray  # int64[NR_SCFG]
-    rng: np.ndarray  # uint64[1] failslab generator (xorshift64)
+
+class SlabState(StructProxy):
+    """Every kmem_cache of one slab allocator (see the module docstring): a numba struct (passed
+    to kernels as one pointer) whose fields are these arrays; ``_replace`` and iteration as a
+    NamedTuple's.
+
+    caches int64[C, NR_CF]; cstat int64[C, NR_SLAB_STATS]; slabs int64[S, NR_SF]; objnext
+    int32[P]; hkey/hval int64[H] (pfn -> slab slot, -1 = empty, H a power of two); meta
+    int64[NR_META]; scfg int64[NR_SCFG]; rng uint64[1] (the failslab generator)."""
+
+    _fields = ("caches", "cstat", "slabs", "objnext", "hkey", "hval", "meta", "scfg", "rng")
+
+    def _replace(self, **changes) -> SlabState:
+        return SlabState(**{f: changes.get(f, getattr(self, f)) for f in self._fields})
+
+    def __iter__(self):
+        return (getattr(self, f) for f in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+define_struct(SlabState, SlabStateType)
 
 
 # ------------------------------------------------------------------ hash: pfn -> slab
