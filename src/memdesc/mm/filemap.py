@@ -238,40 +238,43 @@ def filemap_get_folio_nb(P, H, S, mapping, index):
 
 @njit
 def page_cache_next_miss_nb(P, H, S, mapping, index, max_scan):
-    """``page_cache_next_miss``: the first index in ``[index, index + max_scan)`` with no
-    folio (a shadow counts as a miss), else ``index + max_scan``."""
-    xa = S.m_xa[mapping]
-    i = index
-    end = index + max_scan
-    while i < end:
-        fid = entry_folio(K.xa_load_nb(P, H, xa, i))
-        if fid < 0:
-            return i
-        i = S.f_index[fid] + (np.int64(1) << S.f_order[fid])
-    return end
+    """``page_cache_next_miss``: the first index in ``[index, index + max_scan)`` without a
+    folio (a shadow counts as a miss), else ``index + max_scan``; 0 on wrap-around.
+
+    A literal port over ``xas_next``, quirk included: when ``index`` falls inside a
+    multi-index entry, ``xas_load`` leaves ``xa_offset`` on the entry's canonical slot, so
+    the following ``xas_next`` steps read the slots ``index - folio->index`` behind their
+    ``xa_index`` (the captures show it: a miss right after such a folio is reported one
+    index late)."""
+    xas = np.zeros(K.X_LEN, np.int64)
+    K.xas_init(xas, S.m_xa[mapping], index)
+    nr = max_scan
+    while nr > 0:
+        nr -= 1
+        entry = K.xas_next(P, H, xas)
+        if entry == 0 or (entry & 1) != 0:
+            return xas[K.X_INDEX]
+        if xas[K.X_INDEX] == 0:
+            return np.int64(0)
+    return index + max_scan
 
 
 @njit
 def page_cache_prev_miss_nb(P, H, S, mapping, index, max_scan):
-    """``page_cache_prev_miss``: the highest index in ``[index - max_scan + 1, index]`` with no
-    folio; if every one has a folio, the last index looked at (``index - max_scan + 1``);
-    -1 (ULONG_MAX) when the scan passes index 0."""
-    xa = S.m_xa[mapping]
-    i = index
-    left = max_scan
-    while left > 0:
-        if i < 0:
-            return np.int64(-1)
-        fid = entry_folio(K.xa_load_nb(P, H, xa, i))
-        if fid < 0:
-            return i
-        # every index of this folio down to its first is present
-        step = i - S.f_index[fid] + 1
-        if step >= left:
-            return i - left + 1
-        left -= step
-        i = S.f_index[fid] - 1
-    return i + 1
+    """``page_cache_prev_miss``: the highest index in ``[index - max_scan + 1, index]``
+    without a folio; if there is none, the last index looked at; ULONG_MAX (-1) when the
+    walk passes index 0.  A literal port over ``xas_prev`` (same slot quirk as next_miss)."""
+    xas = np.zeros(K.X_LEN, np.int64)
+    K.xas_init(xas, S.m_xa[mapping], index)
+    nr = max_scan
+    while nr > 0:
+        nr -= 1
+        entry = K.xas_prev(P, H, xas)
+        if entry == 0 or (entry & 1) != 0:
+            break
+        if xas[K.X_INDEX] == -1:
+            break
+    return xas[K.X_INDEX]
 
 
 # ------------------------------------------------------------------------------------------
