@@ -51,11 +51,13 @@ effect log (:class:`RaCtx`: ``EV_SYNC_RA``, ``EV_ASYNC_RA``, ``EV_RA_ORDER``,
 capture event by event (:mod:`memdesc.sim.readahead`).  :class:`Readahead` is the thin
 Python facade.
 
-Not modelled: I/O completion timing (a folio is uptodate from the request after the one
-that added it), ``FMODE_RANDOM`` unless set, ``blk_cgroup_congested``, writeback folios
-(``PG_reclaim`` shares the ``PG_readahead`` bit), ``bdi->io_pages`` unless given,
-readahead(2)/fadvise(WILLNEED) (``force_page_cache_ra`` is here, nothing calls it but
-``FMODE_RANDOM``), ``readahead_expand``, ``dropbehind``.
+I/O timing: a folio added for reading is locked and not uptodate until a reader waits on
+it (``filemap_update_page``, ``filemap_fault``): the wait completes every outstanding read
+of the file (:func:`folio_complete_reads`).  Not modelled: real I/O latencies,
+``FMODE_RANDOM`` unless set, ``blk_cgroup_congested``, writeback folios (``PG_reclaim``
+shares the ``PG_readahead`` bit), ``bdi->io_pages`` unless given, readahead(2) and
+fadvise(WILLNEED) (``force_page_cache_ra`` is here; only ``FMODE_RANDOM`` calls it),
+``readahead_expand``, ``dropbehind``.
 """
 
 from __future__ import annotations
@@ -128,6 +130,8 @@ CT_NUNDO = 2      # undo records written
 CT_OVERFLOW = 3   # records dropped for want of room
 CT_ALLOC_MAX = 4  # folio allocations above this order fail (-ENOMEM); default 63
 CT_NOMEM = 5      # the page cache ran out of XArray nodes / folio rows (a driver error)
+CT_NINFLIGHT = 6  # folios under read I/O (in ``RaCtx.inflight``)
+CT_WAITS = 7      # readers that waited for read I/O
 CT_LEN = 8
 
 
@@ -154,18 +158,21 @@ def new_ra_arrays(n: int) -> RaArrays:
 
 
 class RaCtx(NamedTuple):
-    """The effect log of a run and its undo log (folios added, marks cleared)."""
+    """The effect log of a run, its undo log (folios added, marks cleared) and the folios
+    under read I/O."""
 
-    out: np.ndarray   # int64[cap, O_LEN]
-    ctl: np.ndarray   # int64[CT_LEN]
-    undo: np.ndarray  # int64[cap, 2]: (folio id, -1) added, (folio id, old flags) flags changed
+    out: np.ndarray       # int64[cap, O_LEN]
+    ctl: np.ndarray       # int64[CT_LEN]
+    undo: np.ndarray      # int64[cap, 2]: (folio id, -1) added, (folio id, old flags) flags changed
+    inflight: np.ndarray  # int64[cap, 3]: (folio id, mapping, index) added by readahead, not yet uptodate
 
 
-def new_ctx(cap: int = 4096, undo_cap: int | None = None) -> RaCtx:
+def new_ctx(cap: int = 4096, undo_cap: int | None = None, inflight_cap: int = 1 << 14) -> RaCtx:
     ctl = np.zeros(CT_LEN, np.int64)
     ctl[CT_ALLOC_MAX] = 63
     return RaCtx(np.zeros((max(16, cap), O_LEN), np.int64), ctl,
-                 np.zeros((max(16, undo_cap if undo_cap is not None else cap), 2), np.int64))
+                 np.zeros((max(16, undo_cap if undo_cap is not None else cap), 2), np.int64),
+                 np.zeros((max(16, inflight_cap), 3), np.int64))
 
 
 # ------------------------------------------------------------------------------------------
@@ -293,7 +300,48 @@ def _add_folio(P, H, S, R, ctx, f, mapping, index, order, flags):
         ctx.out[n - 1, O_FOLIO] = fid
         ctx.out[n - 1, O_FLAGS] = flags
     _log(ctx, fid, np.int64(-1))
+    folio_start_read(S, ctx, fid)
     return fid
+
+
+@njit
+def folio_start_read(S, ctx, fid):
+    """A folio added for reading: locked and not uptodate until its I/O completes."""
+    S.f_flags[fid] = (S.f_flags[fid] & ~PG_UPTODATE) | fm.PG_LOCKED
+    n = ctx.ctl[CT_NINFLIGHT]
+    if n >= ctx.inflight.shape[0]:
+        # a long-forgotten read completes on its own: the older half of the list
+        folio_complete_reads(S, ctx, np.int64(-1), n // 2)
+        n = ctx.ctl[CT_NINFLIGHT]
+    ctx.inflight[n, 0] = fid
+    ctx.inflight[n, 1] = S.f_mapping[fid]
+    ctx.inflight[n, 2] = S.f_index[fid]
+    ctx.ctl[CT_NINFLIGHT] = n + 1
+
+
+@njit
+def folio_complete_reads(S, ctx, mapping, limit):
+    """Read I/O completes (``folio_end_read``): every folio under read of ``mapping`` (all
+    mappings for -1; only the ``limit`` oldest entries looked at when ``limit`` >= 0) becomes
+    uptodate and unlocked.  The model's I/O timing: a reader that waits on one folio of a
+    file finds the file's outstanding reads done."""
+    n = ctx.ctl[CT_NINFLIGHT]
+    if limit < 0:
+        ctx.ctl[CT_WAITS] += 1
+    lim = n if limit < 0 else min(limit, n)
+    w = 0
+    for r in range(n):
+        fid = ctx.inflight[r, 0]
+        m = ctx.inflight[r, 1]
+        if r < lim and (mapping < 0 or m == mapping):
+            if S.f_order[fid] >= 0 and S.f_mapping[fid] == m and S.f_index[fid] == ctx.inflight[r, 2]:
+                S.f_flags[fid] = (S.f_flags[fid] | PG_UPTODATE) & ~fm.PG_LOCKED
+            continue
+        ctx.inflight[w, 0] = fid
+        ctx.inflight[w, 1] = m
+        ctx.inflight[w, 2] = ctx.inflight[r, 2]
+        w += 1
+    ctx.ctl[CT_NINFLIGHT] = w
 
 
 @njit
@@ -500,39 +548,50 @@ def _uptodate(S, fid):
 
 @njit
 def filemap_get_pages_nb(P, H, S, R, ctx, f, index, last_index):
-    """One ``filemap_get_pages`` call of a read of pages ``[index, last_index)``.
+    """One traced ``filemap_get_pages`` call of a read of pages ``[index, last_index)``.
 
-    Returns the index after the read batch (what ``filemap_read`` copies before it calls
-    again), negated when ``filemap_create_folio`` had to add the folio (the kernel traces
-    no ``mm_filemap_get_pages`` for that call)."""
+    ``filemap_get_read_batch`` collects folios from ``index`` and stops at a hole, after a
+    folio that is not uptodate or carries ``PG_readahead``, or at 31 folios.  An empty batch
+    calls ``page_cache_sync_ra``; if that added nothing, ``filemap_create_folio`` adds one
+    min-order folio.  A ``PG_readahead`` last folio calls ``page_cache_async_ra``
+    (``filemap_readahead``).  A last folio still under read I/O is waited for
+    (``filemap_update_page`` -> ``AOP_TRUNCATED_PAGE``) and the batch is looked up again
+    (``goto retry``), which can meet the next ``PG_readahead`` folio.  Returns the index
+    after the batch (what ``filemap_read`` copies), negated when the folio was created."""
     mapping = R.mapping[f]
-    fid = filemap_get_folio_nb(P, H, S, mapping, index)
-    if fid < 0:
-        page_cache_sync_ra_nb(P, H, S, R, ctx, f, index, last_index - index)
+    for _ in range(64):
         fid = filemap_get_folio_nb(P, H, S, mapping, index)
-    if fid < 0:
-        min_order = S.m_min_order[mapping]
-        at = index & ~((np.int64(1) << min_order) - 1)
-        fid = _add_folio(P, H, S, R, ctx, f, mapping, at, min_order, np.int64(ADD_CREATE))
         if fid < 0:
-            return np.int64(0)
-        return -(at + (np.int64(1) << min_order))
-    # filemap_get_read_batch: stop at a hole, a folio not uptodate, a readahead folio, 31 folios
-    n = np.int64(1)
-    last = fid
-    while True:
-        if not _uptodate(S, last) or (S.f_flags[last] & PG_READAHEAD) != 0 or n >= PAGEVEC_SIZE:
-            break
-        nxt_index = S.f_index[last] + (np.int64(1) << S.f_order[last])
-        if nxt_index > last_index - 1:
-            break
-        nxt = filemap_get_folio_nb(P, H, S, mapping, nxt_index)
-        if nxt < 0:
-            break
-        last = nxt
-        n += 1
-    if (S.f_flags[last] & PG_READAHEAD) != 0:
-        page_cache_async_ra_nb(P, H, S, R, ctx, f, last, S.f_index[last], last_index - S.f_index[last])
+            page_cache_sync_ra_nb(P, H, S, R, ctx, f, index, last_index - index)
+            fid = filemap_get_folio_nb(P, H, S, mapping, index)
+        if fid < 0:
+            min_order = S.m_min_order[mapping]
+            at = index & ~((np.int64(1) << min_order) - 1)
+            fid = _add_folio(P, H, S, R, ctx, f, mapping, at, min_order, np.int64(ADD_CREATE))
+            if fid < 0:
+                return np.int64(0)
+            folio_complete_reads(S, ctx, mapping, np.int64(-1))   # filemap_read_folio waits
+            return -(at + (np.int64(1) << min_order))
+        n = np.int64(1)
+        last = fid
+        while True:
+            if not _uptodate(S, last) or (S.f_flags[last] & PG_READAHEAD) != 0 or n >= PAGEVEC_SIZE:
+                break
+            nxt_index = S.f_index[last] + (np.int64(1) << S.f_order[last])
+            if nxt_index > last_index - 1:
+                break
+            nxt = filemap_get_folio_nb(P, H, S, mapping, nxt_index)
+            if nxt < 0:
+                break
+            last = nxt
+            n += 1
+        if (S.f_flags[last] & PG_READAHEAD) != 0:
+            page_cache_async_ra_nb(P, H, S, R, ctx, f, last, S.f_index[last], last_index - S.f_index[last])
+        if _uptodate(S, last):
+            return S.f_index[last] + (np.int64(1) << S.f_order[last])
+        # wait for the read and look again (a batch of several folios ending in one under
+        # I/O returns them untraced in the kernel; a traced call here was the retry's)
+        folio_complete_reads(S, ctx, mapping, np.int64(-1))
     return S.f_index[last] + (np.int64(1) << S.f_order[last])
 
 
@@ -592,7 +651,7 @@ def do_sync_mmap_readahead_nb(P, H, S, R, ctx, f, index, vm_flags, vm_start, vm_
 def do_async_mmap_readahead_nb(P, H, S, R, ctx, f, fid, index, vm_flags):
     if (vm_flags & VM_RAND_READ) != 0 or R.ra_pages[f] == 0:
         return
-    if R.mmap_miss[f] > 0:   # the folio is not locked (no concurrent fault in the model)
+    if (S.f_flags[fid] & fm.PG_LOCKED) == 0 and R.mmap_miss[f] > 0:
         R.mmap_miss[f] -= 1
     if (S.f_flags[fid] & PG_READAHEAD) != 0:
         page_cache_async_ra_nb(P, H, S, R, ctx, f, fid, index, R.ra_pages[f])
@@ -609,6 +668,8 @@ def filemap_fault_nb(P, H, S, R, ctx, f, index, vm_flags, vm_start, vm_end, exec
     fid = filemap_get_folio_nb(P, H, S, mapping, index)
     if fid >= 0:
         do_async_mmap_readahead_nb(P, H, S, R, ctx, f, fid, index, vm_flags)
+        if not _uptodate(S, fid):
+            folio_complete_reads(S, ctx, mapping, np.int64(-1))   # lock_folio_maybe_drop_mmap
         return np.int64(0)
     do_sync_mmap_readahead_nb(P, H, S, R, ctx, f, index, vm_flags, vm_start, vm_end, exec_order)
     if filemap_get_folio_nb(P, H, S, mapping, index) < 0:
@@ -616,6 +677,7 @@ def filemap_fault_nb(P, H, S, R, ctx, f, index, vm_flags, vm_start, vm_end, exec
         min_order = S.m_min_order[mapping]
         at = index & ~((np.int64(1) << min_order) - 1)
         _add_folio(P, H, S, R, ctx, f, mapping, at, min_order, np.int64(ADD_CREATE))
+    folio_complete_reads(S, ctx, mapping, np.int64(-1))   # the fault waits for its page
     return np.int64(1)
 
 
@@ -704,12 +766,11 @@ class Readahead:
         self._ret = fn(self.cache.pool.arrays, self.cache.pool.heads, self.cache.S, self.R, self.ctx, *args)
         if self.ctx.ctl[CT_NOMEM]:
             raise fm.FilemapError("readahead ran out of page-cache nodes (reserve too small)")
-        out = self.ctx.out[: self.ctx.ctl[CT_N]]
-        # folios added by this call become uptodate once "the I/O completes"
-        for rec in out:
-            if rec[O_KIND] == EV_ADD:
-                self.cache.S.f_flags[rec[O_FOLIO]] |= PG_UPTODATE
-        return self.effects(out)
+        return self.effects(self.ctx.out[: self.ctx.ctl[CT_N]])
+
+    def complete_reads(self) -> None:
+        """Let every outstanding read I/O complete (time passes)."""
+        folio_complete_reads(self.cache.S, self.ctx, np.int64(-1), np.int64(-1))
 
     @staticmethod
     def effects(out: np.ndarray) -> list[tuple]:

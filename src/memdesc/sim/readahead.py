@@ -214,11 +214,20 @@ def attribute_nb(kind, pid, mapping, V, npids):
             continue
         if k <= E_MP:
             if k == E_GP:
-                # the pending effects of this pid on this inode are this call's
+                # the pending effects of this pid on this inode from the call's first
+                # sync/async readahead on are this call's (adds before it are the write
+                # path's: even filemap_create_folio follows a sync readahead); the list is
+                # newest first
+                j = head[p]
+                root = -1
+                while j >= 0:
+                    if mapping[j] == mapping[i] and (kind[j] == E_SY or kind[j] == E_AS):
+                        root = j
+                    j = nxt[j]
                 j = head[p]
                 last = -1
                 while j >= 0:
-                    if mapping[j] == mapping[i]:
+                    if mapping[j] == mapping[i] and root >= 0 and j >= root:
                         owner[j] = i
                         last = j
                     j = nxt[j]
@@ -479,18 +488,12 @@ def _end_request(P, H, S, ctx, informed):
                     fm.filemap_remove_folio_nb(P, H, S, fid, np.int64(0))
             elif S.f_order[fid] >= 0:
                 S.f_flags[fid] = old
-    else:
-        for u in range(nu):
-            if ctx.undo[u, 1] < 0:
-                fid = ctx.undo[u, 0]
-                if S.f_order[fid] >= 0:
-                    S.f_flags[fid] |= PG_UPTODATE
     ctx.ctl[ra.CT_NUNDO] = 0
 
 
 @njit
-def run_nb(P, H, S, R, ctx, order, kind, pid, mapping, file, V, owner, aflags, cont, isize_set, vma, pend_file,
-           pend_end, pos, informed, low_nodes, low_rows, low_out):
+def run_nb(P, H, S, R, ctx, order, kind, pid, mapping, file, V, owner, aflags, cont, isize_set, vma, waited,
+           pend_file, pend_end, pos, informed, low_nodes, low_rows, low_out):
     """Run the model over the merged events in ``order`` from ``pos``; returns the next
     position (== len(order) when done), earlier when the pool, the folio rows or the
     effect log run low."""
@@ -513,6 +516,7 @@ def run_nb(P, H, S, R, ctx, order, kind, pid, mapping, file, V, owner, aflags, c
                 ra.filemap_read_end_nb(S, R, pf, pend_end[p])
                 pend_file[p] = -1
             ctx.ctl[ra.CT_REQID] = i
+            waits = ctx.ctl[ra.CT_WAITS]
             if k == E_GP:
                 if V[i, V_INDEX] == 0 and cont[i] == 0 and S.m_isize[m] > 0 and R.prev_pos[f] >= S.m_isize[m]:
                     # reading from 0 again after reaching EOF: taken as a new open(2)
@@ -530,10 +534,20 @@ def run_nb(P, H, S, R, ctx, order, kind, pid, mapping, file, V, owner, aflags, c
                                     np.int64(0))
             else:
                 ra.filemap_map_pages_nb(P, H, S, R, f, V[i, V_INDEX], V[i, V_A] - 1)
+            waited[i] = ctx.ctl[ra.CT_WAITS] > waits
             _end_request(P, H, S, ctx, informed)
         elif k == E_AD:
-            if informed or owner[i] < 0:
+            if owner[i] < 0:
                 _apply_add(P, H, S, m, V[i, V_INDEX], V[i, V_A], aflags[i] | PG_UPTODATE)
+            elif informed:
+                # the kernel's readahead folio: under I/O, unless the model's run of its
+                # request waited (which completes the file's reads, these included)
+                if waited[owner[i]]:
+                    _apply_add(P, H, S, m, V[i, V_INDEX], V[i, V_A], aflags[i] | PG_UPTODATE)
+                else:
+                    fid = _apply_add(P, H, S, m, V[i, V_INDEX], V[i, V_A], aflags[i])
+                    if fid >= 0:
+                        ra.folio_start_read(S, ctx, fid)
         elif k == E_DE:
             _remove_range(P, H, S, m, V[i, V_INDEX], V[i, V_A])
         elif k == E_AS and informed:
@@ -774,6 +788,8 @@ def _isize_pages(ev: Events, nmappings: int) -> np.ndarray:
     end[rq] = ev.V[rq, V_INDEX] + 1
     mp = k == E_MP
     end[mp] = ev.V[mp, V_A]
+    un = k == E_UN   # do_page_cache_ra clamps its window to EOF
+    end[un] = ev.V[un, V_INDEX] + ev.V[un, V_A]
     out = np.zeros(max(1, nmappings), np.int64)
     np.maximum.at(out, ev.mapping, end)
     return out
@@ -856,6 +872,8 @@ def _isize_by_generation(ev: Events, gen: np.ndarray, nmappings: int) -> tuple[n
     end[rq] = ev.V[rq, V_INDEX] + 1
     mp = k == E_MP
     end[mp] = ev.V[mp, V_A]
+    un = k == E_UN   # do_page_cache_ra clamps its window to EOF
+    end[un] = ev.V[un, V_INDEX] + ev.V[un, V_A]
     key = ev.mapping * (int(gen.max(initial=0)) + 1) + gen
     uk, inv = np.unique(key, return_inverse=True)
     size = np.zeros(len(uk), np.int64)
@@ -951,13 +969,14 @@ def validate_readahead(path: str | Path, *, modes: tuple[str, ...] = MODES, max_
         R = _setup_files(ev, meta, pc.S, default_ra_pages)
         ctx = _ctx_for(kernel.height)
         pend_file = np.full(npids, -1, np.int64)
+        waited = np.zeros(n, np.bool_)
         pend_end = np.zeros(npids, np.int64)
         pos = 0
         outs = []
         while pos < n:
             pos = run_nb(pc.pool.arrays, pc.pool.heads, pc.S, R, ctx, order, ev.kind, ev.pid, ev.mapping, ev.file,
                          ev.V, att.owner, att.flags, att.cont, isize_set, vma if mode != "plain_vma" else vma0,
-                         pend_file, pend_end, np.int64(pos),
+                         waited, pend_file, pend_end, np.int64(pos),
                          mode != "raw", np.int64(1024), np.int64(8192), np.int64(16384))
             if ctx.ctl[ra.CT_NOMEM] or ctx.ctl[ra.CT_OVERFLOW]:
                 raise FormatError("readahead validation: the page-cache model ran out of room (internal error)")
