@@ -59,6 +59,7 @@ lookahead_size as size and async_size).
 
 from __future__ import annotations
 
+import importlib.resources
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -69,7 +70,7 @@ import numpy as np
 import polars as pl
 
 from memdesc._numba import njit
-from memdesc.errors import FormatError
+from memdesc.errors import ConfigError, FormatError
 from memdesc.lib import _xarray_kernels as K
 from memdesc.mm import filemap as fm
 from memdesc.mm import readahead as ra
@@ -139,6 +140,14 @@ class Attribution(NamedTuple):
     flags: np.ndarray     # kernel adds: PG_READAHEAD as its ra call set it
     present: np.ndarray   # requests: PRES_*
     cont: np.ndarray      # GP: continues the previous get_pages of the same read(2)
+
+
+def sample_path() -> Path:
+    """The bundled excerpt of the ``files`` capture (see its README)."""
+    p = Path(str(importlib.resources.files("memdesc").joinpath("data", "readahead-sample", "trace.txt.zst")))
+    if not p.is_file():
+        raise ConfigError(f"the bundled readahead sample is missing ({p}): reinstall memdesc")
+    return p
 
 
 # ------------------------------------------------------------------------------------------
@@ -572,11 +581,12 @@ class KindAgreement:
     differ: int = 0     # paired, not equal
 
     @property
-    def fraction(self) -> float:
-        return self.exact / self.events if self.events else 1.0
+    def fraction(self) -> float | None:
+        return self.exact / self.events if self.events else None
 
     def as_dict(self) -> dict:
-        return {"events": self.events, "exact": self.exact, "fraction": round(self.fraction, 6),
+        f = self.fraction
+        return {"events": self.events, "exact": self.exact, "fraction": None if f is None else round(f, 6),
                 "kernel": self.kernel, "model": self.model, "missing": self.missing, "extra": self.extra,
                 "differ": self.differ}
 
@@ -597,11 +607,13 @@ class Agreement:
         return sum(k.exact for k in self.by_kind.values())
 
     @property
-    def fraction(self) -> float:
-        return self.exact / self.events if self.events else 1.0
+    def fraction(self) -> float | None:
+        """exact / events; None when there was nothing to compare."""
+        return self.exact / self.events if self.events else None
 
     def as_dict(self) -> dict:
-        return {"events": self.events, "exact": self.exact, "fraction": round(self.fraction, 6),
+        f = self.fraction
+        return {"events": self.events, "exact": self.exact, "fraction": None if f is None else round(f, 6),
                 "by_kind": {k: v.as_dict() for k, v in self.by_kind.items()},
                 "requests": self.requests, "requests_diverging": self.requests_diverging,
                 "divergence_classes": dict(self.classes.most_common())}
@@ -646,6 +658,18 @@ class ReadaheadValidation:
         out["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
         return out
 
+    def divergences(self, mode: str = "informed", n: int = 10) -> list[dict]:
+        """The first ``n`` diverging requests of a run: the request, and the kernel's and
+        the model's events (adds merged into runs of consecutive folios of one order;
+        sync/async events carry the ``file_ra_state`` they found)."""
+        r = self.runs[mode]
+        out = []
+        for rid in r.divergent[:n]:
+            k = r.kernel_effects.filter(pl.col("reqid") == rid).sort("line")
+            m = r.model_effects.filter(pl.col("reqid") == rid)
+            out.append({"request": self.request(rid), "kernel": describe_effects(k), "model": describe_effects(m)})
+        return out
+
     def request(self, row: int) -> dict:
         ev = self.events
         k = int(ev.kind[row])
@@ -654,6 +678,44 @@ class ReadaheadValidation:
         if k in (E_GP, E_MP):
             d["last_index"] = int(ev.V[row, V_A]) - 1
         return d
+
+
+def describe_effects(df: pl.DataFrame) -> list[str]:
+    """One line per event of an effect frame, consecutive adds of one order merged."""
+    lines: list[str] = []
+    run = None
+    for r in df.iter_rows(named=True):
+        k = int(r["kind"])
+        if k == ra.EV_ADD:
+            if run and run[2] == r["order"] and run[1] == r["index"]:
+                run[1] = r["index"] + r["size"]
+                run[3] += 1
+                continue
+            if run:
+                lines.append(_add_line(run))
+            run = [r["index"], r["index"] + r["size"], r["order"], 1]
+            continue
+        if run:
+            lines.append(_add_line(run))
+            run = None
+        name = KIND_NAMES[k].removeprefix("page_cache_")
+        if k in (ra.EV_SYNC_RA, ra.EV_ASYNC_RA):
+            lines.append(f"{name} index={r['index']} req_count={r['req_count']} | found ra: order={r['order']} "
+                         f"size={r['size']} async_size={r['async_size']} mmap_miss={r['mmap_miss']} "
+                         f"prev_pos={r['prev_pos']}")
+        elif k == ra.EV_RA_ORDER:
+            lines.append(f"{name} index={r['index']} order={r['order']} size={r['size']} async_size={r['async_size']}")
+        else:
+            lines.append(f"{name} index={r['index']} nr_to_read={r['size']} lookahead_size={r['async_size']}")
+    if run:
+        lines.append(_add_line(run))
+    return lines
+
+
+def _add_line(run: list) -> str:
+    a, b, o, n = run
+    what = f"{n} folio{'s' if n > 1 else ''} of order {o}"
+    return f"add [{a}, {b}) {what}" if b - a > 1 else f"add {a} order {o}"
 
 
 def _kernel_effects(ev: Events, att: Attribution) -> pl.DataFrame:

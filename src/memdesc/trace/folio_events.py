@@ -703,23 +703,27 @@ def load_formats(trace_path: str | Path | None = None, formats_dir: str | Path |
     return out, where
 
 
-def _kinds(kinds: Sequence[str] | None) -> list[EventKind]:
+def _kinds(kinds: Sequence[str | EventKind] | None) -> list[EventKind]:
     if kinds is None:
         return list(EVENT_KINDS)
     out = []
     for name in kinds:
+        if isinstance(name, EventKind):
+            out.append(name)
+            continue
         if name not in KIND_BY_NAME:
             raise FormatError(f"unknown folio event kind {name!r} (known: {', '.join(KIND_BY_NAME)})")
         out.append(EVENT_KINDS[KIND_BY_NAME[name]])
     return out
 
 
-def read_folio_events(path: str | Path, *, kinds: Sequence[str] | None = None, strict: bool = False,
+def read_folio_events(path: str | Path, *, kinds: Sequence[str | EventKind] | None = None, strict: bool = False,
                       cache: bool = True, formats_dir: str | Path | None = None, fmt: str = "auto",
                       workers: int | None = None, block_size: int = DEFAULT_BLOCK) -> FolioTrace:
     """Read the folio-level events of a trace file (plain, gz or zst).
 
-    ``kinds``: event names to extract (default: all of :data:`EVENT_KINDS`).  ``strict``:
+    ``kinds``: event names to extract (default: all of :data:`EVENT_KINDS`), or
+    :class:`EventKind` entries not in the table (a new kind needs only its entry).  ``strict``:
     raise :class:`FormatError` at the first malformed line of a wanted event.
     ``formats_dir``: the kernel format files (default: ``formats/`` beside the trace, then
     the bundled 6.18 ones).  ``fmt``: ``auto``, ``ftrace``, ``trace-cmd`` or ``perf``.
@@ -766,7 +770,7 @@ def read_folio_events(path: str | Path, *, kinds: Sequence[str] | None = None, s
     return res
 
 
-def parse_folio_text(text: str | bytes, *, kinds: Sequence[str] | None = None, strict: bool = False,
+def parse_folio_text(text: str | bytes, *, kinds: Sequence[str | EventKind] | None = None, strict: bool = False,
                      formats_dir: str | Path | None = None, name: str = "<text>", fmt: str = "auto",
                      workers: int | None = 1, block_size: int = DEFAULT_BLOCK) -> FolioTrace:
     """Parse trace text held in memory (same rules as :func:`read_folio_events`, no cache)."""
