@@ -799,6 +799,16 @@ class Readahead:
         """One ``filemap_get_pages`` call for pages ``[index, last_index)``."""
         return self._run(filemap_get_pages_nb, np.int64(f), np.int64(index), np.int64(last_index))
 
+    def ra_order(self, f: int, start: int) -> list[tuple]:
+        """``page_cache_ra_order`` of the file's current window from ``start``."""
+        return self._run(page_cache_ra_order_nb, np.int64(f), np.int64(start))
+
+    def folio_flags(self, f: int, index: int) -> int:
+        """PG_* flags of the folio at ``index`` of the file's mapping (-1: none)."""
+        fid = int(filemap_get_folio_nb(self.cache.pool.arrays, self.cache.pool.heads, self.cache.S,
+                                       np.int64(self.R.mapping[f]), np.int64(index)))
+        return -1 if fid < 0 else int(self.cache.S.f_flags[fid])
+
     def sync_ra(self, f: int, index: int, req_count: int) -> list[tuple]:
         return self._run(page_cache_sync_ra_nb, np.int64(f), np.int64(index), np.int64(req_count))
 
