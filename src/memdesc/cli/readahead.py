@@ -42,6 +42,8 @@ def register(app: typer.Typer) -> None:
                                                         "pre-capture pages inferred from readahead windows), "
                                                         "plain_vma (no VMA inferred for faults).")]
         = ",".join(MODES),
+        show: Annotated[str, typer.Option("--show", help="The run whose diverging requests are shown.")]
+        = "informed",
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Parse the trace again (ignore the Parquet "
                                                                   "cache).")] = False,
     ) -> None:
@@ -52,6 +54,8 @@ def register(app: typer.Typer) -> None:
             _fail(f"unknown run(s) {', '.join(bad) or '(none)'}: choose from {', '.join(MODES)}")
         if "informed" not in modes:
             modes = ("informed",) + modes
+        if show not in modes:
+            _fail(f"--show {show}: not one of the runs ({', '.join(modes)})")
         if divergences < 0:
             _fail("--divergences must be >= 0")
         path = capture if capture is not None else sample_path()
@@ -93,20 +97,20 @@ def register(app: typer.Typer) -> None:
                       f"readahead {seeds['skipped_by_readahead']:,}); {inp['file_generations']:,} file generations; "
                       f"{inp['exec_vma_faults']:,} faults in exec VMAs; {inp['kernel_adds_without_request']:,} "
                       f"adds without a read request (writes) applied as state[/]")
-        cls = inf["divergence_classes"]
+        cls = s[f"readahead_agreement_{show}"]["divergence_classes"]
         if cls:
-            ct = Table(title="divergence classes (informed run; first differing event of each request)",
+            ct = Table(title=f"divergence classes ({show} run; first differing event of each request)",
                        title_justify="left")
             ct.add_column("requests", justify="right")
             ct.add_column("class")
             for name, c in list(cls.items())[:12]:
                 ct.add_row(f"{c:,}", name)
             console.print(ct)
-        shown = v.divergences("informed", divergences)
+        shown = v.divergences(show, divergences)
         for i, d in enumerate(shown, 1):
             rq = d["request"]
             rng = f"pages {rq['index']}..{rq['last_index']}" if "last_index" in rq else f"page {rq['index']}"
-            dt = Table(title=f"#{i} line {rq['line']}: {rq['kind'].removeprefix('mm_filemap_')} pid {rq['pid']} "
+            dt = Table(title=f"{show} #{i} line {rq['line']}: {rq['kind'].removeprefix('mm_filemap_')} pid {rq['pid']} "
                              f"ino {rq['ino']:#x} {rng}", title_justify="left", show_lines=False)
             dt.add_column("kernel")
             dt.add_column("model")

@@ -821,7 +821,7 @@ def _setup_files(ev: Events, meta: dict, S: fm.PageCacheArrays, default_ra_pages
     R = ra.new_ra_arrays(nfiles)
     R.prev_pos[:] = -1
     nm = max(1, meta["nmappings"])
-    R.mapping[:] = meta["files"] % nm
+    R.mapping[:nfiles] = meta["files"] % nm
     # ra_pages: the file's first readahead event; else the device's most common value
     k = ev.kind
     has = (k == E_SY) | (k == E_AS) | (k == E_RO)
@@ -833,7 +833,7 @@ def _setup_files(ev: Events, meta: dict, S: fm.PageCacheArrays, default_ra_pages
         vals, cnt = np.unique(np.stack([dev_of_map[ev.mapping[rows]], rp[rows]], axis=1), axis=0, return_counts=True)
         for (d, v), _c in sorted(zip(map(tuple, vals), cnt, strict=True), key=lambda t: -t[1]):
             dev_default.setdefault(int(d), int(v))
-    R.ra_pages[:] = [dev_default.get(int(dev_of_map[m]), default_ra_pages) for m in R.mapping] if nfiles else []
+    R.ra_pages[:nfiles] = [dev_default.get(int(dev_of_map[m]), default_ra_pages) for m in R.mapping[:nfiles]]
     if rows.size:
         f_rows = ev.file[rows]
         uniq, first_pos = np.unique(f_rows, return_index=True)
