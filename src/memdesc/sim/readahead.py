@@ -181,18 +181,23 @@ def _frames_to_events(trace: FolioTrace) -> tuple[Events, dict]:
             sel.append(pl.lit(0, dtype=pl.Int64).alias(f"v{j}"))
         cols.append(f.select(sel))
     m = pl.concat(cols).sort("line")
-    dev = m["dev"].to_numpy()
-    ino = m["ino"].to_numpy()
-    pid = m["pid"].to_numpy()
-    mkey = np.stack([dev, ino], axis=1)
-    uniq_m, mapping = np.unique(mkey, axis=0, return_inverse=True) if len(m) else (np.zeros((0, 2), np.int64),
-                                                                                  np.zeros(0, np.int64))
-    uniq_p, pidx = np.unique(pid, return_inverse=True)
-    fkey = pidx.astype(np.int64) * max(1, len(uniq_m)) + mapping
-    uniq_f, fidx = np.unique(fkey, return_inverse=True)
-    V = np.ascontiguousarray(np.stack([m[f"v{j}"].to_numpy() for j in range(NV)], axis=1).astype(np.int64))
+    # dense ids: mappings by (dev, ino), pids, open files by (pid, mapping)
+    m = m.with_columns(pl.struct("dev", "ino").rank("dense").cast(pl.Int64).alias("mid") - 1,
+                       pl.col("pid").rank("dense").cast(pl.Int64).alias("pidx") - 1)
+    m = m.with_columns(pl.struct("pidx", "mid").rank("dense").cast(pl.Int64).alias("fid") - 1)
+    mapping = m["mid"].to_numpy()
+    pidx = m["pidx"].to_numpy()
+    fidx = m["fid"].to_numpy()
+    maps = m.group_by("mid").agg(pl.col("dev").first(), pl.col("ino").first()).sort("mid")
+    uniq_m = np.stack([maps["dev"].to_numpy(), maps["ino"].to_numpy()], axis=1).astype(np.int64) if len(m) \
+        else np.zeros((0, 2), np.int64)
+    uniq_p = m.group_by("pidx").agg(pl.col("pid").first()).sort("pidx")["pid"].to_numpy().astype(np.int64)
+    files = m.group_by("fid").agg(pl.col("pidx").first(), pl.col("mid").first()).sort("fid")
+    uniq_f = files["pidx"].to_numpy().astype(np.int64) * max(1, len(uniq_m)) + files["mid"].to_numpy()
+    V = np.ascontiguousarray(np.stack([m[f"v{j}"].to_numpy() for j in range(NV)], axis=1).astype(np.int64)) \
+        if len(m) else np.zeros((0, NV), np.int64)
     ev = Events(m["line"].to_numpy().astype(np.int64), m["kind"].to_numpy().astype(np.int64),
-                pidx.astype(np.int64).ravel(), mapping.astype(np.int64).ravel(), fidx.astype(np.int64).ravel(), V)
+                pidx.astype(np.int64), mapping.astype(np.int64), fidx.astype(np.int64), V)
     meta = {"mappings": uniq_m, "pids": uniq_p, "files": uniq_f, "nmappings": len(uniq_m)}
     return ev, meta
 
