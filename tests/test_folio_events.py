@@ -20,6 +20,8 @@ from memdesc.trace.folio_events import (
     EVENT_KINDS,
     PAGECACHE_KINDS,
     EventKind,
+    compile_program,
+    load_formats,
     parse_folio_text,
     read_folio_events,
 )
@@ -197,7 +199,6 @@ def test_a_new_kind_is_one_entry_decoders_from_the_format_file(tmp_path):
 
 def test_every_capture_format_of_the_table_compiles():
     """Every kind of the table has its fields printed in the bundled 6.18 formats."""
-    from memdesc.trace.folio_events import compile_program, load_formats
     formats, where = load_formats(None, None, PAGECACHE_KINDS)
     prog = compile_program(list(EVENT_KINDS), formats)
     assert where == "bundled" and len(prog.specs) == len(EVENT_KINDS)

@@ -8,12 +8,13 @@ import subprocess
 import sys
 from pathlib import Path
 
+import polars as pl
 import pytest
 from typer.testing import CliRunner
 
 from memdesc.cli import app
 from memdesc.errors import FormatError
-from memdesc.sim.readahead import MODES, sample_path, validate_readahead
+from memdesc.sim.readahead import MODES, compare, sample_path, validate_readahead
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -52,11 +53,10 @@ def test_divergences_are_listed_side_by_side(sample):
 
 def test_a_broken_model_is_caught():
     """The comparison is not vacuous: a model that never reads ahead asynchronously disagrees."""
-    from memdesc.sim import readahead as sr
     v = validate_readahead(sample_path(), modes=("informed",))
     k = v.informed.kernel_effects
-    broken = v.informed.model_effects.filter(sr.pl.col("kind") != 1)
-    a, _ = sr.compare(k, broken)
+    broken = v.informed.model_effects.filter(pl.col("kind") != 1)
+    a, _ = compare(k, broken)
     assert a.by_kind["page_cache_async_ra"].missing == 21 and a.fraction < 1.0
 
 
