@@ -120,4 +120,4 @@ def register(app: typer.Typer) -> None:
             console.print(dt)
         out = dict(s)
         out["divergences"] = shown
-        _write_json(json_path, out)
+        _write_json(json_path, out, "readahead")
