@@ -10,15 +10,20 @@ diverging requests with the kernel's events beside the model's (sync/async event
 
 from __future__ import annotations
 
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.table import Table
 
-from memdesc.cli.options import JsonOpt, _fail, _write_json, console
+from memdesc.cli.options import JsonOpt, _fail, _write_json, console, value
 from memdesc.errors import FormatError
 from memdesc.sim.readahead import KIND_NAMES, MODES, sample_path, validate_readahead
+
+#: the validation runs (``--show``)
+Run = Enum("Run", {m: m for m in MODES}, type=str)
+Run.__doc__ = "Readahead validation runs (``--show``)."
 
 CaptureArg = Annotated[Path | None, typer.Argument(
     help="A capture directory (trace.txt.zst and formats/) or a trace file. Default: the bundled excerpt of the "
@@ -42,12 +47,13 @@ def register(app: typer.Typer) -> None:
                                                         "pre-capture pages inferred from readahead windows), "
                                                         "plain_vma (no VMA inferred for faults).")]
         = ",".join(MODES),
-        show: Annotated[str, typer.Option("--show", help="The run whose diverging requests are shown.")]
+        show: Annotated[Run, typer.Option("--show", help="The run whose diverging requests are shown.")]
         = "informed",
         no_cache: Annotated[bool, typer.Option("--no-cache", help="Parse the trace again (ignore the Parquet "
                                                                   "cache).")] = False,
     ) -> None:
         """Validate the readahead model (mm/readahead.c, 6.18) against a capture's folio-level events."""
+        show = value(show)
         modes = tuple(m.strip() for m in runs.split(",") if m.strip())
         bad = [m for m in modes if m not in MODES]
         if bad or not modes:
