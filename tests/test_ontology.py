@@ -353,10 +353,10 @@ def test_cli_errors(tmp_path):
     res = CliRunner().invoke(app, ["ontology"])
     assert res.exit_code == 2 and "capture directory" in res.output
     res = CliRunner().invoke(app, ["ontology", str(tmp_path / "nope")])
-    assert isinstance(res.exception, ConfigError) and "not a directory" in str(res.exception)
+    assert res.exit_code == 2 and "not a directory" in res.output
     (tmp_path / "before.zoneinfo").write_text((SAMPLE / "before.zoneinfo").read_text())
     res = CliRunner().invoke(app, ["ontology", str(tmp_path)])
-    assert "no before.kpageflags" in str(res.exception)
+    assert res.exit_code == 2 and "no before.kpageflags" in res.output
     (tmp_path / "before.kpageflags").write_bytes(b"not a dump\n")
     res = subprocess.run([sys.executable, "-c", "from memdesc.cli import main; main()", "ontology", str(tmp_path)],
                          capture_output=True, text=True, env=dict(os.environ, COLUMNS="200"))

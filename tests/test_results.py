@@ -66,6 +66,7 @@ def outputs(tmp_path_factory, sample_comparison):
         "scenario": _run(["scenario", "highmem-free", "--mem", "1G", "--design", "all", "--no-steps"],
                          t / "scenario.json"),
         "ontology": _run(["ontology", str(sample_path()), "--formula"], t / "ontology.json"),
+        "readahead": _run(["readahead", "--runs", "informed,raw", "--divergences", "1"], t / "readahead.json"),
     }
     p = t / "compare.json"
     options._write_json(p, sample_comparison.summary, "compare")

@@ -418,6 +418,44 @@ class OntologyCommand(Model):
         default=None, description="design -> {scanner: distinct cache lines per pfn}")
 
 
+# ---------------------------------------------------------------------- readahead
+
+
+class KindAgreement(Model):
+    events: int = Field(description="pairs of kernel and model events plus unpaired events of either side")
+    exact: int = Field(description="pairs whose index, order, size and async_size are all equal")
+    fraction: float | None = Field(description="exact / events; null when there was nothing to compare")
+    kernel: int
+    model: int
+    missing: int = Field(description="kernel events the model did not make")
+    extra: int = Field(description="model events the kernel did not make")
+    differ: int = Field(description="paired events that are not equal")
+
+
+class ReadaheadAgreement(Model):
+    events: int
+    exact: int
+    fraction: float | None
+    by_kind: dict[str, KindAgreement] = Field(description="page_cache_sync_ra, page_cache_async_ra, "
+                                                          "page_cache_ra_order, page_cache_ra_unbounded, "
+                                                          "mm_filemap_add_to_page_cache")
+    requests: int
+    requests_diverging: int
+    divergence_classes: dict[str, int]
+
+
+class ReadaheadCommand(Model):
+    """``memdesc readahead --json`` (:meth:`memdesc.sim.readahead.ReadaheadValidation.summary`):
+    the readahead model against a capture, event by event; ``readahead_agreement`` is the
+    informed run, ``readahead_agreement_<run>`` every run made (docs/mm.md)."""
+
+    source: str
+    readahead_agreement: ReadaheadAgreement
+    inputs: dict[str, Any]
+    seconds: dict[str, float]
+    divergences: list[dict[str, Any]]
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -430,6 +468,7 @@ COMMANDS: dict[str, type[Model]] = {
     "sweep": SweepCommand,
     "capture": CaptureCommand,
     "ontology": OntologyCommand,
+    "readahead": ReadaheadCommand,
 }
 
 
