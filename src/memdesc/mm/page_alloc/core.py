@@ -472,16 +472,25 @@ def page_del_and_expand(st, z, pfn, low, high, mt):
 
 
 @njit
-def __rmqueue_smallest(st, z, order, mt, cpu):
+def find_rmqueue_smallest(st, z, order, mt):
+    """__rmqueue_smallest()'s choice, read-only: (pfn, current_order) of the block it takes
+    (the head of the smallest non-empty free list of type mt from order up), or (-1, -1)."""
     for current_order in range(order, NR_PAGE_ORDERS):
         pfn = get_page_from_free_area(st, z, current_order, mt)
-        if pfn < 0:
-            continue
-        page_del_and_expand(st, z, pfn, order, current_order, mt)
-        trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
-                    1 if (pcp_allowed_order(order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
-        return pfn
-    return -1
+        if pfn >= 0:
+            return pfn, np.int64(current_order)
+    return np.int64(-1), np.int64(-1)
+
+
+@njit
+def __rmqueue_smallest(st, z, order, mt, cpu):
+    pfn, current_order = find_rmqueue_smallest(st, z, order, mt)
+    if pfn < 0:
+        return -1
+    page_del_and_expand(st, z, pfn, order, current_order, mt)
+    trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
+                1 if (pcp_allowed_order(order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
+    return pfn
 
 
 @njit(inline="always")
@@ -595,6 +604,31 @@ def boost_watermark(st, z):
     return True
 
 
+#: claim_block_start(): a block of pageblock_order or more is claimed whole
+CLAIM_WHOLE = -2
+
+
+@njit
+def claim_block_start(st, z, pfn, current_order, start_type, block_type):
+    """try_to_claim_block()'s decision, read-only: CLAIM_WHOLE (current_order >=
+    pageblock_order), the start pfn of the pageblock it claims (half of it free or of a
+    compatible type), or -1 (the block is not claimed)."""
+    if current_order >= PAGEBLOCK_ORDER:
+        return np.int64(CLAIM_WHOLE)
+    start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
+    if start_pfn < 0:
+        return np.int64(-1)
+    if start_type == MT_MOVABLE:
+        alike_pages = movable_pages
+    elif block_type == MT_MOVABLE:
+        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+    else:
+        alike_pages = 0
+    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
+        return np.int64(start_pfn)
+    return np.int64(-1)
+
+
 @njit
 def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type, alloc_flags, cpu):
     if current_order >= PAGEBLOCK_ORDER:
@@ -605,19 +639,11 @@ def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type,
         return pfn
     if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
         st.z_flags[z] |= ZONE_BOOSTED_WATERMARK
-    start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
+    start_pfn = claim_block_start(st, z, pfn, current_order, start_type, block_type)
     if start_pfn < 0:
         return -1
-    if start_type == MT_MOVABLE:
-        alike_pages = movable_pages
-    elif block_type == MT_MOVABLE:
-        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
-    else:
-        alike_pages = 0
-    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
-        __move_freepages_block(st, z, start_pfn, block_type, start_type)
-        return __rmqueue_smallest(st, z, order, start_type, cpu)
-    return -1
+    __move_freepages_block(st, z, start_pfn, block_type, start_type)
+    return __rmqueue_smallest(st, z, order, start_type, cpu)
 
 
 @njit
@@ -644,17 +670,26 @@ def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
 
 
 @njit
-def __rmqueue_steal(st, z, order, start_mt, cpu):
+def find_rmqueue_steal(st, z, order, start_mt):
+    """__rmqueue_steal()'s choice, read-only: (pfn, current_order, fallback_mt) of the
+    block it would take, or (-1, -1, -1)."""
     for current_order in range(order, NR_PAGE_ORDERS):
         fmt = find_suitable_fallback(st, z, current_order, start_mt, False)
         if fmt < 0:
             continue
-        pfn = get_page_from_free_area(st, z, current_order, fmt)
-        page_del_and_expand(st, z, pfn, order, current_order, fmt)
-        st.stats[ST_STEAL] += 1
-        extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
-        return pfn
-    return -1
+        return get_page_from_free_area(st, z, current_order, fmt), np.int64(current_order), np.int64(fmt)
+    return np.int64(-1), np.int64(-1), np.int64(-1)
+
+
+@njit
+def __rmqueue_steal(st, z, order, start_mt, cpu):
+    pfn, current_order, fmt = find_rmqueue_steal(st, z, order, start_mt)
+    if pfn < 0:
+        return -1
+    page_del_and_expand(st, z, pfn, order, current_order, fmt)
+    st.stats[ST_STEAL] += 1
+    extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
+    return pfn
 
 
 @njit
@@ -701,6 +736,111 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
             if pfn >= 0:
                 return pfn, RMQUEUE_STEAL
     return -1, mode
+
+
+# ------------------------------------------------------------------ read-only choices ("peek")
+# What __rmqueue() and rmqueue_buddy() would take from the current state, without taking it:
+# built from the same helpers as the real paths (find_rmqueue_smallest, find_suitable_fallback,
+# claim_block_start, find_rmqueue_steal), so a shadow replay asks the model's own code.
+
+#: kinds of rmqueue_peek() answers: where the block would come from
+PEEK_NONE, PEEK_NORMAL, PEEK_CMA, PEEK_CLAIM, PEEK_STEAL, PEEK_HIGHATOMIC = range(6)
+
+
+@njit
+def claimed_block_pick(st, start_pfn, order):
+    """The block __rmqueue_smallest(order, start_type) returns right after try_to_claim_block()
+    moved the pageblock at start_pfn to start_type.  The start_type lists of order >= order
+    were empty (the normal mode had just failed) and __move_freepages_block() appended the
+    pageblock's free blocks in pfn order, so it is the lowest-pfn free block of the smallest
+    order >= order in the pageblock: (pfn, its order)."""
+    best = np.int64(-1)
+    best_order = np.int64(NR_PAGE_ORDERS)
+    p = start_pfn
+    end = start_pfn + PAGEBLOCK_NR_PAGES
+    while p < end:
+        if is_buddy(st, p):
+            k = np.int64(buddy_order(st, p))
+            if order <= k < best_order:
+                best = p
+                best_order = k
+            p += np.int64(1) << k
+        else:
+            p += 1
+    return best, best_order
+
+
+@njit
+def rmqueue_claim_peek(st, z, order, start_mt, alloc_flags):
+    """__rmqueue_claim()'s outcome, read-only (its boost_watermark() side effect left out):
+    (pfn returned, fallback order, fallback migratetype), or (-1, -1, -1)."""
+    min_order = order
+    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = PAGEBLOCK_ORDER
+    current_order = MAX_PAGE_ORDER
+    while current_order >= min_order:
+        fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
+        if fmt == -1:
+            current_order -= 1
+            continue
+        if fmt == -2:
+            break
+        pfn = get_page_from_free_area(st, z, current_order, fmt)
+        start = claim_block_start(st, z, pfn, current_order, start_mt, fmt)
+        if start == CLAIM_WHOLE:
+            return np.int64(pfn), np.int64(current_order), np.int64(fmt)
+        if start >= 0:
+            q, _k = claimed_block_pick(st, start, order)
+            return q, np.int64(current_order), np.int64(fmt)
+        current_order -= 1
+    return np.int64(-1), np.int64(-1), np.int64(-1)
+
+
+@njit
+def rmqueue_peek(st, z, order, mt, alloc_flags, mode):
+    """__rmqueue()'s choice, read-only: (pfn, kind, current order, migratetype of the list it
+    comes from); kind is one of the PEEK_* values (PEEK_NONE: it would fail)."""
+    if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and st.z_free_cma[z] > st.z_free[z] // 2:
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_CMA)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_CMA), co, np.int64(MT_CMA)
+    m = mode
+    if m == RMQUEUE_NORMAL:
+        pfn, co = find_rmqueue_smallest(st, z, order, mt)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_NORMAL), co, np.int64(mt)
+        m = RMQUEUE_CMA
+    if m == RMQUEUE_CMA:
+        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA):
+            pfn, co = find_rmqueue_smallest(st, z, order, MT_CMA)
+            if pfn >= 0:
+                return pfn, np.int64(PEEK_CMA), co, np.int64(MT_CMA)
+        m = RMQUEUE_CLAIM
+    if m == RMQUEUE_CLAIM:
+        pfn, co, fmt = rmqueue_claim_peek(st, z, order, mt, alloc_flags)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_CLAIM), co, fmt
+        m = RMQUEUE_STEAL
+    if m == RMQUEUE_STEAL and not (alloc_flags & ALLOC_NOFRAGMENT):
+        pfn, co, fmt = find_rmqueue_steal(st, z, order, mt)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_STEAL), co, fmt
+    return np.int64(-1), np.int64(PEEK_NONE), np.int64(-1), np.int64(-1)
+
+
+@njit
+def rmqueue_buddy_peek(st, z, order, alloc_flags, mt):
+    """rmqueue_buddy()'s choice, read-only (see rmqueue_peek())."""
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_HIGHATOMIC)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_HIGHATOMIC), co, np.int64(MT_HIGHATOMIC)
+    pfn, kind, co, fmt = rmqueue_peek(st, z, order, mt, alloc_flags, RMQUEUE_NORMAL)
+    if pfn < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_HIGHATOMIC)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_HIGHATOMIC), co, np.int64(MT_HIGHATOMIC)
+    return pfn, kind, co, fmt
 
 
 # ------------------------------------------------------------------ per-cpu lists
@@ -792,14 +932,13 @@ def nr_pcp_high(st, pcp, z, batch, free_high):
 
 
 @njit
-def free_unref_page_commit(st, z, cpu, pfn, mt, order):
-    pcp = st.pcp[cpu, z]
+def pcp_free_commit_count(st, pcp, z, order):
+    """The per_cpu_pages bookkeeping of free_frozen_page_commit() for a block of ``order``
+    whose pages ``pcp[PCP_COUNT]`` already includes: alloc_factor, the free_high test,
+    PCPF_PREV_FREE_HIGH_ORDER, free_count and nr_pcp_high().  Returns how many pages the
+    commit drains (nr_pcp_free(), 0 if count stays below high).  Works on any pcp row, so a
+    shadow replay can run it on copies."""
     pcp[PCP_ALLOC_FACTOR] >>= 1
-    pindex = order_to_pindex(mt, order)
-    list_add(st, pcp_lid(st, cpu, z, pindex), pfn, False)
-    st.owner[pfn] = OWNER_PCP
-    pcp[PCP_COUNT] += 1 << order
-    st.stats[ST_PCP_FREE] += 1
     batch = pcp[PCP_BATCH]
     free_high = False
     if order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER:
@@ -813,7 +952,21 @@ def free_unref_page_commit(st, z, cpu, pfn, mt, order):
         pcp[PCP_FREE_COUNT] += 1 << order
     high = nr_pcp_high(st, pcp, z, batch, free_high)
     if pcp[PCP_COUNT] >= high:
-        free_pcppages_bulk(st, z, nr_pcp_free(pcp, batch, high, free_high), cpu, pindex)
+        return nr_pcp_free(pcp, batch, high, free_high)
+    return -1
+
+
+@njit
+def free_unref_page_commit(st, z, cpu, pfn, mt, order):
+    pcp = st.pcp[cpu, z]
+    pindex = order_to_pindex(mt, order)
+    list_add(st, pcp_lid(st, cpu, z, pindex), pfn, False)
+    st.owner[pfn] = OWNER_PCP
+    pcp[PCP_COUNT] += 1 << order
+    st.stats[ST_PCP_FREE] += 1
+    to_free = pcp_free_commit_count(st, pcp, z, order)
+    if to_free >= 0:
+        free_pcppages_bulk(st, z, to_free, cpu, pindex)
         if (st.z_flags[z] & ZONE_BELOW_HIGH) and zone_watermark_ok(st, z, 0, high_wmark_pages(st, z),
                                                                     st.cfg[CFG_MOVABLE_IDX], 0):
             st.z_flags[z] &= ~ZONE_BELOW_HIGH
@@ -1054,6 +1207,24 @@ def prep_new_page(st, pfn, order, gfp, mt):
 
 
 @njit
+def zone_allows(st, z, order, alloc_flags, highest_zoneidx):
+    """get_page_from_freelist()'s watermark test of one zone: first against the high
+    watermark (setting ZONE_BELOW_HIGH when it fails, as the kernel does to shrink pcp->high),
+    then against the allocation's own watermark."""
+    if not (st.z_flags[z] & ZONE_BELOW_HIGH):
+        if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
+            return True
+        st.z_flags[z] |= ZONE_BELOW_HIGH
+    mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
+    if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
+        return True
+    if alloc_flags & ALLOC_NO_WATERMARKS:
+        return True
+    st.stats[ST_WMARK_FAIL] += 1
+    return False
+
+
+@njit
 def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
     """Walk the zonelist for a zone above its watermark and take pages from it; pfn or -1."""
     zl = st.zonelist[node]
@@ -1074,21 +1245,7 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
                 # moving to a remote node: locality beats fragmentation avoidance
                 retry = True
                 break
-            ok = False
-            if not (st.z_flags[z] & ZONE_BELOW_HIGH):
-                if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
-                    ok = True
-                else:
-                    st.z_flags[z] |= ZONE_BELOW_HIGH
-            if not ok:
-                mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
-                if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
-                    ok = True
-                elif alloc_flags & ALLOC_NO_WATERMARKS:
-                    ok = True
-                else:
-                    st.stats[ST_WMARK_FAIL] += 1
-            if not ok:
+            if not zone_allows(st, z, order, alloc_flags, highest_zoneidx):
                 continue
             pfn = rmqueue(st, z, order, alloc_flags, mt, cpu)
             if pfn >= 0:
@@ -1541,9 +1698,10 @@ VMSTAT_INTERVAL_NS = 1_000_000_000
 
 
 @njit
-def decay_pcp_high(st, z, cpu):
-    """decay_pcp_high(): shrink an idle pcp's high by 1/8 toward high_min and free the excess."""
-    pcp = st.pcp[cpu, z]
+def pcp_decay_high(pcp):
+    """decay_pcp_high()'s bookkeeping on one pcp row: high shrinks by 1/8 toward high_min
+    (at most by batch << CONFIG_PCP_BATCH_SCALE_MAX below count).  Returns (todo, pages to
+    drain)."""
     todo = 0
     high_min = pcp[PCP_HIGH_MIN]
     batch = pcp[PCP_BATCH]
@@ -1552,7 +1710,13 @@ def decay_pcp_high(st, z, cpu):
                             pcp[PCP_HIGH] - (pcp[PCP_HIGH] >> 3), high_min)
         if pcp[PCP_HIGH] > high_min:
             todo += 1
-    to_drain = pcp[PCP_COUNT] - pcp[PCP_HIGH]
+    return todo, pcp[PCP_COUNT] - pcp[PCP_HIGH]
+
+
+@njit
+def decay_pcp_high(st, z, cpu):
+    """decay_pcp_high(): shrink an idle pcp's high by 1/8 toward high_min and free the excess."""
+    todo, to_drain = pcp_decay_high(st.pcp[cpu, z])
     if to_drain > 0:
         pcp_free_bulk(st, z, to_drain, cpu, 0)
         todo += 1
