@@ -436,13 +436,16 @@ def first_revealed_types(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.nd
         claim = (pfn[a] == pfn[b]) & (ev[a] == E.ALLOC_ZONE_LOCKED) & (ev[b] == E.EXTFRAG) \
             & (cols["change_ownership"][b] == 1)
         reveal[a[claim]] = fbmt[b[claim]]
+    # an extfrag event shows the type of the whole fallback block (fallback_order)
+    span = np.where(ev == E.EXTFRAG, np.maximum(order, cols["fallback_order"].astype(np.int64)), order)
     sel = np.flatnonzero((pfn >= 0) & ((ev == E.ALLOC_ZONE_LOCKED) | (ev == E.PCPU_DRAIN) | (ev == E.EXTFRAG))
-                         & (reveal >= 0) & (reveal < len(MIGRATETYPE_BY_NAME)) & (order <= 10))
+                         & (reveal >= 0) & (reveal < len(MIGRATETYPE_BY_NAME)) & (span <= 10))
     pbs = [pfn[sel] >> PAGEBLOCK_ORDER]
     pos = [sel]
-    big = sel[order[sel] > PAGEBLOCK_ORDER]
-    for k in range(1, 1 << (10 - PAGEBLOCK_ORDER)):  # the other pageblocks of an order-10 block
-        pbs.append((pfn[big] >> PAGEBLOCK_ORDER) + k)
+    big = sel[span[sel] > PAGEBLOCK_ORDER]
+    base = (pfn[big] >> 10) << (10 - PAGEBLOCK_ORDER)
+    for k in range(1 << (10 - PAGEBLOCK_ORDER)):  # every pageblock of an order-10 block
+        pbs.append(base + k)
         pos.append(big)
     pb_all = np.concatenate(pbs)
     pos_all = np.concatenate(pos)

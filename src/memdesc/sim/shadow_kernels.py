@@ -66,7 +66,7 @@ from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.mm import gfp as G
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, MIGRATE_PCPTYPES, MIGRATE_TYPES, NR_PCP_LISTS
 from memdesc.mm.page_alloc import core
-from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, list_first, list_last
+from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, list_first, list_last, list_next
 from memdesc.sim import replay_kernels as R
 
 # decision classes
@@ -167,11 +167,15 @@ def buddy_known(st, sh, lid):
 
 
 @njit
-def suspect(sh, pfn):
+def suspect(st, sh, pfn):
     """A free block whose presence at its place the kernel contradicted (one divergence counts
     once: later choices resting on it are not informed)."""
-    if pfn >= 0 and sh.unk[pfn] == 0:
-        sh.unk[pfn] = 2
+    if pfn < 0:
+        return
+    if sh.unk[pfn] == 1:
+        sh.unk_cnt[core.buddy_lid(st, core.page_zone(st, pfn), buddy_order(st, pfn),
+                                  core.get_pfnblock_migratetype(st, pfn))] -= 1
+    sh.unk[pfn] = 2
 
 
 @njit
@@ -181,7 +185,8 @@ def taint(st, sh, start, end):
     end = min(end, st.owner.shape[0])
     while q < end:
         if is_buddy(st, q):
-            suspect(sh, q)
+            if sh.unk[q] == 0:
+                suspect(st, sh, q)
             q += np.int64(1) << buddy_order(st, q)
         else:
             q += 1
@@ -459,6 +464,19 @@ def settle(st, sh, n):
 
 
 @njit
+def refill_reveals(st, sh, lid):
+    """rmqueue_bulk() runs only on an empty list: the kernel's list lid held no page, so it is
+    complete from now on, and whatever the model still has on it is not in the kernel's."""
+    p = list_first(st, lid)
+    n = 0
+    while p >= 0 and n < 4096:
+        sh.phantom[p] = 1
+        p = list_next(st, lid, p)
+        n += 1
+    sh.pcp_done[lid] = 1
+
+
+@njit
 def rows_alloc_start(st, sh, cpu, z):
     """rmqueue_pcplist() entry: free_count >>= 1 on both rows."""
     st.pcp[cpu, z, core.PCP_FREE_COUNT] >>= 1
@@ -707,7 +725,7 @@ def decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, refill
             record(st, sh, loc, unavail, C_BUDDY_ALLOC, i, c, p, mp, o, mt, kz, z, informed, -1, kind, -1, co,
                    lid, c, kz)
             if lid >= 0:
-                suspect(sh, list_first(st, lid))
+                suspect(st, sh, list_first(st, lid))
     if kind == core.PEEK_CLAIM:
         sh.fall[0, 0] += 1
     elif kind == core.PEEK_STEAL:
@@ -729,7 +747,7 @@ def decide_refill_block(st, sh, loc, unavail, i, c, p, o):
         record(st, sh, loc, unavail, C_PCP_REFILL, i, c, p, mp, o, x[X_MT], core.page_zone(st, p), z, informed,
                -1, kind, -1, co, lid, c, z)
         if lid >= 0:
-            suspect(sh, list_first(st, lid))
+            suspect(st, sh, list_first(st, lid))
     x[X_PEEK_PFN] = mp
     x[X_PEEK_KIND] = kind
     x[X_PEEK_CO] = co
@@ -889,6 +907,8 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
                 x[X_PRED_LO] = lo
                 x[X_PRED_HI] = hi
                 k = K_REFILL
+                if kz >= 0:
+                    refill_reveals(st, sh, core.pcp_lid(st, c, kz, core.order_to_pindex(x[X_MT], o)))
             if k == K_REFILL:
                 decide_refill_block(st, sh, loc, unavail, i, c, p, o)
                 x[X_KPFN] = p
