@@ -56,3 +56,7 @@ class FormatError(MemdescError, ValueError):
         if line is not None:
             text += f"\n    {line.rstrip()}"
         super().__init__(text)
+
+
+class CaptureError(MemdescError):
+    """``memdesc capture`` cannot trace here: not root, no tracefs, a missing event, a bad OUTDIR."""

@@ -18,13 +18,13 @@ import sys
 
 import typer
 
-from memdesc.cli import commands, replay, scenario
+from memdesc.cli import capture, commands, replay, scenario
 from memdesc.cli.options import err
 from memdesc.errors import MemdescError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="memdesc: executable models of Linux physical-memory management designs.")
-for _module in (commands, replay, scenario):
+for _module in (commands, replay, scenario, capture):
     _module.register(app)
 
 
