@@ -28,9 +28,10 @@ MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
 PAGEBLOCK_ORDER = 9
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
 PAGE_ALLOC_COSTLY_ORDER = 3
-#: bits of pageblock flags per pageblock: 3 migratetype bits + PB_migrate_skip,
-#: rounded to a power of two (include/linux/pageblock-flags.h)
-NR_PAGEBLOCK_BITS = 4
+#: bits of pageblock flags per pageblock (include/linux/pageblock-flags.h): 3 migratetype bits,
+#: PB_compact_skip and, since 6.16, PB_migrate_isolate (isolation is a bit of its own, no longer
+#: a migratetype value), rounded up to a power of two: roundup_pow_of_two(5) = 8
+NR_PAGEBLOCK_BITS = 8
 #: x86-64 / i386 sizes of the structures whose bytes we account
 BYTES_PER_WORD = 8
 LIST_HEAD_BYTES = 16

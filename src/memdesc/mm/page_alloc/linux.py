@@ -12,7 +12,7 @@ Reserved pages and holes carry PG_reserved.
 
 Counted metadata: the memmap (64 bytes per pfn of the memmap's span), the list heads of
 ``free_area`` (16 bytes per list + 8 bytes of nr_free per order) and of the per-CPU
-lists (16 bytes per list), and the pageblock bitmap (4 bits per pageblock).  The
+lists (16 bytes per list), and the pageblock bitmap (8 bits per pageblock, 6.16+).  The
 algorithms are those of :mod:`memdesc.mm.page_alloc.core`; this module supplies only
 the list and page-state primitives and the list integrity check.
 """
