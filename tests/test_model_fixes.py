@@ -61,3 +61,23 @@ def test_llc_slice_must_not_be_negative():
     with pytest.raises(Exception, match="llc_slice_kb"):
         pcp_cacheinfo_flags(-1, 63)
     assert AllocConfig().llc_slice_kb == 245760
+
+
+def test_gfp_migratetype_honours_mobility_grouping_disabled():
+    """gfp_migratetype() returns MIGRATE_UNMOVABLE for every request when
+    page_group_by_mobility_disabled (was: the gfp's mobility bits, so a movable request took a
+    movable block and one with both bits failed)."""
+    from memdesc.mm import gfp as G
+    m = Machine.create("64M", cpus=1, pcp=False)
+    d = m.design
+    d.zs.cfg[core.CFG_MOBILITY_DISABLED] = 1   # what a machine below 6 pageblocks per type gets
+    movable = G.parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_COMP")
+    p = d.alloc(movable, 0, 0)
+    assert p >= 0 and core.owner_mt(d.zs.owner[p]) == core.MT_UNMOVABLE
+    both = G.parse_gfp("GFP_KERNEL|__GFP_MOVABLE|__GFP_RECLAIMABLE")
+    q = d.alloc(both, 0, 0)
+    assert q >= 0 and core.owner_mt(d.zs.owner[q]) == core.MT_UNMOVABLE
+    d.zs.cfg[core.CFG_MOBILITY_DISABLED] = 0
+    r = d.alloc(movable, 0, 0)
+    assert core.owner_mt(d.zs.owner[r]) == core.MT_MOVABLE and d.alloc(both, 0, 0) == -1
+    assert d.check() == "ok"

@@ -284,7 +284,7 @@ def peek_get_page(st, gfp, order, cpu, pcp_on):
     path's flags (no reclaim).  (zone, pfn, kind, current order, list mt, alloc_flags)."""
     node = st.cpu_node[cpu]
     hz = st.gfp_zone_table[gfp & core.GFP_ZONEMASK]
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = core.gfp_migratetype(st, gfp)
     if mt >= MIGRATE_PCPTYPES:
         mt = core.MT_MOVABLE
     if hz < 0:
@@ -693,7 +693,7 @@ def decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, refill
     """The pcp_alloc or buddy_alloc decision of the allocation whose first event is i; returns
     the model's (zone, pfn, kind, current order, list mt, alloc_flags)."""
     z, mp, kind, co, fmt, af = peek_get_page(st, gfp, o, c, pcp_on)
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = core.gfp_migratetype(st, gfp)
     if mt >= MIGRATE_PCPTYPES:
         mt = core.MT_MOVABLE
     if pcp_on and core.pcp_allowed_order(o):
@@ -889,7 +889,7 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
                 agfp = np.int64(gfp_col[j]) if j >= 0 else np.int64(G.GFP_KERNEL)
                 z, mp, kind, co, fmt, af = decide_alloc_start(st, sh, loc, unavail, i, c, p, o, agfp, kz,
                                                               pcp_on, True)
-                amt = G.gfp_migratetype_nb(agfp)
+                amt = core.gfp_migratetype(st, agfp)
                 x[X_KIND] = K_REFILL
                 x[X_ZONE] = kz
                 x[X_ORDER] = o

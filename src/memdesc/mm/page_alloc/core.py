@@ -1289,6 +1289,15 @@ def first_zone(st, node, highest_zoneidx):
     return -1
 
 
+@njit(inline="always")
+def gfp_migratetype(st, gfp):
+    """gfp_migratetype(): every request is MIGRATE_UNMOVABLE when page_group_by_mobility_disabled
+    (a machine too small for grouping by mobility), else the gfp's mobility bits."""
+    if st.cfg[CFG_MOBILITY_DISABLED] != 0:
+        return np.int64(MT_UNMOVABLE)
+    return np.int64(G.gfp_migratetype_nb(gfp))
+
+
 @njit
 def __alloc_pages(st, gfp, order, cpu):
     """__alloc_pages_noprof(): the fast path, then the (reclaim-less) slow path.
@@ -1297,7 +1306,7 @@ def __alloc_pages(st, gfp, order, cpu):
     """
     node = st.cpu_node[cpu]
     highest_zoneidx = st.gfp_zone_table[gfp & GFP_ZONEMASK]
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = gfp_migratetype(st, gfp)
     if highest_zoneidx < 0 or mt == 3:
         st.stats[ST_ALLOC_FAIL] += 1
         return -1

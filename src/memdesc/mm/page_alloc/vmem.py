@@ -582,7 +582,7 @@ def vmem_alloc_pages(st, gfp, order, cpu):
     """__alloc_pages(): pfn or -1.  A failed descriptor reservation fails the allocation."""
     node = st.cpu_node[cpu]
     highest_zoneidx = st.gfp_zone_table[gfp & core.GFP_ZONEMASK]
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = core.gfp_migratetype(st, gfp)
     if highest_zoneidx < 0 or mt == 3 or order < 0 or order > MAX_PAGE_ORDER:
         st.stats[core.ST_ALLOC_FAIL] += 1
         return -1
