@@ -29,8 +29,10 @@ with free buddies upward.
 
 What is *not* modelled: reclaim, compaction, the OOM killer.  When the kernel would
 reclaim, the model drains the per-CPU lists and unreserves highatomic pageblocks, retries
-once, and then fails the allocation (counted).  kswapd is "instant": a watermark boost
-is consumed as soon as kswapd is woken.
+once, and then fails the allocation (counted).  A watermark boost (set by a fallback
+that claims a pageblock) wakes kswapd at the next allocation allowed to; it stays in the
+watermarks until kswapd's run ends (``kswapd_balance()``, which periodic work calls once
+a second of modelled time).
 
 Design hooks: every operation on free lists and on per-page state goes through the
 primitives of :mod:`memdesc.mm.page_alloc.dispatch`, so ``linux`` (lists threaded
@@ -114,6 +116,8 @@ ALLOC_RESERVES = G.ALLOC_RESERVES
 ZONE_BOOSTED_WATERMARK = 1
 ZONE_RECLAIM_ACTIVE = 2
 ZONE_BELOW_HIGH = 4
+#: model flag: kswapd was woken for this zone's boost and has not finished (pgdat->kswapd_wait)
+ZONE_KSWAPD_WOKEN = 8
 
 # pcp fields (per cpu, per zone)
 PCP_COUNT, PCP_HIGH, PCP_HIGH_MIN, PCP_HIGH_MAX, PCP_BATCH, PCP_FREE_COUNT, PCP_ALLOC_FACTOR, PCP_FLAGS = range(8)
@@ -1055,10 +1059,27 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu):
     if pfn < 0:
         pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
     if (alloc_flags & ALLOC_KSWAPD) and (st.z_flags[z] & ZONE_BOOSTED_WATERMARK):
-        # wakeup_kswapd(): the model's kswapd balances at once and consumes the boost
-        st.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
-        st.boost[z] = 0
+        wakeup_kswapd(st, z)
     return pfn
+
+
+@njit
+def wakeup_kswapd(st, z):
+    """rmqueue() found ZONE_BOOSTED_WATERMARK: clear it and wake kswapd.  The boost stays until
+    kswapd's balance_pgdat() ends and takes it back (kswapd_balance(), run by the modelled clock)."""
+    st.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
+    st.z_flags[z] |= ZONE_KSWAPD_WOKEN
+
+
+@njit
+def kswapd_balance(st):
+    """The end of kswapd's balance_pgdat() after a wakeup: ``zone->watermark_boost -=
+    zone_boosts[i]`` takes each woken zone's boost back (the boost reclaim kswapd does before
+    is not modelled)."""
+    for z in range(st.z_start.shape[0]):
+        if st.z_flags[z] & ZONE_KSWAPD_WOKEN:
+            st.boost[z] = 0
+            st.z_flags[z] &= ~ZONE_KSWAPD_WOKEN
 
 
 # ------------------------------------------------------------------ watermarks
@@ -1734,7 +1755,8 @@ def decay_pcp_high(st, z, cpu):
 
 @njit
 def vmstat_update(st):
-    """refresh_cpu_vm_stats(do_pagesets=true) on every CPU: decay every populated zone's pcp."""
+    """refresh_cpu_vm_stats(do_pagesets=true) on every CPU: decay every populated zone's pcp.
+    (Periodic work: the callers also run kswapd_balance() at each tick.)"""
     for cpu in range(st.cpu_node.shape[0]):
         for z in range(st.z_start.shape[0]):
             if st.z_managed[z] > 0:

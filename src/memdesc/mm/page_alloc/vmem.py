@@ -375,8 +375,7 @@ def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
             st.stats[core.ST_BUDDY_ALLOC] += 1
             n = st.desc[n, D_START]
     if (alloc_flags & core.ALLOC_KSWAPD) and (st.z_flags[z] & core.ZONE_BOOSTED_WATERMARK):
-        st.z_flags[z] &= ~core.ZONE_BOOSTED_WATERMARK
-        st.boost[z] = 0
+        core.wakeup_kswapd(st, z)
     return n
 
 
