@@ -81,3 +81,59 @@ def test_gfp_migratetype_honours_mobility_grouping_disabled():
     r = d.alloc(movable, 0, 0)
     assert core.owner_mt(d.zs.owner[r]) == core.MT_MOVABLE and d.alloc(both, 0, 0) == -1
     assert d.check() == "ok"
+
+
+def _normal(m) -> int:
+    zs = m.design.zs
+    return int(np.flatnonzero(zs.z_managed > 0)[-1])
+
+
+def test_watermark_boost_stays_until_kswapd_has_run():
+    """A boost set by a claiming fallback wakes kswapd at the next allocation that may wake it;
+    the boost stays in the watermarks until kswapd's run ends (balance_pgdat() takes it back),
+    which the modelled clock's periodic work does.  It was dropped at the wakeup itself."""
+    from memdesc.mm import gfp as G
+    from memdesc.sim.clock import advance, new_clock
+    m = Machine.create("1G", cpus=1)
+    st = m.design.state
+    z = _normal(m)
+    assert core.boost_watermark(st, z)
+    st.z_flags[z] |= core.ZONE_BOOSTED_WATERMARK
+    boost = int(st.boost[z])
+    assert boost > 0
+    high = int(core.high_wmark_pages(st, z))
+    assert m.design.alloc(G.parse_gfp("GFP_KERNEL"), 0, 0) >= 0        # __GFP_KSWAPD_RECLAIM: wakes kswapd
+    assert not st.z_flags[z] & core.ZONE_BOOSTED_WATERMARK
+    assert st.z_flags[z] & core.ZONE_KSWAPD_WOKEN
+    assert int(st.boost[z]) == boost and int(core.high_wmark_pages(st, z)) == high
+    clk = new_clock(1000)
+    advance(st, clk, core.VMSTAT_INTERVAL_NS - 1)                        # kswapd has not finished yet
+    assert int(st.boost[z]) == boost
+    advance(st, clk, 1)
+    assert int(st.boost[z]) == 0 and not st.z_flags[z] & core.ZONE_KSWAPD_WOKEN
+
+
+def test_churn_and_scenarios_run_periodic_work_on_a_modelled_clock():
+    """decay_pcp_high()/vmstat_update() ran only in trace replay; churn and scenarios now advance a
+    modelled clock (ns_per_op per operation) and decay pcp->high once a modelled second."""
+    from memdesc.sim.churn import Churn
+    from memdesc.sim.scenarios import highmem_free
+
+    def run(ns_per_op: int) -> int:
+        m = Machine.create("1G", cpus=1)
+        st = m.design.state
+        z = _normal(m)
+        st.pcp[0, z, core.PCP_HIGH] = st.pcp[0, z, core.PCP_HIGH_MAX]   # as after many refills
+        ch = Churn(m, order=0, occupancy=0.05, seed=3, ns_per_op=ns_per_op)
+        ch.run(200)
+        return int(st.pcp[0, z, core.PCP_HIGH])
+
+    hmax = int(Machine.create("1G", cpus=1).design.zs.pcp[0, -3:, core.PCP_HIGH_MAX].max())
+    stopped = run(0)
+    ticking = run(core.VMSTAT_INTERVAL_NS // 50)    # 400+ operations: several modelled seconds
+    assert stopped >= hmax - 64                     # only refills move it (up to high_max)
+    assert ticking < stopped * 7 // 8 + 1           # at least one decay by an eighth
+    a = highmem_free("linux", layout="i386", mem="1200M", seed=2, ns_per_op=0)
+    b = highmem_free("linux", layout="i386", mem="1200M", seed=2, ns_per_op=core.VMSTAT_INTERVAL_NS)
+    assert a.check == b.check == "ok"
+    assert a.stats["pcp_drained_pages"] != b.stats["pcp_drained_pages"]

@@ -87,6 +87,7 @@ from memdesc.mm.mmzone import (
 )
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc.dispatch import buddy_order, list_add, list_del, mark_allocated, mark_freed
+from memdesc.sim.clock import periodic_work
 from memdesc.trace import events as E
 
 EV_ALLOC = E.ALLOC
@@ -863,23 +864,6 @@ def design_has(state_type, names) -> bool:
     return dispatch.has(state_type, *names)
 
 
-def model_vmstat_update(st):
-    """core.vmstat_update() (pcp high decay) if the design can free pcp pages in bulk."""
-    if design_has(type(st), ("pcp_free_bulk",)):
-        core.vmstat_update(st)
-
-
-@overload(model_vmstat_update, prefer_literal=False)
-def _ol_model_vmstat_update(st):
-    if design_has(type(st), ("pcp_free_bulk",)):
-        def impl(st):
-            core.vmstat_update(st)
-    else:
-        def impl(st):
-            pass
-    return impl
-
-
 def model_split(st, head, horder, pfn, order):
     """split_allocation() if the design can split an allocation in place, else False."""
     if design_has(type(st), SPLIT_NEEDS):
@@ -1070,8 +1054,9 @@ def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, ts_col,
     """Serve events [first, last) with the design's own policy (see the module docstring).
 
     The model's periodic work runs on the trace's clock: once per second of trace time
-    (``tick[0]`` holds the next due timestamp) ``core.vmstat_update`` decays the per-CPU
-    lists' high marks, as the kernel's vmstat_update() does.
+    (``tick[0]`` holds the next due timestamp) ``memdesc.sim.clock.periodic_work``: the per-CPU
+    lists' high marks decay as the kernel's vmstat_update() does them, and kswapd takes a
+    watermark boost back.
 
     Returns the index after the last event handled: it stops early when the model's event
     log holds more than ``evlog_limit`` rows, so the caller can count and empty it.
@@ -1080,7 +1065,7 @@ def policy_kernel(st, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, ts_col,
     for i in range(first, last):
         if ts_col[i] >= tick[0]:
             if tick[0] >= 0:
-                model_vmstat_update(st)
+                periodic_work(st)
             tick[0] = ts_col[i] + core.VMSTAT_INTERVAL_NS
         e = np.int64(ev[i])
         c = fold_cpu(np.int64(cpu_col[i]), ncpu, pc, P_CPU_FOLDED)
