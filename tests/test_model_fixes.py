@@ -137,3 +137,42 @@ def test_churn_and_scenarios_run_periodic_work_on_a_modelled_clock():
     b = highmem_free("linux", layout="i386", mem="1200M", seed=2, ns_per_op=core.VMSTAT_INTERVAL_NS)
     assert a.check == b.check == "ok"
     assert a.stats["pcp_drained_pages"] != b.stats["pcp_drained_pages"]
+
+
+def test_pageblock_order_and_thp_pcp_lists_are_per_layout():
+    """x86-64 and i386 PAE have pageblock_order 9, non-PAE i386 10 (4 MiB huge pages); the per-CPU
+    THP lists exist only with THP (the i386 layouts have it off).  Both were x86-64's everywhere:
+    an order-9 allocation on i386 went through a THP pcp list the kernel does not have."""
+    from memdesc.mm import gfp as G
+    from memdesc.mm.mmzone import nr_pcp_lists
+    x86 = Machine.create("2G", cpus=1)
+    pae = Machine.create("2G", cpus=1, layout="i386")
+    nopae = Machine.create("2G", cpus=1, layout="i386-nopae")
+    for m, pbo, thp in ((x86, 9, 1), (pae, 9, 0), (nopae, 10, 0)):
+        cfg = m.design.zs.cfg
+        assert (int(cfg[core.CFG_PB_ORDER]), int(cfg[core.CFG_PCP_THP])) == (pbo, thp)
+        assert m.pagetypeinfo().pages_per_block == 1 << pbo
+        assert m.design.freelist_bytes() == len(m.zones) * (11 * (6 * 16 + 8)) + len(m.zones) * nr_pcp_lists(
+            bool(thp)) * 16
+    # order 9: from a THP pcp list on x86-64 (a refill fills it), straight from the buddy on i386
+    thp_gfp = G.parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_COMP")
+    for m, via_pcp in ((x86, True), (pae, False)):
+        st = m.design.state
+        refills = int(st.stats[core.ST_PCP_REFILL])
+        assert m.design.alloc(thp_gfp, 9, 0) >= 0
+        assert (int(st.stats[core.ST_PCP_REFILL]) > refills) == via_pcp
+    # non-PAE: one type per 1024-page pageblock; pagetypeinfo counts 1024-page blocks
+    st = nopae.design.state
+    pb = st.pb & core.PB_MIGRATETYPE_MASK
+    assert (pb[0::2] == pb[1::2]).all()
+    counts = nopae.design.pageblock_counts()
+    assert counts.sum() * 1024 <= sum(z.spanned for z in nopae.zones) + 1024 * len(nopae.zones)
+    gfp = G.parse_gfp("GFP_KERNEL")
+    got = [nopae.design.alloc(gfp, 0, 0) for _ in range(3000)]
+    assert min(got) >= 0 and nopae.check() == "ok"
+    pb = st.pb & core.PB_MIGRATETYPE_MASK
+    assert (pb[0::2] == pb[1::2]).all()        # claims retype whole 4 MiB pageblocks
+    with pytest.raises(Exception, match="4 GiB"):
+        Machine.create("6G", layout="i386-nopae")
+    with pytest.raises(Exception, match="not supported"):
+        Machine.create("2G", layout="i386-nopae", design="vmem")

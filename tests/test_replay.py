@@ -168,7 +168,7 @@ def test_exact_synthetic_inconsistencies_counted_by_hand(exact_run):
         "blocks_accepted_without_a_free": 0, "events_skipped_design_took_the_pages": 0,
         # A's free is paired with its mm_page_free_batched: applied there (free_unref_folios())
         "frees_applied_at_free_batched": 1, "pages_isolated_by_compaction": 0,
-        "isolated_pages_not_free_in_model": 0,
+        "isolated_pages_not_free_in_model": 0, "pageblock_types_from_trace": 0,
     }
     # every event is classified exactly once (batched, extfrag and failures included)
     assert r.states["mm_page_alloc"] == {"pcp": 4, "pending (taken, not yet allocated)": 1}

@@ -82,8 +82,6 @@ from memdesc.mm.mmzone import (
     MIGRATE_TYPES,
     NR_PAGE_ORDERS,
     NR_PCP_LISTS,
-    PAGEBLOCK_NR_PAGES,
-    PAGEBLOCK_ORDER,
 )
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc.dispatch import buddy_order, list_add, list_del, mark_allocated, mark_freed
@@ -575,7 +573,7 @@ def set_block_type(st, pfn, order, newmt):
     if newmt < 0 or newmt >= MIGRATE_TYPES:
         return 0
     npages = st.owner.shape[0]
-    span = max(order, PAGEBLOCK_ORDER)
+    span = max(order, core.pageblock_order(st))
     start = pfn & ~((np.int64(1) << span) - 1)
     end = min(start + (np.int64(1) << span), npages)
     if start < 0 or start >= npages:
@@ -598,11 +596,11 @@ def set_block_type(st, pfn, order, newmt):
         if old != newmt and core.page_zone(st, b) == z:
             xp_set_pageblock_type(st, z, b, old, newmt)
             if old == core.MT_HIGHATOMIC:
-                st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - PAGEBLOCK_NR_PAGES)
+                st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - core.pageblock_nr_pages(st))
             if newmt == core.MT_HIGHATOMIC:
-                st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+                st.z_reserved_highatomic[z] += core.pageblock_nr_pages(st)
             changed += 1
-        b += PAGEBLOCK_NR_PAGES
+        b += core.pageblock_nr_pages(st)
     return changed
 
 
@@ -619,7 +617,7 @@ def set_block_types(st, pfns, types):
 @njit
 def taken(st, loc, pfn, order, cpu, mt, refill):
     """A block taken off the free lists: onto the CPU's pcp list, or pending for its caller."""
-    if refill and core.pcp_allowed_order(order) and 0 <= mt < MIGRATE_PCPTYPES:
+    if refill and core.pcp_allowed_order(st, order) and 0 <= mt < MIGRATE_PCPTYPES:
         pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), True)
     else:
         xp_mark_allocated(st, pfn, order, 0)
@@ -635,7 +633,7 @@ def free_block(st, loc, pfn, order, cpu, pcp_on):
     st.stats[core.ST_FREE] += 1
     st.stats[core.ST_FREE_PAGES] += nr
     st.zstats[z, core.ZS_PGFREE] += nr
-    if pcp_on and core.pcp_allowed_order(order):
+    if pcp_on and core.pcp_allowed_order(st, order):
         mt = core.get_pfnblock_migratetype(st, pfn)
         if mt != core.MT_ISOLATE:
             if mt >= MIGRATE_PCPTYPES:

@@ -263,7 +263,7 @@ def peek_walk(st, gfp, order, alloc_flags, node, hz, mt, cpu, pcp_on):
                 break
             if not core.zone_allows(st, z, order, af, hz):
                 continue
-            if pcp_on and core.pcp_allowed_order(order):
+            if pcp_on and core.pcp_allowed_order(st, order):
                 first = list_first(st, core.pcp_lid(st, cpu, z, core.order_to_pindex(mt, order)))
                 if first >= 0:
                     return np.int64(z), first, np.int64(PEEK_PCP), np.int64(order), np.int64(mt), af
@@ -434,11 +434,11 @@ def candidates(st, sh, e, p, o, gfp, mt, fbo, chown):
         n = _cand_buddies(st, sh, n, p, o)
     if (e == R.EV_ZONE_LOCKED or e == R.EV_PCPU_DRAIN) and 0 <= mt < MIGRATE_TYPES \
             and core.get_pfnblock_migratetype(st, p) != mt:
-        span = max(o, core.PAGEBLOCK_ORDER)
+        span = max(o, core.pageblock_order(st))
         s0 = p & ~((np.int64(1) << span) - 1)
         n = _cand_range(st, sh, n, s0, s0 + (np.int64(1) << span))
     if e == R.EV_EXTFRAG and chown == 1:
-        span = max(min(max(fbo, o), MAX_PAGE_ORDER), core.PAGEBLOCK_ORDER)
+        span = max(min(max(fbo, o), MAX_PAGE_ORDER), core.pageblock_order(st))
         s0 = p & ~((np.int64(1) << span) - 1)
         n = _cand_range(st, sh, n, s0, s0 + (np.int64(1) << span))
     return n
@@ -696,7 +696,7 @@ def decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, refill
     mt = core.gfp_migratetype(st, gfp)
     if mt >= MIGRATE_PCPTYPES:
         mt = core.MT_MOVABLE
-    if pcp_on and core.pcp_allowed_order(o):
+    if pcp_on and core.pcp_allowed_order(st, o):
         lid = core.pcp_lid(st, c, kz if kz >= 0 else max(z, np.int64(0)), core.order_to_pindex(mt, o))
         if refill_started:
             # the kernel found its list empty and refilled it
@@ -769,7 +769,8 @@ def decide_fallback(st, sh, loc, unavail, i, c, p, o, amt, fbo, fbmt, chown, mp,
         sh.fall[1, 0] += 1
     else:
         sh.fall[1, 1] += 1
-    agree = kind == kkind and co == fbo and mp >= 0 and (mp >> core.PAGEBLOCK_ORDER) == (p >> core.PAGEBLOCK_ORDER)
+    pbo = core.pageblock_order(st)
+    agree = kind == kkind and co == fbo and mp >= 0 and (mp >> pbo) == (p >> pbo)
     count(sh, C_FALLBACK, agree, informed)
     if not agree:
         lid = core.buddy_lid(st, z, co, fmt) if (z >= 0 and co >= 0) else -1
@@ -1016,7 +1017,7 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
             on_pcp = st.owner[p] == core.OWNER_PCP
             # the free decision: the model's own free path (free_frozen_pages()) decides pcp or buddy
             dest = np.int64(1)
-            if pcp_on and core.pcp_allowed_order(fo) and core.get_pfnblock_migratetype(st, p) != core.MT_ISOLATE:
+            if pcp_on and core.pcp_allowed_order(st, fo) and core.get_pfnblock_migratetype(st, p) != core.MT_ISOLATE:
                 dest = 0
             kf = sh.nfdec[0]
             if kf < sh.fdec.shape[0]:

@@ -52,6 +52,7 @@ import numpy as np
 from memdesc._numba import njit
 from memdesc.mm import gfp as G
 from memdesc.mm.mmzone import (
+    HPAGE_PMD_ORDER,
     MAX_PAGE_ORDER,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
@@ -128,8 +129,8 @@ CONFIG_PCP_BATCH_SCALE_MAX = 5
 
 # cfg entries
 (CFG_PCP_ENABLED, CFG_MOBILITY_DISABLED, CFG_NR_ONLINE_NODES, CFG_CMA, CFG_EVLOG, CFG_BOOST_FACTOR,
- CFG_MOVABLE_IDX) = range(7)
-NR_CFG = 8
+ CFG_MOVABLE_IDX, CFG_PB_ORDER, CFG_PCP_THP) = range(9)
+NR_CFG = 10
 
 # fpi flags
 FPI_NONE = 0
@@ -254,13 +255,26 @@ def order_to_pindex(mt, order):
 @njit(inline="always")
 def pindex_to_order(pindex):
     if pindex >= NR_LOWORDER_PCP_LISTS:
-        return PAGEBLOCK_ORDER
+        return HPAGE_PMD_ORDER
     return pindex // MIGRATE_PCPTYPES
 
 
 @njit(inline="always")
-def pcp_allowed_order(order):
-    return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+def pcp_allowed_order(st, order):
+    """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER, and the PMD (THP) order when the
+    kernel has CONFIG_TRANSPARENT_HUGEPAGE (cfg[CFG_PCP_THP])."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or (st.cfg[CFG_PCP_THP] != 0 and order == HPAGE_PMD_ORDER)
+
+
+@njit(inline="always")
+def pageblock_order(st):
+    """The machine's pageblock_order (9, or 10 on non-PAE i386)."""
+    return st.cfg[CFG_PB_ORDER]
+
+
+@njit(inline="always")
+def pageblock_nr_pages(st):
+    return np.int64(1) << st.cfg[CFG_PB_ORDER]
 
 
 @njit(inline="always")
@@ -270,13 +284,17 @@ def get_pfnblock_migratetype(st, pfn):
 
 @njit(inline="always")
 def set_pageblock_migratetype(st, pfn, mt):
+    """Set the migratetype of pfn's pageblock: every entry of the flags array it covers
+    (one per 2^PAGEBLOCK_ORDER pfns; 2^(pageblock_order - PAGEBLOCK_ORDER) of them)."""
     # (inlined functions must not rebind their parameters: numba's inliner can leak the
     # new value into the caller's variable)
     newmt = mt
     if st.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
         newmt = MT_UNMOVABLE
-    i = pfn >> PAGEBLOCK_ORDER
-    st.pb[i] = np.uint8((np.int64(st.pb[i]) & 0xF8) | newmt)
+    shift = st.cfg[CFG_PB_ORDER] - PAGEBLOCK_ORDER
+    first = (pfn >> st.cfg[CFG_PB_ORDER]) << shift
+    for i in range(first, first + (np.int64(1) << shift)):
+        st.pb[i] = np.uint8((np.int64(st.pb[i]) & 0xF8) | newmt)
 
 
 @njit(inline="always")
@@ -413,7 +431,7 @@ def __free_one_page(st, pfn, z, order, mt, fpi):
         buddy_pfn = pfn ^ (1 << order)
         if not page_is_buddy(st, z, buddy_pfn, order):
             break
-        if order >= PAGEBLOCK_ORDER:
+        if order >= pageblock_order(st):
             buddy_mt = get_pfnblock_migratetype(st, buddy_pfn)
             if mt != buddy_mt and (not migratetype_is_mergeable(mt) or not migratetype_is_mergeable(buddy_mt)):
                 break
@@ -435,8 +453,8 @@ def __free_one_page(st, pfn, z, order, mt, fpi):
 def split_large_buddy(st, z, pfn, order, fpi):
     """Free a block pageblock by pageblock, each with its own migratetype."""
     end = pfn + (1 << order)
-    if order > PAGEBLOCK_ORDER:
-        order = PAGEBLOCK_ORDER
+    if order > pageblock_order(st):
+        order = pageblock_order(st)
     while True:
         mt = get_pfnblock_migratetype(st, pfn)
         __free_one_page(st, pfn, z, order, mt, fpi)
@@ -493,7 +511,7 @@ def __rmqueue_smallest(st, z, order, mt, cpu):
         return -1
     page_del_and_expand(st, z, pfn, order, current_order, mt)
     trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
-                1 if (pcp_allowed_order(order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
+                1 if (pcp_allowed_order(st, order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
     return pfn
 
 
@@ -509,9 +527,9 @@ def fallback_mt(mt, i):
 
 @njit
 def should_try_claim_block(st, order, start_mt):
-    if order >= PAGEBLOCK_ORDER:
+    if order >= pageblock_order(st):
         return True
-    if order >= PAGEBLOCK_ORDER // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
+    if order >= pageblock_order(st) // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
             or st.cfg[CFG_MOBILITY_DISABLED] != 0:
         return True
     return False
@@ -534,7 +552,7 @@ def find_suitable_fallback(st, z, order, mt, claimable):
 
 @njit
 def __move_freepages_block(st, z, start_pfn, old_mt, new_mt):
-    end_pfn = start_pfn + PAGEBLOCK_NR_PAGES
+    end_pfn = start_pfn + pageblock_nr_pages(st)
     pfn = start_pfn
     pages_moved = 0
     while pfn < end_pfn:
@@ -552,8 +570,8 @@ def __move_freepages_block(st, z, start_pfn, old_mt, new_mt):
 @njit
 def prep_move_freepages_block(st, z, pfn):
     """(pageblock start or -1, free pages, movable pages) of pfn's pageblock."""
-    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
-    end = start + PAGEBLOCK_NR_PAGES
+    start = pfn & ~(pageblock_nr_pages(st) - 1)
+    end = start + pageblock_nr_pages(st)
     if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, end - 1):
         return -1, 0, 0
     free_pages = 0
@@ -579,17 +597,17 @@ def prep_move_freepages_block(st, z, pfn):
 
 @njit
 def move_freepages_block(st, z, pfn, old_mt, new_mt):
-    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
-    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, start + PAGEBLOCK_NR_PAGES - 1):
+    start = pfn & ~(pageblock_nr_pages(st) - 1)
+    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, start + pageblock_nr_pages(st) - 1):
         return -1
     return __move_freepages_block(st, z, start, old_mt, new_mt)
 
 
 @njit
 def change_pageblock_range(st, pfn, start_order, mt):
-    nr = 1 << (start_order - PAGEBLOCK_ORDER)
+    nr = 1 << (start_order - pageblock_order(st))
     for i in range(nr):
-        set_pageblock_migratetype(st, pfn + i * PAGEBLOCK_NR_PAGES, mt)
+        set_pageblock_migratetype(st, pfn + i * pageblock_nr_pages(st), mt)
 
 
 @njit
@@ -597,13 +615,13 @@ def boost_watermark(st, z):
     factor = st.cfg[CFG_BOOST_FACTOR]
     if factor == 0:
         return False
-    if PAGEBLOCK_NR_PAGES * 4 > st.z_managed[z]:
+    if pageblock_nr_pages(st) * 4 > st.z_managed[z]:
         return False
     max_boost = st.wmark[z, 2] * factor // 10000
     if max_boost == 0:
         return False
-    max_boost = max(PAGEBLOCK_NR_PAGES, max_boost)
-    st.boost[z] = min(st.boost[z] + PAGEBLOCK_NR_PAGES, max_boost)
+    max_boost = max(pageblock_nr_pages(st), max_boost)
+    st.boost[z] = min(st.boost[z] + pageblock_nr_pages(st), max_boost)
     st.stats[ST_BOOST] += 1
     return True
 
@@ -617,7 +635,7 @@ def claim_block_start(st, z, pfn, current_order, start_type, block_type):
     """try_to_claim_block()'s decision, read-only: CLAIM_WHOLE (current_order >=
     pageblock_order), the start pfn of the pageblock it claims (half of it free or of a
     compatible type), or -1 (the block is not claimed)."""
-    if current_order >= PAGEBLOCK_ORDER:
+    if current_order >= pageblock_order(st):
         return np.int64(CLAIM_WHOLE)
     start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
     if start_pfn < 0:
@@ -625,17 +643,17 @@ def claim_block_start(st, z, pfn, current_order, start_type, block_type):
     if start_type == MT_MOVABLE:
         alike_pages = movable_pages
     elif block_type == MT_MOVABLE:
-        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+        alike_pages = pageblock_nr_pages(st) - (free_pages + movable_pages)
     else:
         alike_pages = 0
-    if free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
+    if free_pages + alike_pages >= (pageblock_nr_pages(st) >> 1) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
         return np.int64(start_pfn)
     return np.int64(-1)
 
 
 @njit
 def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type, alloc_flags, cpu):
-    if current_order >= PAGEBLOCK_ORDER:
+    if current_order >= pageblock_order(st):
         del_page_from_free_list(st, pfn, z, current_order, block_type)
         change_pageblock_range(st, pfn, current_order, start_type)
         nr_added = expand(st, z, pfn, order, current_order, start_type)
@@ -653,8 +671,8 @@ def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type,
 @njit
 def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
     min_order = order
-    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
-        min_order = PAGEBLOCK_ORDER
+    if order < pageblock_order(st) and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = pageblock_order(st)
     current_order = MAX_PAGE_ORDER
     while current_order >= min_order:
         fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
@@ -699,7 +717,7 @@ def __rmqueue_steal(st, z, order, start_mt, cpu):
 @njit
 def extfrag_event(st, pfn, order, fallback_order, alloc_mt, fallback_mt_, cpu):
     st.stats[ST_EXTFRAG] += 1
-    if fallback_order < PAGEBLOCK_ORDER:
+    if fallback_order < pageblock_order(st):
         st.stats[ST_EXTFRAG_FRAGMENTING] += 1
     change_ownership = 1 if get_pfnblock_migratetype(st, pfn) == alloc_mt else 0
     trace_event(st, EV_EXTFRAG, cpu, pfn, order, alloc_mt, fallback_order, fallback_mt_, change_ownership)
@@ -761,7 +779,7 @@ def claimed_block_pick(st, start_pfn, order):
     best = np.int64(-1)
     best_order = np.int64(NR_PAGE_ORDERS)
     p = start_pfn
-    end = start_pfn + PAGEBLOCK_NR_PAGES
+    end = start_pfn + pageblock_nr_pages(st)
     while p < end:
         if is_buddy(st, p):
             k = np.int64(buddy_order(st, p))
@@ -779,8 +797,8 @@ def rmqueue_claim_peek(st, z, order, start_mt, alloc_flags):
     """__rmqueue_claim()'s outcome, read-only (its boost_watermark() side effect left out):
     (pfn returned, fallback order, fallback migratetype), or (-1, -1, -1)."""
     min_order = order
-    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
-        min_order = PAGEBLOCK_ORDER
+    if order < pageblock_order(st) and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = pageblock_order(st)
     current_order = MAX_PAGE_ORDER
     while current_order >= min_order:
         fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
@@ -1054,7 +1072,7 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu):
 @njit
 def rmqueue(st, z, order, alloc_flags, mt, cpu):
     pfn = -1
-    if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(order):
+    if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(st, order):
         pfn = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
     if pfn < 0:
         pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
@@ -1164,18 +1182,19 @@ def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
 
 @njit
 def reserve_highatomic_pageblock(st, pfn, order, z):
-    if st.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
+    pb_nr = pageblock_nr_pages(st)
+    if st.z_managed[z] // 100 < pb_nr:
         return
-    max_managed = ((st.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    max_managed = ((st.z_managed[z] // 100 + pb_nr - 1) // pb_nr) * pb_nr
     if st.z_reserved_highatomic[z] >= max_managed:
         return
     mt = get_pfnblock_migratetype(st, pfn)
     if not migratetype_is_mergeable(mt):
         return
-    if order < PAGEBLOCK_ORDER:
+    if order < pageblock_order(st):
         if move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
             return
-        st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+        st.z_reserved_highatomic[z] += pb_nr
     else:
         change_pageblock_range(st, pfn, order, MT_HIGHATOMIC)
         st.z_reserved_highatomic[z] += 1 << order
@@ -1191,16 +1210,16 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
             break
         if st.z_idx[z] > highest_zoneidx:
             continue
-        if not force and st.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
+        if not force and st.z_reserved_highatomic[z] <= pageblock_nr_pages(st):
             continue
         for order in range(NR_PAGE_ORDERS):
             pfn = get_page_from_free_area(st, z, order, MT_HIGHATOMIC)
             if pfn < 0:
                 continue
-            size = max(PAGEBLOCK_NR_PAGES, 1 << order)
+            size = max(pageblock_nr_pages(st), 1 << order)
             size = min(size, st.z_reserved_highatomic[z])
             st.z_reserved_highatomic[z] -= size
-            if order < PAGEBLOCK_ORDER:
+            if order < pageblock_order(st):
                 ret = move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
             else:
                 move_to_free_list(st, pfn, z, order, MT_HIGHATOMIC, mt)
@@ -1414,7 +1433,7 @@ def __free_pages(st, pfn, order, cpu):
     st.stats[ST_FREE] += 1
     st.stats[ST_FREE_PAGES] += 1 << order
     st.zstats[z, ZS_PGFREE] += 1 << order
-    if not pcp_allowed_order(order) or st.cfg[CFG_PCP_ENABLED] == 0:
+    if not pcp_allowed_order(st, order) or st.cfg[CFG_PCP_ENABLED] == 0:
         free_one_page(st, z, pfn, order, FPI_NONE)
         return
     mt = get_pfnblock_migratetype(st, pfn)
@@ -1623,7 +1642,7 @@ def check_buddy_state(st):
                     b = p ^ (1 << order)
                     if page_is_buddy(st, z, b, order):
                         ok_to_merge = True
-                        if order >= PAGEBLOCK_ORDER:
+                        if order >= pageblock_order(st):
                             bmt = get_pfnblock_migratetype(st, b)
                             if mt != bmt and (not migratetype_is_mergeable(mt)
                                               or not migratetype_is_mergeable(bmt)):

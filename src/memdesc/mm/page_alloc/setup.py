@@ -18,6 +18,8 @@ high_min and high_max all come out identical):
 * ``batch = rounddown_pow_of_two(b + b / 2) - 1`` with ``b = min(managed >> 10, 256) / 4``;
   ``high_min = max(low_wmark / cpus_of_node, 4 * batch)``,
   ``high_max = max(managed / 8 / cpus_of_node, 4 * batch)``;
+* ``pageblock_order`` and whether the per-CPU THP lists exist come from the layout
+  (``MachineLayout.pageblock_order``: 9, or 10 on non-PAE i386; THP on or off);
 * ``PCPF_FREE_HIGH_BATCH`` when the CPU's last-level-cache slice holds more than
   ``3 * batch`` pages (zone_pcp_update_cacheinfo(); ``AllocConfig.llc_slice_kb``).
 """
@@ -97,10 +99,11 @@ def compute_min_free_kbytes(layout: MachineLayout, managed: list[int], thp: bool
     lowmem_pages = sum(m for z, m in zip(layout.zones, managed, strict=True) if zt.index(z.ztype) <= normal_idx)
     mfk = min(max(int_sqrt(lowmem_pages * (mmzone.PAGE_SIZE >> 10) * 16), 128), 262144)
     if thp:
+        pb_pages = 1 << layout.pageblock_order
         nr_zones = sum(1 for z, m in zip(layout.zones, managed, strict=True)
                        if z.present and zt.index(z.ztype) <= normal_idx)
-        recommended = PAGEBLOCK_NR_PAGES * nr_zones * 2
-        recommended += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+        recommended = pb_pages * nr_zones * 2
+        recommended += pb_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
         recommended = min(recommended, lowmem_pages // 20)
         recommended <<= PAGE_SHIFT - 10
         mfk = max(mfk, recommended)
@@ -193,6 +196,11 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     nzt = len(layout.zone_types)
     ncpu = layout.nr_cpus
     thp = layout.thp if cfg.thp is None else cfg.thp
+    pbo = layout.pageblock_order
+    if pbo < PAGEBLOCK_ORDER or pbo > mmzone.MAX_PAGE_ORDER:
+        raise ConfigError(f"pageblock_order {pbo} outside {PAGEBLOCK_ORDER}..{mmzone.MAX_PAGE_ORDER}")
+    if thp and pbo != mmzone.HPAGE_PMD_ORDER:
+        raise ConfigError(f"THP with pageblock_order {pbo} (4 MiB PMDs, non-PAE i386) is not modelled")
     mfk = cfg.min_free_kbytes if cfg.min_free_kbytes is not None else compute_min_free_kbytes(layout, managed, thp)
     wm = compute_watermarks(layout, managed, mfk, cfg.watermark_scale_factor)
     lowmem = compute_lowmem_reserve(layout, managed)
@@ -229,7 +237,9 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     movable_idx = c[core.CFG_MOVABLE_IDX]
     vm_total = sum(max(0, managed[i] - int(wm[i, 2])) for i, z in enumerate(layout.zones)
                    if layout.zone_types.index(z.ztype) <= movable_idx)
-    c[core.CFG_MOBILITY_DISABLED] = int(vm_total < PAGEBLOCK_NR_PAGES * MIGRATE_TYPES)
+    c[core.CFG_MOBILITY_DISABLED] = int(vm_total < (1 << pbo) * MIGRATE_TYPES)
+    c[core.CFG_PB_ORDER] = pbo
+    c[core.CFG_PCP_THP] = int(thp)
     fields = dict(
         z_start=np.array([z.start_pfn for z in layout.zones], np.int64),
         z_end=np.array([z.end_pfn for z in layout.zones], np.int64),
