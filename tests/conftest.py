@@ -25,3 +25,11 @@ def shared_traces() -> Path:
             pytest.fail(f"{SHARED} not present: CI must run the tests over the full real captures")
         pytest.skip(f"{SHARED} not present (full real captures)")
     return SHARED
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the captures (through the shared_traces fixture, directly or via
+    another fixture) carries the ``shared`` marker, so ``-m "not shared"`` deselects them all."""
+    for item in items:
+        if "shared_traces" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
+            item.add_marker(pytest.mark.shared)

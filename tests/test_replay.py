@@ -454,6 +454,7 @@ def test_sample_policy_replay():
     assert p["model_failures"] == 0 and p["bad_events"] == 0 and p["model_free_errors"] == 0
 
 
+@pytest.mark.shared
 def test_sample_trace_is_the_anon_capture(shared_traces):
     """The bundled trace was re-printed by the writer: it must parse to the original's frame."""
     a = read_trace(shared_traces / "anon" / "trace.txt.zst", comm=True, cache=False)

@@ -282,6 +282,7 @@ def capture_pair(request, shared_traces):
     return request.param, replay(path, mode="exact"), replay(path, mode="exact", design="vmem")
 
 
+@pytest.mark.shared
 def test_captures_exact_replay_on_vmem(capture_pair):
     """Every full capture replays exactly on vmem: invariants kept, no descriptor taken on a
     free path (no capture frees a block of several pageblocks of differing non-mergeable types),

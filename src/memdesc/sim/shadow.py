@@ -139,6 +139,8 @@ def init_state(machine: Machine, cols: dict[str, np.ndarray], pre_pfn: np.ndarra
     for z in range(nz):
         if st.z_managed[z] > 0 and st.z_free[z] < st.wmark[z, 2] + st.boost[z]:
             st.z_flags[z] |= core.ZONE_BELOW_HIGH
+    ctx = np.zeros((ncpu, S.NR_X), np.int64)
+    ctx[:, [S.X_ALLOC, S.X_RLID, S.X_KPFN]] = -1
     ev = cols["event"]
     misc = np.zeros(8, np.int64)
     misc[S.M_PHASE] = vmstat_phase(cols)
@@ -154,7 +156,7 @@ def init_state(machine: Machine, cols: dict[str, np.ndarray], pre_pfn: np.ndarra
         pcp_done=pcp_done,
         pcp_unseen=pcp_unseen,
         row_hi=hi,
-        ctx=np.zeros((ncpu, S.NR_X), np.int64),
+        ctx=ctx,
         pend=np.full(npages, -1, np.int32),
         fdec=np.zeros((nfree, 4), np.int64),
         nfdec=np.zeros(1, np.int64),

@@ -81,8 +81,8 @@ NR_D = 5
 K_NONE, K_REFILL, K_BUDDY, K_FREEC, K_DRAIN = range(5)
 (X_KIND, X_ZONE, X_ORDER, X_MT, X_MODE, X_COUNT, X_PRED_LO, X_PRED_HI, X_FLAGS, X_ALLOC, X_CURSOR, X_OWNER,
  X_PINDEX, X_LAST, X_PEEK_PFN, X_PEEK_KIND, X_PEEK_CO, X_PEEK_FMT, X_PEEK_INF, X_PEEK_EV, X_REQ, X_TRIGGER,
- X_START, X_KPFN, X_IF_LO, X_IF_HI) = range(26)
-NR_X = 26
+ X_START, X_KPFN, X_IF_LO, X_IF_HI, X_RAGREE, X_RINF, X_RLID, X_RSTART) = range(30)
+NR_X = 30
 TRIG_FREE, TRIG_OTHER = 1, 2
 #: a pcp list's answer in peek_get_page(): the page at its head
 PEEK_PCP = 6
@@ -698,13 +698,19 @@ def decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, refill
         mt = core.MT_MOVABLE
     if pcp_on and core.pcp_allowed_order(st, o):
         lid = core.pcp_lid(st, c, kz if kz >= 0 else max(z, np.int64(0)), core.order_to_pindex(mt, o))
+        informed = pcp_head_known(st, sh, lid) if z == kz else True
         if refill_started:
-            # the kernel found its list empty and refilled it
+            # the kernel found its list empty and refilled it; the decision is counted at its
+            # mm_page_alloc, where the page the refill put first shows (finish_refilled_alloc)
             agree = z == kz and kind != PEEK_PCP
+            x = sh.ctx[c]
+            x[X_RAGREE] = 1 if agree else 0
+            x[X_RINF] = 1 if informed else 0
+            x[X_RLID] = lid
+            x[X_RSTART] = i
         else:
             agree = z == kz and kind == PEEK_PCP and mp == p
-        informed = pcp_head_known(st, sh, lid) if z == kz else True
-        count(sh, C_PCP_ALLOC, agree, informed)
+            count(sh, C_PCP_ALLOC, agree, informed)
         if not agree:
             record(st, sh, loc, unavail, C_PCP_ALLOC, i, c, p, mp, o, mt, kz, z, informed,
                    KIND_REFILL if refill_started else PEEK_PCP, kind, -1, co, lid, c, kz)
@@ -726,11 +732,56 @@ def decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, refill
                    lid, c, kz)
             if lid >= 0:
                 suspect(st, sh, list_first(st, lid))
-    if kind == core.PEEK_CLAIM:
-        sh.fall[0, 0] += 1
-    elif kind == core.PEEK_STEAL:
-        sh.fall[0, 1] += 1
+        # (a pcp allocation's fallbacks are the refill's blocks: counted there)
+        if kind == core.PEEK_CLAIM:
+            sh.fall[0, 0] += 1
+        elif kind == core.PEEK_STEAL:
+            sh.fall[0, 1] += 1
     return z, mp, kind, co, fmt, af
+
+
+@njit
+def finish_refilled_alloc(st, sh, loc, unavail, i, c, p, o, mt):
+    """The mm_page_alloc a refill served: the pcp_alloc decision (refill, then the list's head)."""
+    x = sh.ctx[c]
+    lid = x[X_RLID]
+    head = list_first(st, lid) if lid >= 0 else np.int64(-1)
+    agree = x[X_RAGREE] != 0 and head == p
+    informed = x[X_RINF] != 0
+    count(sh, C_PCP_ALLOC, agree, informed)
+    if x[X_RAGREE] != 0 and not agree:
+        z = core.page_zone(st, p)
+        record(st, sh, loc, unavail, C_PCP_ALLOC, i, c, p, head, o, mt, z, z, informed, KIND_REFILL, PEEK_PCP, -1,
+               -1, lid, c, z)
+        if head >= 0:
+            sh.phantom[head] = 1
+
+
+@njit
+def start_refill(st, sh, loc, unavail, i, c, p, o, kz, j, agfp, pcp_on):
+    """The first block of an rmqueue_bulk() batch on cpu c: the pcp_alloc decision of the
+    allocation it serves (the kernel found its list empty), nr_pcp_alloc() on both rows."""
+    x = sh.ctx[c]
+    z, mp, kind, co, fmt, af = decide_alloc_start(st, sh, loc, unavail, i, c, p, o, agfp, kz, pcp_on, True)
+    amt = core.gfp_migratetype(st, agfp)
+    x[X_KIND] = K_REFILL
+    x[X_ZONE] = kz
+    x[X_ORDER] = o
+    x[X_MT] = amt if amt < MIGRATE_PCPTYPES else core.MT_MOVABLE
+    x[X_MODE] = core.RMQUEUE_NORMAL
+    x[X_COUNT] = 0
+    x[X_FLAGS] = af
+    x[X_ALLOC] = j
+    x[X_START] = i
+    x[X_KPFN] = -1
+    lo = np.int64(0)
+    hi = np.int64(0)
+    if kz >= 0:
+        lo, hi = rows_refill(st, sh, c, kz, o)
+    x[X_PRED_LO] = lo
+    x[X_PRED_HI] = hi
+    if kz >= 0:
+        refill_reveals(st, sh, core.pcp_lid(st, c, kz, core.order_to_pindex(x[X_MT], o)))
 
 
 @njit
@@ -870,9 +921,12 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
                     taint_to = h + (np.int64(1) << buddy_order(st, h))
             decided = x[X_ALLOC] == i
             x[X_ALLOC] = -1
-            if not decided:
+            if decided and x[X_RLID] >= 0:
+                finish_refilled_alloc(st, sh, loc, unavail, i, c, p, o, mt)
+            elif not decided:
                 kz = core.page_zone(st, p) if p < npages else -1
                 decide_alloc_start(st, sh, loc, unavail, i, c, p, o, gfp, kz, pcp_on, False)
+            x[X_RLID] = -1
             if pre_state == R.S_PCP or pre_state == R.S_PCP_OTHER_CPU:
                 lv = np.int64(loc[p])
                 resolve(sh, p, 0)
@@ -887,29 +941,9 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
             kz = core.page_zone(st, p)
             if refill == 1 and k != K_REFILL:
                 j = sh.nxt_alloc[i]
-                agfp = np.int64(gfp_col[j]) if j >= 0 else np.int64(G.GFP_KERNEL)
-                z, mp, kind, co, fmt, af = decide_alloc_start(st, sh, loc, unavail, i, c, p, o, agfp, kz,
-                                                              pcp_on, True)
-                amt = core.gfp_migratetype(st, agfp)
-                x[X_KIND] = K_REFILL
-                x[X_ZONE] = kz
-                x[X_ORDER] = o
-                x[X_MT] = amt if amt < MIGRATE_PCPTYPES else core.MT_MOVABLE
-                x[X_MODE] = core.RMQUEUE_NORMAL
-                x[X_COUNT] = 0
-                x[X_FLAGS] = af
-                x[X_ALLOC] = j
-                x[X_START] = i
-                x[X_KPFN] = -1
-                if kz >= 0:
-                    lo, hi = rows_refill(st, sh, c, kz, o)
-                else:
-                    lo, hi = np.int64(0), np.int64(0)
-                x[X_PRED_LO] = lo
-                x[X_PRED_HI] = hi
+                start_refill(st, sh, loc, unavail, i, c, p, o, kz, j, np.int64(gfp_col[j]) if j >= 0 else
+                             np.int64(G.GFP_KERNEL), pcp_on)
                 k = K_REFILL
-                if kz >= 0:
-                    refill_reveals(st, sh, core.pcp_lid(st, c, kz, core.order_to_pindex(x[X_MT], o)))
             if k == K_REFILL:
                 decide_refill_block(st, sh, loc, unavail, i, c, p, o)
                 x[X_KPFN] = p
@@ -938,6 +972,13 @@ def shadow_kernel(st, sh, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col
                 decide_fallback(st, sh, loc, unavail, i, c, p, o, mt, fbo, fbmt, chown, x[X_PEEK_PFN],
                                 x[X_PEEK_KIND], x[X_PEEK_CO], x[X_PEEK_FMT], x[X_PEEK_INF] != 0, x[X_ZONE])
             else:
+                if k != K_REFILL and pcp_on and core.pcp_allowed_order(st, o) and 0 <= mt < MIGRATE_PCPTYPES:
+                    # rmqueue_bulk()'s first block came by a fallback with no zone_locked event
+                    # (a whole-block claim, a steal): the refill starts here
+                    j = sh.nxt_alloc[i]
+                    start_refill(st, sh, loc, unavail, i, c, p, o, kz, j, np.int64(gfp_col[j]) if j >= 0 else
+                                 np.int64(G.GFP_KERNEL), pcp_on)
+                    k = K_REFILL
                 if k == K_REFILL:
                     decide_refill_block(st, sh, loc, unavail, i, c, p, o)
                     decide_fallback(st, sh, loc, unavail, i, c, p, o, mt, fbo, fbmt, chown, x[X_PEEK_PFN],

@@ -770,26 +770,28 @@ PEEK_NONE, PEEK_NORMAL, PEEK_CMA, PEEK_CLAIM, PEEK_STEAL, PEEK_HIGHATOMIC = rang
 
 
 @njit
-def claimed_block_pick(st, start_pfn, order):
+def claimed_block_pick(st, z, start_pfn, order, start_type):
     """The block __rmqueue_smallest(order, start_type) returns right after try_to_claim_block()
-    moved the pageblock at start_pfn to start_type.  The start_type lists of order >= order
-    were empty (the normal mode had just failed) and __move_freepages_block() appended the
-    pageblock's free blocks in pfn order, so it is the lowest-pfn free block of the smallest
-    order >= order in the pageblock: (pfn, its order)."""
-    best = np.int64(-1)
-    best_order = np.int64(NR_PAGE_ORDERS)
-    p = start_pfn
+    moved the pageblock at start_pfn to start_type: __move_freepages_block() appended the
+    pageblock's free blocks, in pfn order, to the tails of the start_type lists, so for the
+    smallest order >= order with a block, the head of that list if it had one before, else the
+    lowest-pfn block of that order in the pageblock.  (After a failed normal mode the lists
+    were empty, so it is the pageblock's own block.)  Returns (pfn, order) or (-1, -1)."""
     end = start_pfn + pageblock_nr_pages(st)
-    while p < end:
-        if is_buddy(st, p):
-            k = np.int64(buddy_order(st, p))
-            if order <= k < best_order:
-                best = p
-                best_order = k
-            p += np.int64(1) << k
-        else:
-            p += 1
-    return best, best_order
+    for k in range(order, NR_PAGE_ORDERS):
+        head = get_page_from_free_area(st, z, k, start_type)
+        if head >= 0:
+            return np.int64(head), np.int64(k)
+        p = start_pfn
+        while p < end:
+            if is_buddy(st, p):
+                kp = np.int64(buddy_order(st, p))
+                if kp == k:
+                    return np.int64(p), np.int64(k)
+                p += np.int64(1) << kp
+            else:
+                p += 1
+    return np.int64(-1), np.int64(-1)
 
 
 @njit
@@ -812,7 +814,7 @@ def rmqueue_claim_peek(st, z, order, start_mt, alloc_flags):
         if start == CLAIM_WHOLE:
             return np.int64(pfn), np.int64(current_order), np.int64(fmt)
         if start >= 0:
-            q, _k = claimed_block_pick(st, start, order)
+            q, _k = claimed_block_pick(st, z, start, order, start_mt)
             return q, np.int64(current_order), np.int64(fmt)
         current_order -= 1
     return np.int64(-1), np.int64(-1), np.int64(-1)
