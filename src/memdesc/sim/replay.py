@@ -16,9 +16,17 @@ through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
   without breaking an invariant.  Unavoidable sources: pages on per-CPU lists at snapshot
   time (kpageflags cannot see them: the import keeps them allocated, the trace then
   allocates or drains them), events between the snapshot and the start of tracing, pages
-  the kernel takes off the free lists without a tracepoint (compaction's
-  ``__isolate_free_page``, highatomic reservation) and non-compound multi-page
-  allocations that kpageflags shows as separate pages.
+  the kernel takes off the free lists without a kmem tracepoint (highatomic reservation,
+  free page reporting) and non-compound multi-page allocations that kpageflags shows as
+  separate pages.  Three things the trace does show are used beyond the kmem events:
+  compaction's free scanner (``__isolate_free_page()``) from its
+  ``mm_compaction_isolate_freepages`` events (:mod:`memdesc.trace.compaction`), a batched
+  free applied where ``free_unref_folios()`` puts the page on the pcp list (its
+  ``mm_page_free_batched``, :func:`batched_pairs`), and each pageblock's migratetype at the
+  start taken from the first event that prints it (:func:`first_revealed_types`).
+
+* ``mode="shadow"``: the exact replay, recording before each event the model's own
+  decision from its state (:mod:`memdesc.sim.shadow`).
 
 * ``mode="policy"``: the trace is a demand stream served by a design (``linux``,
   ``radix``, ...): each ``mm_page_alloc`` (real failures included, counted apart) becomes

@@ -144,6 +144,7 @@ def init_state(machine: Machine, cols: dict[str, np.ndarray], pre_pfn: np.ndarra
     ev = cols["event"]
     misc = np.zeros(8, np.int64)
     misc[S.M_PHASE] = vmstat_phase(cols)
+    misc[S.M_TRIG_FIRST] = -1
     nfree = int(np.count_nonzero(ev == R.EV_FREE) + np.count_nonzero(ev == R.EV_FREE_BATCHED)) + 1
     return S.ShadowState(
         dcount=np.zeros((S.NR_CLASSES, S.NR_D), np.int64),
@@ -192,7 +193,9 @@ def summary(sh: S.ShadowState) -> dict:
                       "trace": {"claim": int(sh.fall[1, 0]), "steal": int(sh.fall[1, 1])}},
         "free_decisions_unresolved": int(np.count_nonzero(status != 1)),
         "drain_trigger": {"decisions": int(sh.trig[0]), "agree": int(sh.trig[1]),
-                          "informed_decisions": int(sh.trig[2]), "informed_agree": int(sh.trig[3])},
+                          "informed_decisions": int(sh.trig[2]), "informed_agree": int(sh.trig[3]),
+                          "first_informed_disagreement_line": (int(sh.lines[sh.misc[S.M_TRIG_FIRST]])
+                                                               if sh.misc[S.M_TRIG_FIRST] >= 0 else None)},
         "pcp_pages_unseen_at_end": int(sh.pcp_unseen.sum()),
         "candidate_buffer_overflows": int(sh.misc[S.M_NO_ROOM]),
         "vmstat_updates": int(sh.misc[S.M_TICKS] + sh.misc[S.M_RESYNC]),

@@ -138,7 +138,7 @@ class ShadowState(StructProxy):
 define_struct(ShadowState, ShadowStateType)
 
 # misc counters
-M_NO_ROOM, M_FREE_UNRESOLVED_SEEN, M_TICKS, M_RESYNC, M_PHASE = range(5)
+M_NO_ROOM, M_FREE_UNRESOLVED_SEEN, M_TICKS, M_RESYNC, M_PHASE, M_TRIG_FIRST = range(6)
 
 
 # ------------------------------------------------------------------ small helpers
@@ -630,7 +630,7 @@ def close_drain(st, sh, loc, unavail, cpu, i):
     x = sh.ctx[cpu]
     if x[X_TRIGGER] == TRIG_FREE:
         # the trigger: the model's own row said drain (X_PRED_LO >= 0) or not
-        trigger(sh, x[X_PRED_LO] >= 0, (x[X_PRED_LO] >= 0) == (x[X_PRED_HI] >= 0))
+        trigger(sh, x[X_PRED_LO] >= 0, (x[X_PRED_LO] >= 0) == (x[X_PRED_HI] >= 0), x[X_START])
         total = x[X_COUNT]
         req = min(x[X_IF_LO], x[X_REQ])
         last = x[X_LAST]
@@ -654,18 +654,20 @@ def close_freec(st, sh, loc, unavail, cpu, i):
     x = sh.ctx[cpu]
     lo = x[X_PRED_LO]
     hi = x[X_PRED_HI]
-    trigger(sh, lo < 0, (lo >= 0) == (hi >= 0))
+    trigger(sh, lo < 0, (lo >= 0) == (hi >= 0), x[X_START])
     x[X_KIND] = K_NONE
 
 
 @njit
-def trigger(sh, agree, informed):
+def trigger(sh, agree, informed, i):
     """Whether a free to a pcp list drains it (count >= high): counted apart from the classes
     (``drain_trigger``): it compares two numbers, count and pcp->high, and high moves with
     events the trace does not show (vmstat_update's decay, frees that miss the pcp lock)."""
     sh.trig[0] += 1
     if agree:
         sh.trig[1] += 1
+    elif sh.misc[M_TRIG_FIRST] < 0 and informed:
+        sh.misc[M_TRIG_FIRST] = i
     if informed:
         sh.trig[2] += 1
         if agree:
