@@ -416,16 +416,18 @@ def test_sample_exact_replay(sample_exact):
     assert r.events_replayed == 914525 and r.malformed_lines == 0
     for ev, row in r.states.items():
         assert sum(row.values()) == r.events[ev] - (r.notes["failed_allocations"] if ev == "mm_page_alloc" else 0)
-    # the gap between the snapshot and the start of tracing leaves a few inconsistencies, no more
-    assert sum(r.inconsistencies.values()) < 0.02 * r.events_replayed
+    # the gap between the snapshot and the start of tracing leaves a few inconsistencies, no more:
+    # measured 1.449 % of the events, margin half of it
+    assert sum(r.inconsistencies.values()) <= 1.5 * 0.01449 * r.events_replayed
     f = r.final_vs_real
     for key in ("0:DMA", "0:DMA32"):          # untouched by the workload: exact
         assert f[key]["model"] == f[key]["proc"] == f[key]["kpageflags"]
     n = f["0:Normal"]
-    assert abs(n["kpageflags_free_pages_diff_pct"]) < 1.0
-    assert abs(n["proc_free_pages_diff_pct"]) < 3.0
-    for o in range(4, 11):
-        assert abs(n["model"][o] - n["proc"][o]) <= max(1, 0.02 * n["proc"][o])
+    # measured +0.491 % / +0.0053 % (see test_replay_shared.py for the margins' rule)
+    assert abs(n["kpageflags_free_pages_diff_pct"] - 0.4905) <= 0.2453
+    assert abs(n["proc_free_pages_diff_pct"] - 0.0053) <= 0.01
+    for o in range(4, 11):                    # measured: identical; margin 2 blocks
+        assert abs(n["model"][o] - n["proc"][o]) <= 2
 
 
 @pytest.mark.parametrize("design", [d for d in sorted(DESIGNS) if d != "linux"])
@@ -437,7 +439,10 @@ def test_sample_on_other_designs(design):
         r = replay(None, mode="exact", design=design)
         assert r.check == "ok"
         n = r.final_vs_real["0:Normal"]
-        assert abs(n["proc_free_pages_diff_pct"]) < 3.0
+        # measured: radix +0.0047 % (as linux), vmem -0.152 % (its descriptor pages); margin half
+        # of the figure, at least 0.01 percentage points
+        measured = {"radix": 0.0047, "vmem": -0.1521}[design]
+        assert abs(n["proc_free_pages_diff_pct"] - measured) <= max(0.01, 0.5 * abs(measured))
     r = replay(None, mode="policy", design=design)
     assert r.check == "ok" and r.policy["model_free_errors"] == 0
 
