@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from memdesc.sim.compare import compare
+
 REPO = Path(__file__).resolve().parents[1]
 #: the captures: $MEMDESC_SHARED_TRACES, else ../shared/traces beside the clone (never a path of one machine)
 SHARED = Path(os.environ.get("MEMDESC_SHARED_TRACES") or REPO.parent / "shared" / "traces")
@@ -25,6 +27,17 @@ def shared_traces() -> Path:
             pytest.fail(f"{SHARED} not present: CI must run the tests over the full real captures")
         pytest.skip(f"{SHARED} not present (full real captures)")
     return SHARED
+
+
+#: the designs the sample comparison runs (one per design family: list heads, tree nodes, descriptors)
+SAMPLE_COMPARE_DESIGNS = "linux,radix:reserve,vmem"
+
+
+@pytest.fixture(scope="session")
+def sample_comparison():
+    """``memdesc compare`` on the bundled sample with three designs (shared by the compare,
+    results and browser tests: one run)."""
+    return compare(None, SAMPLE_COMPARE_DESIGNS)
 
 
 def pytest_collection_modifyitems(config, items):

@@ -143,7 +143,7 @@ m = Machine.create("64M")
 c = Churn(m, orders="mix", gfp="mix", occupancy=0.6, seed=3)
 r = c.run(3000)
 print(json.dumps({"buddyinfo": m.buddyinfo().to_dict(), "stats": m.stats(), "check": m.check(),
-                  "allocs": r.allocs, "failed": r.alloc_failed}))
+                  "allocs": r.alloc, "failed": r.alloc_failed}))
 """
 
 
@@ -169,7 +169,7 @@ def test_churn_is_reproducible_and_keeps_occupancy():
         m = Machine.create("256M")
         c = Churn(m, order=0, occupancy=0.5, seed=11)
         r = c.run(20000)
-        results.append((m.buddyinfo().to_dict(), r.allocs, r.frees))
+        results.append((m.buddyinfo().to_dict(), r.alloc, r.free))
         assert abs(r.occupancy_final - 0.5) < 0.01
         assert r.free_errors == 0 and m.check() == "ok"
         assert c.free_all() == 0

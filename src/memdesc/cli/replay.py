@@ -16,7 +16,19 @@ import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from memdesc.cli.options import RadixNodesOpt, _fail, _write_json, console, print_proc_views
+from memdesc.cli.options import (
+    DEFAULT_DESIGN,
+    EXIT_CHECK,
+    DesignOpt,
+    JsonOpt,
+    Mode,
+    RadixNodesOpt,
+    _fail,
+    _write_json,
+    console,
+    print_proc_views,
+    value,
+)
 from memdesc.mm.page_alloc import design_spec
 from memdesc.sim.replay import replay, sample_path
 
@@ -103,19 +115,19 @@ def register(app: typer.Typer) -> None:
         path: PathArg = None,
         sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
                                                               "capture).")] = False,
-        mode: Annotated[str, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
-                                                          "trace as demands served by --design; shadow: exact, with "
-                                                          "the model's own decision recorded before each "
-                                                          "event.")] = "exact",
-        design: Annotated[str, typer.Option("--design", help="Page-allocator design: linux, radix, vmem.")] = "linux",
+        mode: Annotated[Mode, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
+                                                           "trace as demands served by --design; shadow: "
+                                                           "exact, with the model's own decision recorded "
+                                                           "before each event.")] = Mode.exact,
+        design: DesignOpt = DEFAULT_DESIGN,
         mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
                                                               "from (default: covers the trace's pfns).")] = None,
-        cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (default: the capture's, or the "
-                                                                "trace's).")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
+        cpus: Annotated[int | None, typer.Option("--cpus", min=1, help="Modelled CPUs (default: the capture's, or "
+                                                                       "the trace's).")] = None,
+        json_path: JsonOpt = None,
         proc_out: Annotated[Path | None, typer.Option("--proc-out", help="Write the final /proc views "
                                                                         "(buddyinfo, pagetypeinfo, ...) here.")] = None,
-        every: Annotated[int, typer.Option("--every", help="Sample buddyinfo and free pages per zone every N "
+        every: Annotated[int, typer.Option("--every", min=0, help="Sample buddyinfo and free pages per zone every N "
                                                            "events (Parquet, see --samples-out).")] = 0,
         samples_out: Annotated[Path, typer.Option("--samples-out", help="Parquet file of the --every "
                                                                        "samples.")] = Path("replay-samples.parquet"),
@@ -127,7 +139,8 @@ def register(app: typer.Typer) -> None:
                                                                        "with the model's state.")] = 0,
     ) -> None:
         """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
-        design = design_spec(design, radix_nodes=radix_nodes)
+        design = design_spec(design, radix_nodes=value(radix_nodes))
+        mode = value(mode)
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")
@@ -209,9 +222,9 @@ def register(app: typer.Typer) -> None:
                 _fail(f"cannot write {samples_out}: {e.strerror}")
             console.print(f"[dim]{r.samples.height} samples written to {samples_out}[/]")
         console.print(f"check: [bold]{r.check}[/]")
-        _write_json(json_path, r.as_dict())
+        _write_json(json_path, r.as_dict(), "replay")
         if r.check != "ok":
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_CHECK)
         if strict and r.inconsistencies:
             console.print(f"[bold red]--strict:[/] {sum(r.inconsistencies.values())} inconsistencies")
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_CHECK)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memdesc import _html
 from memdesc.errors import (
     ConfigError,
     DoubleFree,
@@ -41,6 +42,26 @@ from memdesc.mm.mmzone import (
 from memdesc.mm.page_alloc import AllocConfig, Design, core, get_design
 
 GfpLike = int | str
+
+#: The counters every JSON summary reports at its top level, under the names issue 13 fixed.
+#: ``OPS`` go in ``ops``; ``COUNTERS`` stand alone.  ``COUNTER_ALIASES`` are the names designs
+#: use internally for the same counts (radix's node statistics, vmem's descriptor statistics):
+#: a summary drops them from ``stats`` and ``design_stats``, so each counter has one name
+#: (``tests/test_results.py`` checks the aliases equal the counter they name).
+OPS = ("alloc", "free", "alloc_failed")
+COUNTERS = ("free_path_allocations", "free_stalls", "alloc_failed_for_metadata")
+COUNTER_ALIASES = {
+    "free_path_allocations": "free_path_allocations",
+    "free_stalls": "free_stalls",
+    "alloc_failed_for_metadata": "alloc_failed_for_metadata",
+    "alloc_failed_for_reserve": "alloc_failed_for_metadata",
+    "alloc_failed_for_descriptor": "alloc_failed_for_metadata",
+}
+
+
+def summary_design_stats(raw: dict | None) -> dict:
+    """A design's ``design_stats()`` without the counters a summary reports at top level."""
+    return {k: v for k, v in (raw or {}).items() if k not in COUNTER_ALIASES}
 
 
 def to_gfp(gfp: GfpLike) -> int:
@@ -311,16 +332,32 @@ class Machine:
             "metadata_bytes": md,
             "bookkeeping_bytes": self.design.bookkeeping_bytes(),
             "min_free_kbytes": getattr(self.design, "min_free_kbytes", None),
-            "ops": {"alloc": st["alloc"], "free": st["free"], "alloc_failed": st["alloc_failed"]},
-            "stats": st,
-            "free_path_allocations": st["free_path_allocations"],
-            "free_stalls": st["free_stalls"],
-            "design_stats": self.design.design_stats(),
+            "ops": {k: st[k] for k in OPS},
+            "stats": {k: v for k, v in st.items() if k not in OPS and k not in COUNTER_ALIASES},
+            **{k: st[k] for k in COUNTERS},
+            "design_stats": summary_design_stats(self.design.design_stats()),
             "buddyinfo": self.buddyinfo().to_dict(),
             "unusable_index": {f"{r.node}:{r.zone}": list(r.values) for r in self.unusable_index()},
             "extfrag_index": {f"{r.node}:{r.zone}": list(r.values) for r in self.extfrag_index()},
             "free_pages": self.free_pages_count(),
         }
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the zones, the metadata bytes, the counters and /proc/buddyinfo."""
+        zs = self.design.zs
+        zones = _html.table(("node", "zone", "start_pfn", "spanned", "present", "managed", "free", "direct mapped"),
+                            ((z.node, z.name, hex(z.start_pfn), z.spanned, z.present, int(zs.z_managed[i]),
+                              int(zs.z_free[i]), "yes" if z.direct_mapped else "no")
+                             for i, z in enumerate(self.zones) if z.present),
+                            caption=f"{self.layout.source}: design {self.design.name} "
+                                    f"({self.design.struct_page_bytes}-byte struct page), {self.nr_cpus} CPUs")
+        st = self.stats()
+        counters = _html.kv_table({**self.metadata_bytes(), **{k: st[k] for k in (*OPS, *COUNTERS)}},
+                                  caption="metadata bytes and counters")
+        bi = self.buddyinfo()
+        buddy = _html.table(("zone", *range(bi.nr_orders)), ((f"{r.node}:{r.zone}", *r.nr_free) for r in bi.rows),
+                            caption="/proc/buddyinfo (free blocks per order)")
+        return _html.fragment(zones, counters, buddy)
 
     def __repr__(self) -> str:
         return (f"Machine({self.layout.source!r}, design={self.design.name!r}, nodes={self.layout.nr_nodes}, "

@@ -182,10 +182,13 @@ def free_all_kernel(st, live, ctr):
 
 @dataclass
 class ChurnResult:
+    """The measured phase of a churn (after the fill): ``alloc``, ``free`` and ``alloc_failed``
+    count as the machine summary's ``ops`` do (the same names everywhere)."""
+
     pairs: int
-    ops: int
-    allocs: int
-    frees: int
+    operations: int
+    alloc: int
+    free: int
     alloc_failed: int
     free_errors: int
     fill_seconds: float
@@ -274,7 +277,7 @@ class Churn:
                 progress(n // 2)
         d = self.ctr - before
         return ChurnResult(
-            pairs=pairs, ops=ops, allocs=int(d[2]), frees=int(d[3]), alloc_failed=int(d[4]),
+            pairs=pairs, operations=ops, alloc=int(d[2]), free=int(d[3]), alloc_failed=int(d[4]),
             free_errors=int(self.ctr[5]), fill_seconds=fill_s, seconds=elapsed,
             ns_per_pair=(elapsed * 1e9 / pairs) if pairs else 0.0,
             occupancy_target=self.occupancy, occupancy_final=float(self.ctr[1]) / max(1, self.managed),

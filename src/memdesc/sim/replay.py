@@ -53,6 +53,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from memdesc import _html
 from memdesc.errors import ConfigError, FormatError
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
@@ -68,10 +69,10 @@ from memdesc.sim import replay_kernels as K
 from memdesc.sim import shadow
 from memdesc.sim import shadow_kernels as SK
 from memdesc.sim.snapshot import capture as open_capture
-from memdesc.sim.snapshot import machine_from_snapshot
+from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
 from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
-from memdesc.trace.kpageflags import KPageSnapshot, PageClass
+from memdesc.trace.kpageflags import PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
 MODES = ("exact", "policy", "shadow")
@@ -162,6 +163,17 @@ class ReplayResult:
     def events_per_second(self) -> float:
         return self.events_replayed / self.seconds if self.seconds > 0 else 0.0
 
+    def _repr_html_(self) -> str:
+        """Jupyter: what was replayed, how fast, what was found, and the machine at the end."""
+        m = self.machine
+        head = _html.kv_table({"source": self.source, "mode": self.mode, "design": m.design.name,
+                               "events replayed": self.events_replayed,
+                               "events per second": round(self.events_per_second),
+                               "inconsistencies": sum(self.inconsistencies.values()), "check": self.check},
+                              caption="replay")
+        events = _html.table(("tracepoint", "events"), self.events.items(), caption="events")
+        return _html.fragment(head, events, m._repr_html_())
+
     def as_dict(self) -> dict:
         """Machine.summary() plus the replay's own keys (what ``--json`` writes)."""
         d = self.machine.summary()
@@ -196,11 +208,12 @@ def _trace_extent(cols: dict[str, np.ndarray]) -> int:
     return int((pfn[ok] + (np.int64(1) << order[ok])).max())
 
 
-def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evlog: int) -> Machine:
+def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evlog: int,
+                  config: dict | None = None) -> Machine:
     if mem is None:
         unit = 64 << 20
         mem = str(max(unit, -(-(npfn << PAGE_SHIFT) // unit) * unit))
-    return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog)
+    return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog, **(config or {}))
 
 
 @dataclass
@@ -232,19 +245,23 @@ class StartState:
 
 def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
                   cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1,
-                  model_events: bool = True) -> StartState:
+                  model_events: bool = True, config: dict | None = None) -> StartState:
     """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one.
 
     In policy mode the machine records its own kmem events (counted, not kept) unless
-    ``model_events`` is false."""
+    ``model_events`` is false.  ``config``: AllocConfig tunables (watermark_scale_factor,
+    fail_descriptor_alloc, ...)."""
     evlog = EVLOG_ROWS if (mode == "policy" and model_events) else 0
+    config = dict(config or {})
+    if "evlog" in config:
+        raise ConfigError("evlog is set by the replay (model_events)")
     if src.capture is not None:
         if mem is not None:
             raise ConfigError("--mem applies to a bare trace file; a capture's machine comes from its zoneinfo")
-        m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
+        m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog, **config)
         return StartState(m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE),
                           state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64), True)
-    m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog)
+    m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog, config)
     empty = np.zeros(0, np.int64)
     return StartState(m, np.zeros(1, np.bool_), empty, empty)
 
@@ -268,7 +285,7 @@ def compare_final(machine: Machine, capture: Path) -> dict | None:
     proc = files.buddyinfo()
     kpf = None
     if files.path("kpageflags", required=False) is not None and (capture / "after.zoneinfo").is_file():
-        kpf = KPageSnapshot.from_capture(capture, "after").buddyinfo_rebuilt()
+        kpf = kpage_snapshot(capture, "after").buddyinfo_rebuilt()
     if proc is None and kpf is None:
         return None
     proc_d = proc.to_dict() if proc is not None else {}
@@ -551,7 +568,8 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
 def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
            design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
-           mt_names: tuple[str, ...] | None = None, model_events: bool = True, compaction: bool = True,
+           mt_names: tuple[str, ...] | None = None, model_events: bool = True,
+           trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
            divergences: int = 0, pageblock_types: str = "trace",
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None) -> ReplayResult:
@@ -565,6 +583,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     ``mt_names``: the traced kernel's migratetype names in its numbering (default: the
     capture's pagetypeinfo, else the machine's configuration).  ``model_events``: in policy
     mode, count the model's own kmem events (its event log; costs a little time).
+    ``trace``: the already parsed trace of ``source`` (a capture or file): one read serves
+    several replays of it (``memdesc compare``).  ``config``: AllocConfig tunables of the
+    machine the replay builds (``memdesc sweep`` parameters).
     ``compaction``: in exact mode, replay compaction's free scanner from the trace's
     mm_compaction_isolate_freepages events (when it has any).  ``mode="shadow"``: exact
     replay recording the model's own decision before each event (:mod:`memdesc.sim.shadow`);
@@ -593,7 +614,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         rr = TraceReadResult(df=source, source="<frame>", format="frame", lines=source.height)
     else:
         src = resolve_source(source)
-        rr = read_trace(src.trace, strict=strict)
+        rr = trace if trace is not None else read_trace(src.trace, strict=strict)
     df = rr.df
     read_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -604,10 +625,10 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     capture = src.capture if src is not None else None
     if machine is None:
         start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus,
-                              model_events)
+                              model_events, config)
         machine = start.machine
-    elif mem is not None or cpus is not None:
-        raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
+    elif mem is not None or cpus is not None or config:
+        raise ConfigError("mem/cpus/config shape a machine the replay builds; not with machine=")
     else:
         start = StartState.of_machine(machine)
     if mt_names is None:

@@ -71,6 +71,11 @@ the same ``--mem`` has HighMem pages (``user_pages`` overrides it); they come fr
 and DMA32, all directly mapped.  The kernel's demand in step 2 is every page left, so
 in step 4 only the pages freed in step 3 are there to be had.
 
+A run's ``free_path_allocations``, ``free_stalls`` and ``alloc_failed_for_metadata`` are the
+whole run's counts (the names mean the same in every memdesc summary); what each step
+moved is in its :class:`Phase`, and ``stalled_frees`` counts the user frees of step 3 that
+stalled.
+
 The loops are numba kernels over the design interface (``dispatch.pa_alloc``/``pa_free``);
 random numbers come from numpy's PCG64 (the permutations) and xorshift64* (the CPUs),
 both seeded with ``--seed``, so every count is a function of the arguments alone.
@@ -86,7 +91,7 @@ import numpy as np
 from memdesc._numba import njit
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
-from memdesc.mm.machine import Machine
+from memdesc.mm.machine import Machine, summary_design_stats
 from memdesc.mm.mm_init import i386_layout
 from memdesc.mm.mmzone import ZoneType
 from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
@@ -211,13 +216,18 @@ class ScenarioResult:
     phases: list[Phase] = field(default_factory=list)
     design_stats: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    #: Machine.summary() at the end of the run (the keys every command's JSON has)
+    summary: dict = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
         return f"{self.design} {self.policy}" if self.policy else self.design
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        """The machine summary at the end, with the scenario's own figures (``ScenarioRun``)."""
+        own = asdict(self)
+        own.pop("summary")
+        d = {**self.summary, **own}
         d["label"] = self.label
         return d
 
@@ -381,6 +391,7 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
 
     ds = _design_stats(m)
     md = m.metadata_bytes()
+    summary = m.summary()
     stats = m.stats()
     nodes_pp = ds.get("nodes_per_free_page")
     return ScenarioResult(
@@ -389,13 +400,14 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
         highmem_managed_pages=highmem_managed, user_pages=n_user1, kernel_pages=n_kernel,
         late_user_attempts=p4.attempts, late_user_failed=p4.failed,
         late_user_failed_for_metadata=p4.alloc_failed_for_metadata,
-        frees_attempted=nfree, stalled_frees=p3.stalled_frees, free_stalls=p3.free_stalls,
-        free_path_allocations=p3.free_path_allocations, alloc_failed=stats["alloc_failed"],
+        frees_attempted=nfree, stalled_frees=p3.stalled_frees, free_stalls=stats["free_stalls"],
+        free_path_allocations=stats["free_path_allocations"], alloc_failed=stats["alloc_failed"],
         alloc_failed_for_metadata=stats["alloc_failed_for_metadata"], metadata_bytes=md,
         metadata_node_bytes=int(md.get("descriptors", 0)), reserve_bytes=int(ds.get("reserve_target_bytes", 0)),
         nodes_per_free_page=None if nodes_pp is None else float(nodes_pp),
         parked_after_frees=p3.parked_after, parked_after_release=p5.parked_after, check=m.check(),
-        seconds=time.perf_counter() - t0, phases=phases, design_stats=ds, stats=stats)
+        seconds=time.perf_counter() - t0, phases=phases, design_stats=summary_design_stats(ds),
+        stats=summary["stats"], summary=summary)
 
 
 SCENARIOS = {"highmem-free": highmem_free}

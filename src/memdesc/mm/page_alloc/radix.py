@@ -1365,6 +1365,8 @@ class RadixDesign(BuddyDesign):
     node_policy = "consume"
     #: the option a bare design spec value sets: ``"radix:reserve"`` (see memdesc.mm.page_alloc)
     spec_key = "radix_nodes"
+    #: every value of the main option: ``memdesc compare`` runs one variant per value
+    spec_values = tuple(POLICIES)
 
     @classmethod
     def with_options(cls, radix_nodes: str | None = None, **unknown) -> type[RadixDesign]:
