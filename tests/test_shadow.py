@@ -204,3 +204,35 @@ def test_plain_python_shadow_agrees_with_numba():
     nojit, jit = runs
     assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
     assert nojit == jit and jit["shadow"]["decisions"] > 1000
+
+
+def test_batched_frees_pair_with_their_mm_page_free():
+    """free_unref_folios() prints mm_page_free in its prepare loop and mm_page_free_batched when
+    the page goes on the pcp list: exact replay applies the free at the second (batched_pairs)."""
+    from memdesc.sim.replay import batched_pairs
+    ev = np.array([E.FREE, E.FREE, E.FREE_BATCHED, E.FREE, E.FREE_BATCHED, E.FREE_BATCHED, E.FREE], np.uint8)
+    pfn = np.array([10, 20, 10, 30, 20, 40, 512], np.int64)
+    order = np.array([0, 2, 0, 4, 0, 0, 9], np.int8)
+    # 10 and 20 pair (20 of order 2: the batched line prints order 0); 30 (order 4, not a pcp order)
+    # is freed in the prepare loop, 40 has no mm_page_free before it, 512 (order 9) none after
+    assert batched_pairs(ev, pfn, order).tolist() == [1, 1, 0, 0, 2, -1, 0]
+
+
+def test_pageblock_types_first_shown_by_the_trace():
+    """A pageblock's type at the start is the one the first event naming it prints; a claim's
+    zone_locked prints the new type, its extfrag the old one (fallback_migratetype)."""
+    from memdesc.sim.replay import first_revealed_types
+    ev = np.array([E.PCPU_DRAIN, E.ALLOC_ZONE_LOCKED, E.ALLOC_ZONE_LOCKED, E.EXTFRAG, E.ALLOC_ZONE_LOCKED,
+                   E.EXTFRAG], np.uint8)
+    pfn = np.array([512 * 3 + 7, 512 * 3, 512 * 5 + 4, 512 * 5 + 4, 512 * 8, 1024 * 6], np.int64)
+    cols = {"event": ev, "pfn": pfn, "order": np.array([0, 0, 0, 0, 10, 0], np.int8),
+            "mt": np.array([2, 1, 0, 0, 1, 0], np.int8), "fbmt": np.array([-1, -1, -1, 1, -1, 2], np.int8),
+            "change_ownership": np.array([-1, -1, -1, 1, -1, 1], np.int8),
+            "fallback_order": np.array([-1, -1, -1, 3, -1, 10], np.int8)}
+    pb, t = first_revealed_types(cols)
+    assert dict(zip(pb.tolist(), t.tolist(), strict=True)) == {
+        3: 2,            # the drain came first (Reclaimable); the zone_locked after it is not the start
+        5: 1,            # claimed below pageblock_order: Movable before the claim
+        8: 1, 9: 1,      # an order-10 block: both pageblocks
+        12: 2, 13: 2,    # a whole order-10 claim: the fallback block's two pageblocks were Reclaimable
+    }
