@@ -24,8 +24,12 @@ mm_page_free                   allocated (or a     pcp list of the CPU (pcp_allo
                                larger allocation:  (free_one_page, merging)
                                split_page)
 mm_page_pcpu_drain             pcp (this CPU)      the buddy (__free_one_page, merging)
-mm_page_free_batched           pcp or free         none: the same free was reported by
-                                                   mm_page_free before it
+mm_page_free_batched           pcp or free         the paired mm_page_free is applied here
+                                                   (free_unref_folios() commits the page to
+                                                   the pcp list at this event); otherwise none
+compaction:                    free                allocated: the free blocks with heads in
+mm_compaction_isolate_freepages                    the scanned range, nr_taken pages
+                                                   (compaction's __isolate_free_page())
 mm_page_alloc_extfrag          free, pcp, pending  change_ownership=1: the pageblock(s)
                                                    become alloc_migratetype; a block still
                                                    free was claimed or stolen without a

@@ -27,7 +27,6 @@ from __future__ import annotations
 import numpy as np
 
 from memdesc.errors import ConfigError
-from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MIGRATE_TYPES, NR_PAGE_ORDERS, NR_PCP_LISTS
 from memdesc.mm.page_alloc import BuddyDesign, core
@@ -228,10 +227,3 @@ def divergences(sh: S.ShadowState, machine: Machine) -> dict[str, list[dict]]:
 
 __all__ = ["DEFAULT_DIVERGENCES", "divergences", "init_state", "next_alloc_index", "summary"]
 
-
-def pcp_counts_after(capture) -> int | None:
-    """Pages on per-CPU lists in after.zoneinfo (for reports)."""
-    if capture is None or not (capture / "after.zoneinfo").is_file():
-        return None
-    return int(sum(p.count for z in vmstat.read_zoneinfo(capture / "after.zoneinfo") if z.pagesets
-                   for p in z.pagesets))

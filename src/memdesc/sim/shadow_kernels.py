@@ -138,7 +138,7 @@ class ShadowState(StructProxy):
 define_struct(ShadowState, ShadowStateType)
 
 # misc counters
-M_NO_ROOM, M_FREE_UNRESOLVED_SEEN, M_TICKS, M_RESYNC, M_PHASE, M_TRIG_FIRST = range(6)
+M_NO_ROOM, M_TICKS, M_RESYNC, M_PHASE, M_TRIG_FIRST = range(5)
 
 
 # ------------------------------------------------------------------ small helpers
