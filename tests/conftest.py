@@ -38,3 +38,11 @@ def sample_comparison():
     """``memdesc compare`` on the bundled sample with three designs (shared by the compare,
     results and browser tests: one run)."""
     return compare(None, SAMPLE_COMPARE_DESIGNS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the captures (through the shared_traces fixture, directly or via
+    another fixture) carries the ``shared`` marker, so ``-m "not shared"`` deselects them all."""
+    for item in items:
+        if "shared_traces" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
+            item.add_marker(pytest.mark.shared)

@@ -18,7 +18,6 @@ from memdesc.sim.readahead import sample_path
 from memdesc.trace import tpformat as tf
 from memdesc.trace.folio_events import (
     EVENT_KINDS,
-    PAGECACHE_KINDS,
     EventKind,
     compile_program,
     load_formats,
@@ -199,7 +198,7 @@ def test_a_new_kind_is_one_entry_decoders_from_the_format_file(tmp_path):
 
 def test_every_capture_format_of_the_table_compiles():
     """Every kind of the table has its fields printed in the bundled 6.18 formats."""
-    formats, where = load_formats(None, None, PAGECACHE_KINDS)
+    formats, where = load_formats(None, None, [k.name for k in EVENT_KINDS])
     prog = compile_program(list(EVENT_KINDS), formats)
     assert where == "bundled" and len(prog.specs) == len(EVENT_KINDS)
     # the ofs decoders invert index << 12 and ((last_index + 1) << 12) - 1

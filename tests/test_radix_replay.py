@@ -63,6 +63,7 @@ def test_cli_replay_radix_nodes(tmp_path):
     assert res.exit_code != 0
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("capture", ["anon", "build", "pagecache"])
 def test_shared_traces_policy_replay(shared_traces, capture):
     for design in ("radix", "radix:reserve"):
@@ -75,6 +76,7 @@ def test_shared_traces_policy_replay(shared_traces, capture):
             assert ds["free_path_allocations"] == 0
 
 
+@pytest.mark.shared
 @pytest.mark.parametrize("capture", ["anon", "build", "pagecache"])
 def test_shared_traces_exact_replay(shared_traces, capture):
     """Exact replay puts the real kernel's placement on the radix lists (core.py's buddy code

@@ -220,3 +220,25 @@ def test_same_counts_without_jit():
     # step 1 takes 3/4 of the 6000 user pages; every run ends consistent
     assert jit["linux"]["user_pages"] == 4500
     assert jit["linux"]["check"] == "ok" and jit["radix consume"]["check"] == "ok"
+
+
+#: the wall's figures for --mem 1G --seed 1 (memdesc.sim.clock's default 5 us per operation), pinned:
+#: (kernel pages, stalled frees, free stalls, parked after the frees, late user failures, of which
+#: for metadata, free-path allocations, node/descriptor bytes, reserve bytes)
+WALL = {
+    ("linux", None, "i386"): (221179, 0, 0, 0, 32, 0, 0, 0, 0),
+    ("radix", "consume", "i386"): (223698, 4417, 4417, 4228, 32, 0, 0, 1015808, 0),
+    ("radix", "reserve", "i386"): (222035, 0, 0, 0, 5775, 5775, 0, 6905856, 5780160),
+    ("vmem", None, "i386"): (222287, 0, 0, 0, 32, 0, 0, 8228520, 0),
+    ("radix", "consume", "x86_64"): (220007, 0, 0, 0, 12424, 0, 138, 1081344, 0),
+}
+
+
+@pytest.mark.parametrize("design, policy, layout", list(WALL))
+def test_wall_figures_pinned_for_the_seed(design, policy, layout):
+    """Every count of the scenario is a function of its arguments: a change of any design, of the
+    shared allocator code or of the scenario moves these figures (they were only tested as > 0)."""
+    r = run(design, policy, layout)
+    got = (r.kernel_pages, r.stalled_frees, r.free_stalls, r.parked_after_frees, r.late_user_failed,
+           r.late_user_failed_for_metadata, r.free_path_allocations, r.metadata_node_bytes, r.reserve_bytes)
+    assert got == WALL[(design, policy, layout)]

@@ -51,6 +51,7 @@ class Layout(StrEnum):
 
     x86_64 = "x86_64"
     i386 = "i386"
+    i386_nopae = "i386-nopae"
 
 
 #: replay modes (``--mode``): every mode memdesc.sim.replay knows

@@ -55,6 +55,58 @@ def _buddy_lines(final: dict) -> list[str]:
     return lines
 
 
+def _pct(a: int, n: int) -> str:
+    return f"{100.0 * a / n:.2f} %" if n else "-"
+
+
+def print_shadow(sh: dict, divs: dict | None) -> None:
+    """The shadow replay's decisions per class (and the first divergences of each)."""
+    t = Table(title="shadow replay: the model's decision beside the kernel's, per class", title_justify="left")
+    for col in ("class", "decisions", "agree", "agree %", "informed", "informed agree", "informed %"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    rows = list(sh["by_class"].items()) + [("all", {"decisions": sh["decisions"], "agree": sh["agree"],
+                                                    "informed_decisions": sh["informed_decisions"],
+                                                    "informed_agree": sh["informed_agree"]})]
+    for name, c in rows:
+        t.add_row(name, str(c["decisions"]), str(c["agree"]), _pct(c["agree"], c["decisions"]),
+                  str(c["informed_decisions"]), str(c["informed_agree"]),
+                  _pct(c["informed_agree"], c["informed_decisions"]))
+    console.print(t)
+    dt = sh["drain_trigger"]
+    fb = sh["fallbacks"]
+    console.print(f"drain trigger (count >= high after a free, not a class): {dt['agree']}/{dt['decisions']} agree "
+                  f"({_pct(dt['agree'], dt['decisions'])}), informed "
+                  f"{_pct(dt['informed_agree'], dt['informed_decisions'])}; fallbacks model claim/steal "
+                  f"{fb['model']['claim']}/{fb['model']['steal']}, trace "
+                  f"{fb['trace']['claim']}/{fb['trace']['steal']}; free decisions never resolved by the trace "
+                  f"{sh['free_decisions_unresolved']}")
+    if not divs:
+        return
+    for name, recs in divs.items():
+        if recs:
+            console.print(f"[bold]first divergences: {name}[/]")
+        for k, r in enumerate(recs):
+            console.print(divergence_text(k + 1, r), markup=False, highlight=False, soft_wrap=True)
+
+
+def _h(v) -> str:
+    return "-" if v is None or v == -1 else hex(v)
+
+
+def divergence_text(k: int, r: dict) -> str:
+    """One divergence record: the kernel's choice, the model's, and the model's state then."""
+    what = f"{r['kernel_kind']}" + (f" {r['kernel_value']}" if r["kernel_value"] != -1 else "")
+    mine = f"{r['model_kind']}" + (f" {r['model_value']}" if r["model_value"] != -1 else "")
+    head = (f"  #{k} line {r['line']} cpu {r['cpu']}: kernel {_h(r['kernel_pfn'])} ({what}, zone {r['kernel_zone']}, "
+            f"pageblock {r['kernel_pb_type']}, in the model: {r['kernel_pfn_state']}); model {_h(r['model_pfn'])} "
+            f"({mine}, zone {r['model_zone']}, pageblock {r['model_pb_type']}); order {r['order']} "
+            f"{r['migratetype'] or ''} {'informed' if r['informed'] else 'uninformed'}")
+    state = (f"     list {r['list']} head {_h(r['list_head'])} tail {_h(r['list_tail'])}; pcp count {r['pcp_count']} "
+             f"(unseen {r['pcp_unseen']}) high {r['pcp_high']} batch {r['pcp_batch']}; watermarks min/low/high "
+             f"{r['wmark_min']}/{r['wmark_low']}/{r['wmark_high']}, free {r['zone_free']}")
+    return head + "\n" + state
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``replay`` command to ``app``."""
 
@@ -64,7 +116,9 @@ def register(app: typer.Typer) -> None:
         sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
                                                               "capture).")] = False,
         mode: Annotated[Mode, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
-                                                           "trace as demands served by --design.")] = Mode.exact,
+                                                           "trace as demands served by --design; shadow: "
+                                                           "exact, with the model's own decision recorded "
+                                                           "before each event.")] = Mode.exact,
         design: DesignOpt = DEFAULT_DESIGN,
         mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
                                                               "from (default: covers the trace's pfns).")] = None,
@@ -80,6 +134,9 @@ def register(app: typer.Typer) -> None:
         strict: Annotated[bool, typer.Option("--strict", help="Malformed lines are errors; exit 1 if the replay "
                                                               "finds any inconsistency.")] = False,
         radix_nodes: RadixNodesOpt = None,
+        divergences: Annotated[int, typer.Option("--divergences", help="Shadow mode: show the first N "
+                                                                       "disagreements of each decision class "
+                                                                       "with the model's state.")] = 0,
     ) -> None:
         """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
         design = design_spec(design, radix_nodes=value(radix_nodes))
@@ -98,7 +155,7 @@ def register(app: typer.Typer) -> None:
                 prog.start_task(task)
 
             r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
-                       progress=lambda n: prog.advance(task, n), on_start=on_start)
+                       divergences=divergences, progress=lambda n: prog.advance(task, n), on_start=on_start)
         m = r.machine
         console.print(f"[bold]{r.source}[/] ({r.capture and 'capture, started from before.*' or 'bare trace'}): "
                       f"{r.events_replayed} events, mode [bold]{r.mode}[/], design [bold]{m.design.name}[/], "
@@ -125,11 +182,13 @@ def register(app: typer.Typer) -> None:
                           f"{p['frees_of_pre_trace_allocations']} of pre-trace ones, {p['split_frees']} split, "
                           f"{p['frees_of_unknown_pages']} of unknown pages); stale pre-trace allocations released "
                           f"{p['stale_pre_trace_released']}; replay map {r.replay_map_bytes} bytes")
+        if r.shadow is not None:
+            print_shadow(r.shadow, r.divergences)
         notes = {k: v for k, v in r.notes.items() if v}
         if notes:
             console.print("notes: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
         if r.inconsistencies:
-            what = "event: state the model held the pages in" if r.mode == "exact" else "policy replay"
+            what = "event: state the model held the pages in" if r.mode != "policy" else "policy replay"
             it = Table(title=f"inconsistencies ({what})", title_justify="left")
             it.add_column("kind")
             it.add_column("count", justify="right")

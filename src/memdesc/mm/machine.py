@@ -36,7 +36,6 @@ from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
     MIGRATETYPE_NAMES,
     NR_PAGE_ORDERS,
-    PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
     MigrateType,
 )
@@ -111,8 +110,10 @@ class Machine:
             lay = x86_64_layout(mem, nodes=nodes, words=dcls.words)
         elif layout == "i386":
             lay = i386_layout(mem, nodes=nodes, words=dcls.words)
+        elif layout == "i386-nopae":
+            lay = i386_layout(mem, nodes=nodes, words=dcls.words, pae=False)
         else:
-            raise ConfigError(f"unknown layout {layout!r}: use x86_64 or i386 (or zoneinfo=FILE)")
+            raise ConfigError(f"unknown layout {layout!r}: use x86_64, i386 or i386-nopae (or zoneinfo=FILE)")
         if cpus is not None and zoneinfo is None:
             lay = lay.with_cpus(cpus)
         return cls(lay, dcls, config)
@@ -232,7 +233,8 @@ class Machine:
                 z.node, z.name,
                 tuple(tuple(int(x) for x in counts[i, mt]) for mt in mts),
                 tuple(int(blocks[i, mt]) for mt in mts)))
-        return vmstat.PageTypeInfo(PAGEBLOCK_ORDER, PAGEBLOCK_NR_PAGES, self.migratetype_names, tuple(zones))
+        pbo = self.layout.pageblock_order
+        return vmstat.PageTypeInfo(pbo, 1 << pbo, self.migratetype_names, tuple(zones))
 
     def zoneinfo(self) -> list[vmstat.ZoneInfo]:
         """The /proc/zoneinfo subset the model knows: header, protection, pagesets, start_pfn."""
@@ -306,7 +308,7 @@ class Machine:
         extra = {
             "state": self.page_state(pfn),
             "zone": f"node {self.zones[zi].node} {self.zones[zi].name}" if zi >= 0 else "none",
-            "pageblock": f"{pfn >> PAGEBLOCK_ORDER} type "
+            "pageblock": f"{pfn >> self.layout.pageblock_order} type "
                          f"{MIGRATETYPE_NAMES[int(self.design.zs.pb[pfn >> PAGEBLOCK_ORDER]) & 7]}",
             "design": f"{self.design.name} ({self.design.struct_page_bytes} B struct page)",
         }

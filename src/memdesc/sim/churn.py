@@ -12,7 +12,9 @@ allocation, as in a real kernel.  Random numbers come from xorshift64*, seeded, 
 is reproducible and identical with and without numba.
 
 The loop is one numba kernel calling the design interface (``pa_alloc``/``pa_free``); the
-Python side only slices the run into chunks for the progress bar.
+Python side only slices the run into chunks for the progress bar.  Each operation advances
+the modelled clock (:mod:`memdesc.sim.clock`, ``ns_per_op``), so the kernel's periodic work
+(pcp high decay, kswapd taking a watermark boost back) runs once a modelled second.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from memdesc.mm import gfp as gfpmod
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.page_alloc import dispatch
+from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
 
 #: the "mix" order distribution: order-0 dominated with compound pages, page-table and slab
 #: orders, and THP-sized (order-9) allocations, roughly the shape of the real captures
@@ -102,15 +105,16 @@ def free_random(st, live, ctr, rng, cpu):
 
 
 @njit
-def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu):
+def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu, clk):
     """Run nops operations around target_pages allocated pages.
 
     live[i] = pfn << 4 | order of the live allocations.  ctr: [0] live count,
     [1] allocated pages, [2] allocs, [3] frees, [4] failed allocs, [5] free errors (must
-    stay 0).
+    stay 0).  ``clk``: the modelled clock (memdesc.sim.clock), one tick per operation.
     """
     mask = np.uint64(orders.shape[0] - 1)
     for _ in range(nops):
+        tick(st, clk)
         cpu = below(rng, ncpu)
         if ctr[1] >= target_pages and ctr[0] > 0:
             free_random(st, live, ctr, rng, cpu)
@@ -137,12 +141,13 @@ def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu):
 
 
 @njit
-def fill_kernel(st, live, ctr, rng, orders, gfps, target_pages, max_ops, ncpu):
+def fill_kernel(st, live, ctr, rng, orders, gfps, target_pages, max_ops, ncpu, clk):
     """Allocate until target_pages are allocated (or max_ops attempts); returns attempts."""
     mask = np.uint64(orders.shape[0] - 1)
     ops = 0
     fails_in_row = 0
     while ctr[1] < target_pages and ops < max_ops and ctr[0] < live.shape[0]:
+        tick(st, clk)
         cpu = below(rng, ncpu)
         r = xorshift64s(rng)
         order = orders[np.int64(r & mask)]
@@ -202,8 +207,10 @@ class Churn:
     """A churn workload bound to one machine (keeps the live allocations between calls)."""
 
     def __init__(self, machine: Machine, order: int | None = 0, orders: str | dict | None = None,
-                 gfp: str | int | dict = "GFP_KERNEL", occupancy: float = 0.5, seed: int = 1):
+                 gfp: str | int | dict = "GFP_KERNEL", occupancy: float = 0.5, seed: int = 1,
+                 ns_per_op: int = DEFAULT_NS_PER_OP):
         self.m = machine
+        self.clock = new_clock(ns_per_op)
         if orders == "mix":
             dist = ORDER_MIX
         elif isinstance(orders, dict):
@@ -242,7 +249,7 @@ class Churn:
     def fill(self) -> float:
         t = time.perf_counter()
         fill_kernel(self.m.state, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                    self.target, 4 * self.live.shape[0] + 1000, self.ncpu)
+                    self.target, 4 * self.live.shape[0] + 1000, self.ncpu, self.clock)
         return time.perf_counter() - t
 
     def run(self, pairs: int, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None) -> ChurnResult:
@@ -251,9 +258,9 @@ class Churn:
         st = self.m.state
         # compile (or load from cache) before timing anything
         churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                     self.target, 0, self.ncpu)
+                     self.target, 0, self.ncpu, self.clock)
         fill_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                    0, 0, self.ncpu)
+                    0, 0, self.ncpu, self.clock)
         fill_s = self.fill()
         before = self.ctr.copy()
         ops = 2 * pairs
@@ -263,7 +270,7 @@ class Churn:
             n = min(chunk, ops - done)
             t = time.perf_counter()
             churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                         self.target, n, self.ncpu)
+                         self.target, n, self.ncpu, self.clock)
             elapsed += time.perf_counter() - t
             done += n
             if progress:

@@ -16,9 +16,17 @@ through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
   without breaking an invariant.  Unavoidable sources: pages on per-CPU lists at snapshot
   time (kpageflags cannot see them: the import keeps them allocated, the trace then
   allocates or drains them), events between the snapshot and the start of tracing, pages
-  the kernel takes off the free lists without a tracepoint (compaction's
-  ``__isolate_free_page``, highatomic reservation) and non-compound multi-page
-  allocations that kpageflags shows as separate pages.
+  the kernel takes off the free lists without a kmem tracepoint (highatomic reservation,
+  free page reporting) and non-compound multi-page allocations that kpageflags shows as
+  separate pages.  Three things the trace does show are used beyond the kmem events:
+  compaction's free scanner (``__isolate_free_page()``) from its
+  ``mm_compaction_isolate_freepages`` events (:mod:`memdesc.trace.compaction`), a batched
+  free applied where ``free_unref_folios()`` puts the page on the pcp list (its
+  ``mm_page_free_batched``, :func:`batched_pairs`), and each pageblock's migratetype at the
+  start taken from the first event that prints it (:func:`first_revealed_types`).
+
+* ``mode="shadow"``: the exact replay, recording before each event the model's own
+  decision from its state (:mod:`memdesc.sim.shadow`).
 
 * ``mode="policy"``: the trace is a demand stream served by a design (``linux``,
   ``radix``, ...): each ``mm_page_alloc`` (real failures included, counted apart) becomes
@@ -49,16 +57,25 @@ from memdesc import _html
 from memdesc.errors import ConfigError, FormatError
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
-from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
+from memdesc.mm.mmzone import (
+    MIGRATETYPE_BY_NAME,
+    NR_PAGE_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGE_SHIFT,
+    PAGEBLOCK_ORDER,
+)
 from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
 from memdesc.sim import replay_kernels as K
+from memdesc.sim import shadow
+from memdesc.sim import shadow_kernels as SK
 from memdesc.sim.snapshot import capture as open_capture
 from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
+from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
 from memdesc.trace.kpageflags import PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
-MODES = ("exact", "policy")
+MODES = ("exact", "policy", "shadow")
 #: file names looked for in a capture directory, in this order
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.gz", "trace.txt", "trace.zst", "trace.gz", "trace")
 #: rows of the model's event log in policy mode (counted and emptied whenever half full)
@@ -139,6 +156,8 @@ class ReplayResult:
     pcp_pages: dict = field(default_factory=dict)
     samples: pl.DataFrame | None = None
     check: str = "not run"
+    shadow: dict | None = None
+    divergences: dict | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -169,6 +188,10 @@ class ReplayResult:
             "pcp_pages": self.pcp_pages,
             "check": self.check,
         })
+        if self.shadow is not None:
+            d["shadow"] = self.shadow
+            if self.divergences is not None:
+                d["divergences"] = self.divergences
         return d
 
 
@@ -298,14 +321,60 @@ def pcp_pages(machine: Machine, capture: Path | None) -> dict:
 # ------------------------------------------------------------------ the replay
 
 
-def _columns(df: pl.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    cols = to_numpy_columns(df, ("event", "cpu", "pfn", "order", "gfp", "migratetype", "percpu_refill",
+def batched_pairs(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The ``bm`` column of exact replay: pairs each mm_page_free of a pcp order with the
+    mm_page_free_batched of the same page that follows it (free_unref_folios() prints the
+    first in its prepare loop, the second when the page goes on the pcp list).  For
+    mm_page_free: 1 if paired, else 0; for mm_page_free_batched: the paired free's order,
+    else -1; -1 for other events."""
+    n = ev.shape[0]
+    bm = np.full(n, -1, np.int8)
+    bm[ev == E.FREE] = 0
+    idx = np.flatnonzero(pfn >= 0)
+    if idx.shape[0] < 2:
+        return bm
+    srt = idx[np.lexsort((idx, pfn[idx]))]  # by pfn, then source order
+    a, b = srt[:-1], srt[1:]
+    o = order[a].astype(np.int64)
+    m = ((pfn[a] == pfn[b]) & (ev[a] == E.FREE) & (ev[b] == E.FREE_BATCHED)
+         & ((o <= PAGE_ALLOC_COSTLY_ORDER) | (o == PAGEBLOCK_ORDER)))
+    bm[a[m]] = 1
+    bm[b[m]] = o[m]
+    return bm
+
+
+def _columns(df: pl.DataFrame, names: tuple[str, ...], isolate: dict[str, np.ndarray] | None = None
+             ) -> dict[str, np.ndarray]:
+    cols = to_numpy_columns(df, ("line", "event", "cpu", "pfn", "order", "gfp", "migratetype", "percpu_refill",
                                  "fallback_order", "fallback_migratetype", "change_ownership", "ts_ns"))
     table = mt_table(names)
     cols["mt"] = _map_mt(cols["migratetype"], table)
     cols["fbmt"] = _map_mt(cols["fallback_migratetype"], table)
     cols["gfp"] = cols["gfp"].astype(np.int64)
+    cols["bm"] = batched_pairs(cols["event"], cols["pfn"], cols["order"])
+    cols["aux"] = np.zeros(cols["event"].shape[0], np.int64)
+    if isolate is not None and isolate["line"].shape[0]:
+        cols = _merge_isolate(cols, isolate)
     return cols
+
+
+def _merge_isolate(cols: dict[str, np.ndarray], iso: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Insert the compaction free scanner's events (K.EV_ISOLATE_FREE) among the kmem events by
+    source line: pfn = start_pfn, gfp = end_pfn, aux = nr_taken."""
+    k = iso["line"].shape[0]
+    extra = {name: np.zeros(k, a.dtype) for name, a in cols.items()}
+    for name in ("migratetype", "percpu_refill", "fallback_order", "fallback_migratetype", "change_ownership",
+                 "mt", "fbmt", "bm"):
+        extra[name][:] = -1
+    extra["line"][:] = iso["line"]
+    extra["event"][:] = K.EV_ISOLATE_FREE
+    extra["cpu"][:] = iso["cpu"]
+    extra["ts_ns"][:] = iso["ts_ns"]
+    extra["pfn"][:] = iso["start_pfn"]
+    extra["gfp"][:] = iso["end_pfn"]
+    extra["aux"][:] = iso["nr_taken"]
+    order = np.argsort(np.concatenate([cols["line"], extra["line"]]), kind="stable")
+    return {name: np.ascontiguousarray(np.concatenate([cols[name], extra[name]])[order]) for name in cols}
 
 
 def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: int, ts: np.ndarray) -> pl.DataFrame:
@@ -360,13 +429,94 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
     unavail = start.unavailable
     samples, pos, sn = samp
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
-            cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"])
     def step(i: int, j: int) -> int:
         return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
 
     step(0, 0)  # compile (or load from the cache) before timing
     elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
     return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
+
+
+def first_revealed_types(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pageblock migratetypes as the trace first shows them: (pageblock index, type).
+
+    The snapshot gives only the number of pageblocks of each type (pagetypeinfo); which
+    block has which type is inferred.  Three events print a block's type: a zone_locked
+    event the list it took the block from (the pageblock's type since 6.9; for a claim, the
+    new type, and the extfrag after it the old one as fallback_migratetype), a pcpu_drain
+    get_pfnblock_migratetype(), an extfrag the fallback type of the block it raided.  The
+    first such event of a pageblock gives its type at the start of the trace, unless an
+    event the trace does not show changed it before (a highatomic reservation, an
+    isolation)."""
+    ev, pfn, order = cols["event"], cols["pfn"], cols["order"].astype(np.int64)
+    mt = cols["mt"].astype(np.int64)
+    fbmt = cols["fbmt"].astype(np.int64)
+    reveal = np.where(ev == E.EXTFRAG, fbmt, mt)
+    # a claim below pageblock_order: zone_locked (new type) then extfrag of the same block
+    idx = np.flatnonzero((pfn >= 0) & ((ev == E.ALLOC_ZONE_LOCKED) | (ev == E.EXTFRAG)))
+    if idx.shape[0] > 1:
+        srt = idx[np.lexsort((idx, pfn[idx]))]
+        a, b = srt[:-1], srt[1:]
+        claim = (pfn[a] == pfn[b]) & (ev[a] == E.ALLOC_ZONE_LOCKED) & (ev[b] == E.EXTFRAG) \
+            & (cols["change_ownership"][b] == 1)
+        reveal[a[claim]] = fbmt[b[claim]]
+    # an extfrag event shows the type of the whole fallback block (fallback_order)
+    span = np.where(ev == E.EXTFRAG, np.maximum(order, cols["fallback_order"].astype(np.int64)), order)
+    sel = np.flatnonzero((pfn >= 0) & ((ev == E.ALLOC_ZONE_LOCKED) | (ev == E.PCPU_DRAIN) | (ev == E.EXTFRAG))
+                         & (reveal >= 0) & (reveal < len(MIGRATETYPE_BY_NAME)) & (span <= 10))
+    pbs = [pfn[sel] >> PAGEBLOCK_ORDER]
+    pos = [sel]
+    big = sel[span[sel] > PAGEBLOCK_ORDER]
+    base = (pfn[big] >> 10) << (10 - PAGEBLOCK_ORDER)
+    for k in range(1 << (10 - PAGEBLOCK_ORDER)):  # every pageblock of an order-10 block
+        pbs.append(base + k)
+        pos.append(big)
+    pb_all = np.concatenate(pbs)
+    pos_all = np.concatenate(pos)
+    srt = np.lexsort((pos_all, pb_all))
+    pb_all, pos_all = pb_all[srt], pos_all[srt]
+    first = np.ones(pb_all.shape[0], np.bool_)
+    first[1:] = pb_all[1:] != pb_all[:-1]
+    return pb_all[first], reveal[pos_all[first]]
+
+
+def apply_revealed_types(m: Machine, cols: dict[str, np.ndarray]) -> int:
+    """Set each pageblock to the type the trace first shows for it (first_revealed_types());
+    returns the pageblocks changed.  Free blocks move to their new lists at the tail, as
+    set_block_type() does."""
+    st = m.state
+    pb, t = first_revealed_types(cols)
+    ok = pb < st.pb.shape[0]
+    pb, t = pb[ok], t[ok]
+    cur = (st.pb[pb] & core.PB_MIGRATETYPE_MASK).astype(np.int64)
+    diff = np.flatnonzero((cur != t) & (st.pb_zone[pb] >= 0))
+    return int(K.set_block_types(st, (pb[diff] << PAGEBLOCK_ORDER).astype(np.int64), t[diff].astype(np.int64)))
+
+
+def _run_shadow(m: Machine, cols: dict, chunk: int, progress, start: StartState, capture: Path | None,
+                ndiv: int) -> tuple[float, dict]:
+    """Exact replay with the model's decision recorded before each event (memdesc.sim.shadow)."""
+    st = m.state
+    sh = shadow.init_state(m, cols, start.pre_pfn, capture, ndiv, start.from_snapshot)
+    loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
+    loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC
+    cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
+    xc = np.zeros(K.NR_X, np.int64)
+    ncpu = m.nr_cpus
+    pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
+    unavail = start.unavailable
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"], cols["ts_ns"])
+
+    def step(i: int, j: int) -> int:
+        return SK.shadow_kernel(st, sh, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc)
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    SK.finish(st, sh, loc, unavail, ncpu)
+    return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes), "shadow": shadow.summary(sh),
+                     "divergences": shadow.divergences(sh, m) if ndiv else None}
 
 
 def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, start: StartState,
@@ -419,7 +569,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
-           trace: TraceReadResult | None = None, config: dict | None = None,
+           trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
+           divergences: int = 0, pageblock_types: str = "trace",
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
@@ -435,13 +586,24 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     ``trace``: the already parsed trace of ``source`` (a capture or file): one read serves
     several replays of it (``memdesc compare``).  ``config``: AllocConfig tunables of the
     machine the replay builds (``memdesc sweep`` parameters).
-    ``progress(n)`` is called
+    ``compaction``: in exact mode, replay compaction's free scanner from the trace's
+    mm_compaction_isolate_freepages events (when it has any).  ``mode="shadow"``: exact
+    replay recording the model's own decision before each event (:mod:`memdesc.sim.shadow`);
+    ``divergences``: keep the first N disagreements of each decision class with the model's
+    state.  ``pageblock_types``: in exact and shadow mode from a capture, ``"trace"`` sets each
+    pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
+    snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
+    types.  ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
     """
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if every < 0:
         raise ConfigError(f"--every must be >= 0, got {every}")
+    if divergences < 0:
+        raise ConfigError(f"--divergences must be >= 0, got {divergences}")
+    if pageblock_types not in ("trace", "snapshot"):
+        raise ConfigError(f"pageblock_types must be 'trace' or 'snapshot', got {pageblock_types!r}")
     if chunk < 1:
         raise ConfigError(f"chunk must be >= 1, got {chunk}")
     t0 = time.perf_counter()
@@ -475,27 +637,44 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
             pti = open_capture(capture, "before").pagetypeinfo()
             if pti is not None:
                 mt_names = tuple(pti.migratetype_names)
-    cols = _columns(df, tuple(mt_names))
+    isolate = None
+    compaction_lines = 0
+    if compaction and mode != "policy" and src is not None:
+        iso_df, _bad = read_isolate_freepages(src.trace)
+        isolate = isolate_columns(iso_df)
+        compaction_lines = int(isolate["line"].shape[0])
+    cols = _columns(df, tuple(mt_names), isolate)
+    pb_revealed = 0
+    if mode != "policy" and start.from_snapshot and pageblock_types == "trace":
+        pb_revealed = apply_revealed_types(machine, cols)
     load_s = time.perf_counter() - t1
-    n = df.height
+    n = cols["event"].shape[0]
     nsamp = n // every + 1 if every else 1
     samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
             np.zeros(1, np.int64))
     if on_start:
         on_start(n)
-    if mode == "exact":
-        elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start)
+    shadow_out = None
+    if mode in ("exact", "shadow"):
+        if mode == "exact":
+            elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start)
+        else:
+            if every:
+                raise ConfigError("--every samples exact and policy replays, not shadow replay")
+            elapsed, out = _run_shadow(machine, cols, chunk, progress, start, capture, divergences)
+            shadow_out = out
         cnt, xc = out["cnt"], out["xc"]
         states = {}
         inconsistencies = {}
         for e in range(K.NR_EVENTS):
             row = {K.STATE_NAMES[s]: int(cnt[e, s]) for s in range(K.NR_STATES) if cnt[e, s]}
             if row:
-                states[E.EVENT_NAMES[e]] = row
+                states[K.EVENT_NAMES[e]] = row
             for s in range(K.NR_STATES):
                 if cnt[e, s] and s not in K.EXPECTED[e]:
-                    inconsistencies[f"{E.EVENT_NAMES[e]}: {K.STATE_NAMES[s]}"] = int(cnt[e, s])
+                    inconsistencies[f"{K.EVENT_NAMES[e]}: {K.STATE_NAMES[s]}"] = int(cnt[e, s])
         notes = {name: int(xc[i]) for i, name in enumerate(K.X_NAMES)}
+        notes["pageblock_types_from_trace"] = pb_revealed
         policy: dict[str, int] = {}
         model_events = None
     else:
@@ -514,13 +693,17 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     if every:
         samples = _samples_frame(machine, samp[0], samp[1], int(samp[2][0]), cols["ts_ns"])
     events = rr.event_counts() if df.height else {name: 0 for name in E.EVENT_NAMES}
+    if compaction_lines:
+        events[K.EVENT_NAMES[K.EV_ISOLATE_FREE]] = compaction_lines
     return ReplayResult(
         mode=mode, machine=machine, source=str(src.trace) if src else rr.source,
         capture=str(capture) if capture else None, events=events, events_replayed=n, seconds=elapsed,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
-        samples=samples, check=machine.check())
+        samples=samples, check=machine.check(),
+        shadow=shadow_out["shadow"] if shadow_out else None,
+        divergences=shadow_out["divergences"] if shadow_out else None)
 
 
 __all__ = ["MODES", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final", "mt_table",

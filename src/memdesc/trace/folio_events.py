@@ -78,6 +78,8 @@ class EventKind:
 
 _DEV_INO = (("dev", "s_dev"), ("ino", "i_ino"))
 _RA_STATE = (("order", "order"), ("size", "size"), ("async_size", "async_size"), ("ra_pages", "ra_pages"))
+_SCAN_RANGE = (("start_pfn", "start_pfn"), ("end_pfn", "end_pfn"), ("nr_scanned", "nr_scanned"),
+               ("nr_taken", "nr_taken"))
 
 #: the event kinds, one entry each (code = position); later users append entries
 EVENT_KINDS: tuple[EventKind, ...] = (
@@ -94,6 +96,9 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     EventKind("page_cache_ra_order", _DEV_INO + (("index", "index"),) + _RA_STATE),
     EventKind("page_cache_ra_unbounded", _DEV_INO + (("index", "index"), ("nr_to_read", "nr_to_read"),
                                                      ("lookahead_size", "lookahead_size"))),
+    # compaction's free scanner (memdesc.trace.compaction: exact replay takes what it isolated)
+    EventKind("mm_compaction_isolate_freepages", _SCAN_RANGE),
+    EventKind("mm_compaction_fast_isolate_freepages", _SCAN_RANGE),
 )
 KIND_BY_NAME = {k.name: i for i, k in enumerate(EVENT_KINDS)}
 #: the page-cache and readahead kinds (what mm/readahead validation reads)

@@ -82,6 +82,7 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
     ZoneType,
+    nr_pcp_lists,
 )
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
@@ -365,7 +366,7 @@ def vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
 def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
     """rmqueue(): the per-CPU list for its orders, else the arenas: pfn, -1 or E_META."""
     n = -1
-    if st.cfg[core.CFG_PCP_ENABLED] != 0 and core.pcp_allowed_order(order):
+    if st.cfg[core.CFG_PCP_ENABLED] != 0 and core.pcp_allowed_order(st, order):
         n = vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
         if n == E_META:
             return n
@@ -375,8 +376,7 @@ def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
             st.stats[core.ST_BUDDY_ALLOC] += 1
             n = st.desc[n, D_START]
     if (alloc_flags & core.ALLOC_KSWAPD) and (st.z_flags[z] & core.ZONE_BOOSTED_WATERMARK):
-        st.z_flags[z] &= ~core.ZONE_BOOSTED_WATERMARK
-        st.boost[z] = 0
+        core.wakeup_kswapd(st, z)
     return n
 
 
@@ -582,7 +582,7 @@ def vmem_alloc_pages(st, gfp, order, cpu):
     """__alloc_pages(): pfn or -1.  A failed descriptor reservation fails the allocation."""
     node = st.cpu_node[cpu]
     highest_zoneidx = st.gfp_zone_table[gfp & core.GFP_ZONEMASK]
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = core.gfp_migratetype(st, gfp)
     if highest_zoneidx < 0 or mt == 3 or order < 0 or order > MAX_PAGE_ORDER:
         st.stats[core.ST_ALLOC_FAIL] += 1
         return -1
@@ -646,7 +646,7 @@ def vmem_free_pages(st, pfn, order, cpu):
     st.stats[core.ST_FREE_PAGES] += 1 << order
     st.zstats[z, core.ZS_PGFREE] += 1 << order
     mt = core.get_pfnblock_migratetype(st, pfn)
-    if not core.pcp_allowed_order(order) or st.cfg[core.CFG_PCP_ENABLED] == 0 or mt == core.MT_ISOLATE:
+    if not core.pcp_allowed_order(st, order) or st.cfg[core.CFG_PCP_ENABLED] == 0 or mt == core.MT_ISOLATE:
         st.stats[core.ST_BUDDY_FREE] += 1
         vmem_free_to_arena(st, z, md_tag(st, pfn))
     else:
@@ -1034,6 +1034,9 @@ class VmemDesign(BuddyDesign):
         rate = float(getattr(self.config, "fail_descriptor_alloc", 0.0) or 0.0)
         if not 0.0 <= rate <= 1.0:
             raise ConfigError(f"fail_descriptor_alloc must be a rate in [0, 1], got {rate}")
+        if layout.pageblock_order != PAGEBLOCK_ORDER:
+            raise ConfigError(f"the vmem design's arenas are cut in 2^{PAGEBLOCK_ORDER}-page pageblocks: a layout "
+                              f"with pageblock_order {layout.pageblock_order} ({layout.source}) is not supported")
         self.npages = max(layout.max_pfn, npages or 0)
         managed = [z.managed for z in layout.zones]
         zone_fields, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
@@ -1177,7 +1180,7 @@ class VmemDesign(BuddyDesign):
         """Arena freelist heads, freemap and free counters; per pcp list a list head and a
         magazine (count and MAG_ROUNDS pfns)."""
         narenas = self.state.freemap.shape[0]
-        pcp = self.layout.nr_cpus * len(self.layout.zones) * core.NR_PCP_LISTS
+        pcp = self.layout.nr_cpus * len(self.layout.zones) * nr_pcp_lists(bool(self.state.cfg[core.CFG_PCP_THP]))
         return narenas * (NCLASS * 16 + 8 + 8) + pcp * (16 + 8 * (MAG_ROUNDS + 1))
 
     def descriptor_bytes(self) -> int:
