@@ -31,18 +31,27 @@ the matrix's ``free`` column.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
+import polars as pl
 
 from memdesc._numba import njit
 from memdesc.mm import folio as F
 from memdesc.mm.memmap import MD_ANON, MD_FILE, MD_KSM, MD_PAGETABLE, MD_SLAB, MD_TYPE_MASK
 from memdesc.trace import events as E
+from memdesc.trace import folio_events as fe
 from memdesc.trace.kpage import CLASS_NAMES, PageClass
 
 #: folio-level event codes of :func:`allocation_types`' folio arrays
 FE_FILEMAP_ADD, FE_FILEMAP_DELETE, FE_LRU_INSERTION = range(3)
 #: mm_lru_insertion flag bit: the folio is anon (include/trace/events/pagemap.h PAGEMAP_ANONYMOUS)
 PAGEMAP_ANONYMOUS = 0x0002
+#: mm_lru_insertion (pagemap.h): pfn, lru list and the PAGEMAP_* flags (printed as six letters)
+LRU_INSERTION = fe.EventKind("mm_lru_insertion", (("pfn", "pfn"), ("lru", "lru"), ("flags", "flags")))
+#: the folio-level events that type allocations, in FE_* order
+TYPE_EVENT_KINDS = (fe.EVENT_KINDS[fe.KIND_BY_NAME["mm_filemap_add_to_page_cache"]],
+                    fe.EVENT_KINDS[fe.KIND_BY_NAME["mm_filemap_delete_from_page_cache"]], LRU_INSERTION)
 #: where a type came from
 SRC_CLASSIFIER, SRC_FILEMAP, SRC_LRU = range(3)
 SOURCE_NAMES = ("classifier", "filemap", "lru_insertion")
@@ -115,6 +124,28 @@ def allocation_types(cols: dict[str, np.ndarray], npages: int,
     return types, source, holder
 
 
+def folio_type_events(trace: str | Path, formats_dir: str | Path | None = None) -> dict[str, np.ndarray] | None:
+    """The folio-level events that type allocations (page-cache add/delete, LRU insertion) of a
+    trace, as :func:`allocation_types` takes them; None when the capture recorded none (no
+    ``formats/`` with their format files: a kmem-only capture)."""
+    p = Path(trace)
+    fdir = Path(formats_dir) if formats_dir is not None else p.parent / "formats"
+    if not all((fdir / f"{k.name}.format").is_file() for k in TYPE_EVENT_KINDS):
+        return None
+    res = fe.read_folio_events(p, kinds=list(TYPE_EVENT_KINDS), formats_dir=fdir)
+    parts = []
+    for code, k in enumerate(TYPE_EVENT_KINDS):
+        df = res.events(k.name)
+        flags = df["flags"] if "flags" in df.columns else pl.Series("flags", [0] * df.height, pl.Int64)
+        parts.append(pl.DataFrame({"line": df["line"].cast(pl.Int64), "pfn": df["pfn"].cast(pl.Int64),
+                                   "flags": flags.cast(pl.Int64),
+                                   "kind": pl.Series("kind", [code] * df.height, pl.Int64)}))
+    allf = pl.concat(parts).sort("line")
+    if allf.height == 0:
+        return None
+    return {c: allf[c].to_numpy() for c in ("kind", "pfn", "flags", "line")}
+
+
 # ------------------------------------------------------------------ agreement with kpageflags
 
 #: the kpageflags class a memdesc type shows as (everything else: a flagless page, ``other``)
@@ -166,5 +197,5 @@ def type_sources(types: np.ndarray, source: np.ndarray) -> dict[str, dict[str, i
     return out
 
 
-__all__ = ["FE_FILEMAP_ADD", "FE_FILEMAP_DELETE", "FE_LRU_INSERTION", "MODEL_CLASSES", "PAGEMAP_ANONYMOUS",
-           "allocation_types", "type_agreement", "type_sources"]
+__all__ = ["FE_FILEMAP_ADD", "FE_FILEMAP_DELETE", "FE_LRU_INSERTION", "LRU_INSERTION", "MODEL_CLASSES",
+           "PAGEMAP_ANONYMOUS", "allocation_types", "folio_type_events", "type_agreement", "type_sources"]
