@@ -505,13 +505,14 @@ def test_allocation_types_folio_events_override_the_classifier():
             "line": np.array([1, 3, 5, 7, 9], np.uint64)}
     folio = {"kind": np.array([MT.FE_LRU_INSERTION, MT.FE_FILEMAP_ADD, MT.FE_LRU_INSERTION, MT.FE_FILEMAP_ADD]),
              "pfn": np.array([16, 16, 32, 48]), "flags": np.array([0, 0, 0, 0]),
-             "line": np.array([2, 4, 0, 8])}
+             "line": np.array([2, 4, 0, 10])}
     types, src, holder = MT.allocation_types(cols, 64, folio)
     # pfn 16: an LRU insertion says file, then the page-cache add (a better source) confirms it
     assert types[0] == MD_FILE and src[0] == MT.SRC_FILEMAP
     # pfn 32: the LRU event came before the allocation: the classifier's anon stays
     assert types[1] == MD_ANON and src[1] == MT.SRC_CLASSIFIER
-    # pfn 48: freed before its page-cache add; the add types the second allocation
+    # pfn 48: freed, allocated again, then added to the page cache: the add types the second
+    # allocation only (the first keeps the classifier's anon)
     assert types[2] == MD_ANON and types[4] == MD_FILE
     assert holder[16:20].tolist() == [0] * 4 and holder[48] == 4 and holder[20] == -1
 
