@@ -46,3 +46,33 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "shared_traces" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
             item.add_marker(pytest.mark.shared)
+
+
+# ------------------------------------------------------------------ memory per test module
+# CI machines have finite memory: the summary names the modules after which the test process
+# grew most (resident set, from /proc/self/statm), so a test that keeps captures alive is found.
+_RSS: dict[str, int] = {}
+
+
+def _rss_mib() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") >> 20
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def pytest_runtest_teardown(item, nextitem):
+    if nextitem is None or nextitem.module is not item.module:
+        _RSS[item.module.__name__] = _rss_mib()
+
+
+def pytest_terminal_summary(terminalreporter):
+    if not _RSS:
+        return
+    prev, grew = 0, []
+    for mod, rss in _RSS.items():
+        grew.append((rss - prev, mod, rss))
+        prev = rss
+    top = ", ".join(f"{m} +{d} MiB (-> {r})" for d, m, r in sorted(grew, reverse=True)[:8] if d > 0)
+    terminalreporter.write_line(f"resident memory after each test module, largest growth: {top}")

@@ -80,6 +80,13 @@ def load_capture(root: str, cap: str, state: str) -> Capture:
     return Capture(Path(root) / cap, state)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _forget_captures():
+    """The loaded snapshots (about 100 MB each) are kept for this module's tests only."""
+    yield
+    load_capture.cache_clear()
+
+
 @pytest.fixture(params=CAPTURES, ids=lambda p: f"{p[0]}-{p[1]}")
 def capture(request, shared_traces) -> Capture:
     return load_capture(str(shared_traces), *request.param)
