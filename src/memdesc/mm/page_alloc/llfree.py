@@ -57,9 +57,13 @@ without a scan (a child counter admits an order-o request when ``free >= 2^o``, 
 the bitfields for the maximal aligned free blocks instead.  ``z_free`` (NR_FREE_PAGES)
 counts the frames free in LLFree; frames in CPU reservations are free.
 
+*Pageblock types* follow LLFree's classes: an allocation served in a tree of its own class
+(a Match or a Demote, not a Steal) gives its pageblocks the request's migratetype, so that
+its free goes to that type's pcp list, as after a claim in Linux (the trees by class are in
+``design_stats``).
+
 Deviations, by construction of the design: no highatomic reserves, no CMA placement, no
-pageblock stealing (pageblock types stay as booted, loaded or replayed; LLFree's class per
-tree is in ``design_stats``); LLFree's metadata is not taken from the machine's pages (it is
+pageblock claim or steal (classes are per 16 MiB tree); LLFree's metadata is not taken from the machine's pages (it is
 memblock-allocated at boot in llfree-linux, like the memmap); ``pageblock_order`` must be 9
 (one pageblock per child).
 """

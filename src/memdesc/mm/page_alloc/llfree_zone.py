@@ -143,12 +143,20 @@ def ll_pool_rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
     """llfree_get from the CPU's reservation of the request's class, with llfree-c's
     fallbacks; (pfn, mode), pfn -1 when LLFree has nothing."""
     w = zw(st, z)
-    r = K.llfree_get(w, -1, order, ll_class(order, mt), cpu)
+    cls = ll_class(order, mt)
+    r = K.llfree_get(w, -1, order, cls, cpu)
     if r < 0:
         return np.int64(-1), mode
     f = r >> 3
     _after_get(st, z, w, f, order)
     pfn = st.llz[z, 2] + f
+    if (r & 7) == cls and mt < MIGRATE_PCPTYPES:
+        # served in a tree of the request's class (Match or Demote, not Steal): the pageblocks
+        # take the request's type, so frees go to its pcp list as after a claim in Linux
+        for k in range(_nchildren(order)):
+            q = pfn + (k << K.CHILD_ORDER)
+            if core.get_pfnblock_migratetype(st, q) < MIGRATE_PCPTYPES:
+                core.set_pageblock_migratetype(st, q, mt)
     core.account_freepages(st, z, -(np.int64(1) << order), core.get_pfnblock_migratetype(st, pfn))
     return pfn, mode
 
@@ -375,6 +383,8 @@ def ll_set_pageblock_type(st, z, pfn, old_mt, new_mt):
 @njit
 def ll_online_range(st, start, end):
     """accept_page() / __free_pages_core(): reserved frames (allocated bits) join LLFree free."""
+    for q in range(start, end):
+        st.pages[q] = zone_bits(st, core.page_zone(st, q))
     return ll_free_range(st, start, end, core.FPI_TO_TAIL)
 
 
