@@ -27,7 +27,10 @@ from memdesc.mm.page_alloc.linux import LinuxDesign
 from memdesc.mm.page_alloc.radix import RadixDesign
 from memdesc.mm.page_alloc.setup import AllocConfig
 from memdesc.mm.page_alloc.vmem import VmemDesign
-from memdesc.mm.page_alloc.llfree import LLFreeDesign  # noqa: I001  (registration order: after vmem)
+
+# isort: split
+# registered last: DESIGNS lists the designs in the order they were added to memdesc
+from memdesc.mm.page_alloc.llfree import LLFreeDesign
 
 
 def parse_design_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -86,5 +89,5 @@ def design_spec(design: str, **options: str | None) -> str:
     return f"{base}:{','.join(f'{k}={v}' for k, v in merged.items())}"
 
 
-__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LLFreeDesign", "LinuxDesign", "RadixDesign", "VmemDesign",
-           "design_spec", "get_design", "parse_design_spec", "register_design"]
+__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LLFreeDesign", "LinuxDesign", "RadixDesign",
+           "VmemDesign", "design_spec", "get_design", "parse_design_spec", "register_design"]
