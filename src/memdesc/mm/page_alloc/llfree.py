@@ -89,6 +89,7 @@ from memdesc.mm.page_alloc.llfree_zone import (
     LT_NAMES,
     LT_PCP,
     LT_TAIL,
+    LT_TYPED,
     M30,
     MAX_PFNS,
     NR_LM,
@@ -103,13 +104,18 @@ def _decode(w: list[int], out: dict) -> None:
         out.pop("zone"), out.pop("node")
     elif t == LT_TAIL:
         out["head"] = w[0] >> 4 & M30
+    elif t == LT_TYPED:
+        d = w[0] >> 8 & lz.DESC_MASK
+        out["memdesc_type"] = mmap.MD_TYPE_NAMES[w[0] >> 4 & 0xF]
+        out["descriptor"] = (d - 1) << 3 if d else None
 
 
 def _dump(pfn: int, w: list[int], d: dict) -> list[str]:
     where = f"node:{d['node']} zone:{d.get('zone_name', d['zone'])}" if "zone" in d else \
         f"pcp_list next {d['next']:#x} prev {d['prev']:#x}"
     extra = {"allocated": f" order:{d['order']} migratetype:{d['migratetype']}",
-             "tail": f" head:{d.get('head', 0):#x}"}.get(d["type"], "")
+             "tail": f" head:{d.get('head', 0):#x}",
+             "typed": f" memdesc:{d.get('memdesc_type')} descriptor:{d.get('descriptor')}"}.get(d["type"], "")
     return [f"page: llfree type:{d['type']}{extra} pfn:{pfn:#x} {where}", f"raw: {w[0]:016x}"]
 
 

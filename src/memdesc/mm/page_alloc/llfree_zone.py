@@ -19,8 +19,10 @@ from memdesc.mm.mmzone import MAX_PAGE_ORDER, MIGRATE_PCPTYPES, NR_PAGE_ORDERS
 from memdesc.mm.page_alloc import core
 
 # ------------------------------------------------------------------ the page word
-LT_FREE, LT_RESERVED, LT_HOLE, LT_ALLOC, LT_TAIL, LT_PCP = range(6)
-LT_NAMES = ("free", "reserved", "hole", "allocated", "tail", "pcp")
+LT_FREE, LT_RESERVED, LT_HOLE, LT_ALLOC, LT_TAIL, LT_PCP, LT_TYPED = range(7)
+LT_NAMES = ("free", "reserved", "hole", "allocated", "tail", "pcp", "typed")
+ZONE_MASK = K._i64(((1 << 13) - 1) << 51)  # node and zone (memmap.ZONES_PGSHIFT..63)
+DESC_MASK = (1 << 43) - 1  # typed head: descriptor address / 8 + 1 in bits 8-50
 M30 = (1 << 30) - 1
 NEXT_MASK = np.int64(M30 << 4)
 PREV_MASK = K._i64(M30 << 34)
@@ -518,7 +520,8 @@ def ll_check(st):
                 o = core.owner_order(v)
                 for q in range(p, p + (np.int64(1) << o)):
                     t = st.pages[q] & 0xF
-                    if q >= npages or K.lower_is_free(w, q - base, 0) or t != (LT_ALLOC if q == p else LT_TAIL):
+                    want = LT_TAIL if q > p else (t if t == LT_TYPED else LT_ALLOC)
+                    if q >= npages or K.lower_is_free(w, q - base, 0) or t != want:
                         return LC_ALLOC, z, p, q
                     cover[q] = 1
     ncpu = st.pcp.shape[0]
@@ -576,3 +579,37 @@ def ll_init_words(st, reserved, holes, alloc_pfn, alloc_order, alloc_gfp, alloc_
         ll_pcp_add(st, pcp_cpu[i], z, core.order_to_pindex(mt, 0), p, True)
         st.owner[p] = core.OWNER_PCP
         st.pcp[pcp_cpu[i], z, core.PCP_COUNT] += 1
+
+
+# ------------------------------------------------------------------ typed memory (memory descriptors)
+@njit
+def ll_set_memdesc(st, pfn, order, mdtype, desc):
+    """The head word becomes the page's memdesc: LT_TYPED, the memdesc type (bits 4-7) and
+    the descriptor's address / 8 + 1 (bits 8-50; 0: none); tails keep the head pfn (two
+    hops, as radix).  The cookie is the allocation's word, which pa_clear_memdesc puts back."""
+    old = st.pages[pfn]
+    d = (desc >> 3) + 1 if desc >= 0 else np.int64(0)
+    st.pages[pfn] = (old & ZONE_MASK) | LT_TYPED | ((np.int64(mdtype) & 0xF) << 4) | ((d & DESC_MASK) << 8)
+    return old
+
+
+@njit
+def ll_clear_memdesc(st, pfn, order, cookie):
+    st.pages[pfn] = cookie
+
+
+@njit
+def ll_page_memdesc(st, pfn):
+    w = st.pages[pfn]
+    if (w & 0xF) == LT_TAIL:
+        w = st.pages[(w >> 4) & M30]
+    if (w & 0xF) != LT_TYPED:
+        return np.int64(-1), np.int64(-1)
+    d = (w >> 8) & DESC_MASK
+    return (w >> 4) & 0xF, ((d - 1) << 3) if d > 0 else np.int64(-1)
+
+
+@njit
+def ll_split_prepare(st, pieces):
+    """A split rewrites page words only: nothing to reserve."""
+    return True
