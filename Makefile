@@ -13,8 +13,9 @@ $(BIN)/.installed: pyproject.toml
 .PHONY: install run test lint bench clean
 install: $(BIN)/.installed
 
+# every design on the bundled capture, side by side; the report in report/ (open compare.html)
 run: $(BIN)/.installed
-	$(BIN)/memdesc replay --sample --mode exact
+	$(BIN)/memdesc compare --html report/compare.html --json report/compare.json
 
 test: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
@@ -24,4 +25,4 @@ lint: $(BIN)/.installed
 	$(BIN)/ruff check src tests benchmarks
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis report

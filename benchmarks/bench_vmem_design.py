@@ -68,9 +68,9 @@ def fault_run(mem: str, pairs: int) -> dict:
     zs = m.design.zs
     acc = int(zs.z_free.sum() + zs.pcp[:, :, core.PCP_COUNT].sum()) + int(c.ctr[1]) + int(zs.vm[va.V_NDPAGES])
     ds = m.design.descriptor_stats()
-    return {"ops": r.ops, "free_errors": r.free_errors, "alloc_failed": r.alloc_failed,
+    return {"ops": r.operations, "free_errors": r.free_errors, "alloc_failed": r.alloc_failed,
             "injected_failures": ds["injected_failures"],
-            "alloc_failed_for_descriptor": ds["alloc_failed_for_descriptor"],
+            "alloc_failed_for_metadata": m.stats()["alloc_failed_for_metadata"],
             "free_path_allocations": ds["free_path_allocations"], "lost_pages": int(zs.z_managed.sum()) - acc,
             "check": m.check(), "ns_per_pair": r.ns_per_pair}
 
@@ -162,7 +162,7 @@ def main() -> None:
     t = time.perf_counter()
     out["faults"] = f = fault_run(a.fault_mem, a.fault_pairs // 2)
     print(f"fault injection 0.01, mixed churn on {a.fault_mem}, {f['ops']} ops ({time.perf_counter() - t:.1f} s): "
-          f"{f['injected_failures']} injected, {f['alloc_failed_for_descriptor']} allocations failed for a "
+          f"{f['injected_failures']} injected, {f['alloc_failed_for_metadata']} allocations failed for a "
           f"descriptor, free errors {f['free_errors']}, lost pages {f['lost_pages']}, "
           f"free_path_allocations {f['free_path_allocations']}, check {f['check']}")
     names = [x for x in a.replay.split(",") if x and x != "none"]

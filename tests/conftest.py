@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from memdesc.sim.compare import compare
+
 REPO = Path(__file__).resolve().parents[1]
 #: the captures: $MEMDESC_SHARED_TRACES, else ../shared/traces beside the clone (never a path of one machine)
 SHARED = Path(os.environ.get("MEMDESC_SHARED_TRACES") or REPO.parent / "shared" / "traces")
@@ -25,3 +27,22 @@ def shared_traces() -> Path:
             pytest.fail(f"{SHARED} not present: CI must run the tests over the full real captures")
         pytest.skip(f"{SHARED} not present (full real captures)")
     return SHARED
+
+
+#: the designs the sample comparison runs (one per design family: list heads, tree nodes, descriptors)
+SAMPLE_COMPARE_DESIGNS = "linux,radix:reserve,vmem"
+
+
+@pytest.fixture(scope="session")
+def sample_comparison():
+    """``memdesc compare`` on the bundled sample with three designs (shared by the compare,
+    results and browser tests: one run)."""
+    return compare(None, SAMPLE_COMPARE_DESIGNS)
+
+
+def pytest_collection_modifyitems(config, items):
+    """Every test that needs the captures (through the shared_traces fixture, directly or via
+    another fixture) carries the ``shared`` marker, so ``-m "not shared"`` deselects them all."""
+    for item in items:
+        if "shared_traces" in getattr(item, "fixturenames", ()) and item.get_closest_marker("shared") is None:
+            item.add_marker(pytest.mark.shared)

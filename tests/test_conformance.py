@@ -360,7 +360,7 @@ def test_churn_checkpoint_resume_bit_identical(design, tmp_path):
     assert r2.resumed_at == 8_000 and r2.pairs == 20_000
     for c, r in ((run, r1), (resumed, r2)):
         assert_same_state(plain.m, c.m)
-        assert (r.allocs, r.frees, r.alloc_failed) == (r0.allocs, r0.frees, r0.alloc_failed)
+        assert (r.alloc, r.free, r.alloc_failed) == (r0.alloc, r0.free, r0.alloc_failed)
         for k, a in plain.arrays().items():
             assert np.array_equal(a, c.arrays()[k]), k
 

@@ -206,13 +206,19 @@ def trace_pairs(shared_traces) -> set[tuple[int, str]]:
         return set().union(*ex.map(_pairs_in, files))
 
 
+@pytest.mark.shared
 def test_every_trace_gfp_string_roundtrips(trace_pairs):
+    """Every gfp string of every real capture parses and prints back identically.  The bundled
+    list (from the first captures) is a sample, not the complete set: newer captures bring
+    strings it lacks (GFP_TRANSHUGE_LIGHT from the mTHP and compaction workloads), and any
+    capture may bring more."""
     strings = {s for _, s in trace_pairs}
-    assert strings == set(BUNDLED_STRINGS)  # the bundled list is the complete real set
-    for s in strings:
-        assert g.format_gfp(g.parse_gfp(s)) == s
+    assert len(strings) >= len(BUNDLED_STRINGS)
+    bad = {s: g.format_gfp(g.parse_gfp(s)) for s in strings if g.format_gfp(g.parse_gfp(s)) != s}
+    assert not bad, bad
 
 
+@pytest.mark.shared
 def test_migratetype_matches_the_kernel_in_every_trace_line(trace_pairs):
     for mt, s in trace_pairs:
         assert g.gfp_migratetype(g.parse_gfp(s)) == mt, s

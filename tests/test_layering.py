@@ -17,10 +17,17 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "memdesc"
 
 #: package prefix -> prefixes it must not import
 FORBIDDEN = {
-    "memdesc.lib": ("memdesc.mm", "memdesc.trace", "memdesc.sim", "memdesc.cli"),
-    "memdesc.mm": ("memdesc.trace", "memdesc.sim", "memdesc.cli"),
-    "memdesc.trace": ("memdesc.mm.page_alloc", "memdesc.mm.machine", "memdesc.sim", "memdesc.cli"),
-    "memdesc.sim": ("memdesc.cli",),
+    "memdesc.lib": ("memdesc.mm", "memdesc.trace", "memdesc.sim", "memdesc.report", "memdesc.cli"),
+    "memdesc.mm": ("memdesc.trace", "memdesc.sim", "memdesc.report", "memdesc.cli"),
+    "memdesc.trace": ("memdesc.mm.page_alloc", "memdesc.mm.machine", "memdesc.sim", "memdesc.report",
+                      "memdesc.cli"),
+    "memdesc.sim": ("memdesc.report", "memdesc.cli"),
+    "memdesc.report": ("memdesc.cli",),
+    # imported by every layer: they import nothing of memdesc's layers
+    "memdesc.results": ("memdesc.lib", "memdesc.mm", "memdesc.trace", "memdesc.sim", "memdesc.report",
+                        "memdesc.cli"),
+    "memdesc._html": ("memdesc.lib", "memdesc.mm", "memdesc.trace", "memdesc.sim", "memdesc.report",
+                      "memdesc.cli"),
 }
 
 

@@ -21,7 +21,7 @@ def test_churn_is_reproducible_and_keeps_occupancy():
         m = Machine.create("256M")
         c = Churn(m, order=0, occupancy=0.5, seed=11)
         r = c.run(20000)
-        results.append((m.buddyinfo().to_dict(), r.allocs, r.frees))
+        results.append((m.buddyinfo().to_dict(), r.alloc, r.free))
         assert abs(r.occupancy_final - 0.5) < 0.01
         assert r.free_errors == 0 and m.check() == "ok"
         assert c.free_all() == 0

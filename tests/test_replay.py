@@ -165,6 +165,9 @@ def test_exact_synthetic_inconsistencies_counted_by_hand(exact_run):
         "pageblock_types_changed_by_extfrag": 2, "extfrag_fallback_type_mismatch": 0,
         "extfrag_claimed_without_zone_locked": 1, "split_frees": 1, "pages_accepted": 0,
         "blocks_accepted_without_a_free": 0, "events_skipped_design_took_the_pages": 0,
+        # A's free is paired with its mm_page_free_batched: applied there (free_unref_folios())
+        "frees_applied_at_free_batched": 1, "pages_isolated_by_compaction": 0,
+        "isolated_pages_not_free_in_model": 0, "pageblock_types_from_trace": 0,
     }
     # every event is classified exactly once (batched, extfrag and failures included)
     assert r.states["mm_page_alloc"] == {"pcp": 4, "pending (taken, not yet allocated)": 1}
@@ -412,16 +415,18 @@ def test_sample_exact_replay(sample_exact):
     assert r.events_replayed == 914525 and r.malformed_lines == 0
     for ev, row in r.states.items():
         assert sum(row.values()) == r.events[ev] - (r.notes["failed_allocations"] if ev == "mm_page_alloc" else 0)
-    # the gap between the snapshot and the start of tracing leaves a few inconsistencies, no more
-    assert sum(r.inconsistencies.values()) < 0.02 * r.events_replayed
+    # the gap between the snapshot and the start of tracing leaves a few inconsistencies, no more:
+    # measured 1.449 % of the events, margin half of it
+    assert sum(r.inconsistencies.values()) <= 1.5 * 0.01449 * r.events_replayed
     f = r.final_vs_real
     for key in ("0:DMA", "0:DMA32"):          # untouched by the workload: exact
         assert f[key]["model"] == f[key]["proc"] == f[key]["kpageflags"]
     n = f["0:Normal"]
-    assert abs(n["kpageflags_free_pages_diff_pct"]) < 1.0
-    assert abs(n["proc_free_pages_diff_pct"]) < 3.0
-    for o in range(4, 11):
-        assert abs(n["model"][o] - n["proc"][o]) <= max(1, 0.02 * n["proc"][o])
+    # measured +0.491 % / +0.0053 % (see test_replay_shared.py for the margins' rule)
+    assert abs(n["kpageflags_free_pages_diff_pct"] - 0.4905) <= 0.2453
+    assert abs(n["proc_free_pages_diff_pct"] - 0.0053) <= 0.01
+    for o in range(4, 11):                    # measured: identical; margin 2 blocks
+        assert abs(n["model"][o] - n["proc"][o]) <= 2
 
 
 @pytest.mark.parametrize("design", [d for d in sorted(DESIGNS) if d != "linux"])
@@ -433,7 +438,10 @@ def test_sample_on_other_designs(design):
         r = replay(None, mode="exact", design=design)
         assert r.check == "ok"
         n = r.final_vs_real["0:Normal"]
-        assert abs(n["proc_free_pages_diff_pct"]) < 3.0
+        # measured: radix +0.0047 % (as linux), vmem -0.152 % (its descriptor pages); margin half
+        # of the figure, at least 0.01 percentage points
+        measured = {"radix": 0.0047, "vmem": -0.1521}[design]
+        assert abs(n["proc_free_pages_diff_pct"] - measured) <= max(0.01, 0.5 * abs(measured))
     r = replay(None, mode="policy", design=design)
     assert r.check == "ok" and r.policy["model_free_errors"] == 0
 
@@ -450,6 +458,7 @@ def test_sample_policy_replay():
     assert p["model_failures"] == 0 and p["bad_events"] == 0 and p["model_free_errors"] == 0
 
 
+@pytest.mark.shared
 def test_sample_trace_is_the_anon_capture(shared_traces):
     """The bundled trace was re-printed by the writer: it must parse to the original's frame."""
     a = read_trace(shared_traces / "anon" / "trace.txt.zst", comm=True, cache=False)

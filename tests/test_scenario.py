@@ -56,8 +56,11 @@ def test_radix_consume_i386_stalls():
     # the wall: HighMem frees could not get tree nodes
     assert r.stalled_frees > 0 and r.free_stalls >= r.stalled_frees
     assert r.parked_after_frees > 0
-    # a HighMem page cannot become nodes and lowmem is exhausted: no node page was had while freeing
-    assert r.free_path_allocations == 0
+    # a HighMem page cannot become nodes and lowmem is exhausted: no node page was had while
+    # freeing HighMem (step 3); the run's count includes step 5's lowmem frees
+    frees = r.phases[3]
+    assert frees.name == "free user pages" and frees.free_path_allocations == 0 and frees.frees_that_allocated == 0
+    assert r.free_path_allocations == sum(p.free_path_allocations for p in r.phases)
     # Kent's design does not fail allocations for metadata
     assert r.alloc_failed_for_metadata == 0
     # releasing lowmem: freed directly-mapped pages become nodes (Kent's path), parked entries go in
@@ -96,7 +99,8 @@ def test_radix_reserve_never_allocates_while_freeing():
     # the cost: HighMem allocations failed for the reserve once lowmem was gone (step 4),
     # node memory held in lowmem
     assert r.late_user_failed_for_metadata > 0
-    assert r.design_stats["alloc_failed_for_reserve"] == r.alloc_failed_for_metadata >= r.late_user_failed_for_metadata
+    assert r.alloc_failed_for_metadata >= r.late_user_failed_for_metadata
+    assert "alloc_failed_for_reserve" not in r.design_stats  # one name per counter: alloc_failed_for_metadata
     assert r.reserve_bytes > 0 and r.metadata_node_bytes > 0
     # consume gave the kernel more lowmem pages than reserve, which holds the reserve back
     assert r.kernel_pages < run("radix", "consume").kernel_pages
@@ -108,8 +112,8 @@ def test_vmem_never_allocates_while_freeing():
     assert r.parked_after_frees == r.parked_after_release == 0
     assert r.stalled_frees == 0 and r.free_stalls == 0 and r.free_path_allocations == 0
     assert all(p.free_path_allocations == 0 and p.free_stalls == 0 for p in r.phases)
-    assert "alloc_failed_for_descriptor" in r.design_stats
-    assert r.design_stats["alloc_failed_for_descriptor"] == r.alloc_failed_for_metadata
+    assert "alloc_failed_for_descriptor" not in r.design_stats  # one name: alloc_failed_for_metadata
+    assert r.alloc_failed_for_metadata == sum(p.alloc_failed_for_metadata for p in r.phases)
     assert r.metadata_node_bytes > 0
 
 
@@ -183,7 +187,7 @@ def test_cli_errors():
     r = CliRunner().invoke(app, ["scenario", "highmem-free", "--layout", "sparc"])
     assert r.exit_code == 2 and "--layout" in r.output
     r = CliRunner().invoke(app, ["scenario", "highmem-free", "--design", "vmem", "--radix-nodes", "consume"])
-    assert isinstance(r.exception, ConfigError)
+    assert r.exit_code == 2 and "applies to the radix design only" in r.output
 
 
 NOJIT = r'''
@@ -216,3 +220,25 @@ def test_same_counts_without_jit():
     # step 1 takes 3/4 of the 6000 user pages; every run ends consistent
     assert jit["linux"]["user_pages"] == 4500
     assert jit["linux"]["check"] == "ok" and jit["radix consume"]["check"] == "ok"
+
+
+#: the wall's figures for --mem 1G --seed 1 (memdesc.sim.clock's default 5 us per operation), pinned:
+#: (kernel pages, stalled frees, free stalls, parked after the frees, late user failures, of which
+#: for metadata, free-path allocations, node/descriptor bytes, reserve bytes)
+WALL = {
+    ("linux", None, "i386"): (221179, 0, 0, 0, 32, 0, 0, 0, 0),
+    ("radix", "consume", "i386"): (223698, 4417, 4417, 4228, 32, 0, 0, 1015808, 0),
+    ("radix", "reserve", "i386"): (222035, 0, 0, 0, 5775, 5775, 0, 6905856, 5780160),
+    ("vmem", None, "i386"): (222287, 0, 0, 0, 32, 0, 0, 8228520, 0),
+    ("radix", "consume", "x86_64"): (220007, 0, 0, 0, 12424, 0, 138, 1081344, 0),
+}
+
+
+@pytest.mark.parametrize("design, policy, layout", list(WALL))
+def test_wall_figures_pinned_for_the_seed(design, policy, layout):
+    """Every count of the scenario is a function of its arguments: a change of any design, of the
+    shared allocator code or of the scenario moves these figures (they were only tested as > 0)."""
+    r = run(design, policy, layout)
+    got = (r.kernel_pages, r.stalled_frees, r.free_stalls, r.parked_after_frees, r.late_user_failed,
+           r.late_user_failed_for_metadata, r.free_path_allocations, r.metadata_node_bytes, r.reserve_bytes)
+    assert got == WALL[(design, policy, layout)]

@@ -53,6 +53,7 @@ def test_build_before_meets_the_issue_thresholds(shared_traces):
 @pytest.mark.shared
 @pytest.mark.parametrize("name,when", [("build", "after"), ("anon", "before"), ("anon", "after"),
                                        ("pagecache", "after")])
+@pytest.mark.shared
 def test_other_snapshots(shared_traces, name, when):
     # kpageflags is read ~1 s after buddyinfo on a live machine: pagecache/before drifts
     # 0.65 %, the others stay under 0.5 %

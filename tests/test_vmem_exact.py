@@ -258,16 +258,18 @@ def test_sample_exact_replay_on_vmem(sample_vmem):
     st_ = r.machine.stats()
     assert st_["free_path_allocations"] == 0 and st_["free_stalls"] == 0
     design = sum(n for k, n in r.inconsistencies.items() if "design's own" in k)
-    assert sum(r.inconsistencies.values()) - design < 0.02 * r.events_replayed
+    assert sum(r.inconsistencies.values()) - design <= 1.5 * 0.01448 * r.events_replayed  # measured 1.448 %
     for ev, row in r.states.items():
         assert sum(row.values()) == r.events[ev] - (r.notes["failed_allocations"] if ev == "mm_page_alloc" else 0)
     f = r.final_vs_real
     for key in ("0:DMA", "0:DMA32"):
         assert f[key]["model"] == f[key]["proc"] == f[key]["kpageflags"]
     n = f["0:Normal"]
-    assert abs(n["kpageflags_free_pages_diff_pct"]) < 1.0 and abs(n["proc_free_pages_diff_pct"]) < 3.0
-    for o in range(4, 11):
-        assert abs(n["model"][o] - n["proc"][o]) <= max(1, 0.02 * n["proc"][o])
+    # measured -0.152 % / +0.332 % (the descriptor pages); margins: half the figure
+    assert abs(n["proc_free_pages_diff_pct"] + 0.1521) <= 0.0761
+    assert abs(n["kpageflags_free_pages_diff_pct"] - 0.3323) <= 0.1662
+    for o in range(4, 11):                    # measured: at most 1 block; margin 2
+        assert abs(n["model"][o] - n["proc"][o]) <= 3
     # what the model is short of the real free memory is at most its descriptor pages
     ndp = r.machine.design.descriptor_stats()["descriptor_pages"]
     assert 0 <= n["proc_free_pages"] - n["model_free_pages"] <= ndp
@@ -284,6 +286,7 @@ def capture_pair(request, shared_traces):
     return request.param, replay(path, mode="exact"), replay(path, mode="exact", design="vmem")
 
 
+@pytest.mark.shared
 def test_captures_exact_replay_on_vmem(capture_pair):
     """Every full capture replays exactly on vmem: invariants kept, no descriptor taken on a
     free path (no capture frees a block of several pageblocks of differing non-mergeable types),
@@ -293,17 +296,25 @@ def test_captures_exact_replay_on_vmem(capture_pair):
     assert rv.check == "ok" and rv.malformed_lines == 0
     s = rv.machine.stats()
     assert s["free_path_allocations"] == 0 and s["free_stalls"] == 0
-    for key in ("0:DMA", "0:DMA32", "0:Normal"):
+    for key in ("0:DMA", "0:DMA32"):
         z = rv.final_vs_real[key]
-        assert abs(z["kpageflags_free_pages_diff_pct"]) < 1.0, (name, key, z)
-        assert abs(z["proc_free_pages_diff_pct"]) < 3.0, (name, key, z)
-        for o in range(4, 11):
-            assert abs(z["model"][o] - z["proc"][o]) <= max(1, 0.02 * z["proc"][o]), (name, key, o, z)
+        assert z["model"] == z["proc"] == z["kpageflags"], (name, key)
+    # measured (buddyinfo %, kpageflags %, worst order >= 4 in blocks); margins as in
+    # test_replay_shared.py: half the figure (at least 0.01 points), half the blocks (at least 2)
+    buddy, kpf, worst = {"anon": (-0.1521, 0.3323, 1), "build": (-0.0718, 0.1681, 17),
+                         "pagecache": (-0.3781, -0.0477, 17)}[name]
+    z = rv.final_vs_real["0:Normal"]
+    assert abs(z["proc_free_pages_diff_pct"] - buddy) <= max(0.01, 0.5 * abs(buddy)), (name, z)
+    assert abs(z["kpageflags_free_pages_diff_pct"] - kpf) <= max(0.01, 0.5 * abs(kpf)), (name, z)
+    assert max(abs(z["model"][o] - z["proc"][o]) for o in range(4, 11)) <= max(worst + 2, 1.5 * worst), name
+    own = sum(n for kind, n in rv.inconsistencies.items() if "design's own" in kind)
     for kind, n in rv.inconsistencies.items():
         if "design's own" not in kind:
-            # descriptor pages only ever turn an event's state from "free" into "the design's own"
+            # descriptor pages only ever turn an event's state into "the design's own": every other
+            # kind is as frequent as on linux or less, and what is missing is accounted for there
             assert n <= rl.inconsistencies.get(kind, 0), (name, kind)
-            assert n == rl.inconsistencies.get(kind, 0) or kind.endswith((": free", "mixed (several blocks or states)"))
+    missing = sum(n - rv.inconsistencies.get(kind, 0) for kind, n in rl.inconsistencies.items())
+    assert 0 <= missing <= own, (name, missing, own)
     for ev, row in rv.states.items():
         assert sum(row.values()) == rv.events[ev] - (rv.notes["failed_allocations"] if ev == "mm_page_alloc" else 0)
     # vmem has less free memory than linux at the end by at most its descriptor pages

@@ -92,11 +92,13 @@ def _captures(shared_traces, suffix):
     ("pagetypeinfo", v.read_pagetypeinfo, v.format_pagetypeinfo),
     ("zoneinfo", v.read_zoneinfo, v.format_zoneinfo),
 ])
+@pytest.mark.shared
 def test_every_capture_roundtrips_byte_identically(shared_traces, suffix, reader, writer):
     for path in _captures(shared_traces, suffix):
         assert writer(reader(path)) == path.read_text(), path
 
 
+@pytest.mark.shared
 def test_captures_agree_with_each_other(shared_traces):
     """buddyinfo's nr_free is the sum over migratetypes of pagetypeinfo's free lists;
     zoneinfo's pages free equals its nr_free_pages counter (checks two parsers at once)."""

@@ -97,5 +97,5 @@ def register(app: typer.Typer) -> None:
                       f"(now {res.buffer_kb}) or trace fewer events")
         for p in res.restore_problems:
             err.print(f"[bold red]problem while finishing the capture:[/] {p}")
-        _write_json(json_path, res.as_dict())
+        _write_json(json_path, res.as_dict(), "capture")
         raise typer.Exit(res.returncode)

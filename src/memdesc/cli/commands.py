@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -11,12 +12,15 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from memdesc.cli.options import (
+    DEFAULT_DESIGN,
+    EXIT_CHECK,
     CheckpointAtOpt,
     CheckpointEveryOpt,
     CheckpointOpt,
     CpusOpt,
     DesignOpt,
     JsonOpt,
+    Layout,
     LayoutOpt,
     MemOpt,
     NodesOpt,
@@ -24,18 +28,22 @@ from memdesc.cli.options import (
     RadixNodesOpt,
     ResumeOpt,
     SaveOpt,
+    When,
     ZoneinfoOpt,
     _fail,
     _machine,
     _summary,
     _write_json,
     console,
+    design_only,
     given_on_command_line,
     memmap_table,
     print_proc_views,
+    value,
     zone_table,
 )
-from memdesc.mm.page_alloc import design_spec
+from memdesc.mm.mmzone import MAX_PAGE_ORDER
+from memdesc.mm.page_alloc import design_spec, fault_injection_designs
 from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.churn import Churn
 from memdesc.sim.replay_io import write_event_log
@@ -43,10 +51,18 @@ from memdesc.sim.snapshot import buddyinfo_diff, capture, machine_from_snapshot
 from memdesc.units import format_size
 
 
-def machine(mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt = 1, cpus: CpusOpt = None,
-            zoneinfo: ZoneinfoOpt = None, design: DesignOpt = "linux", json_path: JsonOpt = None) -> None:
+class OrderMix(StrEnum):
+    """Order distributions of ``memdesc churn --orders``."""
+
+    mix = "mix"
+
+
+def machine(mem: MemOpt = "16G", layout: LayoutOpt = Layout.x86_64, nodes: NodesOpt = 1, cpus: CpusOpt = None,
+            zoneinfo: ZoneinfoOpt = None, design: DesignOpt = DEFAULT_DESIGN, radix_nodes: RadixNodesOpt = None,
+            json_path: JsonOpt = None) -> None:
     """Build a machine and show its zones and memmap sizes for 8-, 2- and 1-word struct page."""
     t0 = time.perf_counter()
+    design = design_spec(design, radix_nodes=value(radix_nodes))
     m = _machine(mem, layout, nodes, cpus, zoneinfo, design)
     console.print(zone_table(m))
     console.print(memmap_table(m))
@@ -55,16 +71,20 @@ def machine(mem: MemOpt = "16G", layout: LayoutOpt = "x86_64", nodes: NodesOpt =
                   + ", ".join(f"{k} {format_size(v)}" for k, v in md.items()))
     check = m.check()
     console.print(f"check: [bold]{check}[/]")
-    _write_json(json_path, _summary(m, {"seconds": time.perf_counter() - t0, "check": check}))
+    _write_json(json_path, _summary(m, {"seconds": time.perf_counter() - t0, "check": check}), "machine")
     if check != "ok":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK)
 
 
-def churn(ctx: typer.Context, design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64",
+def churn(ctx: typer.Context, design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G",
+          layout: LayoutOpt = Layout.x86_64,
           nodes: NodesOpt = 1, cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
-          ops: Annotated[int, typer.Option("--ops", help="Measured alloc+free pairs (after the fill).")] = 1_000_000,
-          order: Annotated[int, typer.Option("--order", help="Allocation order (without --orders).")] = 0,
-          orders: Annotated[str | None, typer.Option("--orders", help="'mix': a realistic order mix.")] = None,
+          ops: Annotated[int, typer.Option("--ops", min=0,
+                                           help="Measured alloc+free pairs (after the fill).")] = 1_000_000,
+          order: Annotated[int, typer.Option("--order", min=0, max=MAX_PAGE_ORDER,
+                                             help="Allocation order (without --orders).")] = 0,
+          orders: Annotated[OrderMix | None, typer.Option("--orders", help="mix: a realistic order mix "
+                                                                           "(orders 0-10).")] = None,
           gfp: Annotated[str, typer.Option("--gfp", help="gfp flags as ftrace prints them, or 'mix'.")] = "GFP_KERNEL",
           occupancy: Annotated[float, typer.Option("--occupancy", help="Target allocated fraction.")] = 0.5,
           seed: Annotated[int, typer.Option("--seed")] = 1, pcp: PcpOpt = True,
@@ -87,8 +107,10 @@ def churn(ctx: typer.Context, design: DesignOpt = "linux", mem: MemOpt = "16G", 
                                     "radix_nodes", "trace_out")
         if bad:
             _fail(f"--resume continues the saved run with its own machine and workload; drop {', '.join(bad)}")
-    design = design_spec(design, radix_nodes=radix_nodes)
-
+    design = design_spec(design, radix_nodes=value(radix_nodes))
+    design_only(design, fail_descriptor_alloc=(fail_descriptor_alloc, 0.0, fault_injection_designs()))
+    if orders is not None and order != 0:
+        _fail("give either --order or --orders, not both")
     with Progress(TextColumn("[bold]churn[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
         if resume is not None:
@@ -102,14 +124,14 @@ def churn(ctx: typer.Context, design: DesignOpt = "linux", mem: MemOpt = "16G", 
                 evlog = min(16 * ops + 4_000_000, 200_000_000)
             m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
                          fail_descriptor_alloc=fail_descriptor_alloc)
-            c = Churn(m, order=order, orders=orders, gfp=gfp, occupancy=occupancy, seed=seed)
+            c = Churn(m, order=order, orders=value(orders), gfp=gfp, occupancy=occupancy, seed=seed)
             task = prog.add_task(f"{m.design.name}", total=ops)
             r = c.run(ops, progress=lambda n: prog.advance(task, n), checkpoint=ckpt)
     if r.resumed_at:
         console.print(f"[dim]resumed from {resume} after {r.resumed_at} of {r.pairs} pairs[/]")
     console.print(f"[bold]{m.design.name}[/]: {r.pairs} alloc+free pairs in {r.seconds:.3f} s = "
                   f"[bold]{r.ns_per_pair:.1f} ns per pair[/] (fill to {occupancy:.0%}: {r.fill_seconds:.2f} s; "
-                  f"allocs {r.allocs}, frees {r.frees}, failed {r.alloc_failed})")
+                  f"allocs {r.alloc}, frees {r.free}, failed {r.alloc_failed})")
     print_proc_views(m)
     result = "not run"
     if check:
@@ -122,36 +144,44 @@ def churn(ctx: typer.Context, design: DesignOpt = "linux", mem: MemOpt = "16G", 
         m.save(save)
         console.print(f"[dim]machine saved to {save}[/]")
     _write_json(json_path, _summary(m, {
-        "seconds": r.seconds, "ns_per_pair": r.ns_per_pair, "churn": r.as_dict(), "check": result}))
+        "seconds": r.seconds, "ns_per_pair": r.ns_per_pair, "churn": r.as_dict(), "check": result}), "churn")
     if check and result != "ok":
-        raise typer.Exit(1)
+        raise typer.Exit(EXIT_CHECK)
 
 
 def inspect(pfn: Annotated[str, typer.Argument(help="Page frame number (decimal or 0x hex).")],
-            design: DesignOpt = "linux", mem: MemOpt = "16G", layout: LayoutOpt = "x86_64",
+            design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G", layout: LayoutOpt = Layout.x86_64,
             nodes: NodesOpt = 1, cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
-            churn_ops: Annotated[int, typer.Option("--churn", help="Run this many churn pairs first.")] = 0,
-            json_path: JsonOpt = None) -> None:
+            churn_ops: Annotated[int, typer.Option("--churn", min=0, help="Run this many churn pairs first.")] = 0,
+            radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None) -> None:
     """Decode one page's struct page / memdesc, like the kernel's dump_page()."""
+    t0 = time.perf_counter()
     try:
         p = int(pfn, 0)
     except ValueError:
         _fail(f"{pfn!r} is not a pfn (use decimal or 0x hex)")
+    design = design_spec(design, radix_nodes=value(radix_nodes))
     m = _machine(mem, layout, nodes, cpus, zoneinfo, design)
     if churn_ops:
         Churn(m, orders="mix", gfp="mix").run(churn_ops)
-    console.print(m.describe_page(p), markup=False, highlight=False)
+    text = m.describe_page(p)
+    console.print(text, markup=False, highlight=False)
     words = [int(x) for x in m.design.page_words(p)]
-    _write_json(json_path, {"pfn": p, "design": m.design.name, "words": words, "state": m.page_state(p),
-                            "struct_page_bytes": m.design.struct_page_bytes})
+    _write_json(json_path, _summary(m, {"seconds": time.perf_counter() - t0, "check": "not run", "pfn": p,
+                                        "words": words, "state": m.page_state(p), "description": text}),
+                "inspect")
 
 
 def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (before.*/after.* /proc files) "
                                                           "or a directory of plain /proc-named files.")],
-             when: Annotated[str, typer.Option("--when", help="before or after.")] = "before",
-             design: DesignOpt = "linux", json_path: JsonOpt = None) -> None:
+             when: Annotated[When, typer.Option("--when", help="The snapshot taken before or after the "
+                                                               "trace.")] = When.before,
+             design: DesignOpt = DEFAULT_DESIGN, radix_nodes: RadixNodesOpt = None,
+             json_path: JsonOpt = None) -> None:
     """Rebuild a real machine's state from its /proc snapshot (kpageflags, zoneinfo, ...)."""
     t0 = time.perf_counter()
+    when = value(when)
+    design = design_spec(design, radix_nodes=value(radix_nodes))
     files = capture(directory, when)
     with console.status("reading kpageflags and rebuilding the free state..."):
         m, state, snap = machine_from_snapshot(directory, when, design)
@@ -193,7 +223,9 @@ def snapshot(directory: Annotated[Path, typer.Argument(help="Capture directory (
                        "attributes": snap.attributes(), "import": rep})
     if snap.counts is not None:
         out["mapped"] = snap.mapped_stats()
-    _write_json(json_path, out)
+    _write_json(json_path, out, "snapshot")
+    if check != "ok":
+        raise typer.Exit(EXIT_CHECK)
 
 
 def register(app: typer.Typer) -> None:

@@ -17,10 +17,14 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from memdesc.cli.options import (
-    DESIGN_HELP,
+    DEFAULT_DESIGN,
+    EXIT_CHECK,
     CheckpointAtOpt,
     CheckpointEveryOpt,
     CheckpointOpt,
+    DesignOpt,
+    JsonOpt,
+    Mode,
     RadixNodesOpt,
     ResumeOpt,
     SaveOpt,
@@ -29,6 +33,7 @@ from memdesc.cli.options import (
     console,
     given_on_command_line,
     print_proc_views,
+    value,
 )
 from memdesc.mm.page_alloc import design_spec
 from memdesc.sim.replay import replay, sample_path
@@ -56,6 +61,58 @@ def _buddy_lines(final: dict) -> list[str]:
     return lines
 
 
+def _pct(a: int, n: int) -> str:
+    return f"{100.0 * a / n:.2f} %" if n else "-"
+
+
+def print_shadow(sh: dict, divs: dict | None) -> None:
+    """The shadow replay's decisions per class (and the first divergences of each)."""
+    t = Table(title="shadow replay: the model's decision beside the kernel's, per class", title_justify="left")
+    for col in ("class", "decisions", "agree", "agree %", "informed", "informed agree", "informed %"):
+        t.add_column(col, justify="left" if col == "class" else "right")
+    rows = list(sh["by_class"].items()) + [("all", {"decisions": sh["decisions"], "agree": sh["agree"],
+                                                    "informed_decisions": sh["informed_decisions"],
+                                                    "informed_agree": sh["informed_agree"]})]
+    for name, c in rows:
+        t.add_row(name, str(c["decisions"]), str(c["agree"]), _pct(c["agree"], c["decisions"]),
+                  str(c["informed_decisions"]), str(c["informed_agree"]),
+                  _pct(c["informed_agree"], c["informed_decisions"]))
+    console.print(t)
+    dt = sh["drain_trigger"]
+    fb = sh["fallbacks"]
+    console.print(f"drain trigger (count >= high after a free, not a class): {dt['agree']}/{dt['decisions']} agree "
+                  f"({_pct(dt['agree'], dt['decisions'])}), informed "
+                  f"{_pct(dt['informed_agree'], dt['informed_decisions'])}; fallbacks model claim/steal "
+                  f"{fb['model']['claim']}/{fb['model']['steal']}, trace "
+                  f"{fb['trace']['claim']}/{fb['trace']['steal']}; free decisions never resolved by the trace "
+                  f"{sh['free_decisions_unresolved']}")
+    if not divs:
+        return
+    for name, recs in divs.items():
+        if recs:
+            console.print(f"[bold]first divergences: {name}[/]")
+        for k, r in enumerate(recs):
+            console.print(divergence_text(k + 1, r), markup=False, highlight=False, soft_wrap=True)
+
+
+def _h(v) -> str:
+    return "-" if v is None or v == -1 else hex(v)
+
+
+def divergence_text(k: int, r: dict) -> str:
+    """One divergence record: the kernel's choice, the model's, and the model's state then."""
+    what = f"{r['kernel_kind']}" + (f" {r['kernel_value']}" if r["kernel_value"] != -1 else "")
+    mine = f"{r['model_kind']}" + (f" {r['model_value']}" if r["model_value"] != -1 else "")
+    head = (f"  #{k} line {r['line']} cpu {r['cpu']}: kernel {_h(r['kernel_pfn'])} ({what}, zone {r['kernel_zone']}, "
+            f"pageblock {r['kernel_pb_type']}, in the model: {r['kernel_pfn_state']}); model {_h(r['model_pfn'])} "
+            f"({mine}, zone {r['model_zone']}, pageblock {r['model_pb_type']}); order {r['order']} "
+            f"{r['migratetype'] or ''} {'informed' if r['informed'] else 'uninformed'}")
+    state = (f"     list {r['list']} head {_h(r['list_head'])} tail {_h(r['list_tail'])}; pcp count {r['pcp_count']} "
+             f"(unseen {r['pcp_unseen']}) high {r['pcp_high']} batch {r['pcp_batch']}; watermarks min/low/high "
+             f"{r['wmark_min']}/{r['wmark_low']}/{r['wmark_high']}, free {r['zone_free']}")
+    return head + "\n" + state
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``replay`` command to ``app``."""
 
@@ -65,23 +122,28 @@ def register(app: typer.Typer) -> None:
         path: PathArg = None,
         sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
                                                               "capture).")] = False,
-        mode: Annotated[str, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
-                                                          "trace as demands served by --design.")] = "exact",
-        design: Annotated[str, typer.Option("--design", help=DESIGN_HELP)] = "linux",
+        mode: Annotated[Mode, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
+                                                           "trace as demands served by --design; shadow: "
+                                                           "exact, with the model's own decision recorded "
+                                                           "before each event.")] = Mode.exact,
+        design: DesignOpt = DEFAULT_DESIGN,
         mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
                                                               "from (default: covers the trace's pfns).")] = None,
-        cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (default: the capture's, or the "
-                                                                "trace's).")] = None,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
+        cpus: Annotated[int | None, typer.Option("--cpus", min=1, help="Modelled CPUs (default: the capture's, or "
+                                                                       "the trace's).")] = None,
+        json_path: JsonOpt = None,
         proc_out: Annotated[Path | None, typer.Option("--proc-out", help="Write the final /proc views "
                                                                         "(buddyinfo, pagetypeinfo, ...) here.")] = None,
-        every: Annotated[int, typer.Option("--every", help="Sample buddyinfo and free pages per zone every N "
+        every: Annotated[int, typer.Option("--every", min=0, help="Sample buddyinfo and free pages per zone every N "
                                                            "events (Parquet, see --samples-out).")] = 0,
         samples_out: Annotated[Path, typer.Option("--samples-out", help="Parquet file of the --every "
                                                                        "samples.")] = Path("replay-samples.parquet"),
         strict: Annotated[bool, typer.Option("--strict", help="Malformed lines are errors; exit 1 if the replay "
                                                               "finds any inconsistency.")] = False,
         radix_nodes: RadixNodesOpt = None,
+        divergences: Annotated[int, typer.Option("--divergences", help="Shadow mode: show the first N "
+                                                                       "disagreements of each decision class "
+                                                                       "with the model's state.")] = 0,
         checkpoint: CheckpointOpt = None,
         checkpoint_at: CheckpointAtOpt = 0,
         checkpoint_every: CheckpointEveryOpt = 0,
@@ -92,11 +154,13 @@ def register(app: typer.Typer) -> None:
 
         --checkpoint-at/--checkpoint-every count trace events."""
         if resume is not None:
-            bad = given_on_command_line(ctx, "mode", "design", "mem", "cpus", "every", "radix_nodes", "sample")
+            bad = given_on_command_line(ctx, "mode", "design", "mem", "cpus", "every", "radix_nodes", "sample",
+                                        "divergences")
             if bad:
                 _fail(f"--resume continues the saved replay with its own mode, design and machine; drop "
                       f"{', '.join(bad)}")
-        design = design_spec(design, radix_nodes=radix_nodes)
+        design = design_spec(design, radix_nodes=value(radix_nodes))
+        mode = value(mode)
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")
@@ -113,8 +177,9 @@ def register(app: typer.Typer) -> None:
                 prog.start_task(task)
 
             r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
-                       progress=lambda n: prog.advance(task, n), on_start=on_start, checkpoint=checkpoint,
-                       checkpoint_at=checkpoint_at, checkpoint_every=checkpoint_every, resume=resume)
+                       divergences=divergences, progress=lambda n: prog.advance(task, n), on_start=on_start,
+                       checkpoint=checkpoint, checkpoint_at=checkpoint_at, checkpoint_every=checkpoint_every,
+                       resume=resume)
         m = r.machine
         if r.resumed_at:
             console.print(f"[dim]resumed from {resume} at event {r.resumed_at}[/]")
@@ -143,11 +208,13 @@ def register(app: typer.Typer) -> None:
                           f"{p['frees_of_pre_trace_allocations']} of pre-trace ones, {p['split_frees']} split, "
                           f"{p['frees_of_unknown_pages']} of unknown pages); stale pre-trace allocations released "
                           f"{p['stale_pre_trace_released']}; replay map {r.replay_map_bytes} bytes")
+        if r.shadow is not None:
+            print_shadow(r.shadow, r.divergences)
         notes = {k: v for k, v in r.notes.items() if v}
         if notes:
             console.print("notes: " + ", ".join(f"{k} {v}" for k, v in notes.items()))
         if r.inconsistencies:
-            what = "event: state the model held the pages in" if r.mode == "exact" else "policy replay"
+            what = "event: state the model held the pages in" if r.mode != "policy" else "policy replay"
             it = Table(title=f"inconsistencies ({what})", title_justify="left")
             it.add_column("kind")
             it.add_column("count", justify="right")
@@ -184,9 +251,9 @@ def register(app: typer.Typer) -> None:
         if save is not None:
             m.save(save)
             console.print(f"[dim]machine saved to {save}[/]")
-        _write_json(json_path, r.as_dict())
+        _write_json(json_path, r.as_dict(), "replay")
         if r.check != "ok":
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_CHECK)
         if strict and r.inconsistencies:
             console.print(f"[bold red]--strict:[/] {sum(r.inconsistencies.values())} inconsistencies")
-            raise typer.Exit(1)
+            raise typer.Exit(EXIT_CHECK)

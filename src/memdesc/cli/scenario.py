@@ -10,15 +10,32 @@ Exit code 1 when a run's invariant check is not "ok".
 
 from __future__ import annotations
 
-from pathlib import Path
+from enum import Enum
 from typing import Annotated
 
 import typer
+from rich import box
 from rich.table import Table
 
-from memdesc.cli.options import _fail, _write_json, console
+from memdesc.cli.options import (
+    DEFAULT_DESIGN,
+    EXIT_CHECK,
+    CpusOpt,
+    JsonOpt,
+    ParquetOpt,
+    RadixNodes,
+    _write_json,
+    console,
+    fit_columns,
+    value,
+    write_parquet,
+)
+from memdesc.mm.page_alloc import DESIGNS
 from memdesc.sim.scenarios import LAYOUTS, highmem_free, variants
 from memdesc.units import format_size
+
+ScenarioLayout = Enum("ScenarioLayout", {**{x: x for x in LAYOUTS}, "both": "both"}, type=str)
+ScenarioLayout.__doc__ = "Layouts of ``memdesc scenario`` (``--layout``)."
 
 
 def _verdict(r) -> str:
@@ -45,15 +62,18 @@ def _verdict(r) -> str:
 
 def phase_table(r):
     """What each step of one run did (columns: attempts, successes, failures, failures for
-    metadata, stalled frees, free-path allocations, parked entries after the step)."""
-    t = Table(title=f"{r.label} on {r.layout} {r.mem}: steps", title_justify="left")
-    t.add_column("step", no_wrap=True)
-    t.add_column("gfp", no_wrap=True)
-    for col in ("tried", "ok", "failed", "for metadata", "stalled", "free-path allocs", "parked"):
-        t.add_column(col, justify="right")
+    metadata, stalled frees, free-path allocations, parked entries after the step).  Fits an
+    80-column terminal: the step names wrap, the figures never do."""
+    t = Table(title=f"{r.label} on {r.layout} {r.mem}: steps", title_justify="left", box=box.SIMPLE_HEAD,
+              pad_edge=False, padding=(0, 1), collapse_padding=True)
+    t.add_column("step (gfp)", min_width=12, ratio=1, overflow="fold")
+    for col in ("tried", "ok", "failed", "failed\nfor\nmetadata", "stalled\nfrees", "free-\npath\nallocs",
+                "parked"):
+        t.add_column(col, justify="right", no_wrap=True)
     for i, p in enumerate(r.phases):
         step = (1, 2, 2, 3, 4, 5)[i] if len(r.phases) == 6 else i + 1
-        t.add_row(f"{step} {p.name}", p.gfp, str(p.attempts), str(p.succeeded), str(p.failed),
+        name = f"{step} {p.name}" + (f"\n({p.gfp.removeprefix('GFP_')})" if p.gfp != "-" else "")
+        t.add_row(name, str(p.attempts), str(p.succeeded), str(p.failed),
                   str(p.alloc_failed_for_metadata), str(p.stalled_frees), str(p.free_path_allocations),
                   str(p.parked_after))
     return t
@@ -64,9 +84,9 @@ ROWS = (
     ("user pages (step 1)", lambda r: str(r.user_pages)),
     ("kernel pages (step 2)", lambda r: str(r.kernel_pages)),
     ("user frees (step 3)", lambda r: str(r.frees_attempted)),
-    ("stalled frees", lambda r: str(r.stalled_frees)),
-    ("free_stalls", lambda r: str(r.free_stalls)),
-    ("free_path_allocations", lambda r: str(r.free_path_allocations)),
+    ("stalled frees (step 3)", lambda r: str(r.stalled_frees)),
+    ("free_stalls (run)", lambda r: str(r.free_stalls)),
+    ("free_path_allocations (run)", lambda r: str(r.free_path_allocations)),
     ("parked after frees", lambda r: str(r.parked_after_frees)),
     ("parked after release (step 5)", lambda r: str(r.parked_after_release)),
     ("later user allocs (step 4)", lambda r: str(r.late_user_attempts)),
@@ -79,16 +99,34 @@ ROWS = (
 )
 
 
-def summary_table(results):
-    """Every run side by side: one column per design/policy/layout."""
-    t = Table(title="highmem-free: user pages freed after kernel allocations exhausted lowmem",
-              title_justify="left")
-    t.add_column("")
-    for r in results:
-        t.add_column(f"{r.label}\n{r.layout}", justify="right")
-    for name, get in ROWS:
-        t.add_row(name, *(get(r) for r in results))
-    return t
+def summary_tables(results, width: int = 80) -> list[Table]:
+    """Every run side by side, one column per design/policy/layout, in as many tables as
+    ``width`` needs (no figure is ever cut)."""
+
+    def make(group: range, part: str = "") -> Table:
+        t = Table(title=f"highmem-free: user pages freed after lowmem was exhausted{part}", title_justify="left",
+                  box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+        t.add_column("", no_wrap=True)
+        for i in group:
+            r = results[i]
+            t.add_column(f"{r.label.replace(' ', chr(10))}\n{r.layout}", justify="right", no_wrap=True)
+        for name, get in ROWS:
+            t.add_row(name, *(get(results[i]) for i in group))
+        return t
+
+    groups = fit_columns(len(results), make, width)
+    return [make(g, f" ({g[0] + 1}-{g[-1] + 1} of {len(results)})" if len(groups) > 1 else "") for g in groups]
+
+
+def run_rows(runs: list[dict]) -> list[dict]:
+    """One flat row per run (scalars, metadata bytes by structure): the ``--parquet`` table."""
+    rows = []
+    for d in runs:
+        row = {k: v for k, v in d.items() if isinstance(v, int | float | str | bool) or v is None}
+        row.update({f"metadata_{k}": v for k, v in d["metadata_bytes"].items()})
+        row.update({f"ops_{k}": v for k, v in d["ops"].items()})
+        rows.append(row)
+    return rows
 
 
 def register(app: typer.Typer) -> None:
@@ -98,18 +136,18 @@ def register(app: typer.Typer) -> None:
 
     @scenario_app.command("highmem-free")
     def highmem_free_cmd(
-        design: Annotated[str, typer.Option("--design", help="linux, radix, vmem, or all (every design and "
-                                                              "radix node policy side by side).")] = "radix",
-        radix_nodes: Annotated[str | None, typer.Option(
+        design: Annotated[str, typer.Option("--design", metavar="DESIGN", help=", ".join(DESIGNS) + ", or all "
+                                            "(every design and radix node policy side by side).")] = DEFAULT_DESIGN,
+        radix_nodes: Annotated[RadixNodes | None, typer.Option(
             "--radix-nodes", help="radix: consume (Kent: a freed lowmem page becomes tree nodes) or reserve "
                                   "(Wilcox's rule: nodes reserved at allocation). Default consume; with "
                                   "--design all, both.")] = None,
-        layout: Annotated[str, typer.Option("--layout", help="i386 (DMA/Normal/HighMem), x86_64 (all memory "
-                                                              "directly mapped) or both.")] = "i386",
+        layout: Annotated[ScenarioLayout, typer.Option("--layout", help="i386 (DMA/Normal/HighMem), x86_64 (all "
+                                                       "memory directly mapped) or both.")] = ScenarioLayout("i386"),
         mem: Annotated[str, typer.Option("--mem", help="Machine memory, e.g. 4G (i386 needs more than 896M "
                                                         "for HighMem).")] = "4G",
         seed: Annotated[int, typer.Option("--seed", help="Seed of the free order and CPU choice.")] = 1,
-        cpus: Annotated[int | None, typer.Option("--cpus", help="Modelled CPUs (per-CPU page lists).")] = None,
+        cpus: CpusOpt = None,
         user_fraction: Annotated[float, typer.Option(
             "--user-fraction", help="Fraction of the user pages allocated before the kernel exhausts lowmem "
                                     "(step 1; the rest in step 4).")] = 0.75,
@@ -118,11 +156,12 @@ def register(app: typer.Typer) -> None:
         release_fraction: Annotated[float, typer.Option(
             "--release-fraction", help="Fraction of the kernel pages freed afterwards (step 5).")] = 0.25,
         steps: Annotated[bool, typer.Option("--steps/--no-steps", help="Print each run's steps.")] = True,
-        json_path: Annotated[Path | None, typer.Option("--json", help="Write a JSON summary to this path.")] = None,
+        json_path: JsonOpt = None,
+        parquet: ParquetOpt = None,
     ) -> None:
         """Kent's highmem wall: free HighMem pages when lowmem is exhausted, on any design."""
-        if layout not in (*LAYOUTS, "both"):
-            _fail(f"--layout must be one of {', '.join(LAYOUTS)} or both, got {layout!r}")
+        layout = value(layout)
+        radix_nodes = value(radix_nodes)
         layouts = list(LAYOUTS) if layout == "both" else [layout]
         runs = variants(design, radix_nodes)
         results = []
@@ -136,13 +175,18 @@ def register(app: typer.Typer) -> None:
                 if steps:
                     console.print(phase_table(r))
                 console.print(_verdict(r))
-        console.print(summary_table(results))
+        for t in summary_tables(results, console.width):
+            console.print(t)
         params = {"design": design, "radix_nodes": radix_nodes, "layout": layout, "mem": mem, "seed": seed,
                   "cpus": cpus, "user_fraction": user_fraction, "free_fraction": free_fraction,
                   "release_fraction": release_fraction}
-        _write_json(json_path, {"scenario": "highmem-free", "params": params,
-                                "runs": [r.as_dict() for r in results]})
-        if any(r.check != "ok" for r in results):
-            raise typer.Exit(1)
+        bad = next((f"{r.label} on {r.layout}: {r.check}" for r in results if r.check != "ok"), "ok")
+        runs = [r.as_dict() for r in results]
+        _write_json(json_path, {"scenario": "highmem-free", "params": params, "runs": runs, "check": bad},
+                    "scenario")
+        if parquet is not None:
+            write_parquet(parquet, run_rows(runs))
+        if bad != "ok":
+            raise typer.Exit(EXIT_CHECK)
 
     app.add_typer(scenario_app, name="scenario")

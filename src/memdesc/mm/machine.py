@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 import zstandard
 
+from memdesc import _html
 from memdesc.errors import (
     ConfigError,
     DoubleFree,
@@ -52,7 +53,6 @@ from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
     MIGRATETYPE_NAMES,
     NR_PAGE_ORDERS,
-    PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
     MigrateType,
 )
@@ -78,6 +78,26 @@ def _used_rows(a: np.ndarray) -> int:
             return lo + int(nz[-1]) + 1
         n = lo
     return 0
+
+#: The counters every JSON summary reports at its top level, under the names issue 13 fixed.
+#: ``OPS`` go in ``ops``; ``COUNTERS`` stand alone.  ``COUNTER_ALIASES`` are the names designs
+#: use internally for the same counts (radix's node statistics, vmem's descriptor statistics):
+#: a summary drops them from ``stats`` and ``design_stats``, so each counter has one name
+#: (``tests/test_results.py`` checks the aliases equal the counter they name).
+OPS = ("alloc", "free", "alloc_failed")
+COUNTERS = ("free_path_allocations", "free_stalls", "alloc_failed_for_metadata")
+COUNTER_ALIASES = {
+    "free_path_allocations": "free_path_allocations",
+    "free_stalls": "free_stalls",
+    "alloc_failed_for_metadata": "alloc_failed_for_metadata",
+    "alloc_failed_for_reserve": "alloc_failed_for_metadata",
+    "alloc_failed_for_descriptor": "alloc_failed_for_metadata",
+}
+
+
+def summary_design_stats(raw: dict | None) -> dict:
+    """A design's ``design_stats()`` without the counters a summary reports at top level."""
+    return {k: v for k, v in (raw or {}).items() if k not in COUNTER_ALIASES}
 
 
 def to_gfp(gfp: GfpLike) -> int:
@@ -126,8 +146,10 @@ class Machine:
             lay = x86_64_layout(mem, nodes=nodes, words=dcls.words)
         elif layout == "i386":
             lay = i386_layout(mem, nodes=nodes, words=dcls.words)
+        elif layout == "i386-nopae":
+            lay = i386_layout(mem, nodes=nodes, words=dcls.words, pae=False)
         else:
-            raise ConfigError(f"unknown layout {layout!r}: use x86_64 or i386 (or zoneinfo=FILE)")
+            raise ConfigError(f"unknown layout {layout!r}: use x86_64, i386 or i386-nopae (or zoneinfo=FILE)")
         if cpus is not None and zoneinfo is None:
             lay = lay.with_cpus(cpus)
         return cls(lay, dcls, config)
@@ -247,7 +269,8 @@ class Machine:
                 z.node, z.name,
                 tuple(tuple(int(x) for x in counts[i, mt]) for mt in mts),
                 tuple(int(blocks[i, mt]) for mt in mts)))
-        return vmstat.PageTypeInfo(PAGEBLOCK_ORDER, PAGEBLOCK_NR_PAGES, self.migratetype_names, tuple(zones))
+        pbo = self.layout.pageblock_order
+        return vmstat.PageTypeInfo(pbo, 1 << pbo, self.migratetype_names, tuple(zones))
 
     def zoneinfo(self) -> list[vmstat.ZoneInfo]:
         """The /proc/zoneinfo subset the model knows: header, protection, pagesets, start_pfn."""
@@ -333,7 +356,7 @@ class Machine:
         extra = {
             "state": self.page_state(pfn),
             "zone": f"node {self.zones[zi].node} {self.zones[zi].name}" if zi >= 0 else "none",
-            "pageblock": f"{pfn >> PAGEBLOCK_ORDER} type "
+            "pageblock": f"{pfn >> self.layout.pageblock_order} type "
                          f"{MIGRATETYPE_NAMES[int(self.design.zs.pb[pfn >> PAGEBLOCK_ORDER]) & 7]}",
             "design": f"{self.design.name} ({self.design.struct_page_bytes} B struct page)",
         }
@@ -358,11 +381,10 @@ class Machine:
             "metadata_bytes": md,
             "bookkeeping_bytes": self.design.bookkeeping_bytes(),
             "min_free_kbytes": getattr(self.design, "min_free_kbytes", None),
-            "ops": {"alloc": st["alloc"], "free": st["free"], "alloc_failed": st["alloc_failed"]},
-            "stats": st,
-            "free_path_allocations": st["free_path_allocations"],
-            "free_stalls": st["free_stalls"],
-            "design_stats": self.design.design_stats(),
+            "ops": {k: st[k] for k in OPS},
+            "stats": {k: v for k, v in st.items() if k not in OPS and k not in COUNTER_ALIASES},
+            **{k: st[k] for k in COUNTERS},
+            "design_stats": summary_design_stats(self.design.design_stats()),
             "buddyinfo": self.buddyinfo().to_dict(),
             "unusable_index": {f"{r.node}:{r.zone}": list(r.values) for r in self.unusable_index()},
             "extfrag_index": {f"{r.node}:{r.zone}": list(r.values) for r in self.extfrag_index()},
@@ -451,6 +473,23 @@ class Machine:
             d.load_python_state(ds)
             extra = {k[len("extra."):]: z[k] for k in z.files if k.startswith("extra.")}
         return cls.from_design(layout, d), meta["extra"], extra
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the zones, the metadata bytes, the counters and /proc/buddyinfo."""
+        zs = self.design.zs
+        zones = _html.table(("node", "zone", "start_pfn", "spanned", "present", "managed", "free", "direct mapped"),
+                            ((z.node, z.name, hex(z.start_pfn), z.spanned, z.present, int(zs.z_managed[i]),
+                              int(zs.z_free[i]), "yes" if z.direct_mapped else "no")
+                             for i, z in enumerate(self.zones) if z.present),
+                            caption=f"{self.layout.source}: design {self.design.name} "
+                                    f"({self.design.struct_page_bytes}-byte struct page), {self.nr_cpus} CPUs")
+        st = self.stats()
+        counters = _html.kv_table({**self.metadata_bytes(), **{k: st[k] for k in (*OPS, *COUNTERS)}},
+                                  caption="metadata bytes and counters")
+        bi = self.buddyinfo()
+        buddy = _html.table(("zone", *range(bi.nr_orders)), ((f"{r.node}:{r.zone}", *r.nr_free) for r in bi.rows),
+                            caption="/proc/buddyinfo (free blocks per order)")
+        return _html.fragment(zones, counters, buddy)
 
     def __repr__(self) -> str:
         return (f"Machine({self.layout.source!r}, design={self.design.name!r}, nodes={self.layout.nr_nodes}, "

@@ -127,8 +127,10 @@ MD_TYPE_MASK = 0xF
 MD_MISC, MD_FILE, MD_ANON, MD_KSM, MD_SLAB, MD_FREE, MD_MOVABLE, MD_VMALLOC = 0, 1, 2, 3, 4, 5, 6, 7
 MD_BUDDY_ALLOC = 8  # "perhaps a different type id for allocated-buddy and free-buddy" (Wilcox)
 MD_PAGETABLE, MD_NETPOOL, MD_HWPOISON = 9, 10, 11
+# the Memdescs table has no id for zsmalloc or percpu: extended here (memdesc.mm.memdesc explains)
+MD_ZSMALLOC, MD_PERCPU = 12, 13
 MD_TYPE_NAMES = ("misc", "file", "anon", "ksm", "slab", "free", "movable", "vmalloc",
-                 "buddy-alloc", "pagetable", "netpool", "hwpoison", "12", "13", "14", "15")
+                 "buddy-alloc", "pagetable", "netpool", "hwpoison", "zsmalloc", "percpu", "14", "15")
 # type 0 ("misc"/bare): bits 4-10 subtype, bit 11 mappable, bits 12-17 order, high bits zone/node
 MD_SUBTYPE_SHIFT = 4
 MD_SUBTYPE_MASK = 0x7F
@@ -137,8 +139,9 @@ MD_ORDER_SHIFT = 12
 MD_ORDER_MASK = 0x3F
 MD_SUB_RESERVED, MD_SUB_ZERO, MD_SUB_DRIVER, MD_SUB_VMALLOC, MD_SUB_GUARD, MD_SUB_OFFLINE = 0, 1, 2, 3, 4, 5
 MD_SUB_HOLE = 9  # memdesc: pfn with no RAM behind it (model extension of the subtype table)
+MD_SUB_UNINIT = 10  # RAM whose struct page is not initialised yet (deferred init; model extension)
 MD_SUBTYPE_NAMES = {0: "reserved", 1: "zero", 2: "driver", 3: "vmalloc", 4: "guard", 5: "offline",
-                    6: "kmalloc_large", 7: "exact", 8: "brd", 9: "hole"}
+                    6: "kmalloc_large", 7: "exact", 8: "brd", 9: "hole", 10: "uninit"}
 
 
 @dataclass(frozen=True)

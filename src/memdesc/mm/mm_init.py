@@ -123,6 +123,8 @@ class MachineLayout:
     cpu_node: tuple[int, ...] = (0, 0)
     thp: bool = True
     cma: bool = False
+    #: pageblock_order: 9 (x86-64, i386 PAE: 2 MiB huge pages), 10 (non-PAE i386: 4 MiB)
+    pageblock_order: int = 9
     #: where the layout came from ("x86_64 16G", "zoneinfo FILE", ...)
     source: str = ""
     #: bytes of struct page the layout's memmap reservation was sized for
@@ -166,7 +168,7 @@ class MachineLayout:
                        [list(h) for h in z.holes]] for z in self.zones],
             "reservations": [[r.start_pfn, r.nr_pages, r.what] for r in self.reservations],
             "nr_cpus": self.nr_cpus, "cpu_node": list(self.cpu_node), "thp": self.thp, "cma": self.cma,
-            "source": self.source, "memmap_words": self.memmap_words,
+            "source": self.source, "memmap_words": self.memmap_words, "pageblock_order": self.pageblock_order,
         }
 
     @classmethod
@@ -178,7 +180,8 @@ class MachineLayout:
             return cls(arch=str(d["arch"]), zone_types=tuple(ZoneType(t) for t in d["zone_types"]), zones=zones,
                        reservations=tuple(Reservation(int(a), int(b), str(w)) for a, b, w in d["reservations"]),
                        nr_cpus=int(d["nr_cpus"]), cpu_node=tuple(int(c) for c in d["cpu_node"]), thp=bool(d["thp"]),
-                       cma=bool(d["cma"]), source=str(d["source"]), memmap_words=int(d["memmap_words"]))
+                       cma=bool(d["cma"]), source=str(d["source"]), memmap_words=int(d["memmap_words"]),
+                       pageblock_order=int(d.get("pageblock_order", 9)))
         except (KeyError, TypeError, ValueError) as e:
             raise ConfigError(f"not a machine layout ({type(e).__name__}: {e})") from None
 
@@ -212,7 +215,8 @@ def _carve(ranges: list[tuple[int, int]], start: int, end: int) -> list[tuple[in
 
 def _build(arch: str, zone_types: tuple[ZoneType, ...], ram: list[tuple[int, int]],
            zone_bounds: list[tuple[ZoneType, int, int]], nodes: int, words: int,
-           direct_limit: int, kernel_pages: int, source: str, thp: bool) -> MachineLayout:
+           direct_limit: int, kernel_pages: int, source: str, thp: bool,
+           pageblock_order: int = 9) -> MachineLayout:
     """Assemble zones from RAM ranges, split RAM over nodes, reserve firmware/kernel/memmap."""
     total = sum(e - s for s, e in ram)
     if nodes < 1:
@@ -301,7 +305,7 @@ def _build(arch: str, zone_types: tuple[ZoneType, ...], ram: list[tuple[int, int
                                   _direct_mapped(zt, arch), tuple(holes)))
     layout = MachineLayout(arch=arch, zone_types=zone_types, zones=tuple(zones),
                            reservations=tuple(sorted(reservations, key=lambda r: r.start_pfn)),
-                           source=source, memmap_words=words, thp=thp)
+                           source=source, memmap_words=words, thp=thp, pageblock_order=pageblock_order)
     return layout.with_cpus(2 * nodes)
 
 
@@ -338,9 +342,15 @@ def x86_64_layout(mem: str | int = "16G", nodes: int = 1, words: int = 8,
 
 
 def i386_layout(mem: str | int = "4G", nodes: int = 1, words: int = 8,
-                kernel_pages: int = 8 * MiB_PAGES) -> MachineLayout:
-    """A 32-bit PC (PAE) with ``mem`` bytes: DMA < 16 MiB, Normal < 896 MiB, HighMem above."""
+                kernel_pages: int = 8 * MiB_PAGES, pae: bool = True) -> MachineLayout:
+    """A 32-bit PC with ``mem`` bytes: DMA < 16 MiB, Normal < 896 MiB, HighMem above.
+
+    ``pae``: PAE paging (2 MiB huge pages: pageblock_order 9, up to 64 GiB); without it 4 MiB
+    huge pages (HPAGE_SHIFT 22: pageblock_order 10) and at most 4 GiB.  THP is off (no per-CPU
+    THP lists) either way."""
     pages = parse_size(mem) >> PAGE_SHIFT
+    if not pae and pages > (4 << 30) >> PAGE_SHIFT:
+        raise ConfigError(f"a non-PAE i386 machine addresses at most 4 GiB, not {mem}")
     ram = _ram_ranges(pages)
     bounds = [
         (ZoneType.DMA, 0, DMA_END_PFN),
@@ -348,7 +358,7 @@ def i386_layout(mem: str | int = "4G", nodes: int = 1, words: int = 8,
         (ZoneType.HIGHMEM, I386_MAX_LOW_PFN, 1 << 62),
     ]
     return _build("i386", ZONES_I386, ram, bounds, nodes, words, I386_MAX_LOW_PFN, kernel_pages,
-                  f"i386 {mem}", thp=False)
+                  f"i386{'' if pae else ' non-PAE'} {mem}", thp=False, pageblock_order=9 if pae else 10)
 
 
 def layout_from_zoneinfo(zoneinfo, source: str = "zoneinfo", nr_cpus: int | None = None,

@@ -25,12 +25,19 @@ PAGE_SIZE = 1 << PAGE_SHIFT
 MAX_PAGE_ORDER = 10
 NR_PAGE_ORDERS = MAX_PAGE_ORDER + 1
 MAX_ORDER_NR_PAGES = 1 << MAX_PAGE_ORDER
+#: pageblock_order of x86-64 and i386 PAE (HUGETLB_PAGE_ORDER).  It is also the granularity of
+#: the pageblock-flags array: a machine with a larger pageblock_order (non-PAE i386: 4 MiB huge
+#: pages, pageblock_order 10; MachineLayout.pageblock_order) keeps its 2^(order - 9) entries of
+#: a pageblock equal.
 PAGEBLOCK_ORDER = 9
 PAGEBLOCK_NR_PAGES = 1 << PAGEBLOCK_ORDER
+#: order of a PMD-mapped THP (x86-64 and i386 PAE): the order of the per-CPU THP lists
+HPAGE_PMD_ORDER = 9
 PAGE_ALLOC_COSTLY_ORDER = 3
-#: bits of pageblock flags per pageblock: 3 migratetype bits + PB_migrate_skip,
-#: rounded to a power of two (include/linux/pageblock-flags.h)
-NR_PAGEBLOCK_BITS = 4
+#: bits of pageblock flags per pageblock (include/linux/pageblock-flags.h): 3 migratetype bits,
+#: PB_compact_skip and, since 6.16, PB_migrate_isolate (isolation is a bit of its own, no longer
+#: a migratetype value), rounded up to a power of two: roundup_pow_of_two(5) = 8
+NR_PAGEBLOCK_BITS = 8
 #: x86-64 / i386 sizes of the structures whose bytes we account
 BYTES_PER_WORD = 8
 LIST_HEAD_BYTES = 16
@@ -91,8 +98,9 @@ FALLBACKS = {
 WMARK_MIN, WMARK_LOW, WMARK_HIGH, WMARK_PROMO = 0, 1, 2, 3
 NR_WMARK = 4
 
-#: per-cpu page lists (CONFIG_TRANSPARENT_HUGEPAGE): 3 types x orders 0..3, plus two lists
-#: for pageblock-order (THP) pages, one movable and one not: NR_PCP_LISTS = 12 + 2
+#: per-cpu page lists: 3 types x orders 0..3, plus (CONFIG_TRANSPARENT_HUGEPAGE) two lists for
+#: PMD-order (THP) pages, one movable and one not: NR_PCP_LISTS = 12 + 2.  A machine without THP
+#: (MachineLayout.thp false) has the 12 only; the arrays keep room for 14.
 NR_LOWORDER_PCP_LISTS = MIGRATE_PCPTYPES * (PAGE_ALLOC_COSTLY_ORDER + 1)
 NR_PCP_THP = 2
 NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_THP
@@ -101,16 +109,21 @@ NR_PCP_LISTS = NR_LOWORDER_PCP_LISTS + NR_PCP_THP
 def order_to_pindex(migratetype: int, order: int) -> int:
     """mm/page_alloc.c order_to_pindex(): which pcp list holds (migratetype, order)."""
     if order > PAGE_ALLOC_COSTLY_ORDER:
-        assert order == PAGEBLOCK_ORDER
+        assert order == HPAGE_PMD_ORDER
         return NR_LOWORDER_PCP_LISTS + (1 if migratetype == MigrateType.MOVABLE else 0)
     return MIGRATE_PCPTYPES * order + migratetype
 
 
-def pcp_allowed_order(order: int) -> bool:
-    return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+def pcp_allowed_order(order: int, thp: bool = True) -> bool:
+    return order <= PAGE_ALLOC_COSTLY_ORDER or (thp and order == HPAGE_PMD_ORDER)
+
+
+def nr_pcp_lists(thp: bool = True) -> int:
+    """pcp lists per CPU and zone a kernel configures (NR_PCP_LISTS, or 12 without THP)."""
+    return NR_PCP_LISTS if thp else NR_LOWORDER_PCP_LISTS
 
 
 def pindex_to_order(pindex: int) -> int:
     if pindex >= NR_LOWORDER_PCP_LISTS:
-        return PAGEBLOCK_ORDER
+        return HPAGE_PMD_ORDER
     return pindex // MIGRATE_PCPTYPES

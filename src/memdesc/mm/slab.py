@@ -34,6 +34,30 @@ MAX_OBJS_PER_PAGE = 32767, as SLUB's 15-bit ``objects`` field); the tail
 from directly-mapped zones (``GFP_SLAB_BUG_MASK`` forbids ``__GFP_HIGHMEM`` and
 ``__GFP_DMA32``; ``refill_from_pages`` also verifies the zone of the page it got).
 
+Slab pages are typed memory
+---------------------------
+A slab page is an allocation of memdesc type *slab*, described by a ``struct slab``.  Where
+the design overlays descriptors on its 64-byte struct page (``linux``) the struct slab *is*
+the head page (``page_type`` PGTY_slab) and nothing more is allocated.  Where struct page is
+smaller (:func:`descriptors_separate`: ``linux:32``, ``radix``, ``vmem``) every slab page
+carries a separately allocated struct slab (``SF_DESC``: its address; the design's words
+point to it through ``dispatch.pa_set_memdesc``), taken from one more cache,
+``memdesc_slab`` (``scfg[SCFG_SLABDESC]``, 64 bytes, the type table's ``struct slab``).  That
+cache's own pages need struct slabs too -- the recursion -- and it is ended the way SLUB
+bootstraps ``kmem_cache_node`` (``early_kmem_cache_node_alloc()`` puts the node in the slab it
+allocates): a page of ``memdesc_slab`` is **self-hosted**, its first object is its own struct
+slab.  So a refill makes at most two page allocations (a struct-slab page, then the cache's
+page) and never recurses deeper; the struct-slab cache never discards its pages
+(CFL_NO_DISCARD: like illumos' ``vmem_seg`` pages, they stay), so freeing a slab page -- its
+struct slab goes back to ``memdesc_slab`` -- never cascades.  Bound: the struct-slab cache
+holds at most ``1 + peak slab pages / 63`` pages.  HighMem never holds a slab (below).
+
+Fault injection (``should_failslab()``, mm/failslab.c): every cache created with
+``CFL_FAILSLAB`` (the descriptor caches) fails an allocation with the probability
+``scfg[SCFG_FAIL_THRESH] / 2**53`` (``AllocConfig.fail_descriptor_alloc``), drawn from a
+seeded xorshift generator (``rng``): ``kmem_cache_alloc_nb`` returns ``E_FAILSLAB`` and the
+caller must not refill.
+
 State (:class:`SlabState`, numpy arrays, any number of caches)
 --------------------------------------------------------------
 * ``caches[C, NR_CF]``: per cache its geometry (``size``, ``object_size``, ``align``,
@@ -43,7 +67,8 @@ State (:class:`SlabState`, numpy arrays, any number of caches)
   partial list; memdesc keeps them apart so allocation prefers partial slabs and
   shrinking finds empty ones in O(1).
 * ``slabs[S, NR_SF]``: per slab (``struct slab``) its pfn, cache, inuse, freelist head,
-  list links and the base of its objects in ``objnext``.  A slab slot freed by a
+  list links, the base of its objects in ``objnext``, its struct slab's address (-1:
+  overlaid) and the design's cookie for it.  A slab slot freed by a
   discard goes on its cache's free-slot list and is reused only by that cache, so its
   ``objnext`` range always fits (bookkeeping grows with each cache's peak slab count).
 * ``objnext[P]`` (int32): the per-slab freelists, like SLUB's free pointer stored in
@@ -113,17 +138,19 @@ import re
 import weakref
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from typing import NamedTuple
 
 import numpy as np
 
 from memdesc._numba import njit
+from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError, DoubleFree, InvariantViolation, MemdescError
 from memdesc.mm import gfp as gfpmod
+from memdesc.mm import memdesc as mdesc
 from memdesc.mm.machine import to_gfp
+from memdesc.mm.memmap import MD_BUDDY_ALLOC, MD_SLAB
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, PAGE_SHIFT, PAGE_SIZE, PAGEBLOCK_ORDER
 from memdesc.mm.page_alloc.core import page_zone
-from memdesc.mm.page_alloc.dispatch import pa_alloc, pa_free
+from memdesc.mm.page_alloc.dispatch import pa_alloc, pa_clear_memdesc, pa_free, pa_page_memdesc, pa_set_memdesc
 
 # ------------------------------------------------------------------ constants
 
@@ -151,6 +178,7 @@ E_PFN_BUSY = -8
 E_NOMEM = -9
 E_NOT_DIRECT = -10
 E_PAGE_FREE = -11
+E_FAILSLAB = -12
 E_NOCAP_SLABS = -16
 E_NOCAP_OBJS = -17
 E_NOCAP_HASH = -18
@@ -159,6 +187,7 @@ RC_NAMES = {
     E_EMPTY: "E_EMPTY", E_BAD_CACHE: "E_BAD_CACHE", E_FOREIGN: "E_FOREIGN", E_WRONG_CACHE: "E_WRONG_CACHE",
     E_MISALIGNED: "E_MISALIGNED", E_DOUBLE_FREE: "E_DOUBLE_FREE", E_PFN_ALIGN: "E_PFN_ALIGN",
     E_PFN_BUSY: "E_PFN_BUSY", E_NOMEM: "E_NOMEM", E_NOT_DIRECT: "E_NOT_DIRECT", E_PAGE_FREE: "E_PAGE_FREE",
+    E_FAILSLAB: "E_FAILSLAB",
     E_NOCAP_SLABS: "E_NOCAP_SLABS", E_NOCAP_OBJS: "E_NOCAP_OBJS", E_NOCAP_HASH: "E_NOCAP_HASH",
 }
 
@@ -168,7 +197,14 @@ RC_NAMES = {
 CF_HEAD = 10  # + list
 CF_TAIL = 13  # + list
 CF_NR = 16  # + list
+CF_FLAGS = 19  # CFL_* bits
 NR_CF = 20
+#: cache flags: a descriptor cache whose allocations fault injection may fail (should_failslab());
+#: a cache whose empty slabs are never discarded (the self-hosted struct-slab cache)
+CFL_FAILSLAB = 1
+CFL_NO_DISCARD = 2
+#: min_partial of a CFL_NO_DISCARD cache: a free never reports SLAB_FREE_DISCARD
+NO_DISCARD_MIN_PARTIAL = 1 << 62
 
 # slab lists (SF_LIST values)
 L_PARTIAL, L_FULL, L_EMPTY = 0, 1, 2
@@ -176,35 +212,58 @@ L_FREESLOT = 3  # an unused slot on its cache's free-slot list
 LIST_NAMES = ("partial", "full", "empty")
 
 # slab fields
-SF_PFN, SF_CACHE, SF_INUSE, SF_FREE, SF_NEXT, SF_PREV, SF_LIST, SF_OBASE = range(8)
-NR_SF = 8
+SF_PFN, SF_CACHE, SF_INUSE, SF_FREE, SF_NEXT, SF_PREV, SF_LIST, SF_OBASE, SF_DESC, SF_COOKIE = range(10)
+NR_SF = 10
 
 OBJ_ALLOCATED = -2
 
 # statistics per cache
 (SS_ALLOC, SS_FREE, SS_ALLOC_EMPTY, SS_ALLOC_SLAB, SS_FREE_SLAB, SS_ALLOC_FREE_PATH, SS_ALLOC_SLAB_FREE_PATH,
- SS_ALLOC_SLAB_FAILED, SS_FREE_REJECTED) = range(9)
+ SS_ALLOC_SLAB_FAILED, SS_FREE_REJECTED, SS_FAILSLAB) = range(10)
 NR_SLAB_STATS = 10
 SLAB_STAT_NAMES = (
     "alloc", "free", "alloc_empty", "alloc_slab", "free_slab", "alloc_on_free_path",
-    "alloc_slab_on_free_path", "alloc_slab_failed", "free_rejected",
+    "alloc_slab_on_free_path", "alloc_slab_failed", "free_rejected", "failslab",
 )
 
 # global meta
-M_NCACHES, M_NSLOTS, M_OBJTOP, M_HUSED, M_FREE_PATH, M_REJECTED = range(6)
+M_NCACHES, M_NSLOTS, M_OBJTOP, M_HUSED, M_FREE_PATH, M_REJECTED, M_FP_ALLOCS = range(7)
 NR_META = 8
 
+# slab-wide configuration (scfg): the struct-slab cache (-1: struct slab overlays struct page,
+# the linux design), the failslab threshold (rate * 2**53; 0 = off)
+SCFG_SLABDESC, SCFG_FAIL_THRESH = range(2)
+NR_SCFG = 4
+#: bytes of a separately allocated struct slab (the type table, memdesc.mm.memdesc.SLAB)
+STRUCT_SLAB_BYTES = mdesc.SLAB.bytes
 
-class SlabState(NamedTuple):
-    """Every kmem_cache of one slab allocator (see the module docstring)."""
 
-    caches: np.ndarray  # int64[C, NR_CF]
-    cstat: np.ndarray  # int64[C, NR_SLAB_STATS]
-    slabs: np.ndarray  # int64[S, NR_SF]
-    objnext: np.ndarray  # int32[P]
-    hkey: np.ndarray  # int64[H] pfn, -1 = empty (H a power of two)
-    hval: np.ndarray  # int64[H] slab slot
-    meta: np.ndarray  # int64[NR_META]
+class SlabStateType(StructType):
+    pass
+
+
+class SlabState(StructProxy):
+    """Every kmem_cache of one slab allocator (see the module docstring): a numba struct (passed
+    to kernels as one pointer) whose fields are these arrays; ``_replace`` and iteration as a
+    NamedTuple's.
+
+    caches int64[C, NR_CF]; cstat int64[C, NR_SLAB_STATS]; slabs int64[S, NR_SF]; objnext
+    int32[P]; hkey/hval int64[H] (pfn -> slab slot, -1 = empty, H a power of two); meta
+    int64[NR_META]; scfg int64[NR_SCFG]; rng uint64[1] (the failslab generator)."""
+
+    _fields = ("caches", "cstat", "slabs", "objnext", "hkey", "hval", "meta", "scfg", "rng")
+
+    def _replace(self, **changes) -> SlabState:
+        return SlabState(**{f: changes.get(f, getattr(self, f)) for f in self._fields})
+
+    def __iter__(self):
+        return (getattr(self, f) for f in self._fields)
+
+    def __len__(self) -> int:
+        return len(self._fields)
+
+
+define_struct(SlabState, SlabStateType)
 
 
 # ------------------------------------------------------------------ hash: pfn -> slab
@@ -384,12 +443,38 @@ def objects_free_nb(st, c):
 
 
 @njit(inline="always")
+def should_failslab(st, c):
+    """Fault injection (mm/failslab.c): True when this allocation of descriptor cache c is to fail."""
+    thresh = st.scfg[SCFG_FAIL_THRESH]
+    if thresh == 0 or (st.caches[c, CF_FLAGS] & CFL_FAILSLAB) == 0:
+        return False
+    x = st.rng[0]
+    x ^= x << np.uint64(13)
+    x ^= x >> np.uint64(7)
+    x ^= x << np.uint64(17)
+    st.rng[0] = x
+    if np.int64(x >> np.uint64(11)) < thresh:
+        st.cstat[c, SS_FAILSLAB] += 1
+        return True
+    return False
+
+
+@njit(inline="always")
 def kmem_cache_alloc_nb(st, c):
-    """Take a free object: its physical address, E_EMPTY (no free object: refill), E_BAD_CACHE.
+    """Take a free object: its physical address, E_EMPTY (no free object: refill), E_BAD_CACHE,
+    or E_FAILSLAB (fault injection failed it: do not refill).
 
     Never calls the page allocator."""
     if not _cache_ok(st, c):
         return E_BAD_CACHE
+    if should_failslab(st, c):
+        return E_FAILSLAB
+    return _take_object(st, c)
+
+
+@njit(inline="always")
+def _take_object(st, c):
+    """kmem_cache_alloc_nb without fault injection (the cache is valid)."""
     ca = st.caches
     sl = st.slabs
     s = ca[c, CF_HEAD + L_PARTIAL]
@@ -414,6 +499,7 @@ def kmem_cache_alloc_nb(st, c):
     st.cstat[c, SS_ALLOC] += 1
     if st.meta[M_FREE_PATH] > 0:
         st.cstat[c, SS_ALLOC_FREE_PATH] += 1
+        st.meta[M_FP_ALLOCS] += 1
     return (sl[s, SF_PFN] << PAGE_SHIFT) + j * ca[c, CF_SIZE]
 
 
@@ -534,6 +620,8 @@ def kmem_cache_add_slab_nb(st, c, pfn):
     sl[s, SF_PFN] = pfn
     sl[s, SF_INUSE] = 0
     sl[s, SF_FREE] = 0
+    sl[s, SF_DESC] = -1
+    sl[s, SF_COOKIE] = 0
     base = sl[s, SF_OBASE]
     on = st.objnext
     for j in range(objs - 1):
@@ -547,6 +635,7 @@ def kmem_cache_add_slab_nb(st, c, pfn):
     st.cstat[c, SS_ALLOC_SLAB] += 1
     if st.meta[M_FREE_PATH] > 0:
         st.cstat[c, SS_ALLOC_SLAB_FREE_PATH] += 1
+        st.meta[M_FP_ALLOCS] += 1
     return s
 
 
@@ -563,6 +652,8 @@ def _release_slab(st, c, s):
     st.meta[M_HUSED] -= npages
     sl[s, SF_PFN] = -1
     sl[s, SF_FREE] = -1
+    sl[s, SF_DESC] = -1
+    sl[s, SF_COOKIE] = 0
     sl[s, SF_LIST] = L_FREESLOT
     sl[s, SF_NEXT] = ca[c, CF_FREESLOT]
     ca[c, CF_FREESLOT] = s
@@ -596,9 +687,20 @@ def kmem_cache_shrink_nb(st, c, out_pfns, keep):
     while n < out_pfns.shape[0] and _may_shrink(st, c, lim):
         s = st.caches[c, CF_TAIL + L_EMPTY]
         out_pfns[n] = st.slabs[s, SF_PFN]
+        desc = st.slabs[s, SF_DESC]
         n += 1
         _release_slab(st, c, s)
+        _put_slab_desc(st, c, desc)
     return n
+
+
+@njit(inline="always")
+def _put_slab_desc(st, c, desc):
+    """The struct slab of a slab just released goes back to its cache (a free: never allocates;
+    the struct-slab cache never discards, so nothing cascades)."""
+    sc = st.scfg[SCFG_SLABDESC]
+    if desc >= 0 and c != sc:
+        kmem_cache_free_nb(st, sc, desc)
 
 
 @njit
@@ -614,27 +716,22 @@ def discard_slabs_nb(st, c, keep, pa_st, cpu):
     n = 0
     while _may_shrink(st, c, lim):
         s = st.caches[c, CF_TAIL + L_EMPTY]
-        if pa_free(pa_st, st.slabs[s, SF_PFN], order, cpu) != 0:
+        pfn = st.slabs[s, SF_PFN]
+        desc = st.slabs[s, SF_DESC]
+        pa_clear_memdesc(pa_st, pfn, order, st.slabs[s, SF_COOKIE])
+        if pa_free(pa_st, pfn, order, cpu) != 0:
+            st.slabs[s, SF_COOKIE] = pa_set_memdesc(pa_st, pfn, order, MD_SLAB, desc)
             return E_PAGE_FREE
         _release_slab(st, c, s)
+        _put_slab_desc(st, c, desc)
         n += 1
     return n
 
 
 @njit
-def refill_from_pages(st, c, pa_st, gfp, cpu):
-    """Refill cache c with one slab from the page allocator state pa_st (allocate_slab()).
-
-    Allocates 2^order pages with dispatch.pa_alloc (adding __GFP_COMP for order > 0),
-    verifies that the page's zone is directly mapped, and hands it to
-    kmem_cache_add_slab_nb.  Call it on allocation paths only.  Returns the slab slot
-    (>= 0), E_NOCAP_* (checked first: no page is allocated), E_NOMEM (the page
-    allocator failed; counted as alloc_slab_failed), E_NOT_DIRECT (the page allocator
-    returned a page of a zone that is not directly mapped; the page is given back),
-    E_BAD_CACHE."""
-    rc = kmem_cache_can_add_slab_nb(st, c)
-    if rc < 0:
-        return rc
+def _slab_page_alloc(st, c, pa_st, gfp, cpu):
+    """allocate_slab()'s page: 2^order pages from pa_alloc (__GFP_COMP for order > 0) in a
+    directly-mapped zone; the pfn, or E_NOMEM / E_NOT_DIRECT (counted as alloc_slab_failed)."""
     order = st.caches[c, CF_ORDER]
     g = gfp | GFP_COMP if order > 0 else gfp
     pfn = pa_alloc(pa_st, g, order, cpu)
@@ -646,7 +743,97 @@ def refill_from_pages(st, c, pa_st, gfp, cpu):
         pa_free(pa_st, pfn, order, cpu)
         st.cstat[c, SS_ALLOC_SLAB_FAILED] += 1
         return E_NOT_DIRECT
-    return kmem_cache_add_slab_nb(st, c, pfn)
+    return pfn
+
+
+@njit
+def _install_slab(st, c, pfn, desc, pa_st):
+    """Hand the slab page to cache c (capacity was checked) and type it: memdesc type slab,
+    described by the struct slab at desc (-1: overlaid on struct page)."""
+    s = kmem_cache_add_slab_nb(st, c, pfn)
+    st.slabs[s, SF_DESC] = desc
+    st.slabs[s, SF_COOKIE] = pa_set_memdesc(pa_st, pfn, st.caches[c, CF_ORDER], MD_SLAB, desc)
+    return s
+
+
+@njit
+def _refill_slabdesc(st, pa_st, gfp, cpu):
+    """A new page for the struct-slab cache.  Its own struct slab is its first object
+    (self-hosted, as SLUB's early_kmem_cache_node_alloc() puts a kmem_cache_node in the slab
+    it allocates), so this needs no further descriptor: the recursion ends here."""
+    sc = st.scfg[SCFG_SLABDESC]
+    pfn = _slab_page_alloc(st, sc, pa_st, gfp, cpu)
+    if pfn < 0:
+        return pfn
+    s = kmem_cache_add_slab_nb(st, sc, pfn)
+    # the cache had no free object (that is why it is refilled): object 0 of the new slab is next
+    addr = _take_object(st, sc)
+    st.slabs[s, SF_DESC] = addr
+    st.slabs[s, SF_COOKIE] = pa_set_memdesc(pa_st, pfn, st.caches[sc, CF_ORDER], MD_SLAB, addr)
+    return s
+
+
+@njit
+def _can_refill(st, c):
+    """Room for one slab of c and, with separate struct slabs, one of the struct-slab cache."""
+    rc = kmem_cache_can_add_slab_nb(st, c)
+    if rc < 0:
+        return rc
+    sc = st.scfg[SCFG_SLABDESC]
+    if sc < 0 or sc == c:
+        return OK
+    ca = st.caches
+    if ca[c, CF_FREESLOT] < 0 and ca[sc, CF_FREESLOT] < 0:
+        if st.meta[M_NSLOTS] + 2 > st.slabs.shape[0]:
+            return E_NOCAP_SLABS
+        if st.meta[M_OBJTOP] + ca[c, CF_OBJS] + ca[sc, CF_OBJS] > st.objnext.shape[0]:
+            return E_NOCAP_OBJS
+    if 2 * (st.meta[M_HUSED] + (1 << ca[c, CF_ORDER]) + (1 << ca[sc, CF_ORDER])) > st.hkey.shape[0]:
+        return E_NOCAP_HASH
+    return OK
+
+
+@njit
+def refill_from_pages(st, c, pa_st, gfp, cpu):
+    """Refill cache c with one slab from the page allocator state pa_st (allocate_slab()).
+
+    The slab page is typed memory (memdesc type slab).  Where the design allocates
+    descriptors separately (``scfg[SCFG_SLABDESC] >= 0``), its ``struct slab`` comes first
+    from the struct-slab cache -- which, when empty, is refilled with a self-hosted page
+    (:func:`_refill_slabdesc`): at most two page allocations, never a deeper recursion.
+    Then 2^order pages with dispatch.pa_alloc (adding __GFP_COMP for order > 0) from a
+    directly-mapped zone, handed to kmem_cache_add_slab_nb and typed with
+    dispatch.pa_set_memdesc.  Call it on allocation paths only.  Returns the slab slot
+    (>= 0), E_NOCAP_* (checked first: nothing is allocated), E_NOMEM (the page allocator
+    failed, or the struct slab could not be had: counted as alloc_slab_failed),
+    E_NOT_DIRECT (the page allocator returned a page of a zone that is not directly mapped;
+    the page is given back), E_BAD_CACHE."""
+    rc = _can_refill(st, c)
+    if rc < 0:
+        return rc
+    sc = st.scfg[SCFG_SLABDESC]
+    if sc < 0:
+        pfn = _slab_page_alloc(st, c, pa_st, gfp, cpu)
+        if pfn < 0:
+            return pfn
+        return _install_slab(st, c, pfn, np.int64(-1), pa_st)
+    if c == sc:
+        return _refill_slabdesc(st, pa_st, gfp, cpu)
+    desc = kmem_cache_alloc_nb(st, sc)
+    if desc == E_EMPTY:
+        rc = _refill_slabdesc(st, pa_st, gfp, cpu)
+        if rc < 0:
+            st.cstat[c, SS_ALLOC_SLAB_FAILED] += 1
+            return E_NOMEM
+        desc = kmem_cache_alloc_nb(st, sc)
+    if desc < 0:
+        st.cstat[c, SS_ALLOC_SLAB_FAILED] += 1
+        return E_NOMEM
+    pfn = _slab_page_alloc(st, c, pa_st, gfp, cpu)
+    if pfn < 0:
+        kmem_cache_free_nb(st, sc, desc)
+        return pfn
+    return _install_slab(st, c, pfn, desc, pa_st)
 
 
 @njit
@@ -660,7 +847,7 @@ def kmem_cache_alloc_refill_nb(st, c, pa_st, gfp, cpu):
     rc = refill_from_pages(st, c, pa_st, gfp, cpu)
     if rc < 0:
         return rc
-    return kmem_cache_alloc_nb(st, c)
+    return _take_object(st, c)
 
 
 @njit
@@ -718,7 +905,7 @@ def kmem_cache_free_bulk_nb(st, c, addrs, pa_st, cpu, discard):
 
 (CHK_OK, CHK_LIST_LINK, CHK_LIST_MEMBER, CHK_LIST_INUSE, CHK_LIST_COUNT, CHK_LIST_CYCLE, CHK_FREELIST,
  CHK_FREE_COUNT, CHK_ALLOC_COUNT, CHK_HASH_MISSING, CHK_HASH_COUNT, CHK_HASH_STRAY, CHK_CACHE_INUSE,
- CHK_CACHE_SLABS, CHK_STATS, CHK_FREESLOT, CHK_PFN_ALIGN, CHK_FREE_PATH) = range(18)
+ CHK_CACHE_SLABS, CHK_STATS, CHK_FREESLOT, CHK_PFN_ALIGN, CHK_FREE_PATH, CHK_SLAB_DESC, CHK_SLAB_DESC_COUNT) = range(20)
 
 CHECK_MESSAGES = {
     CHK_LIST_LINK: "cache {a}: slab list {b} has broken links",
@@ -738,6 +925,9 @@ CHECK_MESSAGES = {
     CHK_FREESLOT: "cache {a}: free-slot list is inconsistent at slot {b}",
     CHK_PFN_ALIGN: "slab {a}: pfn {b:#x} is not aligned to the slab order",
     CHK_FREE_PATH: "free-path depth is {a}: a caller entered a free path and never left it",
+    CHK_SLAB_DESC: "slab {a}: its struct slab {b:#x} is not an allocated object of the struct-slab cache "
+                   "(or, in that cache, not its own first object)",
+    CHK_SLAB_DESC_COUNT: "the struct-slab cache has {a} objects in use, fewer than the {b} slabs it describes",
 }
 
 
@@ -832,6 +1022,8 @@ def slab_check_nb(st):
         pages += npages
         inuse_sum[c] += u
         slab_cnt[c] += 1
+        if not _slab_desc_ok(st, s):
+            return CHK_SLAB_DESC, s, sl[s, SF_DESC]
     for c in range(nc):
         if inuse_sum[c] != ca[c, CF_INUSE]:
             return CHK_CACHE_INUSE, c, ca[c, CF_INUSE]
@@ -860,7 +1052,34 @@ def slab_check_nb(st):
                 return CHK_HASH_STRAY, k, s
     if used != pages or used != st.meta[M_HUSED]:
         return CHK_HASH_COUNT, used, pages
+    sc = st.scfg[SCFG_SLABDESC]
+    if sc >= 0:
+        nslabs = 0
+        for c in range(nc):
+            nslabs += ca[c, CF_NR_SLABS]
+        # every slab holds one; typed slab allocations (memdesc.mm.folio) hold the others
+        if ca[sc, CF_INUSE] < nslabs:
+            return CHK_SLAB_DESC_COUNT, ca[sc, CF_INUSE], nslabs
     return CHK_OK, 0, 0
+
+
+@njit
+def _slab_desc_ok(st, s):
+    """Slab s's struct slab: none (overlay), its own first object (struct-slab cache), or an
+    allocated object of the struct-slab cache."""
+    sc = st.scfg[SCFG_SLABDESC]
+    desc = st.slabs[s, SF_DESC]
+    if sc < 0:
+        return desc == -1
+    if st.slabs[s, SF_CACHE] == sc:
+        return desc == st.slabs[s, SF_PFN] << PAGE_SHIFT
+    t = virt_to_slab_nb(st, desc)
+    if t < 0 or st.slabs[t, SF_CACHE] != sc:
+        return False
+    off = desc - (st.slabs[t, SF_PFN] << PAGE_SHIFT)
+    size = st.caches[sc, CF_SIZE]
+    j = off // size
+    return off == j * size and st.objnext[st.slabs[t, SF_OBASE] + j] == OBJ_ALLOCATED
 
 
 @njit
@@ -909,7 +1128,9 @@ def calculate_min_partial(size: int) -> int:
 
 
 def new_slab_state(caches: int = 4, slabs: int = 64, objects: int = 4096, hash_slots: int = 256) -> SlabState:
-    """An empty SlabState with the given initial capacities (they grow on demand)."""
+    """An empty SlabState with the given initial capacities (they grow on demand); struct slab
+    overlaid on struct page (no struct-slab cache) and no fault injection until configured
+    (:func:`slab_state_set_descriptors`)."""
     hs = 1 << max(4, (int(hash_slots) - 1).bit_length())
     ca = np.zeros((max(1, caches), NR_CF), np.int64)
     ca[:, CF_FREESLOT] = -1
@@ -918,7 +1139,8 @@ def new_slab_state(caches: int = 4, slabs: int = 64, objects: int = 4096, hash_s
     sl = np.full((max(1, slabs), NR_SF), -1, np.int64)
     return SlabState(caches=ca, cstat=np.zeros((max(1, caches), NR_SLAB_STATS), np.int64), slabs=sl,
                      objnext=np.full(max(1, objects), -1, np.int32), hkey=np.full(hs, -1, np.int64),
-                     hval=np.full(hs, -1, np.int64), meta=np.zeros(NR_META, np.int64))
+                     hval=np.full(hs, -1, np.int64), meta=np.zeros(NR_META, np.int64),
+                     scfg=np.array([-1, 0, 0, 0], np.int64), rng=np.array([FAILSLAB_SEED], np.uint64))
 
 
 def _validate_geometry(size: int, order: int, align: int) -> tuple[int, int, int]:
@@ -944,8 +1166,11 @@ def _validate_geometry(size: int, order: int, align: int) -> tuple[int, int, int
 
 
 def slab_state_add_cache(st: SlabState, size: int, order: int = 0, align: int = MEMDESC_MIN_ALIGN,
-                         min_partial: int | None = None) -> tuple[SlabState, int]:
-    """Create a cache (kmem_cache_create()); returns the (possibly regrown) state and its index."""
+                         min_partial: int | None = None, flags: int = 0) -> tuple[SlabState, int]:
+    """Create a cache (kmem_cache_create()); returns the (possibly regrown) state and its index.
+
+    ``flags``: CFL_FAILSLAB (a descriptor cache: fault injection applies), CFL_NO_DISCARD
+    (empty slabs are kept: min_partial becomes NO_DISCARD_MIN_PARTIAL)."""
     size, order, align = _validate_geometry(size, order, align)
     rsize = calculate_size(size, align)
     if min_partial is None:
@@ -969,10 +1194,36 @@ def slab_state_add_cache(st: SlabState, size: int, order: int = 0, align: int = 
     row[CF_ALIGN] = max(align, MEMDESC_MIN_ALIGN)
     row[CF_ORDER] = order
     row[CF_OBJS] = (PAGE_SIZE << order) // rsize
-    row[CF_MIN_PARTIAL] = int(min_partial)
+    row[CF_MIN_PARTIAL] = NO_DISCARD_MIN_PARTIAL if flags & CFL_NO_DISCARD else int(min_partial)
+    row[CF_FLAGS] = int(flags)
     row[CF_LIVE] = 1
     st.meta[M_NCACHES] = c + 1
     return st, c
+
+
+#: seed of the failslab generator (reseed with slab_state_seed_faults)
+FAILSLAB_SEED = 0x2545F4914F6CDD1D
+
+
+def slab_state_set_descriptors(st: SlabState, separate: bool, fail_rate: float = 0.0,
+                               struct_slab_bytes: int = STRUCT_SLAB_BYTES) -> tuple[SlabState, int]:
+    """Configure how slab pages are described: ``separate`` creates the struct-slab cache
+    (self-hosted, never discarded, fault-injectable); ``fail_rate`` in [0, 1] is the failslab
+    rate of every descriptor cache.  Returns the state and the struct-slab cache (-1 if none)."""
+    if not 0.0 <= float(fail_rate) <= 1.0:
+        raise ConfigError(f"fail_descriptor_alloc must be a rate in [0, 1], got {fail_rate}")
+    st.scfg[SCFG_FAIL_THRESH] = int(round(float(fail_rate) * (1 << 53)))
+    sc = int(st.scfg[SCFG_SLABDESC])
+    if separate and sc < 0:
+        st, sc = slab_state_add_cache(st, struct_slab_bytes, 0, MEMDESC_MIN_ALIGN, None,
+                                      CFL_FAILSLAB | CFL_NO_DISCARD)
+        st.scfg[SCFG_SLABDESC] = sc
+    return st, sc
+
+
+def slab_state_seed_faults(st: SlabState, seed: int) -> None:
+    """Reseed the failslab generator (xorshift64: the state is never 0)."""
+    st.rng[0] = np.uint64((int(seed) * 0x9E3779B97F4A7C15) % (1 << 64) or 1)
 
 
 def _grow_hash(st: SlabState, min_entries: int) -> SlabState:
@@ -1035,6 +1286,37 @@ def slab_state_reserve(st: SlabState, cache: int, nr_slabs: int) -> SlabState:
     return st
 
 
+@njit(inline="always")
+def slab_headroom_ok(st, nslabs):
+    """Room for nslabs more slabs of any cache (largest objects-per-slab and order) without
+    growing: a kernel running many operations checks this between them and returns to Python
+    to grow (:func:`slab_state_headroom`) when it fails."""
+    nc = st.meta[M_NCACHES]
+    objs = 1
+    pages = 1
+    for c in range(nc):
+        objs = max(objs, st.caches[c, CF_OBJS])
+        pages = max(pages, np.int64(1) << st.caches[c, CF_ORDER])
+    return (st.meta[M_NSLOTS] + nslabs <= st.slabs.shape[0]
+            and st.meta[M_OBJTOP] + nslabs * objs <= st.objnext.shape[0]
+            and 2 * (st.meta[M_HUSED] + nslabs * pages) <= st.hkey.shape[0])
+
+
+def slab_state_headroom(st: SlabState, nslabs: int) -> SlabState:
+    """Grow every capacity so that slab_headroom_ok(st, nslabs) holds."""
+    while not slab_headroom_ok(st, np.int64(nslabs)):
+        nc = int(st.meta[M_NCACHES])
+        objs = max([1] + [int(st.caches[c, CF_OBJS]) for c in range(nc)])
+        pages = max([1] + [1 << int(st.caches[c, CF_ORDER]) for c in range(nc)])
+        if int(st.meta[M_NSLOTS]) + nslabs > st.slabs.shape[0]:
+            st = slab_state_grow(st, E_NOCAP_SLABS)
+        elif int(st.meta[M_OBJTOP]) + nslabs * objs > st.objnext.shape[0]:
+            st = slab_state_grow(st, E_NOCAP_OBJS)
+        else:
+            st = _grow_hash(st, int(st.meta[M_HUSED]) + nslabs * pages)
+    return st
+
+
 def is_nocap(rc: int) -> bool:
     return E_NOCAP_HASH <= rc <= E_NOCAP_SLABS
 
@@ -1086,6 +1368,23 @@ def cache_bytes(st: SlabState, cache: int) -> dict[str, int]:
         "free_object_bytes": (nslabs * objs - inuse) * size,
         "padding_bytes": inuse * (size - int(r[CF_OBJECT_SIZE])),
     }
+
+
+#: bytes every separately allocated descriptor carries on top of its type's, per design: vmem's
+#: descriptors hold the pointer to their allocation's struct buddy, which the free path needs and
+#: may not allocate ("the allocation obtains everything its later free will need")
+DESCRIPTOR_EXTRA_BYTES = {"vmem": 8}
+
+
+def descriptor_extra_bytes(design) -> int:
+    return DESCRIPTOR_EXTRA_BYTES.get(str(design.name).split(":")[0], 0)
+
+
+def descriptors_separate(design) -> bool:
+    """Whether a design allocates memory descriptors apart from struct page: every design whose
+    struct page is smaller than Linux's 64 bytes (a folio, a struct slab, a ptdesc cannot be
+    overlaid on it), so its slab pages carry a separately allocated struct slab."""
+    return int(design.struct_page_bytes) < 64
 
 
 def free_path_allocations(st: SlabState) -> int:
@@ -1142,6 +1441,17 @@ class SlabAllocator:
         self.machine = machine
         self.state: SlabState = new_slab_state()
         self.caches: list[KmemCache] = []
+        #: the design allocates descriptors apart from struct page (so slab pages get a struct slab)
+        self.separate = descriptors_separate(machine.design)
+        self.state, _ = slab_state_set_descriptors(
+            self.state, False, float(getattr(machine.design.config, "fail_descriptor_alloc", 0.0) or 0.0))
+        #: the struct-slab cache (self-hosted; None where struct slab overlays struct page)
+        self.slab_desc: KmemCache | None = None
+        if self.separate:
+            size = STRUCT_SLAB_BYTES + descriptor_extra_bytes(machine.design)
+            self.slab_desc = KmemCache(machine, "memdesc_slab", size, allocator=self,
+                                       flags=CFL_FAILSLAB | CFL_NO_DISCARD)
+            self.state.scfg[SCFG_SLABDESC] = self.slab_desc.id
 
     @classmethod
     def of(cls, machine) -> SlabAllocator:
@@ -1159,10 +1469,15 @@ class SlabAllocator:
     def grow(self, code: int) -> None:
         self.state = slab_state_grow(self.state, code)
 
-    def _add(self, cache: KmemCache, size: int, order: int, align: int, min_partial: int | None) -> int:
+    def seed_faults(self, seed: int) -> None:
+        """Reseed the failslab generator of the descriptor caches."""
+        slab_state_seed_faults(self.state, seed)
+
+    def _add(self, cache: KmemCache, size: int, order: int, align: int, min_partial: int | None,
+             flags: int = 0) -> int:
         if any(c.name == cache.name for c in self.caches):
             raise ConfigError(f"a kmem_cache named {cache.name!r} already exists on this machine")
-        self.state, idx = slab_state_add_cache(self.state, size, order, align, min_partial)
+        self.state, idx = slab_state_add_cache(self.state, size, order, align, min_partial, flags)
         self.caches.append(cache)
         return idx
 
@@ -1198,6 +1513,25 @@ class SlabAllocator:
             nd = np.flatnonzero((zone < 0) | (zs.z_direct[np.maximum(zone, 0)] == 0))
             if nd.size:
                 return f"cache {c.name}: slab pfn {int(pfns[nd[0]]):#x} is not in a directly-mapped zone"
+        return self.check_memdesc()
+
+    def check_memdesc(self) -> str:
+        """Every slab page reads as typed memory of type slab on the design (pa_page_memdesc):
+        its type, where the design records one, is slab; its descriptor, where the design points
+        to one, is the slab's struct slab."""
+        st = self.state
+        pa = self.pa_state
+        ns = int(st.meta[M_NSLOTS])
+        for s in range(ns):
+            if st.slabs[s, SF_LIST] == L_FREESLOT:
+                continue
+            pfn = int(st.slabs[s, SF_PFN])
+            typ, desc = (int(x) for x in pa_page_memdesc(pa, np.int64(pfn)))
+            want = int(st.slabs[s, SF_DESC])
+            if desc >= 0 and desc != want:
+                return f"slab pfn {pfn:#x}: the design's words point to descriptor {desc:#x}, not {want:#x}"
+            if typ >= 0 and typ not in (MD_SLAB, MD_BUDDY_ALLOC):
+                return f"slab pfn {pfn:#x}: the design's words say memdesc type {typ}, not slab"
         return "ok"
 
     def slabinfo(self) -> str:
@@ -1236,7 +1570,7 @@ class KmemCache:
 
     def __init__(self, machine, name: str, size: int, order: int = 0, align: int = MEMDESC_MIN_ALIGN, *,
                  min_partial: int | None = None, gfp: int | str = "GFP_KERNEL", cpu: int = 0,
-                 auto_discard: bool = True, allocator: SlabAllocator | None = None):
+                 auto_discard: bool = True, allocator: SlabAllocator | None = None, flags: int = 0):
         if not isinstance(name, str) or not _NAME_RE.match(name):
             raise ConfigError(f"kmem_cache name must be a non-empty string without spaces, got {name!r}")
         g = to_gfp(gfp)
@@ -1259,7 +1593,7 @@ class KmemCache:
         self.cpu = int(cpu)
         self.auto_discard = bool(auto_discard)
         self.allocator = allocator
-        self.id = allocator._add(self, size, order, align, min_partial)
+        self.id = allocator._add(self, size, order, align, min_partial, flags)
         self._live = True
 
     # -- geometry
@@ -1319,7 +1653,7 @@ class KmemCache:
                            np.int64(self.cpu)))
         if a >= 0:
             return a
-        if a == E_NOMEM:
+        if a in (E_NOMEM, E_FAILSLAB):
             return None
         self._raise(a, None)
 
@@ -1342,7 +1676,7 @@ class KmemCache:
                 continue
             if done:
                 self.free_bulk(out[:done])
-            if rc == E_NOMEM:
+            if rc in (E_NOMEM, E_FAILSLAB):
                 return None
             self._raise(int(rc), None)
         return out

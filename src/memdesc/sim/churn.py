@@ -14,9 +14,11 @@ is reproducible and identical with and without numba.
 The loop is one numba kernel calling the design interface (``pa_alloc``/``pa_free``); the
 Python side only slices the run into chunks for the progress bar and for checkpoints
 (:class:`~memdesc.sim.checkpoint.Checkpoints`): the machine and the workload's arrays (live
-allocations, counters, random-number state) saved together, so that :meth:`Churn.resume`
-continues a run bit-identically.  The seed also reseeds the design's fault injection
-(``Design.seed_faults``).
+allocations, counters, random-number state, modelled clock) saved together, so that
+:meth:`Churn.resume` continues a run bit-identically.  The seed also reseeds the design's
+fault injection (``Design.seed_faults``).  Each operation advances the modelled clock
+(:mod:`memdesc.sim.clock`, ``ns_per_op``), so the kernel's periodic work (pcp high decay,
+kswapd taking a watermark boost back) runs once a modelled second.
 """
 
 from __future__ import annotations
@@ -36,6 +38,7 @@ from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.page_alloc import dispatch
 from memdesc.sim.checkpoint import Checkpoints
+from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
 
 #: the "mix" order distribution: order-0 dominated with compound pages, page-table and slab
 #: orders, and THP-sized (order-9) allocations, roughly the shape of the real captures
@@ -107,15 +110,16 @@ def free_random(st, live, ctr, rng, cpu):
 
 
 @njit
-def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu):
+def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu, clk):
     """Run nops operations around target_pages allocated pages.
 
     live[i] = pfn << 4 | order of the live allocations.  ctr: [0] live count,
     [1] allocated pages, [2] allocs, [3] frees, [4] failed allocs, [5] free errors (must
-    stay 0).
+    stay 0).  ``clk``: the modelled clock (memdesc.sim.clock), one tick per operation.
     """
     mask = np.uint64(orders.shape[0] - 1)
     for _ in range(nops):
+        tick(st, clk)
         cpu = below(rng, ncpu)
         if ctr[1] >= target_pages and ctr[0] > 0:
             free_random(st, live, ctr, rng, cpu)
@@ -142,12 +146,13 @@ def churn_kernel(st, live, ctr, rng, orders, gfps, target_pages, nops, ncpu):
 
 
 @njit
-def fill_kernel(st, live, ctr, rng, orders, gfps, target_pages, max_ops, ncpu):
+def fill_kernel(st, live, ctr, rng, orders, gfps, target_pages, max_ops, ncpu, clk):
     """Allocate until target_pages are allocated (or max_ops attempts); returns attempts."""
     mask = np.uint64(orders.shape[0] - 1)
     ops = 0
     fails_in_row = 0
     while ctr[1] < target_pages and ops < max_ops and ctr[0] < live.shape[0]:
+        tick(st, clk)
         cpu = below(rng, ncpu)
         r = xorshift64s(rng)
         order = orders[np.int64(r & mask)]
@@ -182,10 +187,13 @@ def free_all_kernel(st, live, ctr):
 
 @dataclass
 class ChurnResult:
+    """The measured phase of a churn (after the fill): ``alloc``, ``free`` and ``alloc_failed``
+    count as the machine summary's ``ops`` do (the same names everywhere)."""
+
     pairs: int
-    ops: int
-    allocs: int
-    frees: int
+    operations: int
+    alloc: int
+    free: int
     alloc_failed: int
     free_errors: int
     fill_seconds: float
@@ -206,8 +214,10 @@ class Churn:
     """A churn workload bound to one machine (keeps the live allocations between calls)."""
 
     def __init__(self, machine: Machine, order: int | None = 0, orders: str | dict | None = None,
-                 gfp: str | int | dict = "GFP_KERNEL", occupancy: float = 0.5, seed: int = 1):
+                 gfp: str | int | dict = "GFP_KERNEL", occupancy: float = 0.5, seed: int = 1,
+                 ns_per_op: int = DEFAULT_NS_PER_OP):
         self.m = machine
+        self.clock = new_clock(ns_per_op)
         if orders == "mix":
             dist = ORDER_MIX
         elif isinstance(orders, dict):
@@ -247,7 +257,7 @@ class Churn:
     def fill(self) -> float:
         t = time.perf_counter()
         fill_kernel(self.m.state, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                    self.target, 4 * self.live.shape[0] + 1000, self.ncpu)
+                    self.target, 4 * self.live.shape[0] + 1000, self.ncpu, self.clock)
         return time.perf_counter() - t
 
     def run(self, pairs: int, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None,
@@ -263,8 +273,9 @@ class Churn:
     def _compile(self) -> None:
         """Compile (or load from cache) the kernels before timing anything (no state changes)."""
         st = self.m.state
-        churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, self.target, 0, self.ncpu)
-        fill_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, 0, 0, self.ncpu)
+        churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, self.target, 0, self.ncpu,
+                     self.clock)
+        fill_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, 0, 0, self.ncpu, self.clock)
 
     def _measure(self, pairs: int, done_pairs: int, before: np.ndarray, fill_s: float, elapsed: float, chunk: int,
                  progress, ckpt: Checkpoints | None) -> ChurnResult:
@@ -277,7 +288,7 @@ class Churn:
             n = min(chunk, stop - done)
             t = time.perf_counter()
             churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                         self.target, n, self.ncpu)
+                         self.target, n, self.ncpu, self.clock)
             elapsed += time.perf_counter() - t
             done += n
             if progress:
@@ -286,7 +297,7 @@ class Churn:
                 self.save(ckpt.path, pairs, done // 2, before, fill_s, elapsed)
         d = self.ctr - before
         return ChurnResult(
-            pairs=pairs, ops=ops, allocs=int(d[2]), frees=int(d[3]), alloc_failed=int(d[4]),
+            pairs=pairs, operations=ops, alloc=int(d[2]), free=int(d[3]), alloc_failed=int(d[4]),
             free_errors=int(self.ctr[5]), fill_seconds=fill_s, seconds=elapsed,
             ns_per_pair=(elapsed * 1e9 / pairs) if pairs else 0.0,
             occupancy_target=self.occupancy, occupancy_final=float(self.ctr[1]) / max(1, self.managed),
@@ -294,8 +305,9 @@ class Churn:
 
     # -- checkpoints
     def arrays(self) -> dict[str, np.ndarray]:
-        """The workload's own state: live allocations, counters, random-number state, tables."""
-        return {"live": self.live, "ctr": self.ctr, "rng": self.rng, "orders": self.orders, "gfps": self.gfps}
+        """The workload's own state: live allocations, counters, random-number state, tables, clock."""
+        return {"live": self.live, "ctr": self.ctr, "rng": self.rng, "orders": self.orders, "gfps": self.gfps,
+                "clock": self.clock}
 
     def save(self, path, pairs: int, done: int, before: np.ndarray, fill_s: float, elapsed: float):
         """Write the machine and this workload, ``done`` of ``pairs`` measured pairs run."""
@@ -313,7 +325,7 @@ class Churn:
         c = cls.__new__(cls)
         c.m = m
         c.live, c.ctr, c.rng = arrays["live"].copy(), arrays["ctr"].copy(), arrays["rng"].copy()
-        c.orders, c.gfps = arrays["orders"], arrays["gfps"]
+        c.orders, c.gfps, c.clock = arrays["orders"], arrays["gfps"], arrays["clock"].copy()
         c.occupancy, c.target, c.managed, c.ncpu = meta["occupancy"], meta["target"], meta["managed"], meta["ncpu"]
         c._compile()
         r = c._measure(meta["pairs"], meta["done"], arrays["before"], meta["fill_seconds"], meta["seconds"], chunk,

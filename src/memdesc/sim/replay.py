@@ -16,9 +16,17 @@ through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
   without breaking an invariant.  Unavoidable sources: pages on per-CPU lists at snapshot
   time (kpageflags cannot see them: the import keeps them allocated, the trace then
   allocates or drains them), events between the snapshot and the start of tracing, pages
-  the kernel takes off the free lists without a tracepoint (compaction's
-  ``__isolate_free_page``, highatomic reservation) and non-compound multi-page
-  allocations that kpageflags shows as separate pages.
+  the kernel takes off the free lists without a kmem tracepoint (highatomic reservation,
+  free page reporting) and non-compound multi-page allocations that kpageflags shows as
+  separate pages.  Three things the trace does show are used beyond the kmem events:
+  compaction's free scanner (``__isolate_free_page()``) from its
+  ``mm_compaction_isolate_freepages`` events (:mod:`memdesc.trace.compaction`), a batched
+  free applied where ``free_unref_folios()`` puts the page on the pcp list (its
+  ``mm_page_free_batched``, :func:`batched_pairs`), and each pageblock's migratetype at the
+  start taken from the first event that prints it (:func:`first_revealed_types`).
+
+* ``mode="shadow"``: the exact replay, recording before each event the model's own
+  decision from its state (:mod:`memdesc.sim.shadow`).
 
 * ``mode="policy"``: the trace is a demand stream served by a design (``linux``,
   ``radix``, ...): each ``mm_page_alloc`` (real failures included, counted apart) becomes
@@ -46,20 +54,30 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from memdesc import _html
 from memdesc.errors import ConfigError, FormatError
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
-from memdesc.mm.mmzone import MIGRATETYPE_BY_NAME, NR_PAGE_ORDERS, PAGE_SHIFT
+from memdesc.mm.mmzone import (
+    MIGRATETYPE_BY_NAME,
+    NR_PAGE_ORDERS,
+    PAGE_ALLOC_COSTLY_ORDER,
+    PAGE_SHIFT,
+    PAGEBLOCK_ORDER,
+)
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.sim import replay_kernels as K
+from memdesc.sim import shadow
+from memdesc.sim import shadow_kernels as SK
 from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.snapshot import capture as open_capture
-from memdesc.sim.snapshot import machine_from_snapshot
+from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
-from memdesc.trace.kpageflags import KPageSnapshot, PageClass
+from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
+from memdesc.trace.kpageflags import PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
-MODES = ("exact", "policy")
+MODES = ("exact", "policy", "shadow")
 #: file names looked for in a capture directory, in this order
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.gz", "trace.txt", "trace.zst", "trace.gz", "trace")
 #: rows of the model's event log in policy mode (counted and emptied whenever half full)
@@ -140,6 +158,8 @@ class ReplayResult:
     pcp_pages: dict = field(default_factory=dict)
     samples: pl.DataFrame | None = None
     check: str = "not run"
+    shadow: dict | None = None
+    divergences: dict | None = None
     #: the event a resumed run started at (0: from the beginning)
     resumed_at: int = 0
     #: the loop's own arrays at the end (replay map / page locations, counters): what a checkpoint saves
@@ -148,6 +168,17 @@ class ReplayResult:
     @property
     def events_per_second(self) -> float:
         return self.events_replayed / self.seconds if self.seconds > 0 else 0.0
+
+    def _repr_html_(self) -> str:
+        """Jupyter: what was replayed, how fast, what was found, and the machine at the end."""
+        m = self.machine
+        head = _html.kv_table({"source": self.source, "mode": self.mode, "design": m.design.name,
+                               "events replayed": self.events_replayed,
+                               "events per second": round(self.events_per_second),
+                               "inconsistencies": sum(self.inconsistencies.values()), "check": self.check},
+                              caption="replay")
+        events = _html.table(("tracepoint", "events"), self.events.items(), caption="events")
+        return _html.fragment(head, events, m._repr_html_())
 
     def as_dict(self) -> dict:
         """Machine.summary() plus the replay's own keys (what ``--json`` writes)."""
@@ -164,6 +195,10 @@ class ReplayResult:
             "resumed_at": self.resumed_at,
             "check": self.check,
         })
+        if self.shadow is not None:
+            d["shadow"] = self.shadow
+            if self.divergences is not None:
+                d["divergences"] = self.divergences
         return d
 
 
@@ -180,11 +215,12 @@ def _trace_extent(cols: dict[str, np.ndarray]) -> int:
     return int((pfn[ok] + (np.int64(1) << order[ok])).max())
 
 
-def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evlog: int) -> Machine:
+def _bare_machine(design: str, mem: str | None, cpus: int | None, npfn: int, evlog: int,
+                  config: dict | None = None) -> Machine:
     if mem is None:
         unit = 64 << 20
         mem = str(max(unit, -(-(npfn << PAGE_SHIFT) // unit) * unit))
-    return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog)
+    return Machine.create(mem=mem, design=design, cpus=cpus, evlog=evlog, **(config or {}))
 
 
 @dataclass
@@ -216,19 +252,23 @@ class StartState:
 
 def build_machine(src: ReplaySource, mode: str, design: str = "linux", mem: str | None = None,
                   cpus: int | None = None, npfn: int = 0, trace_cpus: int = 1,
-                  model_events: bool = True) -> StartState:
+                  model_events: bool = True, config: dict | None = None) -> StartState:
     """The machine a replay starts from: the capture's ``before`` snapshot, or an empty one.
 
     In policy mode the machine records its own kmem events (counted, not kept) unless
-    ``model_events`` is false."""
+    ``model_events`` is false.  ``config``: AllocConfig tunables (watermark_scale_factor,
+    fail_descriptor_alloc, ...)."""
     evlog = EVLOG_ROWS if (mode == "policy" and model_events) else 0
+    config = dict(config or {})
+    if "evlog" in config:
+        raise ConfigError("evlog is set by the replay (model_events)")
     if src.capture is not None:
         if mem is not None:
             raise ConfigError("--mem applies to a bare trace file; a capture's machine comes from its zoneinfo")
-        m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog)
+        m, state, snap = machine_from_snapshot(src.capture, "before", design, cpus, evlog=evlog, **config)
         return StartState(m, np.ascontiguousarray(snap.page_class == PageClass.UNAVAILABLE),
                           state.alloc_pfn.astype(np.int64), state.alloc_order.astype(np.int64), True)
-    m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog)
+    m = _bare_machine(design, mem, cpus if cpus is not None else max(1, trace_cpus), npfn, evlog, config)
     empty = np.zeros(0, np.int64)
     return StartState(m, np.zeros(1, np.bool_), empty, empty)
 
@@ -252,7 +292,7 @@ def compare_final(machine: Machine, capture: Path) -> dict | None:
     proc = files.buddyinfo()
     kpf = None
     if files.path("kpageflags", required=False) is not None and (capture / "after.zoneinfo").is_file():
-        kpf = KPageSnapshot.from_capture(capture, "after").buddyinfo_rebuilt()
+        kpf = kpage_snapshot(capture, "after").buddyinfo_rebuilt()
     if proc is None and kpf is None:
         return None
     proc_d = proc.to_dict() if proc is not None else {}
@@ -288,14 +328,60 @@ def pcp_pages(machine: Machine, capture: Path | None) -> dict:
 # ------------------------------------------------------------------ the replay
 
 
-def _columns(df: pl.DataFrame, names: tuple[str, ...]) -> dict[str, np.ndarray]:
-    cols = to_numpy_columns(df, ("event", "cpu", "pfn", "order", "gfp", "migratetype", "percpu_refill",
+def batched_pairs(ev: np.ndarray, pfn: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The ``bm`` column of exact replay: pairs each mm_page_free of a pcp order with the
+    mm_page_free_batched of the same page that follows it (free_unref_folios() prints the
+    first in its prepare loop, the second when the page goes on the pcp list).  For
+    mm_page_free: 1 if paired, else 0; for mm_page_free_batched: the paired free's order,
+    else -1; -1 for other events."""
+    n = ev.shape[0]
+    bm = np.full(n, -1, np.int8)
+    bm[ev == E.FREE] = 0
+    idx = np.flatnonzero(pfn >= 0)
+    if idx.shape[0] < 2:
+        return bm
+    srt = idx[np.lexsort((idx, pfn[idx]))]  # by pfn, then source order
+    a, b = srt[:-1], srt[1:]
+    o = order[a].astype(np.int64)
+    m = ((pfn[a] == pfn[b]) & (ev[a] == E.FREE) & (ev[b] == E.FREE_BATCHED)
+         & ((o <= PAGE_ALLOC_COSTLY_ORDER) | (o == PAGEBLOCK_ORDER)))
+    bm[a[m]] = 1
+    bm[b[m]] = o[m]
+    return bm
+
+
+def _columns(df: pl.DataFrame, names: tuple[str, ...], isolate: dict[str, np.ndarray] | None = None
+             ) -> dict[str, np.ndarray]:
+    cols = to_numpy_columns(df, ("line", "event", "cpu", "pfn", "order", "gfp", "migratetype", "percpu_refill",
                                  "fallback_order", "fallback_migratetype", "change_ownership", "ts_ns"))
     table = mt_table(names)
     cols["mt"] = _map_mt(cols["migratetype"], table)
     cols["fbmt"] = _map_mt(cols["fallback_migratetype"], table)
     cols["gfp"] = cols["gfp"].astype(np.int64)
+    cols["bm"] = batched_pairs(cols["event"], cols["pfn"], cols["order"])
+    cols["aux"] = np.zeros(cols["event"].shape[0], np.int64)
+    if isolate is not None and isolate["line"].shape[0]:
+        cols = _merge_isolate(cols, isolate)
     return cols
+
+
+def _merge_isolate(cols: dict[str, np.ndarray], iso: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Insert the compaction free scanner's events (K.EV_ISOLATE_FREE) among the kmem events by
+    source line: pfn = start_pfn, gfp = end_pfn, aux = nr_taken."""
+    k = iso["line"].shape[0]
+    extra = {name: np.zeros(k, a.dtype) for name, a in cols.items()}
+    for name in ("migratetype", "percpu_refill", "fallback_order", "fallback_migratetype", "change_ownership",
+                 "mt", "fbmt", "bm"):
+        extra[name][:] = -1
+    extra["line"][:] = iso["line"]
+    extra["event"][:] = K.EV_ISOLATE_FREE
+    extra["cpu"][:] = iso["cpu"]
+    extra["ts_ns"][:] = iso["ts_ns"]
+    extra["pfn"][:] = iso["start_pfn"]
+    extra["gfp"][:] = iso["end_pfn"]
+    extra["aux"][:] = iso["nr_taken"]
+    order = np.argsort(np.concatenate([cols["line"], extra["line"]]), kind="stable")
+    return {name: np.ascontiguousarray(np.concatenate([cols[name], extra[name]])[order]) for name in cols}
 
 
 def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: int, ts: np.ndarray) -> pl.DataFrame:
@@ -379,7 +465,7 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dic
     pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
     samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
-            cols["fallback_order"], cols["fbmt"], cols["change_ownership"])
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"])
     def step(i: int, j: int) -> int:
         return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
 
@@ -430,11 +516,92 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: di
                      "map_bytes": int(map_pfn.nbytes + map_order.nbytes + defer.nbytes)}
 
 
+def first_revealed_types(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Pageblock migratetypes as the trace first shows them: (pageblock index, type).
+
+    The snapshot gives only the number of pageblocks of each type (pagetypeinfo); which
+    block has which type is inferred.  Three events print a block's type: a zone_locked
+    event the list it took the block from (the pageblock's type since 6.9; for a claim, the
+    new type, and the extfrag after it the old one as fallback_migratetype), a pcpu_drain
+    get_pfnblock_migratetype(), an extfrag the fallback type of the block it raided.  The
+    first such event of a pageblock gives its type at the start of the trace, unless an
+    event the trace does not show changed it before (a highatomic reservation, an
+    isolation)."""
+    ev, pfn, order = cols["event"], cols["pfn"], cols["order"].astype(np.int64)
+    mt = cols["mt"].astype(np.int64)
+    fbmt = cols["fbmt"].astype(np.int64)
+    reveal = np.where(ev == E.EXTFRAG, fbmt, mt)
+    # a claim below pageblock_order: zone_locked (new type) then extfrag of the same block
+    idx = np.flatnonzero((pfn >= 0) & ((ev == E.ALLOC_ZONE_LOCKED) | (ev == E.EXTFRAG)))
+    if idx.shape[0] > 1:
+        srt = idx[np.lexsort((idx, pfn[idx]))]
+        a, b = srt[:-1], srt[1:]
+        claim = (pfn[a] == pfn[b]) & (ev[a] == E.ALLOC_ZONE_LOCKED) & (ev[b] == E.EXTFRAG) \
+            & (cols["change_ownership"][b] == 1)
+        reveal[a[claim]] = fbmt[b[claim]]
+    # an extfrag event shows the type of the whole fallback block (fallback_order)
+    span = np.where(ev == E.EXTFRAG, np.maximum(order, cols["fallback_order"].astype(np.int64)), order)
+    sel = np.flatnonzero((pfn >= 0) & ((ev == E.ALLOC_ZONE_LOCKED) | (ev == E.PCPU_DRAIN) | (ev == E.EXTFRAG))
+                         & (reveal >= 0) & (reveal < len(MIGRATETYPE_BY_NAME)) & (span <= 10))
+    pbs = [pfn[sel] >> PAGEBLOCK_ORDER]
+    pos = [sel]
+    big = sel[span[sel] > PAGEBLOCK_ORDER]
+    base = (pfn[big] >> 10) << (10 - PAGEBLOCK_ORDER)
+    for k in range(1 << (10 - PAGEBLOCK_ORDER)):  # every pageblock of an order-10 block
+        pbs.append(base + k)
+        pos.append(big)
+    pb_all = np.concatenate(pbs)
+    pos_all = np.concatenate(pos)
+    srt = np.lexsort((pos_all, pb_all))
+    pb_all, pos_all = pb_all[srt], pos_all[srt]
+    first = np.ones(pb_all.shape[0], np.bool_)
+    first[1:] = pb_all[1:] != pb_all[:-1]
+    return pb_all[first], reveal[pos_all[first]]
+
+
+def apply_revealed_types(m: Machine, cols: dict[str, np.ndarray]) -> int:
+    """Set each pageblock to the type the trace first shows for it (first_revealed_types());
+    returns the pageblocks changed.  Free blocks move to their new lists at the tail, as
+    set_block_type() does."""
+    st = m.state
+    pb, t = first_revealed_types(cols)
+    ok = pb < st.pb.shape[0]
+    pb, t = pb[ok], t[ok]
+    cur = (st.pb[pb] & core.PB_MIGRATETYPE_MASK).astype(np.int64)
+    diff = np.flatnonzero((cur != t) & (st.pb_zone[pb] >= 0))
+    return int(K.set_block_types(st, (pb[diff] << PAGEBLOCK_ORDER).astype(np.int64), t[diff].astype(np.int64)))
+
+
+def _run_shadow(m: Machine, cols: dict, chunk: int, progress, start: StartState, capture: Path | None,
+                ndiv: int) -> tuple[float, dict]:
+    """Exact replay with the model's decision recorded before each event (memdesc.sim.shadow)."""
+    st = m.state
+    sh = shadow.init_state(m, cols, start.pre_pfn, capture, ndiv, start.from_snapshot)
+    loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
+    loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC
+    cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
+    xc = np.zeros(K.NR_X, np.int64)
+    ncpu = m.nr_cpus
+    pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
+    unavail = start.unavailable
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
+            cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"], cols["ts_ns"])
+
+    def step(i: int, j: int) -> int:
+        return SK.shadow_kernel(st, sh, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc)
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    SK.finish(st, sh, loc, unavail, ncpu)
+    return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes), "shadow": shadow.summary(sh),
+                     "divergences": shadow.divergences(sh, m) if ndiv else None}
+
+
 def trace_digest(cols: dict[str, np.ndarray]) -> str:
     """A digest of the columns the replay loops read (a resumed run must see the same trace)."""
     h = hashlib.blake2b(digest_size=16)
     for name in ("event", "cpu", "pfn", "order", "gfp", "mt", "percpu_refill", "fallback_order", "fbmt",
-                 "change_ownership", "ts_ns"):
+                 "change_ownership", "aux", "bm", "ts_ns"):
         h.update(name.encode())
         h.update(np.ascontiguousarray(cols[name]).tobytes())
     return h.hexdigest()
@@ -444,6 +611,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            design: str = "linux", machine: Machine | None = None, mem: str | None = None, cpus: int | None = None,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
+           trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
+           divergences: int = 0, pageblock_types: str = "trace",
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None,
            checkpoint: str | Path | None = None, checkpoint_at: int = 0, checkpoint_every: int = 0,
@@ -458,7 +627,17 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     ``mt_names``: the traced kernel's migratetype names in its numbering (default: the
     capture's pagetypeinfo, else the machine's configuration).  ``model_events``: in policy
     mode, count the model's own kmem events (its event log; costs a little time).
-    ``progress(n)`` is called
+    ``trace``: the already parsed trace of ``source`` (a capture or file): one read serves
+    several replays of it (``memdesc compare``).  ``config``: AllocConfig tunables of the
+    machine the replay builds (``memdesc sweep`` parameters).
+    ``compaction``: in exact mode, replay compaction's free scanner from the trace's
+    mm_compaction_isolate_freepages events (when it has any).  ``mode="shadow"``: exact
+    replay recording the model's own decision before each event (:mod:`memdesc.sim.shadow`);
+    ``divergences``: keep the first N disagreements of each decision class with the model's
+    state.  ``pageblock_types``: in exact and shadow mode from a capture, ``"trace"`` sets each
+    pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
+    snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
+    types.  ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
 
     ``checkpoint``: save the machine and the loop's state to this file after
@@ -477,12 +656,19 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         if meta.get("kind") != "replay":
             raise ConfigError(f"{resume}: not a replay checkpoint (kind {meta.get('kind')!r})")
         mode, every, mt_names = meta["mode"], int(meta["every"]), tuple(meta["mt_names"])
+        compaction = bool(meta.get("compaction", True))
         if source is None and meta["source_path"] is not None:
             source = meta["source_path"]
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if every < 0:
         raise ConfigError(f"--every must be >= 0, got {every}")
+    if divergences < 0:
+        raise ConfigError(f"--divergences must be >= 0, got {divergences}")
+    if mode == "shadow" and (ckpt.active or resume is not None):
+        raise ConfigError("shadow replay is not checkpointed (its decision state is not saved): use exact or policy")
+    if pageblock_types not in ("trace", "snapshot"):
+        raise ConfigError(f"pageblock_types must be 'trace' or 'snapshot', got {pageblock_types!r}")
     if chunk < 1:
         raise ConfigError(f"chunk must be >= 1, got {chunk}")
     t0 = time.perf_counter()
@@ -493,7 +679,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         rr = TraceReadResult(df=source, source="<frame>", format="frame", lines=source.height)
     else:
         src = resolve_source(source)
-        rr = read_trace(src.trace, strict=strict)
+        rr = trace if trace is not None else read_trace(src.trace, strict=strict)
     df = rr.df
     read_s = time.perf_counter() - t0
     t1 = time.perf_counter()
@@ -509,59 +695,79 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         start = None
     elif machine is None:
         start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus,
-                              model_events)
+                              model_events, config)
         machine = start.machine
         from_snapshot = start.from_snapshot
-    elif mem is not None or cpus is not None:
-        raise ConfigError("mem/cpus size a machine the replay builds; not with machine=")
+    elif mem is not None or cpus is not None or config:
+        raise ConfigError("mem/cpus/config shape a machine the replay builds; not with machine=")
     else:
         start = StartState.of_machine(machine)
+        from_snapshot = start.from_snapshot
     if mt_names is None:
         mt_names = machine.migratetype_names
         if capture is not None:
             pti = open_capture(capture, "before").pagetypeinfo()
             if pti is not None:
                 mt_names = tuple(pti.migratetype_names)
-    cols = _columns(df, tuple(mt_names))
-    n = df.height
+    isolate = None
+    compaction_lines = 0
+    if compaction and mode != "policy" and src is not None:
+        iso_df, _bad = read_isolate_freepages(src.trace)
+        isolate = isolate_columns(iso_df)
+        compaction_lines = int(isolate["line"].shape[0])
+    cols = _columns(df, tuple(mt_names), isolate)
+    n = cols["event"].shape[0]
     digest = trace_digest(cols) if (resumed is not None or ckpt.active) else None
     first, elapsed0 = 0, 0.0
+    pb_revealed = 0
     if resumed is not None:
         meta, ls = resumed[1], resumed[2]
         if meta["events"] != n or meta["trace_digest"] != digest:
             raise ConfigError(f"{resume}: the checkpoint was taken on another trace ({meta['events']} events, "
                               f"{meta['source']}); this one has {n}")
         first, elapsed0 = int(meta["position"]), float(meta["seconds"])
+        pb_revealed = int(meta.get("pageblock_types_from_trace", 0))
     else:
+        if mode != "policy" and from_snapshot and pageblock_types == "trace":
+            pb_revealed = apply_revealed_types(machine, cols)
         nsamp = n // every + 1 if every else 1
         samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
                 np.zeros(1, np.int64))
-        ls = _exact_loop_state(machine, start, samp) if mode == "exact" else \
-            _policy_loop_state(machine, start, samp, npfn)
+        ls = _policy_loop_state(machine, start, samp, npfn) if mode == "policy" else \
+            _exact_loop_state(machine, start, samp)
     load_s = time.perf_counter() - t1
 
     def save(i: int, elapsed: float) -> None:
         machine.save(ckpt.path, extra_arrays=ls, extra_meta={
             "kind": "replay", "mode": mode, "every": every, "mt_names": list(mt_names), "position": i,
             "events": n, "trace_digest": digest, "seconds": elapsed, "from_snapshot": from_snapshot,
+            "compaction": bool(compaction), "pageblock_types_from_trace": pb_revealed,
             "source": str(src.trace) if src else rr.source,
             "source_path": str(src.capture or src.trace) if src else None})
 
     if on_start:
         on_start(n)
-    if mode == "exact":
-        elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
+    shadow_out = None
+    if mode in ("exact", "shadow"):
+        if mode == "exact":
+            elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
+        else:
+            if every:
+                raise ConfigError("--every samples exact and policy replays, not shadow replay")
+            elapsed, out = _run_shadow(machine, cols, chunk, progress, start, capture, divergences)
+            shadow_out = out
         cnt, xc = out["cnt"], out["xc"]
         states = {}
         inconsistencies = {}
         for e in range(K.NR_EVENTS):
             row = {K.STATE_NAMES[s]: int(cnt[e, s]) for s in range(K.NR_STATES) if cnt[e, s]}
             if row:
-                states[E.EVENT_NAMES[e]] = row
+                states[K.EVENT_NAMES[e]] = row
             for s in range(K.NR_STATES):
                 if cnt[e, s] and s not in K.EXPECTED[e]:
-                    inconsistencies[f"{E.EVENT_NAMES[e]}: {K.STATE_NAMES[s]}"] = int(cnt[e, s])
+                    inconsistencies[f"{K.EVENT_NAMES[e]}: {K.STATE_NAMES[s]}"] = int(cnt[e, s])
         notes = {name: int(xc[i]) for i, name in enumerate(K.X_NAMES)}
+        notes["pageblock_types_from_trace"] = pb_revealed
         policy: dict[str, int] = {}
         model_events = None
     else:
@@ -580,13 +786,17 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     if every:
         samples = _samples_frame(machine, ls["samples"], ls["sample_pos"], int(ls["sample_n"][0]), cols["ts_ns"])
     events = rr.event_counts() if df.height else {name: 0 for name in E.EVENT_NAMES}
+    if compaction_lines:
+        events[K.EVENT_NAMES[K.EV_ISOLATE_FREE]] = compaction_lines
     return ReplayResult(
         mode=mode, machine=machine, source=str(src.trace) if src else rr.source,
         capture=str(capture) if capture else None, events=events, events_replayed=n - first, seconds=elapsed - elapsed0,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
-        samples=samples, check=machine.check(), resumed_at=first, loop_state=ls)
+        samples=samples, check=machine.check(),
+        shadow=shadow_out["shadow"] if shadow_out else None,
+        divergences=shadow_out["divergences"] if shadow_out else None, resumed_at=first, loop_state=ls)
 
 
 __all__ = ["MODES", "Checkpoints", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final",

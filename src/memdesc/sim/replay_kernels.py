@@ -24,8 +24,12 @@ mm_page_free                   allocated (or a     pcp list of the CPU (pcp_allo
                                larger allocation:  (free_one_page, merging)
                                split_page)
 mm_page_pcpu_drain             pcp (this CPU)      the buddy (__free_one_page, merging)
-mm_page_free_batched           pcp or free         none: the same free was reported by
-                                                   mm_page_free before it
+mm_page_free_batched           pcp or free         the paired mm_page_free is applied here
+                                                   (free_unref_folios() commits the page to
+                                                   the pcp list at this event); otherwise none
+compaction:                    free                allocated: the free blocks with heads in
+mm_compaction_isolate_freepages                    the scanned range, nr_taken pages
+                                                   (compaction's __isolate_free_page())
 mm_page_alloc_extfrag          free, pcp, pending  change_ownership=1: the pageblock(s)
                                                    become alloc_migratetype; a block still
                                                    free was claimed or stolen without a
@@ -77,11 +81,10 @@ from memdesc.mm.mmzone import (
     MIGRATE_TYPES,
     NR_PAGE_ORDERS,
     NR_PCP_LISTS,
-    PAGEBLOCK_NR_PAGES,
-    PAGEBLOCK_ORDER,
 )
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc.core import buddy_halve
+from memdesc.sim.clock import periodic_work
 from memdesc.trace import events as E
 
 EV_ALLOC = E.ALLOC
@@ -90,7 +93,12 @@ EV_FREE = E.FREE
 EV_FREE_BATCHED = E.FREE_BATCHED
 EV_PCPU_DRAIN = E.PCPU_DRAIN
 EV_EXTFRAG = E.EXTFRAG
-NR_EVENTS = E.NR_EVENTS
+#: compaction's free scanner (compaction:mm_compaction_isolate_freepages), merged into the
+#: columns by line when the capture has it: pfn = start_pfn, gfp = end_pfn, aux = nr_taken
+EV_ISOLATE_FREE = E.NR_EVENTS
+NR_EVENTS = E.NR_EVENTS + 1
+#: names of the event codes exact replay counts (the kmem tracepoints, then the compaction one)
+EVENT_NAMES = (*E.EVENT_NAMES, "mm_compaction_isolate_freepages")
 
 OWNER_NONE = core.OWNER_NONE
 OWNER_PCP = core.OWNER_PCP
@@ -114,6 +122,7 @@ EXPECTED = {
     EV_FREE_BATCHED: (S_PCP, S_FREE),
     EV_PCPU_DRAIN: (S_PCP,),
     EV_EXTFRAG: (S_FREE, S_PCP, S_PENDING),
+    EV_ISOLATE_FREE: (S_FREE,),
 }
 
 #: replay-side location of a page (``loc`` array, exact mode): cpu * NR_PCP_LISTS + pindex on a pcp
@@ -125,11 +134,13 @@ LOC_ALLOC = -3     # allocated by the snapshot or by the trace
 
 # misc counters of the exact kernel
 (X_FAILED, X_CPU_FOLDED, X_PB_CORRECTED, X_PB_EXTFRAG, X_EXTFRAG_MISMATCH, X_EXTFRAG_TAKE,
- X_SPLIT_FREE, X_ACCEPTED, X_ACCEPTED_UNSEEN, X_DESIGN_TOOK) = range(10)
-NR_X = 10
+ X_SPLIT_FREE, X_ACCEPTED, X_ACCEPTED_UNSEEN, X_DESIGN_TOOK, X_FREE_DEFERRED, X_ISOLATED,
+ X_ISOLATE_SHORT) = range(13)
+NR_X = 13
 X_NAMES = ("failed_allocations", "cpu_folded", "pageblock_types_corrected", "pageblock_types_changed_by_extfrag",
            "extfrag_fallback_type_mismatch", "extfrag_claimed_without_zone_locked", "split_frees",
-           "pages_accepted", "blocks_accepted_without_a_free", "events_skipped_design_took_the_pages")
+           "pages_accepted", "blocks_accepted_without_a_free", "events_skipped_design_took_the_pages",
+           "frees_applied_at_free_batched", "pages_isolated_by_compaction", "isolated_pages_not_free_in_model")
 
 
 # ------------------------------------------------------------------ shared helpers
@@ -144,30 +155,9 @@ def fold_cpu(cpu, ncpu, ctr, k):
     return cpu
 
 
-@njit
-def split_owner(st, head, horder, pfn, order, mt):
-    """The page_owner entries of a split allocation's buddy pieces (see exact_split)."""
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        other, cur = buddy_halve(cur, co, pfn)
-        st.owner[other] = core.owner_encode(co, mt)
-    st.owner[cur] = core.owner_encode(order, mt)
-
-
-@njit
-def exact_split(st, head, horder, pfn, order):
-    """Split the allocation [head, head + 2^horder) so [pfn, pfn + 2^order) is one of its own.
-
-    split_page() / the tail loop of __free_pages() (the design's ``pa_split``): the
-    allocation becomes allocations of decreasing order (buddy halves), every piece keeping
-    the allocation's migratetype.  False, with nothing changed, if the design cannot split."""
-    mt = core.owner_mt(st.owner[head])
-    if not xp_split(st, head, horder, pfn, order):
-        return False
-    split_owner(st, head, horder, pfn, order, mt)
-    return True
+#: split_page() / the tail loop of __free_pages(): the design's ``pa_split`` and the pieces'
+#: page_owner entries; False, with nothing changed, if the design cannot split
+exact_split = core.split_allocation
 
 
 @njit
@@ -441,7 +431,7 @@ def set_block_type(st, pfn, order, newmt):
     if newmt < 0 or newmt >= MIGRATE_TYPES:
         return 0
     npages = st.owner.shape[0]
-    span = max(order, PAGEBLOCK_ORDER)
+    span = max(order, core.pageblock_order(st))
     start = pfn & ~((np.int64(1) << span) - 1)
     end = min(start + (np.int64(1) << span), npages)
     if start < 0 or start >= npages:
@@ -464,18 +454,28 @@ def set_block_type(st, pfn, order, newmt):
         if old != newmt and core.page_zone(st, b) == z:
             xp_set_pageblock_type(st, z, b, old, newmt)
             if old == core.MT_HIGHATOMIC:
-                st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - PAGEBLOCK_NR_PAGES)
+                st.z_reserved_highatomic[z] = max(0, st.z_reserved_highatomic[z] - core.pageblock_nr_pages(st))
             if newmt == core.MT_HIGHATOMIC:
-                st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+                st.z_reserved_highatomic[z] += core.pageblock_nr_pages(st)
             changed += 1
-        b += PAGEBLOCK_NR_PAGES
+        b += core.pageblock_nr_pages(st)
     return changed
+
+
+@njit
+def set_block_types(st, pfns, types):
+    """set_block_type() of each pageblock start in pfns; returns pageblocks changed."""
+    n = 0
+    for k in range(pfns.shape[0]):
+        if core.get_pfnblock_migratetype(st, pfns[k]) != types[k]:
+            n += set_block_type(st, pfns[k], 0, types[k])
+    return n
 
 
 @njit
 def taken(st, loc, pfn, order, cpu, mt, refill):
     """A block taken off the free lists: onto the CPU's pcp list, or pending for its caller."""
-    if refill and core.pcp_allowed_order(order) and 0 <= mt < MIGRATE_PCPTYPES:
+    if refill and core.pcp_allowed_order(st, order) and 0 <= mt < MIGRATE_PCPTYPES:
         pcp_add(st, loc, pfn, order, cpu, core.order_to_pindex(mt, order), True)
     else:
         xp_mark_allocated(st, pfn, order, 0)
@@ -491,7 +491,7 @@ def free_block(st, loc, pfn, order, cpu, pcp_on):
     st.stats[core.ST_FREE] += 1
     st.stats[core.ST_FREE_PAGES] += nr
     st.zstats[z, core.ZS_PGFREE] += nr
-    if pcp_on and core.pcp_allowed_order(order):
+    if pcp_on and core.pcp_allowed_order(st, order):
         mt = core.get_pfnblock_migratetype(st, pfn)
         if mt != core.MT_ISOLATE:
             if mt >= MIGRATE_PCPTYPES:
@@ -526,81 +526,141 @@ def _state(st, loc, unavail, pfn, order, cpu, e, cnt, xc):
 
 
 @njit
-def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_col, refill_col, fbo_col,
-                 fbmt_col, chown_col, first, last, ncpu, pcp_on, cnt, xc, every, samples, sample_pos, sample_n):
-    """Apply events [first, last) at their real pfns (see the module docstring)."""
+def isolate_free_range(st, loc, start, end, nr_taken, xc):
+    """mm_compaction_isolate_freepages: compaction's free scanner took the free blocks whose
+    head lies in [start, end), nr_taken pages in pfn order (__isolate_free_page(): no kmem
+    event).  They become allocations (migration targets, or pages handed back later with an
+    mm_page_free); returns the pages taken in the model."""
     npages = st.owner.shape[0]
+    if start < 0 or end > npages or start >= end:
+        return np.int64(0)
+    taken_pages = np.int64(0)
+    q = start
+    while q < end and taken_pages < nr_taken:
+        if st.owner[q] != OWNER_NONE:
+            q += 1
+            continue
+        fs, fe = xp_free_extent(st, q)
+        if fs < 0:
+            q += 1
+            continue
+        a = max(fs, q)
+        b = min(fe, end, a + (nr_taken - taken_pages))
+        if not xp_take_range(st, a, b):
+            xc[X_DESIGN_TOOK] += 1
+            q = fe
+            continue
+        # the taken pages become allocations of the largest aligned blocks
+        x = a
+        while x < b:
+            k = block_order(x, b, MAX_PAGE_ORDER)
+            xp_mark_allocated(st, x, k, 0)
+            st.owner[x] = core.owner_encode(k, core.MT_MOVABLE)
+            loc[x] = LOC_ALLOC
+            x += np.int64(1) << k
+        taken_pages += b - a
+        q = b
+    return taken_pages
+
+
+@njit
+def exact_event(st, loc, unavail, e, c, p, o, gfp, mt, refill, fbo, fbmt, chown, aux, bm, pcp_on, cnt, xc):
+    """Apply one event at its real pfn (see the module docstring).
+
+    ``bm`` pairs the two halves of a batched free (free_unref_folios()): for mm_page_free,
+    1 when its mm_page_free_batched follows (the page reaches the pcp list only then, so the
+    free is applied there); for mm_page_free_batched, the order of its mm_page_free, or -1.
+    ``aux``: mm_compaction_isolate_freepages' nr_taken (``gfp`` holds its end pfn)."""
+    npages = st.owner.shape[0]
+    if e == EV_ALLOC:
+        if p < 0:
+            xc[X_FAILED] += 1
+            st.stats[core.ST_ALLOC_FAIL] += 1
+        else:
+            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+            if s <= S_MIXED and _release(st, loc, p, o, s, xc):
+                xp_mark_allocated(st, p, o, gfp)
+                st.owner[p] = core.owner_encode(o, mt if 0 <= mt < MIGRATE_TYPES else 0)
+                loc[p] = LOC_ALLOC
+                st.stats[core.ST_ALLOC] += 1
+                st.stats[core.ST_ALLOC_PAGES] += np.int64(1) << o
+                st.zstats[core.page_zone(st, p), core.ZS_PGALLOC] += np.int64(1) << o
+    elif e == EV_ZONE_LOCKED:
+        s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+        if s <= S_MIXED:
+            if s == S_FREE and 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
+                xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
+            if _release(st, loc, p, o, s, xc):
+                taken(st, loc, p, o, c, mt, refill == 1)
+    elif e == EV_FREE:
+        if bm == 1:
+            xc[X_FREE_DEFERRED] += 1
+        else:
+            apply_free(st, loc, unavail, p, o, c, pcp_on, cnt, xc)
+    elif e == EV_FREE_BATCHED:
+        if bm >= 0:
+            apply_free(st, loc, unavail, p, bm, c, pcp_on, cnt, xc)
+        # printed order=0 whatever the folio's order: check the head is no longer allocated
+        if p < 0 or p >= npages:
+            s = S_RESERVED
+        elif st.owner[p] == OWNER_PCP:
+            s = S_PCP
+        elif xp_free_extent(st, p)[0] >= 0:
+            s = S_FREE
+        else:
+            s = classify(st, loc, unavail, p, 0, c)
+        cnt[e, s] += 1
+    elif e == EV_PCPU_DRAIN:
+        s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+        if s <= S_MIXED:
+            if 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
+                xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
+            if _release(st, loc, p, o, s, xc):
+                xp_free_range(st, p, p + (np.int64(1) << o), core.FPI_NONE)
+                st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
+    elif e == EV_EXTFRAG:
+        st.stats[core.ST_EXTFRAG] += 1
+        s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
+        if s <= S_MIXED:
+            if chown == 1 and 0 <= mt < MIGRATE_TYPES:
+                cur = core.get_pfnblock_migratetype(st, p)
+                if cur != mt and cur != fbmt:
+                    xc[X_EXTFRAG_MISMATCH] += 1
+                xc[X_PB_EXTFRAG] += set_block_type(st, p, min(max(fbo, o), MAX_PAGE_ORDER), mt)
+            if s == S_FREE and _release(st, loc, p, o, s, xc):
+                taken(st, loc, p, o, c, mt, True)
+                xc[X_EXTFRAG_TAKE] += 1
+    elif e == EV_ISOLATE_FREE:
+        got = isolate_free_range(st, loc, p, gfp, aux, xc)
+        xc[X_ISOLATED] += got
+        xc[X_ISOLATE_SHORT] += max(np.int64(0), aux - got)
+        cnt[e, S_FREE] += 1
+
+
+@njit
+def apply_free(st, loc, unavail, p, o, c, pcp_on, cnt, xc):
+    """mm_page_free: the block leaves its allocation for the CPU's pcp list or the buddy."""
+    s = _state(st, loc, unavail, p, o, c, EV_FREE, cnt, xc)
+    if s == S_UNAVAILABLE:
+        if accept_block(st, unavail, p, o):
+            xc[X_ACCEPTED] += np.int64(1) << o
+    elif s <= S_MIXED:
+        if s == S_ALLOC_LARGER:
+            xc[X_SPLIT_FREE] += 1
+        if _release(st, loc, p, o, s, xc):
+            free_block(st, loc, p, o, c, pcp_on)
+
+
+@njit
+def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_col, refill_col, fbo_col,
+                 fbmt_col, chown_col, aux_col, bm_col, first, last, ncpu, pcp_on, cnt, xc, every, samples,
+                 sample_pos, sample_n):
+    """Apply events [first, last) at their real pfns (see the module docstring)."""
     for i in range(first, last):
-        e = np.int64(ev[i])
-        c = fold_cpu(np.int64(cpu_col[i]), ncpu, xc, X_CPU_FOLDED)
-        p = np.int64(pfn_col[i])
-        o = np.int64(order_col[i])
-        if e == EV_ALLOC:
-            if p < 0:
-                xc[X_FAILED] += 1
-                st.stats[core.ST_ALLOC_FAIL] += 1
-            else:
-                s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-                if s <= S_MIXED and _release(st, loc, p, o, s, xc):
-                    mt = np.int64(mt_col[i])
-                    xp_mark_allocated(st, p, o, np.int64(gfp_col[i]))
-                    st.owner[p] = core.owner_encode(o, mt if 0 <= mt < MIGRATE_TYPES else 0)
-                    loc[p] = LOC_ALLOC
-                    st.stats[core.ST_ALLOC] += 1
-                    st.stats[core.ST_ALLOC_PAGES] += np.int64(1) << o
-                    st.zstats[core.page_zone(st, p), core.ZS_PGALLOC] += np.int64(1) << o
-        elif e == EV_ZONE_LOCKED:
-            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s <= S_MIXED:
-                mt = np.int64(mt_col[i])
-                if s == S_FREE and 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
-                    xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
-                if _release(st, loc, p, o, s, xc):
-                    taken(st, loc, p, o, c, mt, refill_col[i] == 1)
-        elif e == EV_FREE:
-            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s == S_UNAVAILABLE:
-                if accept_block(st, unavail, p, o):
-                    xc[X_ACCEPTED] += np.int64(1) << o
-            elif s <= S_MIXED:
-                if s == S_ALLOC_LARGER:
-                    xc[X_SPLIT_FREE] += 1
-                if _release(st, loc, p, o, s, xc):
-                    free_block(st, loc, p, o, c, pcp_on)
-        elif e == EV_FREE_BATCHED:
-            # printed order=0 whatever the folio's order: only check the head is no longer allocated
-            if p < 0 or p >= npages:
-                s = S_RESERVED
-            elif st.owner[p] == OWNER_PCP:
-                s = S_PCP
-            elif xp_free_extent(st, p)[0] >= 0:
-                s = S_FREE
-            else:
-                s = classify(st, loc, unavail, p, 0, c)
-            cnt[e, s] += 1
-        elif e == EV_PCPU_DRAIN:
-            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s <= S_MIXED:
-                mt = np.int64(mt_col[i])
-                if 0 <= mt < MIGRATE_TYPES and core.get_pfnblock_migratetype(st, p) != mt:
-                    xc[X_PB_CORRECTED] += set_block_type(st, p, o, mt)
-                if _release(st, loc, p, o, s, xc):
-                    xp_free_range(st, p, p + (np.int64(1) << o), core.FPI_NONE)
-                    st.stats[core.ST_PCP_DRAINED] += np.int64(1) << o
-        elif e == EV_EXTFRAG:
-            st.stats[core.ST_EXTFRAG] += 1
-            amt = np.int64(mt_col[i])
-            s = _state(st, loc, unavail, p, o, c, e, cnt, xc)
-            if s <= S_MIXED:
-                if chown_col[i] == 1 and 0 <= amt < MIGRATE_TYPES:
-                    cur = core.get_pfnblock_migratetype(st, p)
-                    if cur != amt and cur != np.int64(fbmt_col[i]):
-                        xc[X_EXTFRAG_MISMATCH] += 1
-                    fbo = min(max(np.int64(fbo_col[i]), o), MAX_PAGE_ORDER)
-                    xc[X_PB_EXTFRAG] += set_block_type(st, p, fbo, amt)
-                if s == S_FREE and _release(st, loc, p, o, s, xc):
-                    taken(st, loc, p, o, c, amt, True)
-                    xc[X_EXTFRAG_TAKE] += 1
+        exact_event(st, loc, unavail, np.int64(ev[i]), fold_cpu(np.int64(cpu_col[i]), ncpu, xc, X_CPU_FOLDED),
+                    np.int64(pfn_col[i]), np.int64(order_col[i]), np.int64(gfp_col[i]), np.int64(mt_col[i]),
+                    np.int64(refill_col[i]), np.int64(fbo_col[i]), np.int64(fbmt_col[i]),
+                    np.int64(chown_col[i]), np.int64(aux_col[i]), np.int64(bm_col[i]), pcp_on, cnt, xc)
         if every > 0 and (i + 1) % every == 0:
             record_sample(st, samples, sample_pos, sample_n, i)
     return last
@@ -789,8 +849,9 @@ def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, 
     """Serve events [first, last) with the design's own policy (see the module docstring).
 
     The model's periodic work runs on the trace's clock: once per second of trace time
-    (``tick[0]`` holds the next due timestamp) ``core.vmstat_update`` decays the per-CPU
-    lists' high marks, as the kernel's vmstat_update() does.
+    (``tick[0]`` holds the next due timestamp) ``memdesc.sim.clock.periodic_work``: the per-CPU
+    lists' high marks decay as the kernel's vmstat_update() does them, and kswapd takes a
+    watermark boost back.
 
     Returns the index after the last event handled: it stops early when the model's event
     log holds more than ``evlog_limit`` rows, so the caller can count and empty it.
@@ -799,7 +860,7 @@ def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, 
     for i in range(first, last):
         if ts_col[i] >= tick[0]:
             if tick[0] >= 0:
-                core.vmstat_update(st)
+                periodic_work(st)
             tick[0] = ts_col[i] + core.VMSTAT_INTERVAL_NS
         e = np.int64(ev[i])
         c = fold_cpu(np.int64(cpu_col[i]), ncpu, pc, P_CPU_FOLDED)

@@ -71,6 +71,11 @@ the same ``--mem`` has HighMem pages (``user_pages`` overrides it); they come fr
 and DMA32, all directly mapped.  The kernel's demand in step 2 is every page left, so
 in step 4 only the pages freed in step 3 are there to be had.
 
+A run's ``free_path_allocations``, ``free_stalls`` and ``alloc_failed_for_metadata`` are the
+whole run's counts (the names mean the same in every memdesc summary); what each step
+moved is in its :class:`Phase`, and ``stalled_frees`` counts the user frees of step 3 that
+stalled.
+
 The loops are numba kernels over the design interface (``dispatch.pa_alloc``/``pa_free``);
 random numbers come from numpy's PCG64 (the permutations) and xorshift64* (the CPUs),
 both seeded with ``--seed``, so every count is a function of the arguments alone.
@@ -86,11 +91,12 @@ import numpy as np
 from memdesc._numba import njit
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
-from memdesc.mm.machine import Machine
+from memdesc.mm.machine import Machine, summary_design_stats
 from memdesc.mm.mm_init import i386_layout
 from memdesc.mm.mmzone import ZoneType
 from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
 from memdesc.sim.churn import below
+from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
 
 LAYOUTS = ("i386", "x86_64")
 #: ``--design all``: every design and radix node policy, in report order
@@ -104,13 +110,15 @@ R_OK, R_FAILED, R_OUTSIDE, R_ERRORS, R_STALLED, R_ALLOCATED = range(6)
 
 
 @njit
-def alloc_phase(st, out, count, gfp, attempts, lo, hi, stop_on_fail, rng, ncpu, res):
+def alloc_phase(st, out, count, gfp, attempts, lo, hi, stop_on_fail, rng, ncpu, res, clk):
     """Up to ``attempts`` order-0 allocations with ``gfp`` on random CPUs, kept in ``out``.
 
     A page outside [lo, hi) is freed straight back and ends the phase (res[R_OUTSIDE]);
-    a failure ends it when ``stop_on_fail``.  Returns the new count of ``out``.
+    a failure ends it when ``stop_on_fail``.  Returns the new count of ``out``.  Each attempt
+    advances the modelled clock ``clk`` (memdesc.sim.clock).
     """
     for _ in range(attempts):
+        tick(st, clk)
         cpu = below(rng, ncpu)
         pfn = dispatch.pa_alloc(st, gfp, 0, cpu)
         if pfn < 0:
@@ -130,13 +138,14 @@ def alloc_phase(st, out, count, gfp, attempts, lo, hi, stop_on_fail, rng, ncpu, 
 
 
 @njit
-def free_phase(st, pfns, rng, ncpu, res):
+def free_phase(st, pfns, rng, ncpu, res, clk):
     """Free every order-0 page of ``pfns`` (in that order) on random CPUs.
 
     res[R_STALLED]: frees during which the design's free_stalls counter moved;
     res[R_ALLOCATED]: frees during which it allocated metadata.
     """
     for i in range(pfns.shape[0]):
+        tick(st, clk)
         cpu = below(rng, ncpu)
         s0 = st.stats[core.ST_FREE_STALLS]
         a0 = st.stats[core.ST_FREE_PATH_ALLOCS]
@@ -207,13 +216,18 @@ class ScenarioResult:
     phases: list[Phase] = field(default_factory=list)
     design_stats: dict = field(default_factory=dict)
     stats: dict = field(default_factory=dict)
+    #: Machine.summary() at the end of the run (the keys every command's JSON has)
+    summary: dict = field(default_factory=dict, repr=False)
 
     @property
     def label(self) -> str:
         return f"{self.design} {self.policy}" if self.policy else self.design
 
     def as_dict(self) -> dict:
-        d = asdict(self)
+        """The machine summary at the end, with the scenario's own figures (``ScenarioRun``)."""
+        own = asdict(self)
+        own.pop("summary")
+        d = {**self.summary, **own}
         d["label"] = self.label
         return d
 
@@ -269,7 +283,7 @@ def _parked(ds: dict) -> int:
 def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: str = "i386",
                  mem: str | int = "4G", seed: int = 1, cpus: int | None = None, free_fraction: float = 0.5,
                  release_fraction: float = 0.25, user_fraction: float = 0.75,
-                 user_pages: int | None = None) -> ScenarioResult:
+                 user_pages: int | None = None, ns_per_op: int = DEFAULT_NS_PER_OP) -> ScenarioResult:
     """Run the highmem-free scenario (theory statement above) once; returns its counts.
 
     ``design`` linux | radix | vmem; ``radix_nodes`` consume | reserve (radix only, default
@@ -277,6 +291,8 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
     1 (the rest in step 4), ``free_fraction`` of them freed in step 3,
     ``release_fraction`` of the kernel pages freed in step 5.  ``user_pages`` overrides the
     number of user pages (default: the HighMem pages of the i386 machine of this size).
+    ``ns_per_op``: modelled time per allocator operation (periodic work once a modelled second,
+    memdesc.sim.clock; 0 stops the clock).
     """
     if layout not in LAYOUTS:
         raise ConfigError(f"--layout must be one of {', '.join(LAYOUTS)}, got {layout!r}")
@@ -306,6 +322,7 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
     ncpu = np.int64(m.nr_cpus)
     rng = np.array([np.uint64((int(seed) * 0x9E3779B97F4A7C15 + 1) % (1 << 64) or 1)], np.uint64)
     perm = np.random.default_rng(int(seed))
+    clk = new_clock(ns_per_op)
     phases: list[Phase] = []
 
     def counters() -> np.ndarray:
@@ -341,7 +358,7 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
     # 1. user memory: user_fraction of HighMem
     first = int(round(user_fraction * user_target))
     _, n_user = step("user pages", "GFP_HIGHUSER_MOVABLE", alloc_phase, first,
-                     st, user, 0, gfp_user, first, lo, hi, True, rng, ncpu, res)
+                     st, user, 0, gfp_user, first, lo, hi, True, rng, ncpu, res, clk)
     n_user1 = n_user
 
     # 2. kernel memory: all of lowmem, then GFP_ATOMIC into the min watermark reserves
@@ -352,27 +369,29 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
     for gname, gfp, demand in (("GFP_KERNEL", G.GFP_KERNEL, demand_kernel),
                                ("GFP_ATOMIC", G.GFP_ATOMIC, demand_atomic)):
         _, n_kernel = step("kernel pages", gname, alloc_phase, demand,
-                           st, kernel, n_kernel, np.int64(gfp), demand, 0, m.max_pfn, False, rng, ncpu, res)
+                           st, kernel, n_kernel, np.int64(gfp), demand, 0, m.max_pfn, False, rng, ncpu, res, clk)
     kernel = kernel[:n_kernel]
 
     # 3. user (HighMem) frees: a random subset in random order
     nfree = int(round(free_fraction * n_user))
     order = perm.permutation(n_user)
     freed, kept = user[order[:nfree]], user[order[nfree:]]
-    p3, _ = step("free user pages", "-", free_phase, nfree, st, freed, rng, ncpu, res)
+    p3, _ = step("free user pages", "-", free_phase, nfree, st, freed, rng, ncpu, res, clk)
 
     # 4. more user memory with lowmem still exhausted: every page free for users now
     more = (user_target - n_user) + nfree
     user = np.concatenate([kept, np.zeros(more, np.int64)])
     p4, n_user = step("more user pages", "GFP_HIGHUSER_MOVABLE", alloc_phase, more,
-                      st, user, kept.shape[0], gfp_user, more, lo, hi, False, rng, ncpu, res)
+                      st, user, kept.shape[0], gfp_user, more, lo, hi, False, rng, ncpu, res, clk)
 
     # 5. lowmem release: parked insertions can complete
     nrel = int(round(release_fraction * n_kernel))
-    p5, _ = step("free kernel pages", "-", free_phase, nrel, st, perm.permutation(kernel)[:nrel], rng, ncpu, res)
+    p5, _ = step("free kernel pages", "-", free_phase, nrel, st, perm.permutation(kernel)[:nrel], rng, ncpu, res,
+                 clk)
 
     ds = _design_stats(m)
     md = m.metadata_bytes()
+    summary = m.summary()
     stats = m.stats()
     nodes_pp = ds.get("nodes_per_free_page")
     return ScenarioResult(
@@ -381,13 +400,14 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
         highmem_managed_pages=highmem_managed, user_pages=n_user1, kernel_pages=n_kernel,
         late_user_attempts=p4.attempts, late_user_failed=p4.failed,
         late_user_failed_for_metadata=p4.alloc_failed_for_metadata,
-        frees_attempted=nfree, stalled_frees=p3.stalled_frees, free_stalls=p3.free_stalls,
-        free_path_allocations=p3.free_path_allocations, alloc_failed=stats["alloc_failed"],
+        frees_attempted=nfree, stalled_frees=p3.stalled_frees, free_stalls=stats["free_stalls"],
+        free_path_allocations=stats["free_path_allocations"], alloc_failed=stats["alloc_failed"],
         alloc_failed_for_metadata=stats["alloc_failed_for_metadata"], metadata_bytes=md,
         metadata_node_bytes=int(md.get("descriptors", 0)), reserve_bytes=int(ds.get("reserve_target_bytes", 0)),
         nodes_per_free_page=None if nodes_pp is None else float(nodes_pp),
         parked_after_frees=p3.parked_after, parked_after_release=p5.parked_after, check=m.check(),
-        seconds=time.perf_counter() - t0, phases=phases, design_stats=ds, stats=stats)
+        seconds=time.perf_counter() - t0, phases=phases, design_stats=summary_design_stats(ds),
+        stats=summary["stats"], summary=summary)
 
 
 SCENARIOS = {"highmem-free": highmem_free}

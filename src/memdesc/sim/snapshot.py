@@ -25,8 +25,12 @@ counts.  A design built with ``boot=False`` then receives the state through
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -75,6 +79,40 @@ class CaptureFiles:
     def meminfo(self) -> dict | None:
         p = self.path("meminfo", required=False)
         return vmstat.read_meminfo(p) if p else None
+
+
+#: memo of :func:`reuse_snapshots` (None: every call reads and rebuilds afresh)
+_MEMO: ContextVar[dict | None] = ContextVar("memdesc_snapshot_memo", default=None)
+
+
+@contextmanager
+def reuse_snapshots() -> Iterator[None]:
+    """Within the block, each capture side's kpageflags is read and its allocator state rebuilt
+    once, however many designs and replays load it (``memdesc compare`` and ``sweep`` run every
+    design on one capture).  The rebuilt state is design independent and only read by the
+    designs that load it (``tests/test_compare.py`` checks results are the same with and
+    without)."""
+    token = _MEMO.set({}) if _MEMO.get() is None else None
+    try:
+        yield
+    finally:
+        if token is not None:
+            _MEMO.reset(token)
+
+
+def _memo(key: tuple, make: Callable[[], Any]) -> Any:
+    memo = _MEMO.get()
+    if memo is None:
+        return make()
+    if key not in memo:
+        memo[key] = make()
+    return memo[key]
+
+
+def kpage_snapshot(directory: str | Path, when: str) -> KPageSnapshot:
+    """The capture's ``when`` kpageflags dump, classified (memoised under :func:`reuse_snapshots`)."""
+    d = Path(directory)
+    return _memo(("kpage", d.resolve(), when), lambda: KPageSnapshot.from_capture(d, when))
 
 
 def capture(directory: str | Path, when: str = "before") -> CaptureFiles:
@@ -146,8 +184,14 @@ def _compound_heads(flags: np.ndarray, alloc_mask: np.ndarray) -> tuple[np.ndarr
 
 
 def rebuild_state(files: CaptureFiles, npfn_min: int = 0) -> tuple[SnapshotState, KPageSnapshot]:
-    """Classify a snapshot and turn it into allocator state arrays (design independent)."""
-    snap = KPageSnapshot.from_capture(files.directory, files.when)
+    """Classify a snapshot and turn it into allocator state arrays (design independent;
+    memoised under :func:`reuse_snapshots`)."""
+    return _memo(("state", files.directory.resolve(), files.when, int(npfn_min)),
+                 lambda: _rebuild_state(files, npfn_min))
+
+
+def _rebuild_state(files: CaptureFiles, npfn_min: int) -> tuple[SnapshotState, KPageSnapshot]:
+    snap = kpage_snapshot(files.directory, files.when)
     npfn = max(snap.npfn, npfn_min)
     classes = snap.page_class
     flags = snap.flags

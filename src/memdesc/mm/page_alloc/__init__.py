@@ -68,6 +68,23 @@ def get_design(name: str | type[Design]) -> type[Design]:
     return with_options(**opts)
 
 
+def design_variants() -> list[str]:
+    """Every registered design, once per value of its main option (a design class lists them in
+    ``spec_values``): ``["linux", "radix:consume", "radix:reserve", "radix:host", "vmem"]`` today.
+    What ``memdesc compare`` and ``memdesc sweep`` run by default, so a design added to
+    ``DESIGNS`` appears there without further change."""
+    out = []
+    for name, cls in DESIGNS.items():
+        values = tuple(getattr(cls, "spec_values", ()) or ())
+        out += [f"{name}:{v}" for v in values] if values else [name]
+    return out
+
+
+def fault_injection_designs() -> tuple[str, ...]:
+    """The registered designs that declare ``fault_injection`` (``--fail-descriptor-alloc``)."""
+    return tuple(n for n, c in DESIGNS.items() if c.fault_injection)
+
+
 def design_spec(design: str, **options: str | None) -> str:
     """A spec from a design name and options given separately (CLI flags such as
     ``--radix-nodes``); options that are None are left out.  An option the design does not
@@ -90,4 +107,5 @@ def design_spec(design: str, **options: str | None) -> str:
 
 
 __all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LLFreeDesign", "LinuxDesign", "RadixDesign",
-           "VmemDesign", "design_spec", "get_design", "parse_design_spec", "register_design"]
+           "VmemDesign", "design_spec", "design_variants", "fault_injection_designs", "get_design", "parse_design_spec",
+           "register_design"]

@@ -269,7 +269,8 @@ class Design(ABC):
         }
 
     def pageblock_bytes(self) -> int:
-        npb = self.zs.pb.shape[0]
+        """NR_PAGEBLOCK_BITS per pageblock (of the layout's pageblock_order)."""
+        npb = self.zs.pb.shape[0] >> (self.layout.pageblock_order - PAGEBLOCK_ORDER)
         return (npb * NR_PAGEBLOCK_BITS + 7) // 8
 
     def nr_lists(self) -> int:
@@ -305,7 +306,7 @@ class Design(ABC):
                 continue
             # pagetypeinfo_showblockcount_print(): every pageblock_nr_pages from zone_start_pfn,
             # skipping pfns whose section is not online (pfn_to_online_page() == NULL)
-            pfns = np.arange(z.start_pfn, z.end_pfn, 1 << PAGEBLOCK_ORDER)
+            pfns = np.arange(z.start_pfn, z.end_pfn, 1 << self.layout.pageblock_order)
             sec = pfns // sp
             pfns = pfns[(sec < online.shape[0]) & online[np.minimum(sec, online.shape[0] - 1)]]
             mts = zs.pb[pfns >> PAGEBLOCK_ORDER] & core.PB_MIGRATETYPE_MASK

@@ -29,8 +29,10 @@ with free buddies upward.
 
 What is *not* modelled: reclaim, compaction, the OOM killer.  When the kernel would
 reclaim, the model drains the per-CPU lists and unreserves highatomic pageblocks, retries
-once, and then fails the allocation (counted).  kswapd is "instant": a watermark boost
-is consumed as soon as kswapd is woken.
+once, and then fails the allocation (counted).  A watermark boost (set by a fallback
+that claims a pageblock) wakes kswapd at the next allocation allowed to; it stays in the
+watermarks until kswapd's run ends (``kswapd_balance()``, which periodic work calls once
+a second of modelled time).
 
 Design hooks: every operation on free lists and on per-page state goes through the
 primitives of :mod:`memdesc.mm.page_alloc.dispatch`, so ``linux`` (lists threaded
@@ -51,6 +53,7 @@ from memdesc._numba import njit
 from memdesc.mm import gfp as G
 from memdesc.mm.memblock import block_order
 from memdesc.mm.mmzone import (
+    HPAGE_PMD_ORDER,
     MAX_PAGE_ORDER,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
@@ -75,6 +78,7 @@ from memdesc.mm.page_alloc.dispatch import (
     mark_reserved,
     pa_free_extent,
     pa_own_page,
+    pa_split,
     pcp_add,
     pcp_free_bulk,
     pcp_pop,
@@ -126,6 +130,8 @@ ALLOC_RESERVES = G.ALLOC_RESERVES
 ZONE_BOOSTED_WATERMARK = 1
 ZONE_RECLAIM_ACTIVE = 2
 ZONE_BELOW_HIGH = 4
+#: model flag: kswapd was woken for this zone's boost and has not finished (pgdat->kswapd_wait)
+ZONE_KSWAPD_WOKEN = 8
 
 # pcp fields (per cpu, per zone)
 PCP_COUNT, PCP_HIGH, PCP_HIGH_MIN, PCP_HIGH_MAX, PCP_BATCH, PCP_FREE_COUNT, PCP_ALLOC_FACTOR, PCP_FLAGS = range(8)
@@ -136,8 +142,8 @@ CONFIG_PCP_BATCH_SCALE_MAX = 5
 
 # cfg entries
 (CFG_PCP_ENABLED, CFG_MOBILITY_DISABLED, CFG_NR_ONLINE_NODES, CFG_CMA, CFG_EVLOG, CFG_BOOST_FACTOR,
- CFG_MOVABLE_IDX) = range(7)
-NR_CFG = 8
+ CFG_MOVABLE_IDX, CFG_PB_ORDER, CFG_PCP_THP) = range(9)
+NR_CFG = 10
 
 # fpi flags
 FPI_NONE = 0
@@ -265,13 +271,26 @@ def order_to_pindex(mt, order):
 @njit(inline="always")
 def pindex_to_order(pindex):
     if pindex >= NR_LOWORDER_PCP_LISTS:
-        return PAGEBLOCK_ORDER
+        return HPAGE_PMD_ORDER
     return pindex // MIGRATE_PCPTYPES
 
 
 @njit(inline="always")
-def pcp_allowed_order(order):
-    return order <= PAGE_ALLOC_COSTLY_ORDER or order == PAGEBLOCK_ORDER
+def pcp_allowed_order(st, order):
+    """pcp_allowed_order(): orders 0..PAGE_ALLOC_COSTLY_ORDER, and the PMD (THP) order when the
+    kernel has CONFIG_TRANSPARENT_HUGEPAGE (cfg[CFG_PCP_THP])."""
+    return order <= PAGE_ALLOC_COSTLY_ORDER or (st.cfg[CFG_PCP_THP] != 0 and order == HPAGE_PMD_ORDER)
+
+
+@njit(inline="always")
+def pageblock_order(st):
+    """The machine's pageblock_order (9, or 10 on non-PAE i386)."""
+    return st.cfg[CFG_PB_ORDER]
+
+
+@njit(inline="always")
+def pageblock_nr_pages(st):
+    return np.int64(1) << st.cfg[CFG_PB_ORDER]
 
 
 @njit(inline="always")
@@ -281,13 +300,17 @@ def get_pfnblock_migratetype(st, pfn):
 
 @njit(inline="always")
 def set_pageblock_migratetype(st, pfn, mt):
+    """Set the migratetype of pfn's pageblock: every entry of the flags array it covers
+    (one per 2^PAGEBLOCK_ORDER pfns; 2^(pageblock_order - PAGEBLOCK_ORDER) of them)."""
     # (inlined functions must not rebind their parameters: numba's inliner can leak the
     # new value into the caller's variable)
     newmt = mt
     if st.cfg[CFG_MOBILITY_DISABLED] != 0 and mt < MIGRATE_PCPTYPES:
         newmt = MT_UNMOVABLE
-    i = pfn >> PAGEBLOCK_ORDER
-    st.pb[i] = np.uint8((np.int64(st.pb[i]) & 0xF8) | newmt)
+    shift = st.cfg[CFG_PB_ORDER] - PAGEBLOCK_ORDER
+    first = (pfn >> st.cfg[CFG_PB_ORDER]) << shift
+    for i in range(first, first + (np.int64(1) << shift)):
+        st.pb[i] = np.uint8((np.int64(st.pb[i]) & 0xF8) | newmt)
 
 
 @njit(inline="always")
@@ -424,7 +447,7 @@ def __free_one_page(st, pfn, z, order, mt, fpi):
         buddy_pfn = pfn ^ (1 << order)
         if not page_is_buddy(st, z, buddy_pfn, order):
             break
-        if order >= PAGEBLOCK_ORDER:
+        if order >= pageblock_order(st):
             buddy_mt = get_pfnblock_migratetype(st, buddy_pfn)
             if mt != buddy_mt and (not migratetype_is_mergeable(mt) or not migratetype_is_mergeable(buddy_mt)):
                 break
@@ -446,8 +469,8 @@ def __free_one_page(st, pfn, z, order, mt, fpi):
 def split_large_buddy(st, z, pfn, order, fpi):
     """Free a block pageblock by pageblock, each with its own migratetype."""
     end = pfn + (1 << order)
-    if order > PAGEBLOCK_ORDER:
-        order = PAGEBLOCK_ORDER
+    if order > pageblock_order(st):
+        order = pageblock_order(st)
     while True:
         mt = get_pfnblock_migratetype(st, pfn)
         __free_one_page(st, pfn, z, order, mt, fpi)
@@ -487,16 +510,25 @@ def page_del_and_expand(st, z, pfn, low, high, mt):
 
 
 @njit
-def __rmqueue_smallest(st, z, order, mt, cpu):
+def find_rmqueue_smallest(st, z, order, mt):
+    """__rmqueue_smallest()'s choice, read-only: (pfn, current_order) of the block it takes
+    (the head of the smallest non-empty free list of type mt from order up), or (-1, -1)."""
     for current_order in range(order, NR_PAGE_ORDERS):
         pfn = get_page_from_free_area(st, z, current_order, mt)
-        if pfn < 0:
-            continue
-        page_del_and_expand(st, z, pfn, order, current_order, mt)
-        trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
-                    1 if (pcp_allowed_order(order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
-        return pfn
-    return -1
+        if pfn >= 0:
+            return pfn, np.int64(current_order)
+    return np.int64(-1), np.int64(-1)
+
+
+@njit
+def __rmqueue_smallest(st, z, order, mt, cpu):
+    pfn, current_order = find_rmqueue_smallest(st, z, order, mt)
+    if pfn < 0:
+        return -1
+    page_del_and_expand(st, z, pfn, order, current_order, mt)
+    trace_event(st, EV_ALLOC_ZONE_LOCKED, cpu, pfn, order, mt,
+                1 if (pcp_allowed_order(st, order) and mt < MIGRATE_PCPTYPES) else 0, 0, 0)
+    return pfn
 
 
 @njit(inline="always")
@@ -511,9 +543,9 @@ def fallback_mt(mt, i):
 
 @njit
 def should_try_claim_block(st, order, start_mt):
-    if order >= PAGEBLOCK_ORDER:
+    if order >= pageblock_order(st):
         return True
-    if order >= PAGEBLOCK_ORDER // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
+    if order >= pageblock_order(st) // 2 or start_mt == MT_RECLAIMABLE or start_mt == MT_UNMOVABLE \
             or st.cfg[CFG_MOBILITY_DISABLED] != 0:
         return True
     return False
@@ -536,7 +568,7 @@ def find_suitable_fallback(st, z, order, mt, claimable):
 
 @njit
 def __move_freepages_block(st, z, start_pfn, old_mt, new_mt):
-    end_pfn = start_pfn + PAGEBLOCK_NR_PAGES
+    end_pfn = start_pfn + pageblock_nr_pages(st)
     pfn = start_pfn
     pages_moved = 0
     while pfn < end_pfn:
@@ -554,8 +586,8 @@ def __move_freepages_block(st, z, start_pfn, old_mt, new_mt):
 @njit
 def prep_move_freepages_block(st, z, pfn):
     """(pageblock start or -1, free pages, movable pages) of pfn's pageblock."""
-    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
-    end = start + PAGEBLOCK_NR_PAGES
+    start = pfn & ~(pageblock_nr_pages(st) - 1)
+    end = start + pageblock_nr_pages(st)
     if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, end - 1):
         return -1, 0, 0
     free_pages = 0
@@ -581,17 +613,17 @@ def prep_move_freepages_block(st, z, pfn):
 
 @njit
 def move_freepages_block(st, z, pfn, old_mt, new_mt):
-    start = pfn & ~(PAGEBLOCK_NR_PAGES - 1)
-    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, start + PAGEBLOCK_NR_PAGES - 1):
+    start = pfn & ~(pageblock_nr_pages(st) - 1)
+    if not zone_spans_pfn(st, z, start) or not zone_spans_pfn(st, z, start + pageblock_nr_pages(st) - 1):
         return -1
     return __move_freepages_block(st, z, start, old_mt, new_mt)
 
 
 @njit
 def change_pageblock_range(st, pfn, start_order, mt):
-    nr = 1 << (start_order - PAGEBLOCK_ORDER)
+    nr = 1 << (start_order - pageblock_order(st))
     for i in range(nr):
-        set_pageblock_migratetype(st, pfn + i * PAGEBLOCK_NR_PAGES, mt)
+        set_pageblock_migratetype(st, pfn + i * pageblock_nr_pages(st), mt)
 
 
 @njit
@@ -599,21 +631,41 @@ def boost_watermark(st, z):
     factor = st.cfg[CFG_BOOST_FACTOR]
     if factor == 0:
         return False
-    if PAGEBLOCK_NR_PAGES * 4 > st.z_managed[z]:
+    if pageblock_nr_pages(st) * 4 > st.z_managed[z]:
         return False
     max_boost = st.wmark[z, 2] * factor // 10000
     if max_boost == 0:
         return False
-    max_boost = max(PAGEBLOCK_NR_PAGES, max_boost)
-    st.boost[z] = min(st.boost[z] + PAGEBLOCK_NR_PAGES, max_boost)
+    max_boost = max(pageblock_nr_pages(st), max_boost)
+    st.boost[z] = min(st.boost[z] + pageblock_nr_pages(st), max_boost)
     st.stats[ST_BOOST] += 1
     return True
+
+
+#: claim_block_start(): a block of pageblock_order or more is claimed whole
+CLAIM_WHOLE = -2
+
+
+@njit
+def claim_block_start(st, z, pfn, current_order, start_type, block_type):
+    """try_to_claim_block()'s decision, read-only: CLAIM_WHOLE (current_order >=
+    pageblock_order), the start pfn of the pageblock it claims (half of it free or of a
+    compatible type), or -1 (the block is not claimed)."""
+    if current_order >= pageblock_order(st):
+        return np.int64(CLAIM_WHOLE)
+    start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
+    if start_pfn < 0:
+        return np.int64(-1)
+    if claim_block_ok(st, free_pages, movable_pages, start_type, block_type):
+        return np.int64(start_pfn)
+    return np.int64(-1)
 
 
 @njit
 def boost_on_fallback(st, z, alloc_flags):
     """try_to_claim_block()'s watermark boost: a fallback boosts the zone's watermarks; with
-    ALLOC_KSWAPD the zone is flagged so that kswapd (instant in the model) consumes the boost."""
+    ALLOC_KSWAPD the zone is flagged, and kswapd takes the boost back when its run ends
+    (wakeup_kswapd, kswapd_balance)."""
     if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
         st.z_flags[z] |= ZONE_BOOSTED_WATERMARK
 
@@ -625,35 +677,33 @@ def claim_block_ok(st, free_pages, movable_pages, start_type, block_type):
     if start_type == MT_MOVABLE:
         alike_pages = movable_pages
     elif block_type == MT_MOVABLE:
-        alike_pages = PAGEBLOCK_NR_PAGES - (free_pages + movable_pages)
+        alike_pages = pageblock_nr_pages(st) - (free_pages + movable_pages)
     else:
         alike_pages = 0
-    return free_pages + alike_pages >= (1 << (PAGEBLOCK_ORDER - 1)) or st.cfg[CFG_MOBILITY_DISABLED] != 0
+    return free_pages + alike_pages >= (pageblock_nr_pages(st) >> 1) or st.cfg[CFG_MOBILITY_DISABLED] != 0
 
 
 @njit
 def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type, alloc_flags, cpu):
-    if current_order >= PAGEBLOCK_ORDER:
+    if current_order >= pageblock_order(st):
         del_page_from_free_list(st, pfn, z, current_order, block_type)
         change_pageblock_range(st, pfn, current_order, start_type)
         nr_added = expand(st, z, pfn, order, current_order, start_type)
         account_freepages(st, z, nr_added, start_type)
         return pfn
     boost_on_fallback(st, z, alloc_flags)
-    start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
+    start_pfn = claim_block_start(st, z, pfn, current_order, start_type, block_type)
     if start_pfn < 0:
         return -1
-    if claim_block_ok(st, free_pages, movable_pages, start_type, block_type):
-        __move_freepages_block(st, z, start_pfn, block_type, start_type)
-        return __rmqueue_smallest(st, z, order, start_type, cpu)
-    return -1
+    __move_freepages_block(st, z, start_pfn, block_type, start_type)
+    return __rmqueue_smallest(st, z, order, start_type, cpu)
 
 
 @njit
 def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
     min_order = order
-    if order < PAGEBLOCK_ORDER and (alloc_flags & ALLOC_NOFRAGMENT):
-        min_order = PAGEBLOCK_ORDER
+    if order < pageblock_order(st) and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = pageblock_order(st)
     current_order = MAX_PAGE_ORDER
     while current_order >= min_order:
         fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
@@ -673,23 +723,32 @@ def __rmqueue_claim(st, z, order, start_mt, alloc_flags, cpu):
 
 
 @njit
-def __rmqueue_steal(st, z, order, start_mt, cpu):
+def find_rmqueue_steal(st, z, order, start_mt):
+    """__rmqueue_steal()'s choice, read-only: (pfn, current_order, fallback_mt) of the
+    block it would take, or (-1, -1, -1)."""
     for current_order in range(order, NR_PAGE_ORDERS):
         fmt = find_suitable_fallback(st, z, current_order, start_mt, False)
         if fmt < 0:
             continue
-        pfn = get_page_from_free_area(st, z, current_order, fmt)
-        page_del_and_expand(st, z, pfn, order, current_order, fmt)
-        st.stats[ST_STEAL] += 1
-        extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
-        return pfn
-    return -1
+        return get_page_from_free_area(st, z, current_order, fmt), np.int64(current_order), np.int64(fmt)
+    return np.int64(-1), np.int64(-1), np.int64(-1)
+
+
+@njit
+def __rmqueue_steal(st, z, order, start_mt, cpu):
+    pfn, current_order, fmt = find_rmqueue_steal(st, z, order, start_mt)
+    if pfn < 0:
+        return -1
+    page_del_and_expand(st, z, pfn, order, current_order, fmt)
+    st.stats[ST_STEAL] += 1
+    extfrag_event(st, pfn, order, current_order, start_mt, fmt, cpu)
+    return pfn
 
 
 @njit
 def extfrag_event(st, pfn, order, fallback_order, alloc_mt, fallback_mt_, cpu):
     st.stats[ST_EXTFRAG] += 1
-    if fallback_order < PAGEBLOCK_ORDER:
+    if fallback_order < pageblock_order(st):
         st.stats[ST_EXTFRAG_FRAGMENTING] += 1
     change_ownership = 1 if get_pfnblock_migratetype(st, pfn) == alloc_mt else 0
     trace_event(st, EV_EXTFRAG, cpu, pfn, order, alloc_mt, fallback_order, fallback_mt_, change_ownership)
@@ -730,6 +789,115 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
             if pfn >= 0:
                 return pfn, RMQUEUE_STEAL
     return -1, mode
+
+
+# ------------------------------------------------------------------ read-only choices ("peek")
+# What __rmqueue() and rmqueue_buddy() would take from the current state, without taking it:
+# built from the same helpers as the real paths (find_rmqueue_smallest, find_suitable_fallback,
+# claim_block_start, find_rmqueue_steal), so a shadow replay asks the model's own code.  They
+# belong to the buddy layer's zone defaults (BUDDY_DEFAULTS: pool_rmqueue = __rmqueue): they are
+# a design's decisions only when it runs them (memdesc.sim.shadow.runs_core_buddy checks that).
+
+#: kinds of rmqueue_peek() answers: where the block would come from
+PEEK_NONE, PEEK_NORMAL, PEEK_CMA, PEEK_CLAIM, PEEK_STEAL, PEEK_HIGHATOMIC = range(6)
+
+
+@njit
+def claimed_block_pick(st, z, start_pfn, order, start_type):
+    """The block __rmqueue_smallest(order, start_type) returns right after try_to_claim_block()
+    moved the pageblock at start_pfn to start_type: __move_freepages_block() appended the
+    pageblock's free blocks, in pfn order, to the tails of the start_type lists, so for the
+    smallest order >= order with a block, the head of that list if it had one before, else the
+    lowest-pfn block of that order in the pageblock.  (After a failed normal mode the lists
+    were empty, so it is the pageblock's own block.)  Returns (pfn, order) or (-1, -1)."""
+    end = start_pfn + pageblock_nr_pages(st)
+    for k in range(order, NR_PAGE_ORDERS):
+        head = get_page_from_free_area(st, z, k, start_type)
+        if head >= 0:
+            return np.int64(head), np.int64(k)
+        p = start_pfn
+        while p < end:
+            if is_buddy(st, p):
+                kp = np.int64(buddy_order(st, p))
+                if kp == k:
+                    return np.int64(p), np.int64(k)
+                p += np.int64(1) << kp
+            else:
+                p += 1
+    return np.int64(-1), np.int64(-1)
+
+
+@njit
+def rmqueue_claim_peek(st, z, order, start_mt, alloc_flags):
+    """__rmqueue_claim()'s outcome, read-only (its boost_watermark() side effect left out):
+    (pfn returned, fallback order, fallback migratetype), or (-1, -1, -1)."""
+    min_order = order
+    if order < pageblock_order(st) and (alloc_flags & ALLOC_NOFRAGMENT):
+        min_order = pageblock_order(st)
+    current_order = MAX_PAGE_ORDER
+    while current_order >= min_order:
+        fmt = find_suitable_fallback(st, z, current_order, start_mt, True)
+        if fmt == -1:
+            current_order -= 1
+            continue
+        if fmt == -2:
+            break
+        pfn = get_page_from_free_area(st, z, current_order, fmt)
+        start = claim_block_start(st, z, pfn, current_order, start_mt, fmt)
+        if start == CLAIM_WHOLE:
+            return np.int64(pfn), np.int64(current_order), np.int64(fmt)
+        if start >= 0:
+            q, _k = claimed_block_pick(st, z, start, order, start_mt)
+            return q, np.int64(current_order), np.int64(fmt)
+        current_order -= 1
+    return np.int64(-1), np.int64(-1), np.int64(-1)
+
+
+@njit
+def rmqueue_peek(st, z, order, mt, alloc_flags, mode):
+    """__rmqueue()'s choice, read-only: (pfn, kind, current order, migratetype of the list it
+    comes from); kind is one of the PEEK_* values (PEEK_NONE: it would fail)."""
+    if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and st.z_free_cma[z] > st.z_free[z] // 2:
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_CMA)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_CMA), co, np.int64(MT_CMA)
+    m = mode
+    if m == RMQUEUE_NORMAL:
+        pfn, co = find_rmqueue_smallest(st, z, order, mt)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_NORMAL), co, np.int64(mt)
+        m = RMQUEUE_CMA
+    if m == RMQUEUE_CMA:
+        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA):
+            pfn, co = find_rmqueue_smallest(st, z, order, MT_CMA)
+            if pfn >= 0:
+                return pfn, np.int64(PEEK_CMA), co, np.int64(MT_CMA)
+        m = RMQUEUE_CLAIM
+    if m == RMQUEUE_CLAIM:
+        pfn, co, fmt = rmqueue_claim_peek(st, z, order, mt, alloc_flags)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_CLAIM), co, fmt
+        m = RMQUEUE_STEAL
+    if m == RMQUEUE_STEAL and not (alloc_flags & ALLOC_NOFRAGMENT):
+        pfn, co, fmt = find_rmqueue_steal(st, z, order, mt)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_STEAL), co, fmt
+    return np.int64(-1), np.int64(PEEK_NONE), np.int64(-1), np.int64(-1)
+
+
+@njit
+def rmqueue_buddy_peek(st, z, order, alloc_flags, mt):
+    """rmqueue_buddy()'s choice, read-only (see rmqueue_peek())."""
+    if alloc_flags & ALLOC_HIGHATOMIC:
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_HIGHATOMIC)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_HIGHATOMIC), co, np.int64(MT_HIGHATOMIC)
+    pfn, kind, co, fmt = rmqueue_peek(st, z, order, mt, alloc_flags, RMQUEUE_NORMAL)
+    if pfn < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
+        pfn, co = find_rmqueue_smallest(st, z, order, MT_HIGHATOMIC)
+        if pfn >= 0:
+            return pfn, np.int64(PEEK_HIGHATOMIC), co, np.int64(MT_HIGHATOMIC)
+    return pfn, kind, co, fmt
 
 
 # ------------------------------------------------------------------ per-cpu lists
@@ -824,14 +992,13 @@ def nr_pcp_high(st, pcp, z, batch, free_high):
 
 
 @njit
-def free_unref_page_commit(st, z, cpu, pfn, mt, order):
-    pcp = st.pcp[cpu, z]
+def pcp_free_commit_count(st, pcp, z, order):
+    """The per_cpu_pages bookkeeping of free_frozen_page_commit() for a block of ``order``
+    whose pages ``pcp[PCP_COUNT]`` already includes: alloc_factor, the free_high test,
+    PCPF_PREV_FREE_HIGH_ORDER, free_count and nr_pcp_high().  Returns how many pages the
+    commit drains (nr_pcp_free(), 0 if count stays below high).  Works on any pcp row, so a
+    shadow replay can run it on copies."""
     pcp[PCP_ALLOC_FACTOR] >>= 1
-    pindex = order_to_pindex(mt, order)
-    pcp_add(st, cpu, z, pindex, pfn, False)
-    st.owner[pfn] = OWNER_PCP
-    pcp[PCP_COUNT] += 1 << order
-    st.stats[ST_PCP_FREE] += 1
     batch = pcp[PCP_BATCH]
     free_high = False
     if order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER:
@@ -845,7 +1012,21 @@ def free_unref_page_commit(st, z, cpu, pfn, mt, order):
         pcp[PCP_FREE_COUNT] += 1 << order
     high = nr_pcp_high(st, pcp, z, batch, free_high)
     if pcp[PCP_COUNT] >= high:
-        free_pcppages_bulk(st, z, nr_pcp_free(pcp, batch, high, free_high), cpu, pindex)
+        return nr_pcp_free(pcp, batch, high, free_high)
+    return -1
+
+
+@njit
+def free_unref_page_commit(st, z, cpu, pfn, mt, order):
+    pcp = st.pcp[cpu, z]
+    pindex = order_to_pindex(mt, order)
+    pcp_add(st, cpu, z, pindex, pfn, False)
+    st.owner[pfn] = OWNER_PCP
+    pcp[PCP_COUNT] += 1 << order
+    st.stats[ST_PCP_FREE] += 1
+    to_free = pcp_free_commit_count(st, pcp, z, order)
+    if to_free >= 0:
+        free_pcppages_bulk(st, z, to_free, cpu, pindex)
         if (st.z_flags[z] & ZONE_BELOW_HIGH) and zone_watermark_ok(st, z, 0, high_wmark_pages(st, z),
                                                                     st.cfg[CFG_MOVABLE_IDX], 0):
             st.z_flags[z] &= ~ZONE_BELOW_HIGH
@@ -943,17 +1124,34 @@ def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu):
 @njit
 def rmqueue(st, z, order, alloc_flags, mt, cpu):
     pfn = -1
-    if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(order):
+    if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(st, order):
         pfn = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
         if pfn == E_META:
             return pfn
     if pfn < 0:
         pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
     if (alloc_flags & ALLOC_KSWAPD) and (st.z_flags[z] & ZONE_BOOSTED_WATERMARK):
-        # wakeup_kswapd(): the model's kswapd balances at once and consumes the boost
-        st.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
-        st.boost[z] = 0
+        wakeup_kswapd(st, z)
     return pfn
+
+
+@njit
+def wakeup_kswapd(st, z):
+    """rmqueue() found ZONE_BOOSTED_WATERMARK: clear it and wake kswapd.  The boost stays until
+    kswapd's balance_pgdat() ends and takes it back (kswapd_balance(), run by the modelled clock)."""
+    st.z_flags[z] &= ~ZONE_BOOSTED_WATERMARK
+    st.z_flags[z] |= ZONE_KSWAPD_WOKEN
+
+
+@njit
+def kswapd_balance(st):
+    """The end of kswapd's balance_pgdat() after a wakeup: ``zone->watermark_boost -=
+    zone_boosts[i]`` takes each woken zone's boost back (the boost reclaim kswapd does before
+    is not modelled)."""
+    for z in range(st.z_start.shape[0]):
+        if st.z_flags[z] & ZONE_KSWAPD_WOKEN:
+            st.boost[z] = 0
+            st.z_flags[z] &= ~ZONE_KSWAPD_WOKEN
 
 
 # ------------------------------------------------------------------ watermarks
@@ -1038,18 +1236,19 @@ def zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
 
 @njit
 def reserve_highatomic_pageblock(st, pfn, order, z):
-    if st.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
+    pb_nr = pageblock_nr_pages(st)
+    if st.z_managed[z] // 100 < pb_nr:
         return
-    max_managed = ((st.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
+    max_managed = ((st.z_managed[z] // 100 + pb_nr - 1) // pb_nr) * pb_nr
     if st.z_reserved_highatomic[z] >= max_managed:
         return
     mt = get_pfnblock_migratetype(st, pfn)
     if not migratetype_is_mergeable(mt):
         return
-    if order < PAGEBLOCK_ORDER:
+    if order < pageblock_order(st):
         if pool_move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
             return
-        st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
+        st.z_reserved_highatomic[z] += pb_nr
     else:
         if not pool_retype_block(st, z, pfn, order, mt, MT_HIGHATOMIC):
             return
@@ -1066,16 +1265,16 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
             break
         if st.z_idx[z] > highest_zoneidx:
             continue
-        if not force and st.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
+        if not force and st.z_reserved_highatomic[z] <= pageblock_nr_pages(st):
             continue
         for order in range(NR_PAGE_ORDERS):
             pfn = pool_first_free(st, z, order, MT_HIGHATOMIC)
             if pfn < 0:
                 continue
-            size = max(PAGEBLOCK_NR_PAGES, 1 << order)
+            size = max(pageblock_nr_pages(st), 1 << order)
             size = min(size, st.z_reserved_highatomic[z])
             st.z_reserved_highatomic[z] -= size
-            if order < PAGEBLOCK_ORDER:
+            if order < pageblock_order(st):
                 ret = pool_move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
             else:
                 ret = 1 if pool_retype_block(st, z, pfn, order, MT_HIGHATOMIC, mt) else -1
@@ -1101,6 +1300,24 @@ def prep_new_page(st, pfn, order, gfp, mt):
 
 
 @njit
+def zone_allows(st, z, order, alloc_flags, highest_zoneidx):
+    """get_page_from_freelist()'s watermark test of one zone: first against the high
+    watermark (setting ZONE_BELOW_HIGH when it fails, as the kernel does to shrink pcp->high),
+    then against the allocation's own watermark."""
+    if not (st.z_flags[z] & ZONE_BELOW_HIGH):
+        if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
+            return True
+        st.z_flags[z] |= ZONE_BELOW_HIGH
+    mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
+    if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
+        return True
+    if alloc_flags & ALLOC_NO_WATERMARKS:
+        return True
+    st.stats[ST_WMARK_FAIL] += 1
+    return False
+
+
+@njit
 def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
     """Walk the zonelist for a zone above its watermark and take pages from it; pfn, -1, or
     E_META (a metadata reservation failed: stop at once)."""
@@ -1122,21 +1339,7 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
                 # moving to a remote node: locality beats fragmentation avoidance
                 retry = True
                 break
-            ok = False
-            if not (st.z_flags[z] & ZONE_BELOW_HIGH):
-                if zone_watermark_fast(st, z, order, high_wmark_pages(st, z), highest_zoneidx, alloc_flags):
-                    ok = True
-                else:
-                    st.z_flags[z] |= ZONE_BELOW_HIGH
-            if not ok:
-                mark = wmark_pages(st, z, alloc_flags & ALLOC_WMARK_MASK)
-                if zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
-                    ok = True
-                elif alloc_flags & ALLOC_NO_WATERMARKS:
-                    ok = True
-                else:
-                    st.stats[ST_WMARK_FAIL] += 1
-            if not ok:
+            if not zone_allows(st, z, order, alloc_flags, highest_zoneidx):
                 continue
             pfn = rmqueue(st, z, order, alloc_flags, mt, cpu)
             if pfn == E_META:
@@ -1182,6 +1385,15 @@ def first_zone(st, node, highest_zoneidx):
     return -1
 
 
+@njit(inline="always")
+def gfp_migratetype(st, gfp):
+    """gfp_migratetype(): every request is MIGRATE_UNMOVABLE when page_group_by_mobility_disabled
+    (a machine too small for grouping by mobility), else the gfp's mobility bits."""
+    if st.cfg[CFG_MOBILITY_DISABLED] != 0:
+        return np.int64(MT_UNMOVABLE)
+    return np.int64(G.gfp_migratetype_nb(gfp))
+
+
 @njit
 def __alloc_pages(st, gfp, order, cpu):
     """__alloc_pages_noprof(): the fast path, then the (reclaim-less) slow path.
@@ -1191,7 +1403,7 @@ def __alloc_pages(st, gfp, order, cpu):
     """
     node = st.cpu_node[cpu]
     highest_zoneidx = st.gfp_zone_table[gfp & GFP_ZONEMASK]
-    mt = G.gfp_migratetype_nb(gfp)
+    mt = gfp_migratetype(st, gfp)
     if highest_zoneidx < 0 or mt == 3 or order < 0 or order > MAX_PAGE_ORDER:
         st.stats[ST_ALLOC_FAIL] += 1
         return -1
@@ -1282,7 +1494,7 @@ def __free_pages(st, pfn, order, cpu):
     st.stats[ST_FREE] += 1
     st.stats[ST_FREE_PAGES] += 1 << order
     st.zstats[z, ZS_PGFREE] += 1 << order
-    if not pcp_allowed_order(order) or st.cfg[CFG_PCP_ENABLED] == 0:
+    if not pcp_allowed_order(st, order) or st.cfg[CFG_PCP_ENABLED] == 0:
         free_one_page(st, z, pfn, order, FPI_NONE)
         return
     mt = get_pfnblock_migratetype(st, pfn)
@@ -1487,7 +1699,7 @@ def check_buddy_state(st):
                     b = p ^ (1 << order)
                     if page_is_buddy(st, z, b, order):
                         ok_to_merge = True
-                        if order >= PAGEBLOCK_ORDER:
+                        if order >= pageblock_order(st):
                             bmt = get_pfnblock_migratetype(st, b)
                             if mt != bmt and (not migratetype_is_mergeable(mt)
                                               or not migratetype_is_mergeable(bmt)):
@@ -1592,9 +1804,10 @@ VMSTAT_INTERVAL_NS = 1_000_000_000
 
 
 @njit
-def decay_pcp_high(st, z, cpu):
-    """decay_pcp_high(): shrink an idle pcp's high by 1/8 toward high_min and free the excess."""
-    pcp = st.pcp[cpu, z]
+def pcp_decay_high(pcp):
+    """decay_pcp_high()'s bookkeeping on one pcp row: high shrinks by 1/8 toward high_min
+    (at most by batch << CONFIG_PCP_BATCH_SCALE_MAX below count).  Returns (todo, pages to
+    drain)."""
     todo = 0
     high_min = pcp[PCP_HIGH_MIN]
     batch = pcp[PCP_BATCH]
@@ -1603,7 +1816,13 @@ def decay_pcp_high(st, z, cpu):
                             pcp[PCP_HIGH] - (pcp[PCP_HIGH] >> 3), high_min)
         if pcp[PCP_HIGH] > high_min:
             todo += 1
-    to_drain = pcp[PCP_COUNT] - pcp[PCP_HIGH]
+    return todo, pcp[PCP_COUNT] - pcp[PCP_HIGH]
+
+
+@njit
+def decay_pcp_high(st, z, cpu):
+    """decay_pcp_high(): shrink an idle pcp's high by 1/8 toward high_min and free the excess."""
+    todo, to_drain = pcp_decay_high(st.pcp[cpu, z])
     if to_drain > 0:
         pcp_free_bulk(st, z, to_drain, cpu, 0)
         todo += 1
@@ -1612,7 +1831,8 @@ def decay_pcp_high(st, z, cpu):
 
 @njit
 def vmstat_update(st):
-    """refresh_cpu_vm_stats(do_pagesets=true) on every CPU: decay every populated zone's pcp."""
+    """refresh_cpu_vm_stats(do_pagesets=true) on every CPU: decay every populated zone's pcp.
+    (Periodic work: the callers also run kswapd_balance() at each tick.)"""
     for cpu in range(st.cpu_node.shape[0]):
         for z in range(st.z_start.shape[0]):
             if st.z_managed[z] > 0:
@@ -1688,17 +1908,65 @@ def buddy_halve(cur, co, pfn):
 
 
 @njit
-def split_page(st, head, horder, pfn, order):
+def split_page_gfp(st, head, horder, pfn, order, gfp):
     """split_page() on struct page: the allocation [head, 2^horder) becomes allocations of
-    decreasing order (buddy halves), [pfn, 2^order) one of them (the caller keeps owner)."""
+    decreasing order (buddy halves, with gfp's compound state), [pfn, 2^order) one of them
+    (page_owner is the caller's: split_owner)."""
     mark_freed(st, head, horder)
     cur = head
     co = horder
     while co > order:
         co -= 1
         other, cur = buddy_halve(cur, co, pfn)
-        mark_allocated(st, other, co, 0)
-    mark_allocated(st, cur, order, 0)
+        mark_allocated(st, other, co, gfp)
+    mark_allocated(st, cur, order, gfp)
+    return True
+
+
+@njit
+def split_page(st, head, horder, pfn, order):
+    """pa_split on struct page (exact placement): split_page_gfp() with no gfp."""
+    return split_page_gfp(st, head, horder, pfn, order, 0)
+
+
+@njit
+def split_owner(st, head, horder, pfn, order, mt):
+    """The page_owner entries of a split allocation's pieces: every buddy half of
+    [head, 2^horder) down to [pfn, 2^order) an allocation head keeping migratetype mt."""
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        st.owner[other] = owner_encode(co, mt)
+    st.owner[cur] = owner_encode(order, mt)
+
+
+@njit
+def split_allocation(st, head, horder, pfn, order):
+    """Split the allocation [head, 2^horder) so [pfn, 2^order) is one of its own, with the
+    design's ``pa_split`` and the pieces' page_owner entries; False, nothing changed, if the
+    design cannot (split_page() / the tail loop of __free_pages())."""
+    mt = owner_mt(st.owner[head])
+    if not pa_split(st, head, horder, pfn, order):
+        return False
+    split_owner(st, head, horder, pfn, order, mt)
+    return True
+
+
+@njit
+def buddy_split_alloc(st, head, horder, pfn, order, gfp):
+    """pa_split_alloc on struct page (split_page() of a typed allocation): buddy halves with
+    gfp's compound state, each keeping the allocation's migratetype in page_owner."""
+    mt = owner_mt(st.owner[head])
+    split_page_gfp(st, head, horder, pfn, order, gfp)
+    split_owner(st, head, horder, pfn, order, mt)
+    return True
+
+
+@njit
+def buddy_split_prepare(st, pieces):
+    """A buddy design splits an allocation by rewriting struct pages: it needs nothing."""
     return True
 
 
@@ -1722,7 +1990,7 @@ GENERIC_DEFAULTS = {
 }
 
 #: the zone layer and exact placement on the buddy layer: what a design registering list_* and
-#: PageBuddy state gets (dispatch "zone" and "exact" layers)
+#: PageBuddy state gets (dispatch "zone" and "exact" layers, and the typed layer's split)
 BUDDY_DEFAULTS = {
     "pool_prepare": buddy_pool_prepare,
     "pool_rmqueue": __rmqueue,
@@ -1742,4 +2010,6 @@ BUDDY_DEFAULTS = {
     "pa_pcp_link": buddy_pcp_add,
     "pa_pcp_unlink": buddy_pcp_unlink,
     "pa_online_range": buddy_online_range,
+    "pa_split_alloc": buddy_split_alloc,
+    "pa_split_prepare": buddy_split_prepare,
 }

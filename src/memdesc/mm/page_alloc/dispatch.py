@@ -21,7 +21,10 @@ come in layers, from the workload's view down to a buddy allocator's list links:
   doubly linked lists through its 8-word struct page, ``radix`` keeps each list as a
   deque in an XArray, and results differ by the free-list structure alone;
 * **exact placement** (``EXACT_PRIMITIVES``): what exact trace replay needs to put a real
-  kernel's placement on a design.
+  kernel's placement on a design;
+* **typed memory** (``TYPED_PRIMITIVES``: ``pa_set_memdesc``, ``pa_clear_memdesc``,
+  ``pa_page_memdesc``, ``pa_split_alloc``, ``pa_split_prepare``): what the descriptor layer
+  (slab, folios) asks of the design's per-page words; every design has them.
 
 The contract -- which primitives a design must register, which come by default, and the
 declared attributes that go with them -- is :mod:`memdesc.mm.page_alloc.base`'s.
@@ -45,7 +48,7 @@ _REGISTRY: dict[type, dict[str, object]] = {}
 
 #: every primitive: name -> its doc (the call and what it does)
 PRIMITIVES: dict[str, str] = {}
-#: primitive name -> its layer ("interface", "zone", "buddy", "exact", "optional")
+#: primitive name -> its layer ("interface", "zone", "buddy", "exact", "optional", "typed")
 LAYER: dict[str, str] = {}
 
 
@@ -111,6 +114,12 @@ def register(state_cls: type, impls: dict[str, object], design: str = "") -> Non
     table["__design__"] = design or state_cls.__name__
     _REGISTRY[state_cls] = table
     _REGISTRY[state_cls._numba_type_class] = table
+
+
+def impl(state_type: type, name: str):
+    """The implementation of primitive ``name`` the design whose state class is ``state_type``
+    runs (registered or by default), or None."""
+    return _REGISTRY.get(state_type, {}).get(name)
 
 
 def has(state_type: type, *names: str) -> bool:
@@ -230,12 +239,42 @@ pa_online_range = primitive("pa_online_range", "pa_online_range(st, start, end) 
                             "that were not there (unaccepted, offline) join the pool free (__free_pages_core, "
                             "accept_page).", "exact")
 
+
+# ----------------------------------------------------------------- typed memory (memory descriptors)
+# What the descriptor layer (memdesc.mm.slab for slab pages, memdesc.mm.folio for folios and every
+# other typed allocation) needs from a design: how the design's per-page words say "these pages are
+# memory of type T described by descriptor D", and how an allocation is split in place.  Every
+# design has them: a design registers pa_set_memdesc/pa_clear_memdesc/pa_page_memdesc (the
+# implementations of the three designs are in memdesc.mm.page_alloc.typed); a list buddy gets
+# pa_split_alloc/pa_split_prepare from core.BUDDY_DEFAULTS.
+
+pa_set_memdesc = primitive("pa_set_memdesc", "pa_set_memdesc(st, pfn, order, mdtype, desc) -> cookie: the "
+                           "allocation [pfn, 2^order) becomes typed memory of memdesc type mdtype described by "
+                           "the descriptor at physical address desc (-1: none, the design overlays it on struct "
+                           "page or the type needs none); writes the design's per-page words and returns what "
+                           "pa_clear_memdesc will need (>= 0).", "typed")
+pa_clear_memdesc = primitive("pa_clear_memdesc", "pa_clear_memdesc(st, pfn, order, cookie): undo pa_set_memdesc "
+                             "before the allocation is freed or split (never allocates).", "typed")
+pa_page_memdesc = primitive("pa_page_memdesc", "pa_page_memdesc(st, pfn) -> (mdtype, desc): what a pfn walker "
+                            "reads from the design's words of page pfn: the memdesc type (-1: untyped) and the "
+                            "descriptor address (-1: none or overlaid).", "typed")
+pa_split_alloc = primitive("pa_split_alloc", "pa_split_alloc(st, head, horder, pfn, order, gfp) -> True, or False "
+                           "(nothing changed) if the design cannot: split_page(): the allocation [head, 2^horder) "
+                           "becomes allocations of decreasing order (buddy halves, __GFP_COMP ones if gfp has it), "
+                           "[pfn, 2^order) one of them; page_owner entries included.", "typed")
+pa_split_prepare = primitive("pa_split_prepare", "pa_split_prepare(st, pieces) -> True, or False if the design "
+                             "cannot have what splitting allocations into ``pieces`` more allocations needs (vmem: "
+                             "one struct buddy each, reserved with fault injection): after True, the pa_split_alloc "
+                             "calls of that split do not fail.", "typed")
+
 #: the layers, by name
 INTERFACE = layer("interface")
 ZONE_PRIMITIVES = layer("zone")
 OPTIONAL = layer("optional")
+#: the typed-memory primitives (every design has all of them)
+TYPED_PRIMITIVES = layer("typed")
 BUDDY_PRIMITIVES = layer("buddy")
 #: the exact-placement primitives (exact replay needs all of them; pa_free_extent is a zone primitive)
 EXACT_PRIMITIVES = ("pa_free_extent", *layer("exact"))
 #: what every design must end up with (registered or by default)
-REQUIRED = (*INTERFACE, *ZONE_PRIMITIVES, *OPTIONAL)
+REQUIRED = (*INTERFACE, *ZONE_PRIMITIVES, *OPTIONAL, *TYPED_PRIMITIVES)

@@ -12,7 +12,7 @@ Reserved pages and holes carry PG_reserved.
 
 Counted metadata: the memmap (64 bytes per pfn of the memmap's span), the list heads of
 ``free_area`` (16 bytes per list + 8 bytes of nr_free per order) and of the per-CPU
-lists (16 bytes per list), and the pageblock bitmap (4 bits per pageblock).  The
+lists (16 bytes per list), and the pageblock bitmap (8 bits per pageblock, 6.16+).  The
 algorithms are those of :mod:`memdesc.mm.page_alloc.core`; this module supplies only
 the list and page-state primitives and the list integrity check.
 """
@@ -38,7 +38,8 @@ from memdesc.mm.memmap import (
     PG_head,
     PG_reserved,
 )
-from memdesc.mm.page_alloc import core
+from memdesc.mm.mmzone import nr_pcp_lists
+from memdesc.mm.page_alloc import core, typed
 from memdesc.mm.page_alloc.base import BuddyDesign, register_design
 
 U32 = np.uint64(0xFFFFFFFF)
@@ -255,7 +256,7 @@ class LinuxDesign(BuddyDesign):
     def freelist_bytes(self) -> int:
         nz = len(self.layout.zones)
         buddy = nz * (core.NR_PAGE_ORDERS * (core.MIGRATE_TYPES * 16 + 8))
-        pcp = self.layout.nr_cpus * nz * core.NR_PCP_LISTS * 16
+        pcp = self.layout.nr_cpus * nz * nr_pcp_lists(bool(self.state.cfg[core.CFG_PCP_THP])) * 16
         return buddy + pcp
 
     def design_check(self) -> str | None:
@@ -266,6 +267,7 @@ class LinuxDesign(BuddyDesign):
 
 
 register_design(LinuxDesign, {
+    **typed.LINUX,
     "pa_alloc": core.__alloc_pages,
     "pa_free": core.free_pages_checked,
     "pa_take": core.take_page_off_buddy,

@@ -340,4 +340,10 @@ register_design(LLFreeDesign, {
     "pa_pcp_link": lz.ll_pcp_add,
     "pa_pcp_unlink": lz.ll_pcp_unlink,
     "pa_online_range": lz.ll_online_range,
+    # typed memory (folio, slab): the head word holds the memdesc; splits rewrite words only
+    "pa_set_memdesc": lz.ll_set_memdesc,
+    "pa_clear_memdesc": lz.ll_clear_memdesc,
+    "pa_page_memdesc": lz.ll_page_memdesc,
+    "pa_split_alloc": core.buddy_split_alloc,
+    "pa_split_prepare": core.buddy_split_prepare,
 })

@@ -608,8 +608,3 @@ def ll_page_memdesc(st, pfn):
     d = (w >> 8) & DESC_MASK
     return (w >> 4) & 0xF, ((d - 1) << 3) if d > 0 else np.int64(-1)
 
-
-@njit
-def ll_split_prepare(st, pieces):
-    """A split rewrites page words only: nothing to reserve."""
-    return True

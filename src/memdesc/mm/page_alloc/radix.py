@@ -114,7 +114,7 @@ from memdesc.mm.mmzone import (
     NR_PCP_LISTS,
     PAGE_SIZE,
 )
-from memdesc.mm.page_alloc import core
+from memdesc.mm.page_alloc import core, typed
 from memdesc.mm.page_alloc.base import BuddyDesign, register_design
 from memdesc.mm.page_alloc.radix_struct import field_getter
 from memdesc.mm.page_alloc.radix_xa import (
@@ -920,7 +920,10 @@ def alloc_preload(st):
 def free_bound(st, z, pfn, order, cpu):
     """The most nodes one free of [pfn, 2^order) on cpu can need now (theory)."""
     mt = np.int64(_pb(st)[pfn >> core.PAGEBLOCK_ORDER] & core.PB_MIGRATETYPE_MASK)
-    if _cfg(st)[core.CFG_PCP_ENABLED] != 0 and core.pcp_allowed_order(order) and mt != core.MT_ISOLATE:
+    cfg = _cfg(st)
+    pcp_order = order <= core.PAGE_ALLOC_COSTLY_ORDER or (cfg[core.CFG_PCP_THP] != 0
+                                                          and order == core.HPAGE_PMD_ORDER)
+    if cfg[core.CFG_PCP_ENABLED] != 0 and pcp_order and mt != core.MT_ISOLATE:
         pcp = _pcp(st)
         after = pcp[cpu, z, core.PCP_COUNT] + (1 << order)
         high_min = pcp[cpu, z, core.PCP_HIGH_MIN]
@@ -930,7 +933,7 @@ def free_bound(st, z, pfn, order, cpu):
             m = 1 + after  # the free may drain the whole list to the buddy lists
         ends = min(m, 1 + 2 * NR_PAGE_ORDERS * MIGRATE_TYPES)
     else:
-        m = 2 if order > core.PAGEBLOCK_ORDER else 1
+        m = 2 if order > cfg[core.CFG_PB_ORDER] else 1
         ends = m
     h = levels(_rx(st)[RX_MAX_END] + m)
     return (m + 62) // 63 + 2 * h * ends
@@ -1348,6 +1351,8 @@ class RadixDesign(BuddyDesign):
     node_policy = "consume"
     #: the option a bare design spec value sets: ``"radix:reserve"`` (see memdesc.mm.page_alloc)
     spec_key = "radix_nodes"
+    #: every value of the main option: ``memdesc compare`` runs one variant per value
+    spec_values = tuple(POLICIES)
     options = {"radix_nodes": tuple(POLICIES)}
 
     @classmethod
@@ -1513,6 +1518,7 @@ class RadixDesign(BuddyDesign):
 
 
 register_design(RadixDesign, {
+    **typed.RADIX,
     "pa_alloc": radix_pa_alloc,
     "pa_free": radix_pa_free,
     "pa_take": radix_pa_take,

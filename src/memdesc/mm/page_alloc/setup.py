@@ -17,7 +17,13 @@ high_min and high_max all come out identical):
   DMA 256, DMA32 256, Normal 32, HighMem/Movable 0;
 * ``batch = rounddown_pow_of_two(b + b / 2) - 1`` with ``b = min(managed >> 10, 256) / 4``;
   ``high_min = max(low_wmark / cpus_of_node, 4 * batch)``,
-  ``high_max = max(managed / 8 / cpus_of_node, 4 * batch)``.
+  ``high_max = max(managed / 8 / cpus_of_node, 4 * batch)``; with
+  ``percpu_pagelist_high_fraction`` N (``AllocConfig``, 0 by default) both are
+  ``max(managed / N / cpus_of_node, 4 * batch)`` and auto-tuning has no room;
+* ``pageblock_order`` and whether the per-CPU THP lists exist come from the layout
+  (``MachineLayout.pageblock_order``: 9, or 10 on non-PAE i386; THP on or off);
+* ``PCPF_FREE_HIGH_BATCH`` when the CPU's last-level-cache slice holds more than
+  ``3 * batch`` pages (zone_pcp_update_cacheinfo(); ``AllocConfig.llc_slice_kb``).
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from memdesc import _mem as hugemem
+from memdesc.errors import ConfigError
 from memdesc.mm import gfp as gfpmod
 from memdesc.mm import mmzone
 from memdesc.mm.mm_init import MachineLayout
@@ -65,7 +72,16 @@ class AllocConfig:
     thp: bool | None = None  # None: the layout's default (x86-64 on, i386 off)
     cma: bool = False
     evlog: int = 0  # capacity of the kmem event log (0 = off)
+    #: per-CPU slice of the last-level cache in KiB (cacheinfo's per_cpu_data_slice_size: LLC size
+    #: / CPUs sharing it); zone_pcp_update_cacheinfo() sets PCPF_FREE_HIGH_BATCH on a pcp whose
+    #: batch pages fit three times in it.  Default: the captures' kind of machine (6.18 KVM guest,
+    #: 2 vCPUs sharing a 480 MiB L3).  0: no cache information (the flag is never set).
+    llc_slice_kb: int = 245760
     fail_descriptor_alloc: float = 0.0  # vmem: rate of injected descriptor-allocation failures
+    #: vm.percpu_pagelist_high_fraction: 0 (the default) auto-tunes each pcp's high between
+    #: high_min (low watermark / CPUs of the node) and high_max (managed / 8 / CPUs); N >= 8 fixes
+    #: high_min = high_max = managed / N / CPUs of the node (zone_set_pageset_high_and_batch()).
+    percpu_pagelist_high_fraction: int = 0
 
 
 def int_sqrt(x: int) -> int:
@@ -89,10 +105,11 @@ def compute_min_free_kbytes(layout: MachineLayout, managed: list[int], thp: bool
     lowmem_pages = sum(m for z, m in zip(layout.zones, managed, strict=True) if zt.index(z.ztype) <= normal_idx)
     mfk = min(max(int_sqrt(lowmem_pages * (mmzone.PAGE_SIZE >> 10) * 16), 128), 262144)
     if thp:
+        pb_pages = 1 << layout.pageblock_order
         nr_zones = sum(1 for z, m in zip(layout.zones, managed, strict=True)
                        if z.present and zt.index(z.ztype) <= normal_idx)
-        recommended = PAGEBLOCK_NR_PAGES * nr_zones * 2
-        recommended += PAGEBLOCK_NR_PAGES * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
+        recommended = pb_pages * nr_zones * 2
+        recommended += pb_pages * nr_zones * MIGRATE_PCPTYPES * MIGRATE_PCPTYPES
         recommended = min(recommended, lowmem_pages // 20)
         recommended <<= PAGE_SHIFT - 10
         mfk = max(mfk, recommended)
@@ -149,6 +166,17 @@ def zone_highsize(managed: int, low_wmark: int, batch: int, cpus_of_node: int, n
     return max(high, batch << 2)
 
 
+def pcp_cacheinfo_flags(llc_slice_kb: int, batch: int) -> int:
+    """zone_pcp_update_cacheinfo(): PCPF_FREE_HIGH_BATCH when the CPU's slice of the last-level
+    cache holds more than 3 * batch pages (a free_high drain then waits for batch pages on the
+    pcp: "pcp->batch pages can be preserved in PCP before draining PCP for consecutive
+    high-order pages freeing without allocation")."""
+    if llc_slice_kb < 0:
+        raise ConfigError(f"llc_slice_kb must be >= 0, got {llc_slice_kb}")
+    pages = (llc_slice_kb << 10) >> PAGE_SHIFT
+    return core.PCPF_FREE_HIGH_BATCH if pages > 3 * batch else 0
+
+
 def build_zonelists(layout: MachineLayout) -> np.ndarray:
     """build_zonelists(): for each node, its zones high to low, then other nodes by distance
     (the model's distance is |a - b|, ties to the higher node id next, as find_next_best_node)."""
@@ -174,6 +202,15 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     nzt = len(layout.zone_types)
     ncpu = layout.nr_cpus
     thp = layout.thp if cfg.thp is None else cfg.thp
+    pbo = layout.pageblock_order
+    frac = cfg.percpu_pagelist_high_fraction
+    if frac != 0 and frac < MIN_PERCPU_PAGELIST_HIGH_FRACTION:
+        raise ConfigError(f"percpu_pagelist_high_fraction must be 0 or >= {MIN_PERCPU_PAGELIST_HIGH_FRACTION}"
+                          f" (the sysctl's range), got {frac}")
+    if pbo < PAGEBLOCK_ORDER or pbo > mmzone.MAX_PAGE_ORDER:
+        raise ConfigError(f"pageblock_order {pbo} outside {PAGEBLOCK_ORDER}..{mmzone.MAX_PAGE_ORDER}")
+    if thp and pbo != mmzone.HPAGE_PMD_ORDER:
+        raise ConfigError(f"THP with pageblock_order {pbo} (4 MiB PMDs, non-PAE i386) is not modelled")
     mfk = cfg.min_free_kbytes if cfg.min_free_kbytes is not None else compute_min_free_kbytes(layout, managed, thp)
     wm = compute_watermarks(layout, managed, mfk, cfg.watermark_scale_factor)
     lowmem = compute_lowmem_reserve(layout, managed)
@@ -192,12 +229,14 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
             pcp[:, i, core.PCP_BATCH] = 1  # boot pageset: high 0, batch 1
             continue
         batch = max(1, zone_batchsize(managed[i]))
-        hmin = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu, 0)
-        hmax = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu,
-                             MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+        frac = cfg.percpu_pagelist_high_fraction
+        hmin = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu, frac)
+        hmax = hmin if frac else zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node],
+                                               ncpu, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
         pcp[:, i, core.PCP_BATCH] = batch
         pcp[:, i, core.PCP_HIGH_MIN] = hmin
         pcp[:, i, core.PCP_HIGH_MAX] = hmax
+        pcp[:, i, core.PCP_FLAGS] = pcp_cacheinfo_flags(cfg.llc_slice_kb, batch)
     c = np.zeros(core.NR_CFG, np.int64)
     c[core.CFG_PCP_ENABLED] = int(cfg.pcp)
     c[core.CFG_NR_ONLINE_NODES] = layout.nr_nodes
@@ -209,7 +248,9 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     movable_idx = c[core.CFG_MOVABLE_IDX]
     vm_total = sum(max(0, managed[i] - int(wm[i, 2])) for i, z in enumerate(layout.zones)
                    if layout.zone_types.index(z.ztype) <= movable_idx)
-    c[core.CFG_MOBILITY_DISABLED] = int(vm_total < PAGEBLOCK_NR_PAGES * MIGRATE_TYPES)
+    c[core.CFG_MOBILITY_DISABLED] = int(vm_total < (1 << pbo) * MIGRATE_TYPES)
+    c[core.CFG_PB_ORDER] = pbo
+    c[core.CFG_PCP_THP] = int(thp)
     fields = dict(
         z_start=np.array([z.start_pfn for z in layout.zones], np.int64),
         z_end=np.array([z.end_pfn for z in layout.zones], np.int64),

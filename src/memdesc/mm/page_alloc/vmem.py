@@ -95,8 +95,9 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
     ZoneType,
+    nr_pcp_lists,
 )
-from memdesc.mm.page_alloc import core
+from memdesc.mm.page_alloc import core, typed
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc import vmem_exact as vx
 from memdesc.mm.page_alloc.base import Design, register_design
@@ -870,6 +871,9 @@ class VmemDesign(Design):
         """The state: zone fields, memdesc, the descriptor pool (list heads first, then room for
         the most descriptors the machine can ever need, left unbacked until used)."""
         layout = self.layout
+        if layout.pageblock_order != PAGEBLOCK_ORDER:
+            raise ConfigError(f"the vmem design's arenas are cut in 2^{PAGEBLOCK_ORDER}-page pageblocks: a layout "
+                              f"with pageblock_order {layout.pageblock_order} ({layout.source}) is not supported")
         nz = len(layout.zones)
         narenas = nz * NR_ARENAS_PER_ZONE
         npcp = layout.nr_cpus * nz * core.NR_PCP_LISTS
@@ -920,7 +924,7 @@ class VmemDesign(Design):
         """Arena freelist heads, freemap and free counters; per pcp list a list head and a
         magazine (count and MAG_ROUNDS pfns)."""
         narenas = self.state.freemap.shape[0]
-        pcp = self.layout.nr_cpus * len(self.layout.zones) * core.NR_PCP_LISTS
+        pcp = self.layout.nr_cpus * len(self.layout.zones) * nr_pcp_lists(bool(self.state.cfg[core.CFG_PCP_THP]))
         return narenas * (NCLASS * 16 + 8 + 8) + pcp * (16 + 8 * (MAG_ROUNDS + 1))
 
     def descriptor_bytes(self) -> int:
@@ -982,6 +986,7 @@ class VmemDesign(Design):
 
 
 register_design(VmemDesign, {
+    **typed.VMEM,
     "pa_alloc": core.__alloc_pages,
     "pa_free": vmem_pa_free,
     "pa_take": vmem_take,
