@@ -24,12 +24,13 @@ from memdesc.mm import gfp as G
 from memdesc.mm import memdesc as mdesc
 from memdesc.mm.machine import Machine
 from memdesc.mm.memmap import MD_ANON, MD_FILE, MD_MISC, MD_NETPOOL, MD_PAGETABLE, MD_SLAB, MD_ZSMALLOC
+from memdesc.mm.page_alloc import DESIGNS as REGISTERED
 from memdesc.sim import memtypes as MT
 from memdesc.sim.replay import sample_path
 from memdesc.trace.kpageflags import KPageSnapshot
 from memdesc.trace.reader import read_trace, to_numpy_columns
 
-DESIGNS = ["linux", "radix", "vmem"]
+DESIGNS = list(REGISTERED)  # every registered design (llfree too)
 TYPED = [MD_FILE, MD_ANON, MD_SLAB, MD_PAGETABLE, MD_NETPOOL, MD_ZSMALLOC, MD_MISC]
 
 
