@@ -43,7 +43,7 @@ from memdesc.mm.page_alloc import DESIGNS
 from memdesc.sim.churn import Churn
 from memdesc.sim.replay import replay
 
-CAPTURES = "anon,build,pagecache,files,mthp,reclaim,compaction"  # the bundled sample is a cut of anon
+CAPTURES = "anon,build,pagecache,files,mthp,reclaim,compaction"  # the bundled sample is the anon capture
 HUGE = 9
 
 
