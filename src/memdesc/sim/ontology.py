@@ -43,6 +43,9 @@ from pathlib import Path
 import numpy as np
 
 from memdesc.errors import CaptureError, ConfigError, FormatError, MemdescError
+from memdesc.lib.llfree import MIN_PAGES as LLFREE_MIN_PAGES
+from memdesc.lib.llfree import TREE_SIZE as LLFREE_TREE_SIZE
+from memdesc.lib.llfree import Classing, LLFree
 from memdesc.mm import memdesc as md
 from memdesc.mm import vmstat
 from memdesc.mm.mmzone import (
@@ -72,10 +75,6 @@ XA_BYTES, RADIX_DEQUE_WORDS, XA_NODE_SLOTS, XA_NODES_PER_PAGE = 16, 13, 64, 7
 #: MIGRATE_TYPES + 1 arenas of 48 freelist heads, freemap and free count; per pcp list a head and
 #: a 15-round magazine (vmem_arena: DESC_BYTES, NCLASS, MAG_ROUNDS, DESC_MINFREE)
 VMEM_DESC, VMEM_NCLASS, VMEM_MAG_ROUNDS, VMEM_DESC_MINFREE = 32, 48, 15, 6
-#: llfree-c@970bb3d1: 64-byte bitfield per 512 frames; children 64-byte aligned per tree of 8;
-#: 4-byte tree entries (cache aligned); 64-byte per-CPU entry per class; sizeof(local_t) rounded
-LLFREE_FIELD, LLFREE_CHILDREN_LINE, LLFREE_TREE_CHILDREN, LLFREE_TREE_ENTRY = 64, 64, 8, 4
-LLFREE_CLASSES, LLFREE_LOCAL_HEADER, LLFREE_STRUCT = 3, 192, 64
 
 
 def _align(x: int, a: int) -> int:
@@ -146,18 +145,17 @@ def vmem_formula(census: Census, nzones: int, ncpus: int, allocations: int) -> t
     return heads + desc_total - buddy, buddy
 
 
-def llfree_formula(census: Census, ncpus: int) -> int:
-    """LLFree metadata, one instance per zone over its span (llfree_metadata_size())."""
+def llfree_formula(census: Census, nzones: int, ncpus: int) -> int:
+    """LLFree metadata as the llfree design keeps it: one instance per zone from the zone's start
+    rounded down to a tree (16 MiB), llfree-c's buffers (``LLFree.metadata_size``: struct,
+    per-CPU reservations of the movable classing, tree entries, children and bitfields), and a
+    list head per pcp list (LLFreeDesign.freelist_bytes)."""
     total = 0
-    for z in census.zones:
-        frames = z.spanned
-        children = -(-frames // 512)
-        trees = -(-children // LLFREE_TREE_CHILDREN)
-        lower = children * LLFREE_FIELD + trees * LLFREE_CHILDREN_LINE
-        tree_meta = _align(trees * LLFREE_TREE_ENTRY, 64)
-        local = LLFREE_LOCAL_HEADER + 64 * ncpus * LLFREE_CLASSES
-        total += lower + tree_meta + local + LLFREE_STRUCT
-    return total
+    zones = [z for z in census.zones if z.spanned]
+    for z in zones:
+        frames = max(z.end_pfn - (z.start_pfn & ~(LLFREE_TREE_SIZE - 1)), LLFREE_MIN_PAGES)
+        total += LLFree.metadata_size(Classing.movable(ncpus), frames).total
+    return total + ncpus * nzones * NR_PCP_LISTS * LIST_HEAD
 
 
 # ----------------------------------------------------------------- descriptors
@@ -278,7 +276,7 @@ def design_metadata(census: Census, zoneinfo: list, loaded: dict[str, dict] | No
                 fl += pb
                 desc["buddy"] = buddy
             else:
-                fl = llfree_formula(census, ncpus) + pb
+                fl = llfree_formula(census, nzones, ncpus) + pb
             det["freelist_source"] = "formula"
         total = sp_bytes + sum(desc.values()) + fl
         designs[d] = {"struct_page_bytes": sp_bytes, "descriptor_bytes": desc, "freelist_bytes": int(fl),

@@ -28,6 +28,10 @@ from memdesc.mm.page_alloc.radix import RadixDesign
 from memdesc.mm.page_alloc.setup import AllocConfig
 from memdesc.mm.page_alloc.vmem import VmemDesign
 
+# isort: split
+# registered last: DESIGNS lists the designs in the order they were added to memdesc
+from memdesc.mm.page_alloc.llfree import LLFreeDesign
+
 
 def parse_design_spec(spec: str) -> tuple[str, dict[str, str]]:
     """``"radix:reserve"`` -> ``("radix", {"": "reserve"})``; ``"a:k=v,x=y"`` -> ``("a", {k: v, x: y})``."""
@@ -102,6 +106,6 @@ def design_spec(design: str, **options: str | None) -> str:
     return f"{base}:{','.join(f'{k}={v}' for k, v in merged.items())}"
 
 
-__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LinuxDesign", "RadixDesign", "VmemDesign",
-           "design_spec", "design_variants", "fault_injection_designs", "get_design", "parse_design_spec",
+__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LLFreeDesign", "LinuxDesign", "RadixDesign",
+           "VmemDesign", "design_spec", "design_variants", "fault_injection_designs", "get_design", "parse_design_spec",
            "register_design"]
