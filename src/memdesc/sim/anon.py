@@ -51,6 +51,7 @@ from memdesc.mm import gfp as G
 from memdesc.mm import huge_memory as H
 from memdesc.mm.machine import Machine
 from memdesc.mm.memory import AddressSpaces
+from memdesc.mm.page_alloc.core import PCP_COUNT
 from memdesc.trace.reader import event_code, read_trace
 
 MiB = 1 << 20
@@ -140,7 +141,8 @@ def run_workload(design: str = "linux", mem: str = "2G", settings: H.ThpSettings
     if shrink:
         q = int(a.folios.state.meta[F.MM_DS_COUNT])
         sp0 = a.folios.state.ostat[F.OP_SPLIT].copy()
-        free0 = int(machine.design.zs.z_free.sum())
+        zs = machine.design.zs
+        free0 = int(zs.z_free.sum()) + int(zs.pcp[:, :, PCP_COUNT].sum())
         a.shrink_deferred_split()
         sp = a.folios.state.ostat[F.OP_SPLIT] - sp0
         shrinker = {"queued": q, "split": int(sp[F.OS_OK]), "split_failed": int(sp[F.OS_CALLS] - sp[F.OS_OK]),
@@ -148,7 +150,7 @@ def run_workload(design: str = "linux", mem: str = "2G", settings: H.ThpSettings
                     "descriptor_failures": int(sp[F.OS_DESC_FAILED]),
                     "allocator_split_failures": int(sp[F.OS_ALLOC_SPLIT_FAILED]),
                     "pieces": int(sp[F.OS_PIECES]),
-                    "pages_freed": int(machine.design.zs.z_free.sum()) - free0,
+                    "pages_freed": int(zs.z_free.sum()) + int(zs.pcp[:, :, PCP_COUNT].sum()) - free0,
                     "free_path_allocations": int(sp[F.OS_FREE_PATH_ALLOCS])}
     done("step2_dontneed", s0)
     s0 = _snap(a)
