@@ -299,13 +299,14 @@ class AnonMachine(RuleBasedStateMachine):
     def read(self, data, n):
         mm, v0 = self._pick(data)
         if v0 is not None:
-            self.a.touch(mm, v0 * P, n * P, write=False)
+            self.a.touch(mm, v0 * P, min(n, (1 << 18) - v0) * P, write=False)
 
     @rule(data=S.data(), n=S.integers(1, 600), unmap=S.booleans())
     def zap(self, data, n, unmap):
         mm, v0 = self._pick(data)
         if v0 is None:
             return
+        n = min(n, (1 << 18) - v0)
         if unmap:
             self.a.munmap(mm, v0 * P, n * P)
             self.vmas[mm] -= set(range(v0, v0 + n))
@@ -415,6 +416,9 @@ def test_cli_model_alone(tmp_path):
     assert r.exit_code == 0, r.output
     d = json.loads(j.read_text())
     assert d["runs"]["linux"]["anon_allocations"]["4"] == 384 * 256 // 16 // 64
+    a = spaces()
+    with pytest.raises(ConfigError, match="-EINVAL"):
+        a.madvise_dontneed(a.mm_alloc(), (1 << 30) - P, 2 * P)
     r = CliRunner().invoke(app, ["anon", "--designs", "nope"])
     assert r.exit_code == 2 and "nope" in r.output
 

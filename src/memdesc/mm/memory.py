@@ -541,7 +541,8 @@ def _zap_ptes(st, ms, ss, pa, mm, a, b, cpu):
 def zap_kernel(st, ms, ss, pa, mm, start, end, cpu):
     """unmap_page_range() of [start, end): returns the next PMD-aligned page to zap (== end when
     done; stops early when the folio layer needs room)."""
-    vpn = start
+    end = min(end, st.cfg[CF_VPAGES])
+    vpn = max(start, np.int64(0))
     while vpn < end:
         if not F.headroom_ok(ms, ss):
             return vpn
@@ -803,6 +804,14 @@ class AddressSpaces:
                 return pos
             self._grow()
 
+    def _range(self, addr: int, length: int) -> tuple[int, int]:
+        """(first page, pages) of a page-aligned range inside the address space (-EINVAL else)."""
+        a = _pages(addr, "address") if addr else 0
+        n = _pages(length, "length")
+        if a + n > self.vpages:
+            raise ConfigError(f"range {addr:#x}+{length:#x} leaves the {self.vpages}-page address space (-EINVAL)")
+        return a, n
+
     def _mm(self, mm: int) -> np.int64:
         if not (0 <= int(mm) < self.st.cfg[CF_NMM]) or not self.st.mmc[int(mm), MMC_LIVE]:
             raise ConfigError(f"mm {mm} is not a live address space")
@@ -873,8 +882,7 @@ class AddressSpaces:
     def madvise_hugepage(self, mm: int, addr: int, length: int, on: bool = True) -> None:
         """MADV_HUGEPAGE (on) / MADV_NOHUGEPAGE (off) of a range: VMAs split at its ends."""
         flag, clear = (H.VM_HUGEPAGE, H.VM_NOHUGEPAGE) if on else (H.VM_NOHUGEPAGE, H.VM_HUGEPAGE)
-        self._change_flags(int(self._mm(mm)), _pages(addr, "address") if addr else 0, _pages(length, "length"),
-                           flag, clear)
+        self._change_flags(int(self._mm(mm)), *self._range(addr, length), flag, clear)
 
     def _change_flags(self, m, a, n, set_, clear):
         out = []
@@ -895,8 +903,7 @@ class AddressSpaces:
         """Touch [addr, addr + length) every ``step`` bytes (a write or a read fault per page):
         counts of fault results."""
         m = self._mm(mm)
-        a = _pages(addr, "address") if addr else 0
-        n = _pages(length, "length")
+        a, n = self._range(addr, length)
         st_ = _pages(step, "step")
         res = np.zeros(3, np.int64)
         self._loop(touch_kernel, a, a + n, m, np.int64(a + n), np.int64(st_), bool(write), np.int64(0), res)
@@ -910,15 +917,13 @@ class AddressSpaces:
     def madvise_dontneed(self, mm: int, addr: int, length: int) -> None:
         """MADV_DONTNEED: zap the range (page tables stay)."""
         m = self._mm(mm)
-        a = _pages(addr, "address") if addr else 0
-        n = _pages(length, "length")
+        a, n = self._range(addr, length)
         self._loop(zap_kernel, a, a + n, m, np.int64(a + n), np.int64(0))
 
     def munmap(self, mm: int, addr: int, length: int) -> None:
         """munmap: zap, drop the VMAs' range (splitting VMAs), free unused page tables."""
         m = int(self._mm(mm))
-        a = _pages(addr, "address") if addr else 0
-        n = _pages(length, "length")
+        a, n = self._range(addr, length)
         self._loop(zap_kernel, a, a + n, np.int64(m), np.int64(a + n), np.int64(0))
         out = []
         for s, e, f in self._vma_list(m):
