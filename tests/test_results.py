@@ -67,6 +67,7 @@ def outputs(tmp_path_factory, sample_comparison):
                          t / "scenario.json"),
         "ontology": _run(["ontology", str(sample_path()), "--formula"], t / "ontology.json"),
         "readahead": _run(["readahead", "--runs", "informed,raw", "--divergences", "1"], t / "readahead.json"),
+        "anon": _run(["anon", "--designs", "linux", "--scale", "64", "--mem", "256M"], t / "anon.json"),
     }
     p = t / "compare.json"
     options._write_json(p, sample_comparison.summary, "compare")

@@ -460,6 +460,46 @@ class ReadaheadCommand(Model):
     divergences: list[dict[str, Any]]
 
 
+class AnonRun(Model):
+    """One design's run of the mthp workload (:func:`memdesc.sim.anon.run_workload`)."""
+
+    design: str
+    steps: dict[str, dict[str, Any]]
+    checks: dict[str, str]
+    check: str
+    thp_stats: dict[str, dict[str, int]]
+    events: dict[str, int]
+    anon_allocations: dict[str, int]
+    shrinker: dict[str, int] | None
+    descriptor_allocations: dict[str, int]
+    descriptors_separate: bool
+    seconds: float
+
+
+class AnonAgreement(Model):
+    """One figure of the model beside the kernel's (trace window or thp_stats delta)."""
+
+    what: str
+    model: int
+    kernel: int
+    diff: int
+    relative: float | None
+    note: str
+
+
+class AnonCommand(Model):
+    """``memdesc anon --json``: the mthp workload on the anon model, per design, and (with a
+    capture) its figures beside the capture's (docs/mm.md, "Anonymous memory and mTHP")."""
+
+    source: str | None
+    settings: dict[str, Any]
+    runs: dict[str, AnonRun]
+    agreement: list[AnonAgreement]
+    designs_agree: bool
+    check: str
+    seconds: float
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -473,6 +513,7 @@ COMMANDS: dict[str, type[Model]] = {
     "capture": CaptureCommand,
     "ontology": OntologyCommand,
     "readahead": ReadaheadCommand,
+    "anon": AnonCommand,
 }
 
 
