@@ -182,6 +182,21 @@ pa_split_prepare = primitive("pa_split_prepare", "pa_split_prepare(st, pieces) -
 #: the typed-memory primitives (every design registers all of them)
 TYPED_PRIMITIVES = ("pa_set_memdesc", "pa_clear_memdesc", "pa_page_memdesc", "pa_split_alloc", "pa_split_prepare")
 
+# ----------------------------------------------------------------- compaction's free scanner
+# What mm/compaction.py needs to take free pages as migration targets on any design
+# (registered by memdesc.mm.page_alloc.typed for linux, radix and vmem).
+
+pa_free_block = primitive("pa_free_block", "pa_free_block(st, pfn) -> order of the free block that starts at pfn "
+                          "and can be taken whole (buddy designs: PageBuddy's buddy_order; vmem: the largest "
+                          "aligned block at pfn inside its free segment), or -1: what isolate_freepages_block() "
+                          "and the migrate scanner read at a pfn.")
+pa_isolate_free = primitive("pa_isolate_free", "pa_isolate_free(st, pfn, order) -> 0, or a negative error (nothing "
+                            "changed): __isolate_free_page() + post_alloc_hook(): the free block [pfn, 2^order) "
+                            "leaves the free lists and becomes one movable allocation of that order, which the "
+                            "caller splits (pa_split_alloc), types (pa_set_memdesc) or frees (pa_free).")
+#: the compaction primitives
+COMPACTION_PRIMITIVES = ("pa_free_block", "pa_isolate_free")
+
 
 def extend(state_cls: type, impls: dict[str, object]) -> None:
     """Add primitives to a design registered before (for primitives implemented outside the

@@ -41,6 +41,7 @@ import numpy as np
 
 from memdesc._numba import njit
 from memdesc.mm import memmap as mmap
+from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.memdesc import SUB_KMALLOC_LARGE as MD_SUB_KMALLOC_LARGE
 from memdesc.mm.memmap import (
     MD_PAGETABLE,
@@ -59,7 +60,7 @@ from memdesc.mm.memmap import (
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc import vmem_exact as vx
-from memdesc.mm.page_alloc.dispatch import mark_allocated, mark_freed
+from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, mark_allocated, mark_freed
 from memdesc.mm.page_alloc.linux import LinuxState
 from memdesc.mm.page_alloc.radix import RadixState
 from memdesc.mm.page_alloc.vmem import VmemState
@@ -223,18 +224,61 @@ def vmem_split_alloc(st, head, horder, pfn, order, gfp):
     return True
 
 
+# ------------------------------------------------------------------ compaction's free scanner
+
+
+@njit
+def buddy_free_block(st, pfn):
+    """PageBuddy(pfn) ? buddy_order(pfn) : -1."""
+    if is_buddy(st, pfn):
+        return np.int64(buddy_order(st, pfn))
+    return np.int64(-1)
+
+
+@njit
+def buddy_isolate_free(st, pfn, order):
+    """take_page_off_buddy() of exactly the block (pa_take: radix may need its nodes), then the
+    allocation's struct page state and a movable page_owner entry."""
+    if dispatch.pa_take(st, pfn, order) != core.OK:
+        return core.E_BUSY
+    mark_allocated(st, pfn, order, 0)
+    st.owner[pfn] = core.owner_encode(order, core.MT_MOVABLE)
+    return core.OK
+
+
+@njit
+def vmem_free_block(st, pfn):
+    """The largest naturally aligned block at pfn inside the free segment holding it."""
+    fs, fe = vx.vmem_xp_free_extent(st, pfn)
+    if fs < 0:
+        return np.int64(-1)
+    k = np.int64(MAX_PAGE_ORDER)
+    while k > 0 and ((pfn & ((np.int64(1) << k) - 1)) != 0 or pfn + (np.int64(1) << k) > fe):
+        k -= 1
+    return k
+
+
+@njit
+def vmem_isolate_free(st, pfn, order):
+    """vmem_take(): the pages become an allocation (struct buddy and memdesc set); owner movable."""
+    if vx.vmem_take(st, pfn, order) != core.OK:
+        return core.E_BUSY
+    st.owner[pfn] = core.owner_encode(order, core.MT_MOVABLE)
+    return core.OK
+
+
 dispatch.extend(LinuxState, {
     "pa_set_memdesc": linux_set_memdesc, "pa_clear_memdesc": linux_clear_memdesc,
     "pa_page_memdesc": linux_page_memdesc, "pa_split_alloc": buddy_split_alloc,
-    "pa_split_prepare": buddy_split_prepare,
+    "pa_split_prepare": buddy_split_prepare, "pa_free_block": buddy_free_block, "pa_isolate_free": buddy_isolate_free,
 })
 dispatch.extend(RadixState, {
     "pa_set_memdesc": radix_set_memdesc, "pa_clear_memdesc": radix_clear_memdesc,
     "pa_page_memdesc": radix_page_memdesc, "pa_split_alloc": buddy_split_alloc,
-    "pa_split_prepare": buddy_split_prepare,
+    "pa_split_prepare": buddy_split_prepare, "pa_free_block": buddy_free_block, "pa_isolate_free": buddy_isolate_free,
 })
 dispatch.extend(VmemState, {
     "pa_set_memdesc": vmem_set_memdesc, "pa_clear_memdesc": vmem_clear_memdesc,
     "pa_page_memdesc": vmem_page_memdesc, "pa_split_alloc": vmem_split_alloc,
-    "pa_split_prepare": vmem_split_prepare,
+    "pa_split_prepare": vmem_split_prepare, "pa_free_block": vmem_free_block, "pa_isolate_free": vmem_isolate_free,
 })
