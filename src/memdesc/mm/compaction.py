@@ -90,8 +90,8 @@ from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError
 from memdesc.mm import folio as F
 from memdesc.mm import gfp as G
-from memdesc.mm import migrate as M
 from memdesc.mm import memmap as mmap
+from memdesc.mm import migrate as M
 from memdesc.mm.machine import to_gfp
 from memdesc.mm.mmzone import HPAGE_PMD_ORDER, MAX_PAGE_ORDER, NR_PAGE_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER
 from memdesc.mm.page_alloc import core
@@ -148,7 +148,8 @@ NR_CZ = 11
 NR_CC = 28
 
 # configuration (cfg[...])
-CFG_EXTFRAG_THRESHOLD, CFG_PROACTIVENESS, CFG_LOG, CFG_UNEVICTABLE_ALLOWED, CFG_PROACTIVE_DEFER, CFG_KSWAPD_RUNNING = range(6)
+(CFG_EXTFRAG_THRESHOLD, CFG_PROACTIVENESS, CFG_LOG, CFG_UNEVICTABLE_ALLOWED, CFG_PROACTIVE_DEFER,
+ CFG_KSWAPD_RUNNING) = range(6)
 NR_CFG = 6
 
 # counters (stats[...]; vmstat names where Linux has them)

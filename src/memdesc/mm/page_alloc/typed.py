@@ -41,7 +41,6 @@ import numpy as np
 
 from memdesc._numba import njit
 from memdesc.mm import memmap as mmap
-from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.memdesc import SUB_KMALLOC_LARGE as MD_SUB_KMALLOC_LARGE
 from memdesc.mm.memmap import (
     MD_PAGETABLE,
@@ -57,6 +56,7 @@ from memdesc.mm.memmap import (
     PGTY_table,
     PGTY_zsmalloc,
 )
+from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc import vmem_exact as vx
