@@ -19,6 +19,7 @@ from memdesc.mm import folio as F
 from memdesc.mm import gfp as G
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import PAGEBLOCK_ORDER
+from memdesc.mm.page_alloc.dispatch import pa_drain
 
 MOVABLE = "GFP_HIGHUSER_MOVABLE"
 
@@ -49,8 +50,10 @@ def fragment(f: F.Folios, keep_every: int = 2, order: int = 0, limit: int = 100_
     return kept
 
 
-def free_counts(m: Machine) -> np.ndarray:
-    return np.array(m.design.zs.nr_free, np.int64).copy()
+def free_pages(m: Machine) -> int:
+    """NR_FREE_PAGES after draining the per-CPU lists (pcp pages are free but not counted)."""
+    pa_drain(m.design.zs)
+    return int(np.asarray(m.design.zs.z_free).sum())
 
 
 # ------------------------------------------------------------------ formulas (mm/vmstat.c, mm/compaction.c)
@@ -139,7 +142,7 @@ def test_compact_memory_moves_folios_up_and_frees_pageblocks(design):
     pinned = kept[3]
     f.pin(pinned)
     pin_pfn = f.pfn(pinned)
-    free0 = int(np.asarray(m.design.zs.z_free).sum())
+    free0 = free_pages(m)
     o9_before = C.fragmentation_index(m.design.zs, 1, 9)
     statuses = c.compact_memory()
     assert statuses == [C.COMPACT_COMPLETE] * len(statuses)
@@ -154,7 +157,7 @@ def test_compact_memory_moves_folios_up_and_frees_pageblocks(design):
     assert s["pages_migrated"] == c.migrate_stats()["succeeded_pages"]
     assert f.pfn(pinned) == pin_pfn                       # pinned folios are not migrated
     # the free pages are the same pages (descriptor slabs aside), now in large blocks
-    free1 = int(np.asarray(m.design.zs.z_free).sum())
+    free1 = free_pages(m)
     if design == "linux":
         assert free1 == free0 and s["descriptor_allocations"] == 0
     else:
@@ -201,7 +204,7 @@ def test_direct_compaction_capture_and_deferral():
     fragment(f)
     pa = m.design.zs
     gfp = "GFP_TRANSHUGE"
-    z = int(np.argmax(np.asarray(pa.z_managed)))
+    z = int(np.flatnonzero(np.asarray(pa.z_managed) > 0)[-1])  # the highest zone: first in the zonelist
     assert np.asarray(pa.nr_free)[z, 9:].sum() == 0
     st0, cap = c.try_to_compact_pages(gfp, 9, prio=C.COMPACT_PRIO_SYNC_FULL)
     assert st0 == C.COMPACT_SUCCESS
@@ -235,9 +238,9 @@ def test_kcompactd_proactive_compaction_lowers_the_score():
     pa = m.design.zs
     c.set_sysctl(proactiveness=0)
     assert not c.kcompactd_timer()                       # proactiveness 0: never
-    c.set_sysctl(proactiveness=20)
+    c.set_sysctl(proactiveness=30)                       # marks: low 70, high 80
     before = int(C.fragmentation_score_node(c.state, pa, 0))
-    assert before > 90
+    assert before > 80
     assert c.kcompactd_timer()
     after = int(C.fragmentation_score_node(c.state, pa, 0))
     assert after < before and c.stats()["proactive_runs"] == 1
@@ -257,7 +260,7 @@ class CompactionMachine(RuleBasedStateMachine):
 
     def __init__(self):
         super().__init__()
-        self.m, self.f, self.c = machine(self.design, "16M")
+        self.m, self.f, self.c = machine(self.design, "32M")
         self.ref: dict[int, tuple[int, bool]] = {}
         self.next_id = 1
 
@@ -314,7 +317,7 @@ class CompactionMachine(RuleBasedStateMachine):
     def compact(self):
         by0 = self._by_id()
         pfn0 = {i: self.f.pfn(s) for i, s in by0.items()}
-        free0 = int(np.asarray(self.m.design.zs.z_free).sum())
+        free0 = free_pages(self.m)
         mig0 = self.c.stats()["pages_migrated"]
         self.c.compact_memory()
         by1 = self._by_id()
@@ -322,7 +325,7 @@ class CompactionMachine(RuleBasedStateMachine):
         assert all(not self.ref[i][1] for i in moved)                      # pinned folios stay
         assert sum(1 << self.ref[i][0] for i in moved) == self.c.stats()["pages_migrated"] - mig0
         if self.design == "linux":
-            assert int(np.asarray(self.m.design.zs.z_free).sum()) == free0
+            assert free_pages(self.m) == free0
 
     @invariant()
     def consistent(self):
@@ -356,7 +359,7 @@ def test_nojit_gives_the_same_compaction():
         "import json, numpy as np\n"
         "from memdesc.mm.machine import Machine\n"
         "from memdesc.mm import folio as F, compaction as C\n"
-        "m = Machine.create('16M', design='vmem', cpus=1)\n"
+        "m = Machine.create('32M', design='vmem', cpus=1)\n"
         "f = F.Folios.of(m)\n"
         "hs = []\n"
         "while True:\n"

@@ -474,12 +474,14 @@ class MigrateSums(Model):
 class ModelMigrateSums(MigrateSums):
     descriptor_allocations: int
     descriptor_failures: int
+    nr_split: int
 
 
 class KernelMigratePages(Model):
     calls: int
     succeeded: int
     failed: int
+    nr_split: int
 
 
 class CompactSide(Model):
@@ -549,6 +551,8 @@ class CompactRun(Model):
     failed_busy: int
     descriptor_allocations: int = Field(description="destination descriptors allocated by migration (0 on linux)")
     descriptor_failures: int
+    folios_split: int = Field(description="large folios split because no block of their order could be had")
+    split_descriptor_allocations: int = Field(description="descriptors allocated by those splits (0 on linux)")
     compact_migrate_scanned: int
     compact_free_scanned: int
     compact_isolated: int

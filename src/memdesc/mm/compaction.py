@@ -62,7 +62,10 @@ zone into free pages at its high end.  Linux 6.18, as modelled here:
   skip hints ignored, whole zone.
 * **Migration through the design** (:mod:`memdesc.mm.migrate`): the destination's descriptor
   is allocated before the source is freed on designs with separate descriptors; failures for
-  want of it end the batch with -ENOMEM (COMPACT_CONTENDED unless the scanners met).
+  want of it end the batch with -ENOMEM (COMPACT_CONTENDED unless the scanners met).  A large
+  folio for which ``compaction_alloc`` finds no block of its order is split to order 0 and its
+  pieces migrated (``try_split_folio`` in ``migrate_pages_batch``: ``nr_split``), which on
+  those designs needs a descriptor per piece (counted apart: ``split_descriptor_allocations``).
 
 State: :class:`CompactState` (numpy arrays in one numba struct): per-zone fields of
 ``struct zone`` (``compact_cached_*``, ``compact_considered``, ``compact_defer_shift``,
@@ -156,13 +159,14 @@ NR_CFG = 6
 (CS_COMPACT_STALL, CS_COMPACT_FAIL, CS_COMPACT_SUCCESS, CS_MIGRATE_SCANNED, CS_FREE_SCANNED, CS_ISOLATED,
  CS_MIGRATED, CS_MIGRATE_FAILED, CS_DESC_ALLOCS, CS_DESC_FAILED, CS_DEFERRED, CS_CAPTURED, CS_KCOMPACTD_WAKE,
  CS_PROACTIVE_RUNS, CS_NOCAP_STOPS, CS_FAILED_BUSY, CS_ZONE_RUNS, CS_FREE_ISOLATED, CS_FREE_RELEASED,
- CS_MIGRATE_BATCHES, CS_DAEMON_MIGRATE_SCANNED, CS_DAEMON_FREE_SCANNED) = range(22)
-NR_CS = 22
+ CS_MIGRATE_BATCHES, CS_DAEMON_MIGRATE_SCANNED, CS_DAEMON_FREE_SCANNED, CS_SPLITS, CS_SPLIT_DESC_ALLOCS) = range(24)
+NR_CS = 24
 CS_NAMES = ("compact_stall", "compact_fail", "compact_success", "compact_migrate_scanned", "compact_free_scanned",
             "compact_isolated", "pages_migrated", "migrate_failed_folios", "descriptor_allocations",
             "descriptor_failures", "compact_deferred", "compact_captured", "kcompactd_wake", "proactive_runs",
             "capacity_stops", "failed_busy", "zone_runs", "free_pages_isolated", "free_pages_released",
-            "migrate_batches", "compact_daemon_migrate_scanned", "compact_daemon_free_scanned")
+            "migrate_batches", "compact_daemon_migrate_scanned", "compact_daemon_free_scanned", "folios_split",
+            "split_descriptor_allocations")
 
 # event log rows: (kind, a, b, c, d, e, f)
 EV_BEGIN, EV_END, EV_ISOLATE_MIGRATE, EV_ISOLATE_FREE, EV_MIGRATEPAGES, EV_SUITABLE, EV_DEFER, EV_DEFERRED = range(8)
@@ -173,6 +177,8 @@ LOG_FIELDS = 7
 
 #: capacity of each cc->freepages[order] list
 FP_CAP = 1024
+#: most pieces a migrate batch's splits can add (a batch holds < COMPACT_CLUSTER_MAX + 2^(pageblock_order-1) pages)
+MAX_SPLIT_PIECES = 2 * COMPACT_CLUSTER_MAX + (1 << PAGEBLOCK_ORDER)
 
 
 class CompactStateType(StructType):
@@ -1008,56 +1014,83 @@ def _capture_check(cs, pa, lo, hi):
 
 @njit
 def _migrate_batch(cs, ms, ss, pa):
-    """migrate_pages(cc->migratepages, compaction_alloc, compaction_free, MR_COMPACTION): the
-    unmap phase takes a destination per folio, the move phase migrates; unused destinations
-    go back to the free lists and failed folios back to their LRU lists.  Returns
-    (err, nr_succeeded pages, nr_failed folios)."""
+    """migrate_pages(cc->migratepages, compaction_alloc, compaction_free, MR_COMPACTION): each
+    folio gets a destination from compaction_alloc and moves; a large folio for which none can
+    be had is split to order 0 (try_split_folio) and its pieces migrate in the same call;
+    -ENOMEM otherwise ends the call.  Failed folios go back to their LRU lists, unused
+    destinations to the free lists.  Returns (err, nr_succeeded pages, nr_failed folios)."""
     cc = cs.cc
     n = cc[CC_NR_MLIST]
-    got = np.int64(0)
-    nomem = False
+    cap = n + MAX_SPLIT_PIECES
+    ws = np.empty(cap, np.int64)
+    wl = np.empty(cap, np.int64)
     for i in range(n):
-        s = cs.mlist[i]
-        d = compaction_alloc(cs, ms, ss, pa, np.int64(ms.order[s]))
-        if d < 0:
-            nomem = True
-            break
-        cs.tmp_dst[i] = d
-        got += 1
+        ws[i] = cs.mlist[i]
+        wl[i] = cs.tmp_out[i]
+    cnt = n
+    cc[CC_NR_MLIST] = 0
     st = cs.mstats
+    st[M.MS_CALLS] += 1
     s0 = st[M.MS_SUCCEEDED_PAGES]
     f0 = st[M.MS_FAILED]
     b0 = st[M.MS_FAILED_BUSY]
     n0 = st[M.MS_FAILED_NOMEM_DESC]
     d0 = st[M.MS_DESC_ALLOCS]
-    lrus = cs.tmp_out.copy()
-    out = np.zeros(n, np.int64)
-    err = M.migrate_pages_batch(ms, ss, pa, cs.mlist, cs.tmp_dst, got, cc[CC_CPU], out, cs.tmp_slot, st)
+    sd0 = ms.ostat[F.OP_SPLIT, F.OS_DESC_ALLOCS]
+    pieces = np.empty(F.MAX_PIECES, np.int64)
+    err = np.int64(0)
+    nsplit = np.int64(0)
+    i = 0
+    while i < cnt:
+        s = ws[i]
+        if err != 0:
+            _putback(ms, s, wl[i])
+            st[M.MS_NOT_TRIED] += 1
+            i += 1
+            continue
+        order = np.int64(ms.order[s])
+        d = compaction_alloc(cs, ms, ss, pa, order)
+        if d < 0:
+            if order > 0 and cnt + (np.int64(1) << order) <= cap:
+                r = F.folio_split(ms, ss, pa, s, 0, 0, True, cc[CC_CPU], pieces)
+                if r > 0:
+                    nsplit += 1
+                    for k in range(r):
+                        if pieces[k] >= 0:
+                            ws[cnt] = pieces[k]
+                            wl[cnt] = wl[i]
+                            cnt += 1
+                    i += 1
+                    continue
+            st[M.MS_FAILED] += 1
+            _putback(ms, s, wl[i])
+            err = np.int64(-12)
+            i += 1
+            continue
+        r, ns = M.migrate_one(ms, ss, pa, s, d, cc[CC_CPU], st)
+        if r == M.MIG_OK:
+            _putback(ms, ns, wl[i])
+        else:
+            compaction_free(cs, d, order)
+            _putback(ms, s, wl[i])
+            if r == M.MIG_ENOMEM or r == F.E_NOCAP:
+                err = np.int64(-12)
+                if r == F.E_NOCAP:
+                    cs.stats[CS_NOCAP_STOPS] += 1
+        i += 1
     succeeded = st[M.MS_SUCCEEDED_PAGES] - s0
     failed = st[M.MS_FAILED] - f0
-    for i in range(got):
-        if out[i] == M.MIG_OK:
-            _putback(ms, cs.tmp_slot[i], lrus[i])
-        else:
-            compaction_free(cs, cs.tmp_dst[i], np.int64(ms.order[cs.mlist[i]]))
-            _putback(ms, cs.mlist[i], lrus[i])
-    for i in range(got, n):
-        _putback(ms, cs.mlist[i], lrus[i])
-        cc[CC_NR_MIGRATEPAGES] -= np.int64(1) << ms.order[cs.mlist[i]]
-    if nomem:
-        failed += n - got
-        st[M.MS_FAILED] += n - got
-        err = np.int64(-12)
-    cc[CC_NR_MLIST] = 0
     cc[CC_NR_MIGRATEPAGES] = 0
     cs.stats[CS_MIGRATED] += succeeded
     cs.stats[CS_MIGRATE_FAILED] += failed
     cs.stats[CS_FAILED_BUSY] += st[M.MS_FAILED_BUSY] - b0
     cs.stats[CS_DESC_FAILED] += st[M.MS_FAILED_NOMEM_DESC] - n0
     cs.stats[CS_DESC_ALLOCS] += st[M.MS_DESC_ALLOCS] - d0
+    cs.stats[CS_SPLITS] += nsplit
+    cs.stats[CS_SPLIT_DESC_ALLOCS] += ms.ostat[F.OP_SPLIT, F.OS_DESC_ALLOCS] - sd0
     cs.stats[CS_MIGRATE_BATCHES] += 1
     _log(cs, EV_MIGRATEPAGES, succeeded, failed, st[M.MS_FAILED_NOMEM_DESC] - n0, st[M.MS_DESC_ALLOCS] - d0,
-         0, 0)
+         nsplit, 0)
     return err, succeeded, failed
 
 

@@ -11,8 +11,11 @@ its free scanner isolated; otherwise ``alloc_migration_target``) and is unmapped
 cache entry and LRU position go to the destination and the source is freed.  A folio whose
 reference count is not the expected one (a pin, or any transient reference) gives -EAGAIN,
 retried up to ``NR_MAX_MIGRATE_PAGES_RETRY`` (10) passes in sync modes and then counted
-failed; ``get_new_folio`` returning NULL is -ENOMEM and ends the call, the folios not yet
-tried going back to their LRU lists (``putback_movable_pages``).
+failed; ``get_new_folio`` returning NULL is -ENOMEM: a large folio is then split
+(``try_split_folio``: to order 0, the pieces migrated in the same call, ``nr_split``), any
+other failure ends the call, the folios not yet tried going back to their LRU lists
+(``putback_movable_pages``).  The split needs a descriptor per new folio on designs with
+separate descriptors (counted by the folio layer as split descriptor allocations).
 
 In memdesc the move itself is the folio layer's (``folio.folio_migrate_to`` for a destination
 the caller holds, ``folio.folio_migrate`` for one from the page allocator).  What differs per
@@ -63,6 +66,30 @@ MS_NAMES = ("calls", "succeeded_pages", "succeeded", "failed", "failed_busy", "f
 
 
 @njit
+def migrate_one(ms, ss, pa, s, dst, cpu, stats):
+    """One folio of a migrate_pages() call to the untyped allocation dst the caller holds:
+    (MIG_* outcome, new slot or -1); folio.E_NOCAP as the outcome when nothing changed for
+    want of capacity."""
+    d0 = ms.ostat[F.OP_MIGRATE, F.OS_DESC_ALLOCS]
+    r = F.folio_migrate_to(ms, ss, pa, s, dst, cpu)
+    stats[MS_DESC_ALLOCS] += ms.ostat[F.OP_MIGRATE, F.OS_DESC_ALLOCS] - d0
+    if r == F.E_NOCAP:
+        return np.int64(F.E_NOCAP), np.int64(-1)
+    if r >= 0:
+        stats[MS_SUCCEEDED] += 1
+        stats[MS_SUCCEEDED_PAGES] += np.int64(1) << ms.order[r]
+        return np.int64(MIG_OK), np.int64(r)
+    stats[MS_FAILED] += 1
+    if r == F.E_BUSY:
+        stats[MS_FAILED_BUSY] += 1
+        return np.int64(MIG_EAGAIN), np.int64(-1)
+    if r == F.E_NOMEM_DESC:
+        stats[MS_FAILED_NOMEM_DESC] += 1
+        return np.int64(MIG_ENOMEM), np.int64(-1)
+    return np.int64(MIG_INVALID), np.int64(-1)
+
+
+@njit
 def migrate_pages_batch(ms, ss, pa, slots, dsts, n, cpu, out, out_slot, stats):
     """Move folios ``slots[:n]`` to the untyped allocations ``dsts[:n]`` the caller holds (each of
     its folio's order).  ``out[i]``: MIG_*; ``out_slot[i]``: the new folio for MIG_OK.  A
@@ -77,30 +104,14 @@ def migrate_pages_batch(ms, ss, pa, slots, dsts, n, cpu, out, out_slot, stats):
             out[i] = MIG_NOT_TRIED
             stats[MS_NOT_TRIED] += 1
             continue
-        s = slots[i]
-        d0 = ms.ostat[F.OP_MIGRATE, F.OS_DESC_ALLOCS]
-        r = F.folio_migrate_to(ms, ss, pa, s, dsts[i], cpu)
-        stats[MS_DESC_ALLOCS] += ms.ostat[F.OP_MIGRATE, F.OS_DESC_ALLOCS] - d0
+        r, ns = migrate_one(ms, ss, pa, slots[i], dsts[i], cpu, stats)
         if r == F.E_NOCAP:
             out[i] = -1
             return F.E_NOCAP
-        if r >= 0:
-            out[i] = MIG_OK
-            out_slot[i] = r
-            stats[MS_SUCCEEDED] += 1
-            stats[MS_SUCCEEDED_PAGES] += np.int64(1) << ms.order[r]
-        elif r == F.E_BUSY:
-            out[i] = MIG_EAGAIN
-            stats[MS_FAILED] += 1
-            stats[MS_FAILED_BUSY] += 1
-        elif r == F.E_NOMEM_DESC:
-            out[i] = MIG_ENOMEM
-            stats[MS_FAILED] += 1
-            stats[MS_FAILED_NOMEM_DESC] += 1
+        out[i] = r
+        out_slot[i] = ns
+        if r == MIG_ENOMEM:
             err = np.int64(-12)
-        else:
-            out[i] = MIG_INVALID
-            stats[MS_FAILED] += 1
     return err
 
 

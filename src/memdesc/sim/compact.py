@@ -171,7 +171,7 @@ def compact_capture(directory: str | Path, design: str = "linux", when: str = "b
                                   "nr_taken": int(isf[:, 4].sum())},
             "migratepages": {"calls": int(mp.shape[0]), "nr_migrated": int(mp[:, 1].sum()),
                              "nr_failed": int(mp[:, 2].sum()), "descriptor_allocations": int(mp[:, 4].sum()),
-                             "descriptor_failures": int(mp[:, 3].sum())},
+                             "descriptor_failures": int(mp[:, 3].sum()), "nr_split": int(mp[:, 5].sum())},
         }
         kr = k_by_start.get(r.start_pfn)
         kern = None
@@ -205,6 +205,8 @@ def compact_capture(directory: str | Path, design: str = "linux", when: str = "b
         "failed_busy": stats["failed_busy"],
         "descriptor_allocations": stats["descriptor_allocations"],
         "descriptor_failures": stats["descriptor_failures"],
+        "folios_split": stats["folios_split"],
+        "split_descriptor_allocations": stats["split_descriptor_allocations"],
         "compact_migrate_scanned": stats["compact_migrate_scanned"],
         "compact_free_scanned": stats["compact_free_scanned"],
         "compact_isolated": stats["compact_isolated"],

@@ -99,7 +99,7 @@ def compaction_runs(path: str | Path, cache: bool = True) -> tuple[list[dict], i
     sums = {"mm_compaction_isolate_migratepages": ("isolate_migratepages", ("nr_scanned", "nr_taken")),
             ISOLATE: ("isolate_freepages", ("nr_scanned", "nr_taken")),
             "mm_compaction_migratepages": ("migratepages", ("nr_migrated", "nr_failed")),
-            "mm_migrate_pages": ("migrate_pages", ("succeeded", "failed"))}
+            "mm_migrate_pages": ("migrate_pages", ("succeeded", "failed", "nr_split"))}
     for run in runs:
         for _kind, (name, cols) in sums.items():
             run[name] = {"calls": 0, **{c: 0 for c in cols}}

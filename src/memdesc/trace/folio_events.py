@@ -107,7 +107,8 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     EventKind("mm_compaction_isolate_migratepages", _SCAN_RANGE),
     EventKind("mm_compaction_migratepages", (("nr_migrated", "nr_migrated"), ("nr_failed", "nr_failed"))),
     EventKind("mm_migrate_pages", (("succeeded", "succeeded"), ("failed", "failed"), ("thp_succeeded", "thp_succeeded"),
-                                   ("thp_failed", "thp_failed"), ("mode", "mode"), ("reason", "reason"))),
+                                   ("thp_failed", "thp_failed"), ("nr_split", "large_folio_split"), ("mode", "mode"),
+                                   ("reason", "reason"))),
 )
 KIND_BY_NAME = {k.name: i for i, k in enumerate(EVENT_KINDS)}
 #: the page-cache and readahead kinds (what mm/readahead validation reads)
