@@ -53,7 +53,7 @@ def order9(m: Machine) -> int:
 
 
 def synthetic(design: str, mem: str) -> dict:
-    m, f = fragmented(design, "16M")  # warm-up: compile
+    m, f = fragmented(design, "32M")  # warm-up: compile
     C.Compaction(f).compact_memory()
     m, f = fragmented(design, mem)
     c = C.Compaction(f)

@@ -6,6 +6,7 @@ import pytest
 
 from memdesc.results import validate
 from memdesc.sim.compact import compact_capture
+from schema_check import check
 
 pytestmark = pytest.mark.shared
 
@@ -45,4 +46,5 @@ def test_capture_compaction_scanners_against_the_kernel(linux_run):
 
 def test_capture_result_validates_against_the_json_model(linux_run):
     out = validate("compact", {"capture": linux_run["capture"], "when": "before", "runs": [linux_run]})
+    check("compact", out)   # and against the committed JSON schema
     assert out["runs"][0]["zones"][2]["kernel"]["migrate_pages"]["nr_split"] == 43
