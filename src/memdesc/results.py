@@ -500,6 +500,128 @@ class AnonCommand(Model):
     seconds: float
 
 
+# ---------------------------------------------------------------------- compact
+
+
+class ScanSums(Model):
+    calls: int
+    nr_scanned: int
+    nr_taken: int
+
+
+class MigrateSums(Model):
+    calls: int
+    nr_migrated: int
+    nr_failed: int
+
+
+class ModelMigrateSums(MigrateSums):
+    descriptor_allocations: int
+    descriptor_failures: int
+    nr_split: int
+
+
+class KernelMigratePages(Model):
+    calls: int
+    succeeded: int
+    failed: int
+    nr_split: int
+
+
+class CompactSide(Model):
+    """One side (model or kernel) of a zone's full compaction."""
+
+    migrate_pfn_begin: int
+    free_pfn_begin: int
+    migrate_pfn_end: int
+    free_pfn_end: int
+    meeting_pfn: int = Field(description="the pageblock where the scanners met (start pfn)")
+    status: str
+    isolate_migratepages: ScanSums
+    isolate_freepages: ScanSums
+    migratepages: MigrateSums
+
+
+class ModelCompactSide(CompactSide):
+    migratepages: ModelMigrateSums
+
+
+class KernelCompactSide(CompactSide):
+    zone_end: int
+    migrate_pages: KernelMigratePages
+
+
+class CompactZone(Model):
+    zone: str
+    start_pfn: int
+    end_pfn: int
+    model: ModelCompactSide
+    kernel: KernelCompactSide | None = Field(description="the capture's own full compaction of this zone, if any")
+    free_area_before: list[int]
+    free_area_after: list[int]
+    free_pages_before: int
+    free_pages_after: int
+    order9_blocks_before: int = Field(description="order-9 blocks allocatable from the free area")
+    order9_blocks_after: int
+    fragmentation_score_before: int
+    fragmentation_score_after: int
+
+
+class CompactAdoption(Model):
+    """The snapshot's anon and file pages made folios of the folio layer."""
+
+    folios: int
+    pages: int
+    anon_folios: int
+    file_folios: int
+    on_lru: int
+    large_folios: int
+    descriptor_allocations: int
+    failed: int
+
+
+class CompactRun(Model):
+    """A full compaction (vm.compact_memory) of the snapshot on one design
+    (:func:`memdesc.sim.compact.compact_capture`)."""
+
+    capture: str
+    when: str
+    design: str
+    adoption: CompactAdoption
+    seconds: float
+    pages_migrated: int
+    folios_migrated: int
+    migrate_failed_folios: int
+    failed_busy: int
+    descriptor_allocations: int = Field(description="destination descriptors allocated by migration (0 on linux)")
+    descriptor_failures: int
+    folios_split: int = Field(description="large folios split because no block of their order could be had")
+    split_descriptor_allocations: int = Field(description="descriptors allocated by those splits (0 on linux)")
+    compact_migrate_scanned: int
+    compact_free_scanned: int
+    compact_isolated: int
+    order9_blocks_before: int
+    order9_blocks_after: int
+    free_pages_before: int
+    free_pages_after: int
+    fragmentation_score_node_before: int
+    fragmentation_score_node_after: int
+    zones: list[CompactZone]
+    stats: dict[str, int]
+    events_dropped: int
+    check: str
+    kernel_runs: int
+    nr_page_orders: int
+
+
+class CompactCommand(Model):
+    """``memdesc compact --json``: one run per design."""
+
+    capture: str
+    when: str
+    runs: list[CompactRun]
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -514,6 +636,7 @@ COMMANDS: dict[str, type[Model]] = {
     "ontology": OntologyCommand,
     "readahead": ReadaheadCommand,
     "anon": AnonCommand,
+    "compact": CompactCommand,
 }
 
 

@@ -1296,6 +1296,15 @@ def folio_migrate(ms, ss, pa, s, cpu):
         return E_NOCAP
     if nd < 0:
         return nd
+    return _migrate_move(ms, ss, pa, s, nd, cpu)
+
+
+@njit
+def _migrate_move(ms, ss, pa, s, nd, cpu):
+    """The second half of a migration, once the destination folio nd exists: state, mappings,
+    page cache and LRU position move to nd and the source (pages and descriptor) is freed."""
+    os_ = ms.ostat[OP_MIGRATE]
+    order = np.int64(ms.order[s])
     # folio_migrate_mapping + folio_migrate_flags + remove_migration_ptes
     src = ms.pfn[s]
     dst = ms.pfn[nd]
@@ -1329,6 +1338,99 @@ def folio_migrate(ms, ss, pa, s, cpu):
         return rc
     os_[OS_OK] += 1
     return nd
+
+
+@njit
+def _type_at(ms, ss, pa, gfp, order, mdtype, pfn, cpu, op):
+    """Type the allocation [pfn, 2^order), which the caller already holds, as memdesc type
+    mdtype: its descriptor first (where the design separates them), then the design's words.
+    The slot, or E_NOMEM_DESC / E_NOCAP with nothing changed (the caller keeps the pages)."""
+    t = mdtype & MD_TYPE_MASK
+    os_ = ms.ostat[op]
+    if _slots_free(ms) < 1:
+        return E_NOCAP
+    c = ms.cache[t, _large(order)]
+    desc = np.int64(-1)
+    if c >= 0:
+        desc = _desc_alloc(ss, c, gfp, pa, cpu)
+        if desc == E_NOCAP:
+            return E_NOCAP
+        if desc < 0:
+            os_[OS_DESC_FAILED] += 1
+            ms.tstat[t, TS_DESC_FAILED] += 1
+            return E_NOMEM_DESC
+        os_[OS_DESC_ALLOCS] += 1
+    s = _slot_get(ms)
+    _init_slot(ms, s, pfn, order, mdtype, gfp, desc)
+    ms.cookie[s] = pa_set_memdesc(pa, pfn, order, mdtype, desc)
+    _map_pages(ms, pfn, order, s)
+    ms.meta[MM_LIVE] += 1
+    _account_alloc(ms, t, order, desc, ms.dsize[t, _large(order)])
+    return s
+
+
+@njit
+def memdesc_adopt(ms, ss, pa, pfn, order, mdtype, gfp, cpu):
+    """An allocation the page allocator already holds (a snapshot's anon or file page, say)
+    becomes a typed allocation: its descriptor is allocated (counted as an allocation) and the
+    design's words written.  The slot, or E_NOMEM_DESC / E_NOCAP / E_INVAL (pfn already typed)."""
+    if ms.pfn_slot[pfn] != 0 or order < 0 or order > MAX_PAGE_ORDER:
+        return E_INVAL
+    s = _type_at(ms, ss, pa, gfp, order, mdtype, pfn, cpu, OP_ALLOC)
+    if s == E_NOCAP:
+        return s
+    os_ = ms.ostat[OP_ALLOC]
+    os_[OS_CALLS] += 1
+    if s >= 0:
+        os_[OS_OK] += 1
+    return s
+
+
+@njit
+def folio_migrate_to(ms, ss, pa, s, dst, cpu):
+    """migrate_folio() to pages the caller isolated (compaction's free scanner: compaction_alloc):
+    [dst, 2^order) is an untyped allocation of the folio's order that the caller holds.  The
+    destination's descriptor is allocated before anything moves; on failure (E_NOMEM_DESC, or
+    E_BUSY for a pinned folio or one with unexpected references) nothing changed and the caller
+    keeps dst.  Returns the new slot."""
+    os_ = ms.ostat[OP_MIGRATE]
+    os_[OS_CALLS] += 1
+    if not folio_live(ms, s):
+        os_[OS_CALLS] -= 1
+        return E_BADSLOT
+    if folio_maybe_dma_pinned(ms, s) or ms.ref[s] != folio_expected_ref_count(ms, s) + 1:
+        os_[OS_BUSY] += 1
+        return E_BUSY
+    t = ms.mtype[s]
+    order = np.int64(ms.order[s])
+    mdtype = t | (np.int64(ms.sub[s]) << mmap.MD_SUBTYPE_SHIFT)
+    nd = _type_at(ms, ss, pa, ms.gfp[s], order, mdtype, dst, cpu, OP_MIGRATE)
+    if nd == E_NOCAP:
+        os_[OS_CALLS] -= 1
+        return E_NOCAP
+    if nd < 0:
+        return nd
+    os_[OS_PAGE_ALLOCS] += 1
+    return _migrate_move(ms, ss, pa, s, nd, cpu)
+
+
+@njit
+def adopt_kernel(ms, ss, pa, pfns, orders, types, lrus, first, cpu, out):
+    """memdesc_adopt() of allocations first.. of the arrays (type per entry; ``lrus[i]`` >= 0
+    puts the folio on that LRU list, at the tail as the oldest).  ``out[i]``: the slot or the
+    error.  Returns the index reached: it stops early (E_NOCAP territory) when headroom runs out,
+    so the caller grows the state and calls again from there."""
+    n = pfns.shape[0]
+    i = first
+    while i < n:
+        if not headroom_ok(ms, ss):
+            return i
+        s = memdesc_adopt(ms, ss, pa, pfns[i], orders[i], types[i], G.GFP_HIGHUSER_MOVABLE, cpu)
+        out[i] = s
+        if s >= 0 and lrus[i] >= 0:
+            lru_add(ms, s, lrus[i], True)
+        i += 1
+    return i
 
 
 # ------------------------------------------------------------------ batch streams
@@ -2128,6 +2230,30 @@ class Folios:
         if rc < 0:
             raise _rc_error(rc, f"migrate({s})")
         return rc
+
+    def adopt(self, pfns: np.ndarray, orders: np.ndarray, types: np.ndarray, lrus: np.ndarray | None = None,
+              cpu: int = 0) -> np.ndarray:
+        """Make allocations the page allocator already holds typed allocations (memdesc_adopt):
+        per entry the slot, or a negative error (E_NOMEM_DESC when its descriptor could not be had,
+        E_INVAL when the pfn is typed already)."""
+        pfns = np.ascontiguousarray(pfns, np.int64)
+        n = pfns.shape[0]
+        orders = np.ascontiguousarray(orders, np.int64)
+        types = np.ascontiguousarray(types, np.int64)
+        lrus = np.full(n, -1, np.int64) if lrus is None else np.ascontiguousarray(lrus, np.int64)
+        if not (orders.shape[0] == types.shape[0] == lrus.shape[0] == n):
+            raise ConfigError("adopt: pfns, orders, types and lrus must have one length")
+        out = np.full(n, E_INVAL, np.int64)
+        i = 0
+        while i < n:
+            self._ensure()
+            j = int(adopt_kernel(self.state, self.slab.state, self.pa, pfns, orders, types, lrus, np.int64(i),
+                                 self._cpu(cpu), out))
+            if j == i:
+                self.state = grow_memdesc_state(self.state, 2 * MAX_PIECES + n - i)
+                self.slab.state = slab_state_headroom(self.slab.state, 4 * HEADROOM_SLABS)
+            i = j
+        return out
 
     # -- batches
     def run(self, op: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray, d: np.ndarray,

@@ -80,6 +80,8 @@ _DEV_INO = (("dev", "s_dev"), ("ino", "i_ino"))
 _RA_STATE = (("order", "order"), ("size", "size"), ("async_size", "async_size"), ("ra_pages", "ra_pages"))
 _SCAN_RANGE = (("start_pfn", "start_pfn"), ("end_pfn", "end_pfn"), ("nr_scanned", "nr_scanned"),
                ("nr_taken", "nr_taken"))
+_ZONE_SCAN = (("zone_start", "zone_start"), ("migrate_pfn", "migrate_pfn"), ("free_pfn", "free_pfn"),
+              ("zone_end", "zone_end"), ("sync", "sync"))
 
 #: the event kinds, one entry each (code = position); later users append entries
 EVENT_KINDS: tuple[EventKind, ...] = (
@@ -99,6 +101,14 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     # compaction's free scanner (memdesc.trace.compaction: exact replay takes what it isolated)
     EventKind("mm_compaction_isolate_freepages", _SCAN_RANGE),
     EventKind("mm_compaction_fast_isolate_freepages", _SCAN_RANGE),
+    # compaction runs and migration (memdesc.trace.compaction: the kernel's side of `memdesc compact`)
+    EventKind("mm_compaction_begin", _ZONE_SCAN),
+    EventKind("mm_compaction_end", _ZONE_SCAN + (("status", "status"),)),
+    EventKind("mm_compaction_isolate_migratepages", _SCAN_RANGE),
+    EventKind("mm_compaction_migratepages", (("nr_migrated", "nr_migrated"), ("nr_failed", "nr_failed"))),
+    EventKind("mm_migrate_pages", (("succeeded", "succeeded"), ("failed", "failed"), ("thp_succeeded", "thp_succeeded"),
+                                   ("thp_failed", "thp_failed"), ("nr_split", "large_folio_split"), ("mode", "mode"),
+                                   ("reason", "reason"))),
 )
 KIND_BY_NAME = {k.name: i for i, k in enumerate(EVENT_KINDS)}
 #: the page-cache and readahead kinds (what mm/readahead validation reads)

@@ -267,6 +267,21 @@ pa_split_prepare = primitive("pa_split_prepare", "pa_split_prepare(st, pieces) -
                              "one struct buddy each, reserved with fault injection): after True, the pa_split_alloc "
                              "calls of that split do not fail.", "typed")
 
+# ----------------------------------------------------------------- compaction's free scanner
+# What mm/compaction.py needs to take free pages as migration targets.  Not required of every
+# design: linux, radix and vmem register them (memdesc.mm.page_alloc.typed); a design without
+# them cannot be compacted (memdesc compact refuses it by name).
+
+pa_free_block = primitive("pa_free_block", "pa_free_block(st, pfn) -> order of the free block that starts at pfn "
+                          "and can be taken whole (buddy designs: PageBuddy's buddy_order; vmem: the largest "
+                          "aligned block at pfn inside its free segment), or -1: what isolate_freepages_block() "
+                          "and the migrate scanner read at a pfn.", "compaction")
+pa_isolate_free = primitive("pa_isolate_free", "pa_isolate_free(st, pfn, order) -> 0, or a negative error (nothing "
+                            "changed): __isolate_free_page() + post_alloc_hook(): the free block [pfn, 2^order) "
+                            "leaves the free lists and becomes one movable allocation of that order, which the "
+                            "caller splits (pa_split_alloc), types (pa_set_memdesc) or frees (pa_free).",
+                            "compaction")
+
 #: the layers, by name
 INTERFACE = layer("interface")
 ZONE_PRIMITIVES = layer("zone")
@@ -276,5 +291,7 @@ TYPED_PRIMITIVES = layer("typed")
 BUDDY_PRIMITIVES = layer("buddy")
 #: the exact-placement primitives (exact replay needs all of them; pa_free_extent is a zone primitive)
 EXACT_PRIMITIVES = ("pa_free_extent", *layer("exact"))
+#: the compaction primitives (a design that registers them can be compacted)
+COMPACTION_PRIMITIVES = layer("compaction")
 #: what every design must end up with (registered or by default)
 REQUIRED = (*INTERFACE, *ZONE_PRIMITIVES, *OPTIONAL, *TYPED_PRIMITIVES)

@@ -61,8 +61,11 @@ from memdesc.mm.memmap import (
     PGTY_table,
     PGTY_zsmalloc,
 )
-from memdesc.mm.page_alloc import core
+from memdesc.mm.mmzone import MAX_PAGE_ORDER
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
+from memdesc.mm.page_alloc import vmem_exact as vx
+from memdesc.mm.page_alloc.dispatch import buddy_order, is_buddy, mark_allocated
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -178,11 +181,59 @@ def vmem_split_alloc(st, head, horder, pfn, order, gfp):
     return core.split_allocation(st, head, horder, pfn, order)
 
 
-#: what each design registers (base.register_design checks every design has TYPED_PRIMITIVES)
+# ------------------------------------------------------------------ compaction's free scanner
+
+
+@njit
+def buddy_free_block(st, pfn):
+    """PageBuddy(pfn) ? buddy_order(pfn) : -1."""
+    if is_buddy(st, pfn):
+        return np.int64(buddy_order(st, pfn))
+    return np.int64(-1)
+
+
+@njit
+def buddy_isolate_free(st, pfn, order):
+    """take_page_off_buddy() of exactly the block (pa_take: radix may need its nodes), then the
+    allocation's struct page state and a movable page_owner entry."""
+    if dispatch.pa_take(st, pfn, order) != core.OK:
+        return core.E_BUSY
+    mark_allocated(st, pfn, order, 0)
+    st.owner[pfn] = core.owner_encode(order, core.MT_MOVABLE)
+    return core.OK
+
+
+@njit
+def vmem_free_block(st, pfn):
+    """The largest naturally aligned block at pfn inside the free segment holding it."""
+    fs, fe = vx.vmem_xp_free_extent(st, pfn)
+    if fs < 0:
+        return np.int64(-1)
+    k = np.int64(MAX_PAGE_ORDER)
+    while k > 0 and ((pfn & ((np.int64(1) << k) - 1)) != 0 or pfn + (np.int64(1) << k) > fe):
+        k -= 1
+    return k
+
+
+@njit
+def vmem_isolate_free(st, pfn, order):
+    """vmem_take(): the pages become an allocation (struct buddy and memdesc set); owner movable."""
+    if vx.vmem_take(st, pfn, order) != core.OK:
+        return core.E_BUSY
+    st.owner[pfn] = core.owner_encode(order, core.MT_MOVABLE)
+    return core.OK
+
+
+
+#: what each design registers (base.register_design checks every design has TYPED_PRIMITIVES;
+#: the compaction primitives make a design compactable)
 LINUX = {"pa_set_memdesc": linux_set_memdesc, "pa_clear_memdesc": linux_clear_memdesc,
-         "pa_page_memdesc": linux_page_memdesc}
+         "pa_page_memdesc": linux_page_memdesc, "pa_free_block": buddy_free_block,
+         "pa_isolate_free": buddy_isolate_free}
 RADIX = {"pa_set_memdesc": radix_set_memdesc, "pa_clear_memdesc": radix_clear_memdesc,
-         "pa_page_memdesc": radix_page_memdesc}
+         "pa_page_memdesc": radix_page_memdesc, "pa_free_block": buddy_free_block,
+         "pa_isolate_free": buddy_isolate_free}
 VMEM = {"pa_set_memdesc": vmem_set_memdesc, "pa_clear_memdesc": vmem_clear_memdesc,
         "pa_page_memdesc": vmem_page_memdesc, "pa_split_alloc": vmem_split_alloc,
-        "pa_split_prepare": vmem_split_prepare}
+        "pa_split_prepare": vmem_split_prepare, "pa_free_block": vmem_free_block,
+        "pa_isolate_free": vmem_isolate_free}
