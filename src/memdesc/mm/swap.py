@@ -130,8 +130,8 @@ LOG_KINDS = ("memcg_reclaim_begin", "memcg_reclaim_end", "direct_reclaim_begin",
              "lru_shrink_active", "reclaimed_folio", "lru_insertion", "lru_activate", "charge_fail")
 #: kind + 11 values; columns 12 and 13 are free for a driver (event index, its own id)
 LOG_WIDTH = 14
-#: log kinds on by default (the per-folio insert/activate/reclaimed records are opt-in)
-LOG_DEFAULT = sum(1 << k for k in range(LOG_RECLAIMED))
+#: log kinds on by default (the per-folio insert/activate records are opt-in)
+LOG_DEFAULT = sum(1 << k for k in range(LOG_LRU_INSERT)) | (1 << LOG_CHARGE_FAIL)
 
 
 class ReclaimStateType(StructType):
@@ -357,9 +357,7 @@ def folio_activate(ms, rs, s, cpu):
     """folio_activate(): through this CPU's lru_activate batch."""
     if (ms.flags[s] & B_ACTIVE) or not folio_evictable(ms, s):
         return
-    if folio_in_batch(rs, s, cpu, FB_ACTIVATE):
-        return
-    folio_batch_add_and_move(ms, rs, s, cpu, FB_ACTIVATE)
+    folio_batch_add_and_move(ms, rs, s, cpu, FB_ACTIVATE)   # (a folio may sit there twice)
 
 
 @njit
