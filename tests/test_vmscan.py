@@ -409,36 +409,38 @@ TestSwapReclaimStateful.settings = _SETTINGS
 
 # ------------------------------------------------------------------ NUMBA_DISABLE_JIT equality
 
-_SCENARIO = """
-import json
-from memdesc.mm.machine import Machine
-from memdesc.mm.vmscan import Reclaim
-m = Machine.create("64M", design="linux", cpus=2)
-r = Reclaim(m, swap_pages=64, log_capacity=1 << 14)
-cg = r.memcg_create(limit_pages=200)
-for i in range(600):
-    s = r.add_folio(anon=(i % 3 == 0), order=(i % 5 == 0) * 2, memcg=cg, cpu=i % 2, mapping=1, index=4 * i)
-    if s is not None and i % 7 == 0:
-        r.mark_accessed(s); r.mark_accessed(s)
-    if s is not None and i % 11 == 0:
-        r.set_dirty(s)
-for i in range(3000):
-    r.add_folio(mapping=2, index=i, cpu=i % 2)
-r.kswapd()
-log = [list(map(int, row)) for row in r.state.log[:int(r.state.logn[0])]]
-print(json.dumps({"vm": r.vmstat(), "memcg": r.memcg_stat(cg), "root": r.lru_sizes(0), "log": log,
-                  "check": r.check()}))
-"""
+def scenario() -> dict:
+    """A memcg under pressure with a small swap device, dirty and accessed folios, then page
+    cache through the root filling the machine (direct reclaim, kswapd)."""
+    from memdesc._numba import JIT_DISABLED
+
+    m = Machine.create("64M", design="linux", cpus=2)
+    r = Reclaim(m, swap_pages=64, log_capacity=1 << 14)
+    cg = r.memcg_create(limit_pages=200)
+    for i in range(600):
+        s = r.add_folio(anon=(i % 3 == 0), order=(i % 5 == 0) * 2, memcg=cg, cpu=i % 2, mapping=1, index=4 * i)
+        if s is not None and i % 7 == 0:
+            r.mark_accessed(s)
+            r.mark_accessed(s)
+        if s is not None and i % 11 == 0:
+            r.set_dirty(s)
+    for i in range(20000):
+        r.add_folio(mapping=2, index=i, cpu=i % 2)
+    r.kswapd()
+    log = [list(map(int, row)) for row in r.state.log[:int(r.state.logn[0])]]
+    return {"jit_disabled": JIT_DISABLED, "vm": r.vmstat(), "memcg": r.memcg_stat(cg), "root": r.lru_sizes(0),
+            "log": log, "check": r.check()}
 
 
 def test_numba_disable_jit_equality():
-    env = dict(os.environ)
-    outs = []
-    for nojit in ("0", "1"):
-        env["NUMBA_DISABLE_JIT"] = nojit
-        p = subprocess.run([sys.executable, "-c", _SCENARIO], env=env, capture_output=True, text=True, timeout=1200,
-                           check=True)
-        outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
-    assert outs[0] == outs[1]
-    assert outs[0]["check"] == "ok" and outs[0]["vm"]["memcg_reclaim"] > 0
-
+    here = os.path.dirname(os.path.abspath(__file__))
+    code = "import json, sys; sys.path.insert(0, sys.argv[1]); import test_vmscan as t; print(json.dumps(t.scenario()))"
+    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    p = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True, text=True, timeout=1200,
+                       check=False)
+    assert p.returncode == 0, p.stderr[-3000:]
+    nojit = json.loads(p.stdout.strip().splitlines()[-1])
+    jit = scenario()
+    assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
+    assert nojit == jit
+    assert jit["check"] == "ok" and jit["vm"]["memcg_reclaim"] > 0 and jit["vm"]["direct_reclaim"] > 0
