@@ -75,10 +75,8 @@ def machine_1g():
 
 
 def _fill_memcg(r: Reclaim, memcg: int, n: int, order: int = 0, mapping: int = 1):
-    out = []
-    for i in range(n):
-        out.append(r.add_folio(anon=False, order=order, memcg=memcg, cpu=i % 2, mapping=mapping,
-                               index=i << order))
+    out = r.add_folios(n, order=order, memcg=memcg, mapping=mapping)
+    assert None not in out
     r.drain()
     return out
 
@@ -144,15 +142,22 @@ def test_mark_accessed_twice_activates():
     r = Reclaim(m)
     s = r.add_folio(mapping=1, index=0, order=2)        # large: on the list at once
     r.mark_accessed(s)
-    assert r.lru_sizes()["active_file"] == 0
-    r.mark_accessed(s)                                  # into the activate batch
-    assert r.lru_sizes()["active_file"] == 0
-    r.drain()
+    assert r.lru_sizes()["active_file"] == 0 and r.ms.flags[s] >> 2 & 1   # PG_referenced
+    r.mark_accessed(s)                                  # large: the activate batch moves at once
     assert r.lru_sizes()["active_file"] == 4 and r.vmstat()["pgactivate"] == 4
-    # a folio still in the lru_add batch is activated in place
-    t = r.add_folio(mapping=1, index=8)
+    # an order-0 folio on a list waits in the per-CPU activate batch
+    u = r.add_folio(mapping=1, index=8)
+    r.drain()
+    r.mark_accessed(u, cpu=1)
+    r.mark_accessed(u, cpu=1)
+    assert u in r.folios.lru_list("inactive_file") and int(r.state.fbn[1, 1]) == 1
+    r.drain(1)
+    assert u in r.folios.lru_list("active_file")
+    # a folio still in this CPU's lru_add batch is activated in place
+    t = r.add_folio(mapping=1, index=16)
     r.mark_accessed(t)
     r.mark_accessed(t)
+    assert r.ms.flags[t] >> 8 & 1 and r.ms.lru[t] < 0
     r.drain()
     assert t in r.folios.lru_list("active_file")
     assert r.check() == "ok"
@@ -201,12 +206,9 @@ def test_direct_reclaim_and_kswapd_in_the_allocation_entry():
     kswapd is woken below the low watermark and sleeps balanced at the high one."""
     m = Machine.create("64M", design="linux", cpus=2)
     r = Reclaim(m)
-    n = 0
-    for i in range(40000):
-        if r.add_folio(mapping=1, index=i, cpu=i % 2) is not None:
-            n += 1
+    got = r.add_folios(40000)
     vm = r.vmstat()
-    assert n == 40000                       # 160 MiB of page cache through a 64 MiB machine
+    assert None not in got                  # 160 MiB of page cache through a 64 MiB machine
     assert vm["direct_reclaim"] > 0 and vm["pgsteal_direct"] > 0 and vm["allocstall"] > 0
     assert vm["kswapd_wake"] > 0
     assert r.kswapd() is not None
@@ -315,9 +317,10 @@ class ReclaimMachine(RuleBasedStateMachine):
                 self.ref.lists[(m, lru)] = lst
                 for s in lst:
                     self.ref.onlru[s] = (m, lru)
-        for s in list(self.ref.info):
-            if not self.r.folios.state.mtype[s] >= 0 or s not in self.live:
-                continue
+        for c in range(2):
+            for w in range(2):
+                self.ref.batch[c][w] = [int(x) for x in self.r.state.fb[c, w, :int(self.r.state.fbn[c, w])]]
+        for s in self.live:
             self.ref.active[s] = bool(ms.flags[s] >> 8 & 1)
             self.ref.ref[s] = bool(ms.flags[s] >> 2 & 1)
 
@@ -327,14 +330,16 @@ class ReclaimMachine(RuleBasedStateMachine):
         r0 = int(self.r.state.vm[V.VM_MEMCG_RECLAIM] + self.r.state.vm[V.VM_DIRECT_RECLAIM])
         self.r.clear_log()
         s = self.r.add_folio(anon=anon, order=order, memcg=self.cgs[cg], cpu=cpu, mapping=1, index=self.idx)
-        reclaimed = self._reclaimed()
-        if int(self.r.state.vm[V.VM_MEMCG_RECLAIM] + self.r.state.vm[V.VM_DIRECT_RECLAIM]) != r0:
-            self._account_reclaim(reclaimed)
+        reclaimed = int(self.r.state.vm[V.VM_MEMCG_RECLAIM] + self.r.state.vm[V.VM_DIRECT_RECLAIM]) != r0
         if s is not None:
             self.live.append(s)
+        if reclaimed:
+            if s is not None:
+                self.ref.info[s] = (anon, order, self.cgs[cg])
+                self.ref.ref[s] = self.ref.active[s] = False
+            self._account_reclaim(self._reclaimed())
+        elif s is not None:
             self.ref.add(s, anon, order, self.cgs[cg], cpu)
-            if int(self.r.state.vm[V.VM_MEMCG_RECLAIM] + self.r.state.vm[V.VM_DIRECT_RECLAIM]) != r0:
-                self._resync()
 
     def _reclaimed(self):
         log = self.r.state.log[:int(self.r.state.logn[0])]
@@ -424,8 +429,7 @@ def scenario() -> dict:
             r.mark_accessed(s)
         if s is not None and i % 11 == 0:
             r.set_dirty(s)
-    for i in range(20000):
-        r.add_folio(mapping=2, index=i, cpu=i % 2)
+    r.add_folios(20000, mapping=2)
     r.kswapd()
     log = [list(map(int, row)) for row in r.state.log[:int(r.state.logn[0])]]
     return {"jit_disabled": JIT_DISABLED, "vm": r.vmstat(), "memcg": r.memcg_stat(cg), "root": r.lru_sizes(0),

@@ -107,6 +107,7 @@ from memdesc.mm.folio import (
     folio_put_refs,
     folio_unmap_ptes,
     grow_memdesc_state,
+    headroom_ok,
     lru_add,
     lru_del,
     memdesc_alloc,
@@ -1172,6 +1173,21 @@ def add_folio_nb(ms, ss, pa, rs, anon, order, memcg, gfp, cpu, mapping, index, f
 
 
 @njit
+def add_folios_nb(ms, ss, pa, rs, n, anon, order, memcg, gfp, mapping, first_index, ncpu, out):
+    """n folios as :func:`add_folio_nb` (file: indices first_index + i << order; CPU i % ncpu);
+    out[i] = slot or error.  Stops early (returns the count done) when the folio state needs
+    room; the caller grows it and continues."""
+    for i in range(n):
+        if not headroom_ok(ms, ss):
+            return i
+        out[i] = add_folio_nb(ms, ss, pa, rs, anon, order, memcg, gfp, i % ncpu, mapping,
+                              first_index + (i << order), False)
+        if out[i] == E_NOCAP:
+            return i
+    return n
+
+
+@njit
 def delete_folio_nb(ms, ss, pa, rs, s, cpu):
     """Truncation / unmap of a folio: batches drained, off the LRU, uncharged, every PTE and
     the page cache let go (the folio is freed).  0 or a negative error."""
@@ -1311,6 +1327,29 @@ class Reclaim:
         rc = int(self._run(add_folio_nb, bool(anon), np.int64(order), self._memcg(memcg), np.int64(to_gfp(gfp)),
                            self._cpu(cpu), np.int64(0 if anon else mapping), np.int64(index), bool(force)))
         return rc if rc >= 0 else None
+
+    def add_folios(self, n: int, anon: bool = False, order: int = 0, memcg: int = 0, mapping: int = 1,
+                   first_index: int = 0, gfp: int | str | None = None) -> list[int | None]:
+        """``n`` folios as :meth:`add_folio` in one kernel call (CPUs taken in turn; file folios
+        at consecutive indices); their handles (None where memory or the limit refused)."""
+        if not 0 <= order <= MAX_PAGE_ORDER or n < 0:
+            raise ConfigError(f"order {order} outside 0..{MAX_PAGE_ORDER} or n {n} < 0")
+        if gfp is None:
+            gfp = G.GFP_HIGHUSER_MOVABLE | (_GFP_COMP if order else 0)
+        out = np.full(n, -1, np.int64)
+        done = 0
+        f = self.folios
+        while done < n:
+            f._ensure()
+            k = int(add_folios_nb(f.state, f.slab.state, f.pa, self.state, np.int64(n - done), bool(anon),
+                                  np.int64(order), self._memcg(memcg), np.int64(to_gfp(gfp)),
+                                  np.int64(0 if anon else mapping), np.int64(first_index + (done << order)),
+                                  np.int64(self.machine.nr_cpus), out[done:]))
+            done += k
+            if done < n:
+                f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
+                f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
+        return [int(x) if x >= 0 else None for x in out]
 
     def mark_accessed(self, s: int, cpu: int = 0) -> None:
         folio_mark_accessed(self.ms, self.state, self.folios._slot(s), self._cpu(cpu))
