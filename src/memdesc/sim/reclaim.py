@@ -16,8 +16,10 @@ what the process *asked for* -- not by what reclaim did:
 * every anon ``mm_lru_insertion`` of a cgroup task (the capture has no fault event; the
   insertion follows the fault by at most a batch): an order-0 anon folio, charged
   (``GFP_HIGHUSER_MOVABLE``), mapped, added to the LRU;
-* every ``mm_filemap_get_pages`` of a cgroup task: ``folio_mark_accessed`` of the folio
-  at the request's first index (``filemap_read`` marks the first folio of each batch);
+* every ``mm_filemap_get_pages`` of a cgroup task: ``folio_mark_accessed`` of the newest
+  folio covering the request's first index, unless the task's previous read of the file
+  was of the same folio (``filemap_read`` marks the first folio of a read only when the read
+  does not start in the folio the previous one ended in: ``pos_same_folio``);
 * every ``mm_filemap_delete_from_page_cache`` *outside* the kernel's reclaim rounds (a
   truncation, another task's deletion) of a folio the model still holds: deleted and
   uncharged.  Deletions inside the kernel's rounds are the kernel's reclaim: the model
@@ -147,6 +149,13 @@ def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> Recl
         q = gp.with_columns((pl.col("index") & ~((1 << o) - 1)).alias("index"), pl.lit(o, pl.Int64).alias("order"))
         a = _latest_add(adds, q, ["dev", "ino", "index", "order"]).fill_null(-1).to_numpy()
         gp_aid = np.maximum(gp_aid, a)      # aids follow the line: the newest folio covering the index
+    # filemap_read() marks the first folio of a read only if the read does not start in the
+    # folio the task's previous read of the file ended in (pos_same_folio): one mark per folio
+    # for a sequential reader
+    gp = gp.with_columns(pl.Series("aid", gp_aid)).with_columns(
+        pl.col("aid").shift(1).over(["pid", "dev", "ino"]).alias("prev_aid"))
+    gp = gp.filter(pl.col("prev_aid").is_null() | (pl.col("aid") != pl.col("prev_aid")))
+    gp_aid = gp["aid"].to_numpy()
     # the stream (trace order)
     cadd = adds.filter(inpid)
     ext = dels.filter(~pl.col("in_round") & pl.col("aid").is_not_null())
