@@ -41,8 +41,8 @@ def test_kernel_side_is_read_from_the_capture(result):
 
 def test_reclaim_figures_within_margins(result):
     """Measured (linux design, 2G model machine): rounds 1420 vs 1419, shrink_inactive 2403
-    vs 2399, pages scanned 736973 vs 736877, reclaimed 736973 vs 736850 (+0.017 %); margins:
-    the measured difference plus 0.5 percentage point."""
+    vs 2399, pages scanned 736978 vs 736877, reclaimed 736978 vs 736850 (+0.017 %), deletions
+    9219 vs 9091 (+1.41 %); margins: the measured difference plus 0.5 percentage point."""
     f = result["figures"]
     for name, bound in (("reclaim_rounds", 0.6), ("shrink_inactive", 0.7), ("pages_scanned", 0.52),
                         ("pages_reclaimed", 0.52), ("round_reclaimed", 0.52), ("deleted_pages", 0.52),
@@ -61,8 +61,9 @@ def test_reclaim_figures_within_margins(result):
 
 
 def test_the_same_folios_are_evicted(result):
-    """Measured: 9076 of the kernel's 9091 reclaimed folios also reclaimed by the model
-    (Jaccard 0.983); 95.1 % of the kernel's rounds ran at the same driver event."""
+    """Measured: 9077 of the kernel's 9091 reclaimed folios also reclaimed by the model
+    (Jaccard 0.983); 95.1 % of the kernel's rounds ran at the same driver event; failcnt
+    1982 vs 1862."""
     fo = result["folios"]
     assert fo["both"] >= 0.99 * fo["kernel_reclaimed"] - 20
     assert fo["jaccard"] >= 0.97
