@@ -622,6 +622,50 @@ class CompactCommand(Model):
     runs: list[CompactRun]
 
 
+class KernelModel(Model):
+    kernel: int | None
+    model: int | None
+    diff_pct: float | None = Field(default=None, description="100 * (model - kernel) / kernel; null if kernel is 0")
+
+
+class ReclaimSide(Model):
+    """One side's reclaim figures (the kernel's from its tracepoints, the model's from its log)."""
+
+    reclaim_rounds: int = Field(description="mm_vmscan_memcg_reclaim_begin/end pairs of the cgroup's tasks")
+    round_reclaimed: int = Field(description="sum of nr_reclaimed of mm_vmscan_memcg_reclaim_end")
+    shrink_inactive: int = Field(description="mm_vmscan_lru_shrink_inactive events")
+    pages_scanned: int
+    pages_reclaimed: int
+    pages_taken: int = Field(description="sum of nr_taken of mm_vmscan_lru_isolate")
+    deletions: int = Field(description="page-cache deletions by reclaim (folios)")
+    deleted_pages: int
+    kswapd_wake: int
+    kswapd_sleep: int
+    direct_reclaim: int
+    by_priority: dict[str, int] = Field(description="shrink_inactive events per reclaim priority")
+
+
+class ReclaimCommand(Model):
+    """``memdesc reclaim --json`` (:func:`memdesc.sim.reclaim.run_reclaim`): the cgroup's
+    page-cache and anon activity of a capture replayed on the reclaim model, its reclaim
+    beside the kernel's (docs/mm.md, "LRU and reclaim")."""
+
+    capture: str
+    design: str
+    limit_pages: int
+    events: dict[str, int]
+    kernel: ReclaimSide
+    model: ReclaimSide
+    figures: dict[str, KernelModel] = Field(description="reclaim_rounds, round_reclaimed, shrink_inactive, "
+                                                        "pages_scanned, pages_reclaimed, pages_taken, deletions, "
+                                                        "deleted_pages")
+    vmstat: dict[str, KernelModel] = Field(description="after - before /proc/vmstat of the capture vs the model")
+    folios: dict[str, float] = Field(description="folios reclaimed by the kernel, the model, both; jaccard")
+    rounds_same_event: dict[str, float]
+    memcg: dict[str, KernelModel]
+    check: str
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -637,6 +681,7 @@ COMMANDS: dict[str, type[Model]] = {
     "readahead": ReadaheadCommand,
     "anon": AnonCommand,
     "compact": CompactCommand,
+    "reclaim": ReclaimCommand,
 }
 
 

@@ -23,7 +23,19 @@ from typing import NoReturn
 import typer
 from typer.core import TyperGroup
 
-from memdesc.cli import anon, capture, commands, compact, compare, ontology, readahead, replay, scenario, sweep
+from memdesc.cli import (
+    anon,
+    capture,
+    commands,
+    compact,
+    compare,
+    ontology,
+    readahead,
+    reclaim,
+    replay,
+    scenario,
+    sweep,
+)
 from memdesc.cli.options import EXIT_USAGE, err
 from memdesc.errors import MemdescError
 
@@ -51,7 +63,7 @@ class MemdescGroup(TyperGroup):
 
 app = typer.Typer(cls=MemdescGroup, add_completion=False, no_args_is_help=True,
                   help="memdesc: executable models of Linux physical-memory management designs.")
-for _module in (commands, replay, scenario, compare, sweep, capture, ontology, readahead, anon, compact):
+for _module in (commands, replay, scenario, compare, sweep, capture, ontology, readahead, anon, compact, reclaim):
     _module.register(app)
 
 

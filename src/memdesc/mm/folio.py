@@ -64,6 +64,9 @@ semantics, include/linux/mm.h, mm_types.h, mm/rmap.c, mm/gup.c, mm/huge_memory.c
   (``deferred_split_folio(folio, true)``).
 * ``mapping``/``index`` (page cache: one reference per page while set), the LRU lists of
   ``enum lru_list`` (links in ``lru_next``/``lru_prev``), ``memcg``, the deferred-split link.
+* LRU lists are per *lruvec*: one per memory cgroup (``memcg`` 0 is the root), rows
+  ``memcg * NR_LRU_LISTS + lru`` of ``lru_head`` (first, last, folios, pages: the kernel's
+  ``lruvec_lru_size`` counts pages); a folio's memcg is set (charged) before it is added.
 * ``folio_put()`` at refcount 0 takes the folio off the LRU and the deferred split queue
   and frees it (descriptor included).  ``folio_expected_ref_count()`` is mappings + page
   cache references; split and migration require the caller's reference and nothing else.
@@ -174,6 +177,8 @@ FOLIO_FLAGS: dict[str, int] = {
 LRU_INACTIVE_ANON, LRU_ACTIVE_ANON, LRU_INACTIVE_FILE, LRU_ACTIVE_FILE, LRU_UNEVICTABLE = range(5)
 NR_LRU_LISTS = 5
 LRU_NAMES = ("inactive_anon", "active_anon", "inactive_file", "active_file", "unevictable")
+#: columns of ``lru_head`` (one row per (lruvec, list)): first, last, folios, pages
+LH_FIRST, LH_LAST, LH_FOLIOS, LH_PAGES = range(4)
 
 #: the memdesc types this layer allocates, named as the type table (memdesc.mm.memdesc) names them
 TYPE_NAMES = {t.id: t.name for t in mdesc.MEMDESC_TYPES if t.id not in (mdesc.MD_FREE, mdesc.MD_BUDDY_ALLOC)}
@@ -270,7 +275,7 @@ SLOT_FIELDS = {  # per-slot columns and dtypes
 
 
 def new_memdesc_state(npages: int, capacity: int = 1024, separate: bool = False, page_mapcount: bool = True,
-                      words: int = 8) -> MemdescState:
+                      words: int = 8, nr_lruvecs: int = 1) -> MemdescState:
     """An empty state for a machine of npages pfns (slot columns grow on demand)."""
     cap = max(16, int(capacity))
     cols = {name: np.zeros(cap, dt) for name, dt in SLOT_FIELDS.items()}
@@ -284,8 +289,8 @@ def new_memdesc_state(npages: int, capacity: int = 1024, separate: bool = False,
     meta = np.zeros(NR_MM, np.int64)
     meta[MM_DS_HEAD] = -1
     meta[MM_DS_TAIL] = -1
-    lru_head = np.full((NR_LRU_LISTS, 3), -1, np.int64)
-    lru_head[:, 2] = 0
+    lru_head = np.full((NR_LRU_LISTS * max(1, int(nr_lruvecs)), 4), -1, np.int64)
+    lru_head[:, LH_FOLIOS:] = 0
     return MemdescState(cfg=cfg, cache=np.full((NR_MDTYPES, 2), -1, np.int64),
                         dsize=np.zeros((NR_MDTYPES, 2), np.int64), tstat=np.zeros((NR_MDTYPES, NR_TS), np.int64),
                         ostat=np.zeros((NR_OPS, NR_OS), np.int64), meta=meta, lru_head=lru_head,
@@ -310,6 +315,25 @@ def grow_memdesc_state(ms: MemdescState, min_free: int) -> MemdescState:
             a[cap:] = -1
         fields[name] = a
     return MemdescState(**fields)
+
+
+def set_nr_lruvecs(ms: MemdescState, n: int) -> MemdescState:
+    """A state with room for ``n`` lruvecs (memcgs 0..n-1); existing lists kept."""
+    have = ms.lru_head.shape[0] // NR_LRU_LISTS
+    if n <= have:
+        return ms
+    if n > np.iinfo(np.int16).max:
+        raise ConfigError(f"{n} memory cgroups: at most {np.iinfo(np.int16).max}")
+    lh = np.full((NR_LRU_LISTS * n, 4), -1, np.int64)
+    lh[:, LH_FOLIOS:] = 0
+    lh[:ms.lru_head.shape[0]] = ms.lru_head
+    return MemdescState(**{f: (lh if f == "lru_head" else getattr(ms, f)) for f in MemdescState._fields})
+
+
+@njit(inline="always")
+def lru_row(ms, s, lru):
+    """The lru_head row of list ``lru`` of folio s's lruvec (folio_lruvec())."""
+    return np.int64(ms.memcg[s]) * NR_LRU_LISTS + lru
 
 
 @njit(inline="always")
@@ -591,7 +615,10 @@ def lru_add(ms, s, lru, tail):
     PG_active follows the list.  E_INVAL if already on a list or lru out of range."""
     if not folio_live(ms, s) or lru < 0 or lru >= NR_LRU_LISTS or ms.lru[s] >= 0:
         return E_INVAL
-    h = ms.lru_head[lru]
+    row = lru_row(ms, s, lru)
+    if ms.memcg[s] < 0 or row >= ms.lru_head.shape[0]:
+        return E_INVAL
+    h = ms.lru_head[row]
     if tail:
         last = h[1]
         ms.lru_prev[s] = last
@@ -611,6 +638,7 @@ def lru_add(ms, s, lru, tail):
             ms.lru_prev[first] = s
         h[0] = s
     h[2] += 1
+    h[3] += np.int64(1) << ms.order[s]
     ms.lru[s] = lru
     ms.flags[s] |= np.int64(1) << mmap.PG_lru
     if lru == LRU_ACTIVE_ANON or lru == LRU_ACTIVE_FILE:
@@ -626,15 +654,17 @@ def lru_add(ms, s, lru, tail):
 def _lru_insert_after(ms, s, prev):
     """Put s on prev's LRU list right after prev (lru_add_split_folio)."""
     lru = ms.lru[prev]
+    row = lru_row(ms, prev, lru)
     nxt = ms.lru_next[prev]
     ms.lru_prev[s] = prev
     ms.lru_next[s] = nxt
     ms.lru_next[prev] = s
     if nxt < 0:
-        ms.lru_head[lru, 1] = s
+        ms.lru_head[row, 1] = s
     else:
         ms.lru_prev[nxt] = s
-    ms.lru_head[lru, 2] += 1
+    ms.lru_head[row, 2] += 1
+    ms.lru_head[row, 3] += np.int64(1) << ms.order[s]
     ms.lru[s] = lru
 
 
@@ -644,17 +674,19 @@ def lru_del(ms, s):
     if not folio_live(ms, s) or ms.lru[s] < 0:
         return E_INVAL
     lru = ms.lru[s]
+    row = lru_row(ms, s, lru)
     nxt = ms.lru_next[s]
     prv = ms.lru_prev[s]
     if prv < 0:
-        ms.lru_head[lru, 0] = nxt
+        ms.lru_head[row, 0] = nxt
     else:
         ms.lru_next[prv] = nxt
     if nxt < 0:
-        ms.lru_head[lru, 1] = prv
+        ms.lru_head[row, 1] = prv
     else:
         ms.lru_prev[nxt] = prv
-    ms.lru_head[lru, 2] -= 1
+    ms.lru_head[row, 2] -= 1
+    ms.lru_head[row, 3] -= np.int64(1) << ms.order[s]
     ms.lru[s] = -1
     ms.lru_next[s] = -1
     ms.lru_prev[s] = -1
@@ -666,17 +698,18 @@ def lru_del(ms, s):
 def _lru_replace(ms, old, new):
     """new takes old's place on its LRU list (migration: folio_migrate_flags + putback)."""
     lru = ms.lru[old]
+    row = lru_row(ms, old, lru)
     nxt = ms.lru_next[old]
     prv = ms.lru_prev[old]
     ms.lru[new] = lru
     ms.lru_next[new] = nxt
     ms.lru_prev[new] = prv
     if prv < 0:
-        ms.lru_head[lru, 0] = new
+        ms.lru_head[row, 0] = new
     else:
         ms.lru_next[prv] = new
     if nxt < 0:
-        ms.lru_head[lru, 1] = new
+        ms.lru_head[row, 1] = new
     else:
         ms.lru_prev[nxt] = new
     ms.lru[old] = -1
@@ -1213,6 +1246,8 @@ def folio_split(ms, ss, pa, s, new_order, at, uniform, cpu, out):
         if i > 0:
             _init_slot(ms, ps, p, o, t | (sub << mmap.MD_SUBTYPE_SHIFT), gfp, descs[i])
         else:
+            if lru >= 0:  # the head stays on its list with fewer pages; the pieces add theirs
+                ms.lru_head[lru_row(ms, s, lru), 3] -= (np.int64(1) << ms.order[s]) - (np.int64(1) << o)
             ms.order[s] = o
             ms.desc[s] = descs[0]
         ms.flags[ps] = flags
@@ -1886,21 +1921,24 @@ def memdesc_check_nb(ms, ss, pa):
         if ss.caches[c, CF_INUSE] != want:
             return MCHK_DESC_COUNT, c, ss.caches[c, CF_INUSE]
     # LRU lists
-    for lru in range(NR_LRU_LISTS):
-        s = ms.lru_head[lru, 0]
+    for row in range(ms.lru_head.shape[0]):
+        lru = row % NR_LRU_LISTS
+        s = ms.lru_head[row, 0]
         prev = np.int64(-1)
         cnt = 0
+        lpages = np.int64(0)
         while s >= 0:
             if s >= top or ms.mtype[s] < 0 or ms.lru[s] != lru or ms.lru_prev[s] != prev \
-                    or not (ms.flags[s] & (np.int64(1) << mmap.PG_lru)):
-                return MCHK_LRU, lru, s
+                    or lru_row(ms, s, lru) != row or not (ms.flags[s] & (np.int64(1) << mmap.PG_lru)):
+                return MCHK_LRU, row, s
             cnt += 1
+            lpages += np.int64(1) << ms.order[s]
             if cnt > top:
-                return MCHK_LRU, lru, s
+                return MCHK_LRU, row, s
             prev = s
             s = ms.lru_next[s]
-        if prev != ms.lru_head[lru, 1] or cnt != ms.lru_head[lru, 2]:
-            return MCHK_LRU, lru, prev
+        if prev != ms.lru_head[row, 1] or cnt != ms.lru_head[row, 2] or lpages != ms.lru_head[row, 3]:
+            return MCHK_LRU, row, prev
     # deferred split queue
     s = ms.meta[MM_DS_HEAD]
     prev = np.int64(-1)
@@ -2183,9 +2221,13 @@ class Folios:
     def lru_del(self, s: int) -> None:
         self._ok(lru_del(self.state, self._slot(s)), "lruvec_del_folio")
 
-    def lru_list(self, lru: str | int) -> list[int]:
+    def lru_list(self, lru: str | int, memcg: int = 0) -> list[int]:
+        """The folios of one LRU list of memcg's lruvec, head (newest) first."""
         li = LRU_NAMES.index(lru) if isinstance(lru, str) else int(lru)
-        out, s = [], int(self.state.lru_head[li, 0])
+        row = int(memcg) * NR_LRU_LISTS + li
+        if not 0 <= row < self.state.lru_head.shape[0]:
+            raise ConfigError(f"no lruvec for memcg {memcg}")
+        out, s = [], int(self.state.lru_head[row, 0])
         while s >= 0:
             out.append(s)
             s = int(self.state.lru_next[s])

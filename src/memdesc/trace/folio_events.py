@@ -109,7 +109,33 @@ EVENT_KINDS: tuple[EventKind, ...] = (
     EventKind("mm_migrate_pages", (("succeeded", "succeeded"), ("failed", "failed"), ("thp_succeeded", "thp_succeeded"),
                                    ("thp_failed", "thp_failed"), ("nr_split", "large_folio_split"), ("mode", "mode"),
                                    ("reason", "reason"))),
+    # LRU and reclaim (memdesc.sim.reclaim compares the model's reclaim with them)
+    EventKind("mm_lru_insertion", (("pfn", "pfn"), ("lru", "lru"), ("flags", "flags"))),
+    EventKind("mm_lru_activate", (("pfn", "pfn"),)),
+    EventKind("mm_vmscan_lru_isolate", (("nr_requested", "nr_requested"), ("nr_scanned", "nr_scanned"),
+                                        ("nr_skipped", "nr_skipped"), ("nr_taken", "nr_taken"), ("lru", "lru"))),
+    EventKind("mm_vmscan_lru_shrink_inactive", (
+        ("nr_scanned", "nr_scanned"), ("nr_reclaimed", "nr_reclaimed"), ("nr_dirty", "nr_dirty"),
+        ("nr_writeback", "nr_writeback"), ("nr_congested", "nr_congested"), ("nr_immediate", "nr_immediate"),
+        ("nr_activate_anon", "nr_activate0"), ("nr_activate_file", "nr_activate1"), ("nr_ref_keep", "nr_ref_keep"),
+        ("nr_unmap_fail", "nr_unmap_fail"), ("priority", "priority"), ("reclaim_flags", "reclaim_flags"))),
+    EventKind("mm_vmscan_lru_shrink_active", (
+        ("nr_taken", "nr_taken"), ("nr_active", "nr_active"), ("nr_deactivated", "nr_deactivated"),
+        ("nr_referenced", "nr_referenced"), ("priority", "priority"), ("reclaim_flags", "reclaim_flags"))),
+    EventKind("mm_vmscan_memcg_reclaim_begin", (("order", "order"), ("gfp_flags", "gfp_flags"))),
+    EventKind("mm_vmscan_memcg_reclaim_end", (("nr_reclaimed", "nr_reclaimed"),)),
+    EventKind("mm_vmscan_direct_reclaim_begin", (("order", "order"), ("gfp_flags", "gfp_flags"))),
+    EventKind("mm_vmscan_direct_reclaim_end", (("nr_reclaimed", "nr_reclaimed"),)),
+    EventKind("mm_vmscan_kswapd_wake", (("nid", "nid"), ("order", "order"))),
+    EventKind("mm_vmscan_kswapd_sleep", (("nid", "nid"),)),
+    EventKind("mm_vmscan_wakeup_kswapd", (("nid", "nid"), ("order", "order"), ("gfp_flags", "gfp_flags"))),
 )
+#: the LRU and reclaim kinds (memdesc.sim.reclaim)
+RECLAIM_KINDS = ("mm_filemap_add_to_page_cache", "mm_filemap_delete_from_page_cache", "mm_filemap_get_pages",
+                 "mm_lru_insertion", "mm_lru_activate", "mm_vmscan_lru_isolate", "mm_vmscan_lru_shrink_inactive",
+                 "mm_vmscan_lru_shrink_active", "mm_vmscan_memcg_reclaim_begin", "mm_vmscan_memcg_reclaim_end",
+                 "mm_vmscan_direct_reclaim_begin", "mm_vmscan_direct_reclaim_end", "mm_vmscan_kswapd_wake",
+                 "mm_vmscan_kswapd_sleep", "mm_vmscan_wakeup_kswapd")
 KIND_BY_NAME = {k.name: i for i, k in enumerate(EVENT_KINDS)}
 #: the page-cache and readahead kinds (what mm/readahead validation reads)
 PAGECACHE_KINDS = tuple(k.name for k in EVENT_KINDS[:9])
