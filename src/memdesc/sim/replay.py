@@ -36,6 +36,20 @@ through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
   pcpu_drain and extfrag events are the real allocator's internals: they are counted and
   set beside the model's own kmem events (its event log).
 
+*Typed replay* (exact and policy, on by default): every ``mm_page_alloc`` gets a memdesc
+type (:mod:`memdesc.sim.memtypes`: the capture's folio-level events, else the gfp/order
+classifier) and becomes a typed allocation of the folio layer (:mod:`memdesc.mm.folio`):
+on designs that separate descriptors its descriptor is allocated from its slab cache (slab
+pages from the design itself) and freed with it.  Policy replay allocates descriptor and
+pages with ``memdesc_alloc``; exact replay types the pages the trace placed
+(``memdesc_adopt``).  A free of part of a typed allocation (``split_page()`` of a
+non-compound allocation) ends its typing: the pieces are bare pages, as split_page() makes
+them; a design that cannot split in place (vmem) keeps the allocation, typed, whole until
+its last piece is freed.  The run reports descriptor bytes per type (with samples over the
+run), two-part allocations, descriptor failures and allocations on free paths
+(``typed``), and, from a capture with ``after.kpageflags``, the types of the pages still
+allocated at the end against their kpageflags classes (``type_agreement``).
+
 A run reports the events by type, events per second of the replay loop, inconsistencies,
 the final buddyinfo beside the real one(s), and optionally samples the free lists every
 N events (a Parquet time series).  The bundled sample (:func:`sample_path`) is the
@@ -55,6 +69,7 @@ import polars as pl
 
 from memdesc import _html
 from memdesc.errors import ConfigError, FormatError
+from memdesc.mm import folio as F
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import (
@@ -65,6 +80,7 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_ORDER,
 )
 from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
+from memdesc.sim import memtypes as MT
 from memdesc.sim import replay_kernels as K
 from memdesc.sim import shadow
 from memdesc.sim import shadow_kernels as SK
@@ -72,7 +88,7 @@ from memdesc.sim.snapshot import capture as open_capture
 from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
 from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
-from memdesc.trace.kpageflags import PageClass
+from memdesc.trace.kpageflags import KPageSnapshot, PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
 MODES = ("exact", "policy", "shadow")
@@ -158,6 +174,9 @@ class ReplayResult:
     check: str = "not run"
     shadow: dict | None = None
     divergences: dict | None = None
+    typed: dict | None = None
+    type_agreement: dict | None = None
+    folios: F.Folios | None = None
 
     @property
     def events_per_second(self) -> float:
@@ -188,6 +207,8 @@ class ReplayResult:
             "pcp_pages": self.pcp_pages,
             "check": self.check,
         })
+        d["typed"] = self.typed
+        d["type_agreement"] = self.type_agreement
         if self.shadow is not None:
             d["shadow"] = self.shadow
             if self.divergences is not None:
@@ -398,6 +419,75 @@ def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: in
     return pl.DataFrame(rows, schema=schema)
 
 
+@dataclass
+class TypedRun:
+    """The typed layer of a replay: the folio layer of the machine, each event's memdesc type
+    (-1: not an allocation), where the types came from, and descriptor bytes per type sampled
+    after every chunk of events.  ``on`` False: an untyped replay (the kernels still take the
+    arguments; nothing is typed)."""
+
+    on: bool
+    folios: F.Folios
+    types: np.ndarray
+    source: np.ndarray
+    holder: np.ndarray
+    samples: list = field(default_factory=list)
+
+    def ready(self) -> F.Folios:
+        """The folio layer with headroom for the next kernel call (grown here, between calls)."""
+        if self.on:
+            self.folios._ensure()
+        return self.folios
+
+    def sample(self, event_index: int) -> None:
+        if self.on:
+            self.samples.append((int(event_index), self.folios.state.tstat[:, F.TS_DESC_BYTES].copy()))
+
+    @classmethod
+    def build(cls, machine: Machine, cols: dict[str, np.ndarray], npfn: int, trace: Path | None,
+              on: bool) -> TypedRun:
+        n = cols["event"].shape[0]
+        fo = F.Folios.of(machine)
+        if not on:
+            z = np.full(n, -1, np.int64)
+            return cls(False, fo, z, np.full(n, -1, np.int8), np.full(1, -1, np.int64))
+        fev = MT.folio_type_events(trace) if trace is not None else None
+        npages = max(int(npfn), int(machine.design.zs.owner.shape[0]))
+        types, source, holder = MT.allocation_types(cols, npages, fev)
+        return cls(True, fo, types, source, holder)
+
+    def summary(self, policy_counts: dict[str, int] | None = None) -> dict:
+        """The ``typed`` JSON section: descriptor bytes per type (end and samples), two-part
+        allocations, descriptor failures, free-path allocations, allocations per type and source."""
+        fo = self.folios
+        s = fo.summary()
+        names = {t: n for t, n in F.TYPE_NAMES.items()}
+        over_time = [{"event_index": k, "descriptor_bytes": {names[t]: int(v[t]) for t in names if v[t]}}
+                     for k, v in self.samples]
+        if len(over_time) > 64:  # keep a few: evenly spaced, the last one included
+            idx = np.unique(np.linspace(0, len(over_time) - 1, 64).astype(int))
+            over_time = [over_time[i] for i in idx]
+        out = {k: s[k] for k in ("design", "struct_page_bytes", "descriptors_separate", "descriptor_sizes",
+                                 "descriptor_bytes", "descriptor_slab_bytes", "two_part_allocations",
+                                 "descriptor_failures", "free_path_allocations", "live")}
+        out["types"] = s["types"]
+        out["descriptor_bytes_over_time"] = over_time
+        out["sources"] = MT.type_sources(self.types, self.source)
+        out["operations"] = {k: v for k, v in s["operations"].items() if k in ("alloc", "free")}
+        if policy_counts is not None:
+            out["typed_allocations_split"] = policy_counts.get("typed_allocations_split", 0)
+        return out
+
+
+def type_agreement_of(ty: TypedRun, capture: Path | None) -> dict | None:
+    """``type_agreement`` of a typed replay of a capture with an after.kpageflags dump."""
+    if not ty.on or capture is None or not any((capture / f"after.kpageflags{x}").is_file()
+                                               for x in ("", ".zst", ".gz")):
+        return None
+    snap = KPageSnapshot.from_capture(capture, "after")
+    return MT.type_agreement(ty.types, ty.holder, snap.page_class)
+
+
 def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) -> float:
     """Run ``step(i, j) -> next i`` over events [0, n) in chunks; seconds spent in ``step``."""
     elapsed = 0.0
@@ -413,7 +503,7 @@ def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) ->
 
 
 def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
-               start: StartState) -> tuple[float, dict]:
+               start: StartState, ty: TypedRun) -> tuple[float, dict]:
     d = m.design
     if not isinstance(d, BuddyDesign) or not K.exact_supported(type(d.state)):
         raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
@@ -431,7 +521,11 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
             cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"])
     def step(i: int, j: int) -> int:
-        return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
+        fo = ty.ready()
+        nxt = K.exact_kernel(st, fo.state, fo.slab.state, ty.on, loc, unavail, *args, ty.types, i, j, ncpu, pcp_on,
+                             cnt, xc, every, samples, pos, sn)
+        ty.sample(nxt)
+        return nxt
 
     step(0, 0)  # compile (or load from the cache) before timing
     elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
@@ -520,7 +614,7 @@ def _run_shadow(m: Machine, cols: dict, chunk: int, progress, start: StartState,
 
 
 def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, start: StartState,
-                npfn: int) -> tuple[float, dict]:
+                npfn: int, ty: TypedRun) -> tuple[float, dict]:
     st = m.state
     unavail = start.unavailable
     nmap = max(npfn, st.owner.shape[0] if start.pre_pfn.shape[0] else 0, 1)
@@ -541,11 +635,13 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, 
     ncpu = m.nr_cpus
     samples, pos, sn = samp
     tick = np.full(1, -1, np.int64)  # next vmstat_update, in trace time (-1: at the first event)
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["ts_ns"], tick)
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], ty.types, cols["ts_ns"], tick)
     def step(i: int, j: int) -> int:
         nonlocal lost, model_ev
-        nxt = K.policy_kernel(st, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples, pos,
-                              sn, limit)
+        fo = ty.ready()
+        nxt = K.policy_kernel(st, fo.state, fo.slab.state, ty.on, unavail, *args, i, j, ncpu, map_pfn, map_order,
+                              defer, pc, every, samples, pos, sn, limit)
+        ty.sample(nxt)
         if evlog_on:
             k = int(st.evlog_n[0])
             kept = min(k, cap)
@@ -570,7 +666,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
            trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
-           divergences: int = 0, pageblock_types: str = "trace",
+           divergences: int = 0, pageblock_types: str = "trace", typed: bool = True,
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
@@ -593,7 +689,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     state.  ``pageblock_types``: in exact and shadow mode from a capture, ``"trace"`` sets each
     pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
     snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
-    types.  ``progress(n)`` is called
+    types.  ``typed``: typed replay (exact and policy; see the module docstring): memdesc
+    types, descriptors on the design, ``type_agreement``.  ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
     """
     if mode not in MODES:
@@ -647,17 +744,20 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     pb_revealed = 0
     if mode != "policy" and start.from_snapshot and pageblock_types == "trace":
         pb_revealed = apply_revealed_types(machine, cols)
-    load_s = time.perf_counter() - t1
     n = cols["event"].shape[0]
     nsamp = n // every + 1 if every else 1
     samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
             np.zeros(1, np.int64))
+    ty = TypedRun.build(machine, cols, npfn, src.trace if src is not None else None, typed and mode != "shadow")
+    if ty.on:
+        chunk = min(chunk, max(1 << 12, -(-n // 16)))  # descriptor bytes sampled after every chunk
+    load_s = time.perf_counter() - t1
     if on_start:
         on_start(n)
     shadow_out = None
     if mode in ("exact", "shadow"):
         if mode == "exact":
-            elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start)
+            elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start, ty)
         else:
             if every:
                 raise ConfigError("--every samples exact and policy replays, not shadow replay")
@@ -676,11 +776,13 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         notes = {name: int(xc[i]) for i, name in enumerate(K.X_NAMES)}
         notes["pageblock_types_from_trace"] = pb_revealed
         policy: dict[str, int] = {}
+        typed_counts = None
         model_events = None
     else:
-        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, start, npfn)
+        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, start, npfn, ty)
         pc = out["pc"]
-        policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
+        policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name not in K.P_TYPED_KEYS}
+        typed_counts = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name in K.P_TYPED_KEYS}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
         if start.from_snapshot:
             bad.append("frees_of_unknown_pages")
@@ -701,7 +803,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
-        samples=samples, check=machine.check(),
+        samples=samples, check=ty.folios.check() if ty.on else machine.check(),
+        typed=ty.summary(typed_counts) if ty.on else None, type_agreement=type_agreement_of(ty, capture),
+        folios=ty.folios if ty.on else None,
         shadow=shadow_out["shadow"] if shadow_out else None,
         divergences=shadow_out["divergences"] if shadow_out else None)
 
