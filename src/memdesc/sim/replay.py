@@ -470,6 +470,8 @@ class TypedRun:
         out = {k: s[k] for k in ("design", "struct_page_bytes", "descriptors_separate", "descriptor_sizes",
                                  "descriptor_bytes", "descriptor_slab_bytes", "two_part_allocations",
                                  "descriptor_failures", "free_path_allocations", "live")}
+        out["free_path_allocations_slab"] = int(fo.slab.state.meta[F.M_FP_ALLOCS])
+        out["free_path_allocations_design"] = int(fo.pa.stats[core.ST_FREE_PATH_ALLOCS])
         out["types"] = s["types"]
         out["descriptor_bytes_over_time"] = over_time
         out["sources"] = MT.type_sources(self.types, self.source)

@@ -1,0 +1,152 @@
+"""Typed replay: every allocation of a replayed trace is a typed allocation of the folio layer,
+with its descriptor allocated and freed on the design (memdesc.sim.replay, issue 10 part 7)."""
+
+from __future__ import annotations
+
+import pytest
+
+from memdesc.mm.gfp import parse_gfp
+from memdesc.mm.machine import Machine
+from memdesc.mm.memmap import MD_ANON, MD_SLAB
+from memdesc.mm.page_alloc.dispatch import pa_page_memdesc
+from memdesc.sim.replay import replay
+from test_replay import KERNEL_GFP, MOVABLE, RECLAIMABLE_GFP, UNMOVABLE, T, alloc, frame, free  # noqa: I001
+
+#: bundled sample (anon capture, kmem events only: the classifier alone), type agreement:
+#: deterministic (the trace and after.kpageflags), so pinned exactly
+SAMPLE_AGREEMENT = {"pages": 22940, "agree": 22603}
+#: allocation events per type the classifier gives the sample (pinned: the rules of CLASSIFIER_RULES)
+SAMPLE_SOURCES = {"classifier": {"misc": 477, "file": 22117, "anon": 173508, "slab": 452, "pagetable": 4612}}
+
+
+@pytest.fixture(scope="module")
+def sample_policy():
+    return {d: replay(None, mode="policy", design=d, compare=False) for d in ("linux", "radix", "vmem")}
+
+
+def test_sample_type_agreement_pinned(sample_policy):
+    for r in sample_policy.values():
+        ta = r.type_agreement
+        assert {k: ta[k] for k in SAMPLE_AGREEMENT} == SAMPLE_AGREEMENT
+        assert sum(sum(row.values()) for row in ta["matrix"].values()) == ta["pages"]
+        # the confusion matrix: every file page the model kept is file in kpageflags; the
+        # disagreement is page tables kpageflags shows flagless (freed or pcp by the dump)
+        assert set(ta["matrix"]["file"]) == {"file"}
+        assert ta["matrix"]["pgtable"]["other"] > 300
+        assert r.typed["sources"] == SAMPLE_SOURCES
+
+
+def test_sample_typed_policy_every_design(sample_policy):
+    lin, rad, vm = (sample_policy[d] for d in ("linux", "radix", "vmem"))
+    for r in (lin, rad, vm):
+        assert r.check == "ok"
+        ty = r.typed
+        assert ty["descriptor_failures"] == 0
+        # the same trace allocations are live at the end on every design (same demand stream)
+        assert ty["live"] == lin.typed["live"] > 20000
+        assert ty["types"]["anon"]["allocations"] == SAMPLE_SOURCES["classifier"]["anon"]
+        assert len(ty["descriptor_bytes_over_time"]) >= 8
+    # linux overlays every descriptor on struct page: nothing is allocated beside the pages
+    assert lin.typed["two_part_allocations"] == 0 and lin.typed["descriptor_bytes"] == {}
+    # radix and vmem: every typed allocation with a descriptor is two allocations
+    for r in (rad, vm):
+        ty = r.typed
+        with_desc = sum(row["allocations"] for name, row in ty["types"].items() if name != "misc")
+        assert ty["two_part_allocations"] == with_desc
+        # live descriptors: 80 B per small folio, 128 B per large, 64 B struct slab / ptdesc
+        sizes = ty["descriptor_sizes"]
+        for name, row in ty["types"].items():
+            if name == "misc":
+                assert row["descriptors_live"] == 0
+                continue
+            assert sizes[name][0] <= row["descriptor_bytes"] / max(1, row["descriptors_live"]) <= sizes[name][1]
+        assert ty["descriptor_bytes"]["file"] > 1_500_000
+    # the vmem rule: no allocation on a free path, for any type
+    assert vm.typed["free_path_allocations"] == 0
+    # radix's own tree nodes are allocated on free paths; its descriptors never are
+    assert rad.typed["free_path_allocations_slab"] == 0
+
+
+def test_typing_does_not_move_linux(sample_policy):
+    """On linux descriptors overlay struct page: a typed replay makes exactly the allocator
+    decisions of an untyped one."""
+    untyped = replay(None, mode="policy", design="linux", compare=False, typed=False)
+    assert untyped.typed is None and untyped.type_agreement is None
+    typed = sample_policy["linux"]
+    assert typed.machine.buddyinfo().to_dict() == untyped.machine.buddyinfo().to_dict()
+    assert typed.policy == untyped.policy
+
+
+@pytest.mark.parametrize("design", ["linux", "radix", "vmem"])
+def test_sample_typed_exact(design):
+    r = replay(None, mode="exact", design=design)
+    assert r.check == "ok"
+    ty = r.typed
+    assert ty["live"] > 20000 and ty["descriptor_failures"] == 0
+    if design == "vmem":
+        assert ty["free_path_allocations"] == 0
+    if design == "linux":
+        assert ty["two_part_allocations"] == 0
+    else:
+        assert ty["two_part_allocations"] > 150_000
+    assert r.type_agreement["pages"] == SAMPLE_AGREEMENT["pages"]
+
+
+def _split_rows():
+    # an order-2 kernel allocation (classified bare driver memory: no descriptor) and a slab
+    # page of order 2 (GFP_RECLAIMABLE: a struct slab), each freed in pieces (split_page)
+    return [
+        alloc(T, 2, KERNEL_GFP, UNMOVABLE),
+        alloc(T + 64, 2, RECLAIMABLE_GFP, UNMOVABLE),
+        free(T + 65, 0),
+        free(T + 64, 0),
+        free(T + 66, 1),
+        free(T, 2),
+    ]
+
+
+@pytest.mark.parametrize("design", ["linux", "radix", "vmem"])
+def test_split_free_of_a_typed_allocation(design):
+    m = Machine.create("64M", cpus=2, design=design)
+    r = replay(frame(_split_rows()), mode="policy", machine=m)
+    assert r.check == "ok" and r.policy["model_free_errors"] == 0
+    ty = r.typed
+    assert ty["live"] == 0 and sum(ty["descriptor_bytes"].values()) == 0
+    assert ty["types"]["slab"]["allocations"] == 1
+    if design == "vmem":
+        # vmem cannot split in place: the slab stays whole, typed, until its last piece goes
+        assert ty["typed_allocations_split"] == 0 and ty["types"]["slab"]["frees"] == 1
+        assert ty["free_path_allocations"] == 0
+    else:
+        # split_page() ends the typing: the pieces are bare pages (the descriptor is freed)
+        assert ty["typed_allocations_split"] == 1 and ty["types"]["slab"]["frees"] == 1
+
+
+@pytest.mark.parametrize("design", ["radix", "vmem"])
+def test_descriptor_fault_injection_in_typed_replay(design):
+    """failslab on every descriptor cache: failed descriptors fail their allocations (counted as
+    model failures), nothing is lost, every free still succeeds."""
+    r = replay(None, mode="policy", design=design, compare=False, config={"fail_descriptor_alloc": 0.05})
+    ty = r.typed
+    assert r.check == "ok" and r.policy["model_free_errors"] == 0
+    assert ty["descriptor_failures"] > 1000
+    assert r.policy["model_failures"] >= ty["descriptor_failures"]
+    if design == "vmem":
+        assert ty["free_path_allocations"] == 0
+    acc = r.folios.page_accounting()
+    assert acc["lost"] == 0
+
+
+def test_classifier_types_reach_the_design():
+    # a slab allocation on linux: PGTY_slab in its head page's page_type (the overlay)
+    m = Machine.create("64M", cpus=2)
+    rows = [alloc(T, 0, RECLAIMABLE_GFP, UNMOVABLE),
+            alloc(T + 1, 0, parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_ZERO"), MOVABLE)]
+    r = replay(frame(rows), mode="policy", machine=m)
+    fo = r.folios
+    slots = [fo.page_folio(p) for p in range(m.max_pfn) if fo.page_folio(p) is not None]
+    types = sorted(fo.type_name(s) for s in set(slots))
+    assert types == ["anon", "slab"]
+    s = next(s for s in set(slots) if fo.type_name(s) == "slab")
+    assert int(pa_page_memdesc(m.state, fo.pfn(s))[0]) == MD_SLAB
+    assert MD_ANON in {int(fo.state.mtype[x]) for x in set(slots)}
