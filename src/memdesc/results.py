@@ -175,6 +175,8 @@ class TypeAgreement(Model):
     fraction: float | None
     matrix: dict[str, dict[str, int]] = Field(description="model class (file, anon, slab, pgtable, other) -> "
                                                           "kpageflags class -> pages")
+    not_free_in_dump: dict[str, Any] = Field(description="pages, agree, fraction over the pages the dump does "
+                                                         "not show free (freed after tracing stopped)")
 
 
 class TypedTypeRow(Model):

@@ -130,13 +130,18 @@ def print_typed(ty: dict) -> None:
                                                    for s, row in src.items()))
 
 
+def _pct(f: float | None) -> str:
+    return "-" if f is None else f"{100 * f:.1f} %"
+
+
 def print_type_agreement(ta: dict) -> None:
     """The confusion matrix of typed replay: model type (rows) against after.kpageflags class."""
     frac = ta["fraction"]
     cols = sorted({c for row in ta["matrix"].values() for c in row})
     t = Table(title=f"type agreement with after.kpageflags: {ta['agree']} of {ta['pages']} pages "
-                    f"({'-' if frac is None else f'{100 * frac:.1f} %'}) -- pages allocated in the trace and still "
-                    "allocated at its end; rows: the model's type, columns: kpageflags' class",
+                    f"({_pct(frac)}) -- pages allocated in the trace and still "
+                    "allocated at its end; rows: the model's type, columns: kpageflags' class "
+                    f"(without the pages the dump shows free: {_pct(ta['not_free_in_dump']['fraction'])})",
               title_justify="left")
     t.add_column("model \\ kpageflags")
     for c in cols:
