@@ -470,6 +470,9 @@ class TypedRun:
         out = {k: s[k] for k in ("design", "struct_page_bytes", "descriptors_separate", "descriptor_sizes",
                                  "descriptor_bytes", "descriptor_slab_bytes", "two_part_allocations",
                                  "descriptor_failures", "free_path_allocations", "live")}
+        ms = fo.state  # the caches' object sizes (struct slab: the slab's own self-hosted cache)
+        out["descriptor_sizes"] = {names[t]: [int(ms.dsize[t, 0]), int(ms.dsize[t, 1])] for t in names
+                                   if ms.cache[t, 0] >= 0 or ms.cache[t, 1] >= 0}
         out["free_path_allocations_slab"] = int(fo.slab.state.meta[F.M_FP_ALLOCS])
         out["free_path_allocations_design"] = int(fo.pa.stats[core.ST_FREE_PATH_ALLOCS])
         out["types"] = s["types"]
