@@ -636,11 +636,13 @@ def memdesc_release(ms, ss, pa, s, cpu):
 
 
 @njit
-def memdesc_disown(ms, ss, pa, s, cpu):
+def memdesc_disown(ms, ss, pa, s, cpu, clear):
     """The typed allocation s ends but its pages stay allocated to the caller (trace replay: the
     trace frees part of them, split_page(), or another event takes them): the design's words are
-    cleared and the descriptor is freed -- a free path, which never allocates (what it does
-    allocate is counted as operation free's free_path_allocations).  OK or E_BADSLOT."""
+    cleared (``clear``; False: the caller cleared them with :func:`memdesc_words_clear` before
+    the pages changed hands) and the descriptor is freed -- a free path, which never allocates
+    (what it does allocate is counted as operation free's free_path_allocations).  OK or
+    E_BADSLOT."""
     if not slot_live(ms, s):
         return E_BADSLOT
     if ms.lru[s] >= 0:
@@ -654,7 +656,8 @@ def memdesc_disown(ms, ss, pa, s, cpu):
     os_[OS_CALLS] += 1
     fp0 = _fp_allocs(ss, pa)
     slab_enter_free_path_nb(ss)
-    pa_clear_memdesc(pa, pfn, order, ms.cookie[s])
+    if clear:
+        pa_clear_memdesc(pa, pfn, order, ms.cookie[s])
     _unmap_pages(ms, pfn, order)
     if desc >= 0:
         _desc_free(ss, ms.cache[t, _large(order)], desc, pa, cpu)

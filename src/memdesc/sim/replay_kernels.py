@@ -846,7 +846,7 @@ def _typed_walk(ms, pa, p, o, op, st, loc, ss, alloc_applied, cpu):
         if held and not alloc_applied:
             F.memdesc_words_set(ms, pa, s)
         else:
-            F.memdesc_disown(ms, ss, pa, s, cpu)
+            F.memdesc_disown(ms, ss, pa, s, cpu, False)  # its words were cleared before the event
     return n
 
 
@@ -1074,7 +1074,7 @@ def map_split(st, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc):
         s = typed_slot(ms, mh, ho)
         if s >= 0 and model_can_split(st):
             # split_page() of a typed allocation: its pieces are bare pages from now on
-            F.memdesc_disown(ms, ss, st, s, 0)
+            F.memdesc_disown(ms, ss, st, s, 0, True)
             pc[P_TYPED_SPLIT] += 1
         if not model_split(st, mh, ho, mh + (pfn - h), order):
             defer[mh] = (ho << DEFER_SHIFT) | (np.int64(1) << ho)
