@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from memdesc.errors import ConfigError
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import NR_PAGEBLOCK_BITS, PAGEBLOCK_ORDER
 from memdesc.mm.page_alloc import core
@@ -176,3 +177,20 @@ def test_pageblock_order_and_thp_pcp_lists_are_per_layout():
         Machine.create("6G", layout="i386-nopae")
     with pytest.raises(Exception, match="not supported"):
         Machine.create("2G", layout="i386-nopae", design="vmem")
+
+
+def test_percpu_pagelist_high_fraction_fixes_high_as_the_sysctl_does():
+    """vm.percpu_pagelist_high_fraction N: high_min = high_max = max(managed / N / cpus, 4 batch)
+    (zone_set_pageset_high_and_batch()); 0 keeps auto-tuning between low/cpus and managed/8/cpus;
+    values 1..7 are outside the sysctl's range."""
+    auto = Machine.create("4G", cpus=2).design.zs
+    fixed = Machine.create("4G", cpus=2, percpu_pagelist_high_fraction=16).design.zs
+    z = int(np.argmax(auto.z_managed))
+    managed, batch = int(auto.z_managed[z]), int(auto.pcp[0, z, core.PCP_BATCH])
+    assert auto.pcp[0, z, core.PCP_HIGH_MIN] < auto.pcp[0, z, core.PCP_HIGH_MAX]
+    assert auto.pcp[0, z, core.PCP_HIGH_MAX] == max(managed // 8 // 2, 4 * batch)
+    want = max(managed // 16 // 2, 4 * batch)
+    assert fixed.pcp[0, z, core.PCP_HIGH_MIN] == fixed.pcp[0, z, core.PCP_HIGH_MAX] == want
+    assert fixed.pcp[0, z, core.PCP_BATCH] == batch
+    with pytest.raises(ConfigError, match="percpu_pagelist_high_fraction"):
+        Machine.create("1G", percpu_pagelist_high_fraction=4)

@@ -20,7 +20,6 @@ from memdesc.mm.page_alloc import DESIGNS
 from memdesc.sim.churn import Churn
 from memdesc.sim.replay import replay, resolve_source, sample_path
 from memdesc.sim.replay_io import event_log_frame, write_event_log
-from memdesc.sim.replay_kernels import SPLIT_NEEDS, design_has, exact_supported
 from memdesc.trace import events as E
 from memdesc.trace.reader import read_trace
 from memdesc.trace.writer import write_ftrace
@@ -265,15 +264,15 @@ def test_every_design_replays(tmp_path, design):
     r = replay(path, mode="policy", machine=m)
     p = r.policy
     assert r.check == "ok" and p["model_free_errors"] == 0 and p["allocations"] == 7 and p["frees"] == 6
-    if design_has(type(m.state), SPLIT_NEEDS):
+    if m.design.splits_on_free:
         assert p["frees_of_trace_allocations"] == 3 and p["split_frees"] == 1 and p["splits_deferred"] == 0
     else:
         # T+129 splits the order-2 entry (deferred); T+128 and T+130 are pieces too
         assert p["frees_of_trace_allocations"] == 1 and p["split_frees"] == 3 and p["splits_deferred"] == 1
-    # exact replay: every registered design has the buddy primitives (linux, radix) or the
-    # exact-placement ones (vmem); a design with neither is refused (test_vmem_exact)
+    # exact replay: every registered design has the exact-placement primitives (its own, or
+    # core's buddy code by default: base.register_design)
     m = Machine.create("64M", cpus=2, design=design)
-    assert exact_supported(type(m.state))
+    assert m.design.exact_replay
     r = replay(frame(exact_rows()), mode="exact", machine=m)
     assert r.check == "ok" and sum(r.inconsistencies.values()) == 6
 
@@ -435,7 +434,7 @@ def test_sample_on_other_designs(design):
     """Other designs replay the real sample with their invariants intact.  Exact replay leaves
     alone the pages a design took for its own metadata (radix tree-node pages), counted."""
     m = Machine.create("64M", design=design)
-    if exact_supported(type(m.state)):
+    if m.design.exact_replay:
         r = replay(None, mode="exact", design=design)
         assert r.check == "ok"
         n = r.final_vs_real["0:Normal"]

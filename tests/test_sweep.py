@@ -100,3 +100,10 @@ def test_sweep_resumes_after_a_kill_without_redoing_finished_cells(tmp_path):
     d = check("sweep", json.loads(js.read_text()))
     assert d["ran"] == 0 and d["skipped"] == len(cells) and len(d["rows"]) == len(cells) and d["check"] == "ok"
     assert pl.read_parquet(out).equals(table)
+
+
+def test_pcp_high_fraction_is_a_parameter_of_every_cell():
+    p = parse_params(["percpu_pagelist_high_fraction=0,8"])
+    cells = grid([str(sample_path())], "linux,vmem", p)
+    assert sorted((c["design"], c["params"]["percpu_pagelist_high_fraction"]) for c in cells) == [
+        ("linux", 0), ("linux", 8), ("vmem", 0), ("vmem", 8)]

@@ -35,7 +35,7 @@ def test_boot_state_and_sizes():
     # reserved pages carry a bare (type 0) memdesc; free pages MD_FREE
     res = np.flatnonzero(d.zs.owner == core.OWNER_RESERVED)
     assert len(res) and not np.any(d.state.memdesc[res] & np.uint64(0xF))
-    info = memmap.describe_page(d.page_words(int(res[0])))
+    info = memmap.describe_page(d.page_words(int(res[0])), d.page_layout)
     assert info["type"] == "misc" and info["subtype"] in ("reserved", "hole")
 
 
@@ -43,7 +43,7 @@ def test_alloc_free_memdesc_words():
     m = Machine.create("256M", design="vmem", pcp=False)
     d = m.design
     pfn = m.alloc_pages("GFP_KERNEL", 2)
-    words = [memmap.describe_page(d.page_words(pfn + i)) for i in range(4)]
+    words = [memmap.describe_page(d.page_words(pfn + i), d.page_layout) for i in range(4)]
     assert {w["type"] for w in words} == {"buddy-alloc"}
     assert len({w["descriptor"] for w in words}) == 1  # every page points at the allocation's descriptor
     addr = words[0]["descriptor"]
@@ -56,7 +56,7 @@ def test_alloc_free_memdesc_words():
     m.free_pages(pfn, 2)
     with pytest.raises(DoubleFree):
         m.free_pages(pfn, 2)
-    assert memmap.describe_page(d.page_words(pfn))["type"] == "free"
+    assert memmap.describe_page(d.page_words(pfn), d.page_layout)["type"] == "free"
     assert m.check() == "ok"
     # the allocator's own descriptor pages cannot be freed by a caller
     dp = int(d.state.dpages[0])

@@ -20,7 +20,7 @@ from memdesc.mm.mmzone import MAX_PAGE_ORDER, PAGEBLOCK_NR_PAGES, MigrateType
 from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.sim.replay import replay
-from memdesc.sim.replay_kernels import EXACT_NEEDS, design_has, exact_split, exact_supported
+from memdesc.sim.replay_kernels import exact_split
 from memdesc.trace import events as E
 from test_replay import exact_rows, frame  # tests/ is on sys.path (pytest rootdir)
 
@@ -67,12 +67,14 @@ def assert_same_placement(lin: Machine, vm: Machine) -> None:
 def test_vmem_registers_the_exact_placement_primitives():
     vm = Machine.create("64M", design="vmem")
     lin = Machine.create("64M")
-    assert exact_supported(type(vm.state)) and exact_supported(type(lin.state))
-    assert design_has(type(vm.state), dispatch.EXACT_PRIMITIVES) and not design_has(type(vm.state), EXACT_NEEDS)
-    # linux keeps its buddy code: it registers none of them (replay falls back at compile time)
-    assert not any(design_has(type(lin.state), (p,)) for p in dispatch.EXACT_PRIMITIVES)
+    assert vm.design.exact_replay and lin.design.exact_replay
+    assert dispatch.has(type(vm.state), *dispatch.EXACT_PRIMITIVES)
+    assert not dispatch.has(type(vm.state), "list_add") and not dispatch.has(type(vm.state), "is_buddy")
+    # vmem registers its own (vmem_exact); linux gets core's buddy code by default
+    table_vm, table_lin = dispatch._REGISTRY[type(vm.state)], dispatch._REGISTRY[type(lin.state)]
     for p in dispatch.EXACT_PRIMITIVES:
-        assert p in dispatch.PRIMITIVES and p not in dispatch.REQUIRED
+        assert table_vm[p].__module__ == "memdesc.mm.page_alloc.vmem_exact", p
+        assert table_lin[p] is core.BUDDY_DEFAULTS[p], p
 
 
 def test_synthetic_trace_same_placement_as_linux():

@@ -8,6 +8,11 @@ address ahead of use (the next victim of a churn, the next pages a pcp drain wil
 issues a prefetch, as mm/page_alloc.c's ``prefetch_buddy()`` did in free_pcppages_bulk
 (added in 2018, dropped in 2022).  A prefetch is a hint: results are identical with and without it; under
 ``NUMBA_DISABLE_JIT=1`` both functions do nothing.
+
+Which array holds a design's per-page words is part of the design contract: the design
+declares it (``Design.memmap_field``) and registering the design records it on the state's
+struct type, where :func:`prefetch_page` reads it.  A state without it is a typing error
+naming the design, never a silently lost prefetch.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ else:
     from llvmlite import ir
     from numba import types
     from numba.core import cgutils
+    from numba.core.errors import TypingError
     from numba.extending import intrinsic, overload
 
     @intrinsic
@@ -58,11 +64,12 @@ else:
 
     @overload(prefetch_page)
     def _prefetch_page_impl(st, pfn):
+        name = getattr(type(st), "memmap_field", None)
         fields = dict(getattr(st, "field_dict", {}) or {})
-        for name in ("memmap", "memdesc"):
-            if name in fields:
-                src = f"def impl(st, pfn):\n    if 0 <= pfn < st.{name}.shape[0]:\n        prefetch(st.{name}, pfn)\n"
-                ns = {"prefetch": prefetch}
-                exec(src, ns)  # noqa: S102
-                return ns["impl"]
-        return lambda st, pfn: None
+        if name is None or name not in fields:
+            raise TypingError(f"prefetch_page: {type(st).__name__} declares no memmap_field (Design.memmap_field, "
+                              f"recorded by register_design) naming one of its fields")
+        src = f"def impl(st, pfn):\n    if 0 <= pfn < st.{name}.shape[0]:\n        prefetch(st.{name}, pfn)\n"
+        ns = {"prefetch": prefetch}
+        exec(src, ns)  # noqa: S102  (fixed template; name is a declared field)
+        return ns["impl"]

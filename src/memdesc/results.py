@@ -133,6 +133,8 @@ class ChurnRun(Model):
     occupancy_target: float
     occupancy_final: float
     live_allocations: int
+    #: pairs done before the checkpoint this run resumed from (0: a run from the start)
+    resumed_at: int = 0
 
 
 class ChurnCommand(CommandSummary):
@@ -241,6 +243,8 @@ class ReplayCommand(CommandSummary):
     pcp_pages: dict[str, int]
     typed: TypedReplay | None = Field(default=None, description="typed replay (exact and policy; null: untyped)")
     type_agreement: TypeAgreement | None = Field(default=None, description="null without after.kpageflags")
+    #: the event a resumed run started at (0: from the beginning; --resume)
+    resumed_at: int = 0
 
 
 # ---------------------------------------------------------------------- scenario

@@ -14,6 +14,9 @@ from rich.table import Table
 from memdesc.cli.options import (
     DEFAULT_DESIGN,
     EXIT_CHECK,
+    CheckpointAtOpt,
+    CheckpointEveryOpt,
+    CheckpointOpt,
     CpusOpt,
     DesignOpt,
     JsonOpt,
@@ -23,6 +26,8 @@ from memdesc.cli.options import (
     NodesOpt,
     PcpOpt,
     RadixNodesOpt,
+    ResumeOpt,
+    SaveOpt,
     When,
     ZoneinfoOpt,
     _fail,
@@ -31,13 +36,15 @@ from memdesc.cli.options import (
     _write_json,
     console,
     design_only,
+    given_on_command_line,
     memmap_table,
     print_proc_views,
     value,
     zone_table,
 )
 from memdesc.mm.mmzone import MAX_PAGE_ORDER
-from memdesc.mm.page_alloc import design_spec
+from memdesc.mm.page_alloc import design_spec, fault_injection_designs
+from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.churn import Churn
 from memdesc.sim.replay_io import write_event_log
 from memdesc.sim.snapshot import buddyinfo_diff, capture, machine_from_snapshot
@@ -69,7 +76,8 @@ def machine(mem: MemOpt = "16G", layout: LayoutOpt = Layout.x86_64, nodes: Nodes
         raise typer.Exit(EXIT_CHECK)
 
 
-def churn(design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G", layout: LayoutOpt = Layout.x86_64,
+def churn(ctx: typer.Context, design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G",
+          layout: LayoutOpt = Layout.x86_64,
           nodes: NodesOpt = 1, cpus: CpusOpt = None, zoneinfo: ZoneinfoOpt = None,
           ops: Annotated[int, typer.Option("--ops", min=0,
                                            help="Measured alloc+free pairs (after the fill).")] = 1_000_000,
@@ -86,23 +94,41 @@ def churn(design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G", layout: Layou
               help="vmem: fail this fraction of descriptor allocations (fault injection).")] = 0.0,
           trace_out: Annotated[Path | None, typer.Option("--trace-out", help="Write the run's kmem events as an "
                                                           "ftrace text trace (.zst/.gz/plain).")] = None,
-          radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None) -> None:
-    """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation."""
+          radix_nodes: RadixNodesOpt = None, json_path: JsonOpt = None,
+          checkpoint: CheckpointOpt = None, checkpoint_at: CheckpointAtOpt = 0,
+          checkpoint_every: CheckpointEveryOpt = 0, resume: ResumeOpt = None, save: SaveOpt = None) -> None:
+    """Random alloc/free churn around a target occupancy; ns per pair, buddyinfo, fragmentation.
+
+    --checkpoint-at/--checkpoint-every count measured alloc+free pairs."""
+    ckpt = Checkpoints(checkpoint, checkpoint_at, checkpoint_every)
+    if resume is not None:
+        bad = given_on_command_line(ctx, "design", "mem", "layout", "nodes", "cpus", "zoneinfo", "ops", "order",
+                                    "orders", "gfp", "occupancy", "seed", "pcp", "fail_descriptor_alloc",
+                                    "radix_nodes", "trace_out")
+        if bad:
+            _fail(f"--resume continues the saved run with its own machine and workload; drop {', '.join(bad)}")
     design = design_spec(design, radix_nodes=value(radix_nodes))
-    design_only(design, fail_descriptor_alloc=(fail_descriptor_alloc, 0.0, ("vmem",)))
+    design_only(design, fail_descriptor_alloc=(fail_descriptor_alloc, 0.0, fault_injection_designs()))
     if orders is not None and order != 0:
         _fail("give either --order or --orders, not both")
-
-    evlog = 0
-    if trace_out is not None:
-        evlog = min(16 * ops + 4_000_000, 200_000_000)
-    m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
-                 fail_descriptor_alloc=fail_descriptor_alloc)
-    c = Churn(m, order=order, orders=value(orders), gfp=gfp, occupancy=occupancy, seed=seed)
     with Progress(TextColumn("[bold]churn[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                   TimeRemainingColumn(), console=console, transient=True) as prog:
-        task = prog.add_task(f"{m.design.name}", total=ops)
-        r = c.run(ops, progress=lambda n: prog.advance(task, n))
+        if resume is not None:
+            task = prog.add_task("resuming", total=None)
+            c, r = Churn.resume(resume, progress=lambda n: prog.advance(task, n), checkpoint=ckpt)
+            m = c.m
+            occupancy = c.occupancy
+        else:
+            evlog = 0
+            if trace_out is not None:
+                evlog = min(16 * ops + 4_000_000, 200_000_000)
+            m = _machine(mem, layout, nodes, cpus, zoneinfo, design, pcp=pcp, evlog=evlog,
+                         fail_descriptor_alloc=fail_descriptor_alloc)
+            c = Churn(m, order=order, orders=value(orders), gfp=gfp, occupancy=occupancy, seed=seed)
+            task = prog.add_task(f"{m.design.name}", total=ops)
+            r = c.run(ops, progress=lambda n: prog.advance(task, n), checkpoint=ckpt)
+    if r.resumed_at:
+        console.print(f"[dim]resumed from {resume} after {r.resumed_at} of {r.pairs} pairs[/]")
     console.print(f"[bold]{m.design.name}[/]: {r.pairs} alloc+free pairs in {r.seconds:.3f} s = "
                   f"[bold]{r.ns_per_pair:.1f} ns per pair[/] (fill to {occupancy:.0%}: {r.fill_seconds:.2f} s; "
                   f"allocs {r.alloc}, frees {r.free}, failed {r.alloc_failed})")
@@ -114,6 +140,9 @@ def churn(design: DesignOpt = DEFAULT_DESIGN, mem: MemOpt = "16G", layout: Layou
     if trace_out is not None:
         n = write_event_log(m, trace_out)
         console.print(f"[dim]{n} kmem events written to {trace_out}[/]")
+    if save is not None:
+        m.save(save)
+        console.print(f"[dim]machine saved to {save}[/]")
     _write_json(json_path, _summary(m, {
         "seconds": r.seconds, "ns_per_pair": r.ns_per_pair, "churn": r.as_dict(), "check": result}), "churn")
     if check and result != "ok":

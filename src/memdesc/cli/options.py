@@ -129,6 +129,16 @@ def value(v):
     return v.value if isinstance(v, Enum) else v
 
 
+def given_on_command_line(ctx: typer.Context, *params: str) -> list[str]:
+    """The options among ``params`` (parameter names) that the user gave, as ``--flag`` names."""
+    out = []
+    for name in params:
+        src = ctx.get_parameter_source(name)
+        if src is not None and src.name not in ("DEFAULT", "DEFAULT_MAP"):
+            out.append("--" + name.replace("_", "-"))
+    return out
+
+
 def _fail(msg: str) -> None:
     err.print(f"[bold red]memdesc:[/] {msg}")
     raise typer.Exit(EXIT_USAGE)
@@ -198,10 +208,11 @@ def memmap_table(m) -> Table:
               pad_edge=False)
     for col in ("struct page", "design", "bytes per page", "memmap bytes", "% of memory"):
         t.add_column(col, justify="right")
-    for words, who in ((8, "linux (today)"), (2, "radix (Kent)"), (1, "vmem (Wilcox memdesc)")):
+    for name, cls in DESIGNS.items():
+        words = cls.words
         b = m.max_pfn * words * 8
-        t.add_row(f"{words} word{'s' if words > 1 else ''}", who, str(words * 8), format_size(b),
-                  f"{100.0 * b / (present * PAGE_SIZE):.2f} %")
+        t.add_row(f"{words} word{'s' if words > 1 else ''}", f"{name} ({cls.page_layout})", str(words * 8),
+                  format_size(b), f"{100.0 * b / (present * PAGE_SIZE):.2f} %")
     del spanned
     return t
 
@@ -222,6 +233,19 @@ def print_proc_views(m, which=("buddyinfo", "unusable_index", "extfrag_index")) 
         console.print(f"[bold]{titles[k]}[/]")
         console.print(files[k].rstrip("\n"), markup=False, highlight=False, soft_wrap=True)
 
+
+
+CheckpointOpt = Annotated[Path | None, typer.Option(
+    "--checkpoint", metavar="PATH", help="Save the machine and the run's state here (with --checkpoint-at or "
+    "--checkpoint-every; rewritten atomically); --resume PATH continues it.")]
+CheckpointAtOpt = Annotated[int, typer.Option("--checkpoint-at", metavar="N", help="Checkpoint once, after N.")]
+CheckpointEveryOpt = Annotated[int, typer.Option("--checkpoint-every", metavar="N",
+                                                 help="Checkpoint after every N.")]
+ResumeOpt = Annotated[Path | None, typer.Option(
+    "--resume", metavar="PATH", help="Continue the run saved in this checkpoint (machine, workload or trace "
+    "position, options: all from the checkpoint); it ends bit-identical to an uninterrupted run.")]
+SaveOpt = Annotated[Path | None, typer.Option("--save", metavar="PATH",
+                                              help="Write the final machine (Machine.save) to this file.")]
 
 
 RadixNodes = Enum("RadixNodes", {p: p for p in RADIX_POLICIES}, type=str)

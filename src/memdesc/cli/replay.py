@@ -19,13 +19,19 @@ from rich.table import Table
 from memdesc.cli.options import (
     DEFAULT_DESIGN,
     EXIT_CHECK,
+    CheckpointAtOpt,
+    CheckpointEveryOpt,
+    CheckpointOpt,
     DesignOpt,
     JsonOpt,
     Mode,
     RadixNodesOpt,
+    ResumeOpt,
+    SaveOpt,
     _fail,
     _write_json,
     console,
+    given_on_command_line,
     print_proc_views,
     value,
 )
@@ -156,6 +162,7 @@ def register(app: typer.Typer) -> None:
 
     @app.command("replay")
     def replay_cmd(
+        ctx: typer.Context,
         path: PathArg = None,
         sample: Annotated[bool, typer.Option("--sample", help="Replay the bundled real sample (anon "
                                                               "capture).")] = False,
@@ -185,14 +192,29 @@ def register(app: typer.Typer) -> None:
                                                                       "allocation a memdesc type, its descriptor "
                                                                       "allocated and freed on the design, the "
                                                                       "types against after.kpageflags.")] = True,
+        checkpoint: CheckpointOpt = None,
+        checkpoint_at: CheckpointAtOpt = 0,
+        checkpoint_every: CheckpointEveryOpt = 0,
+        resume: ResumeOpt = None,
+        save: SaveOpt = None,
     ) -> None:
-        """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design."""
+        """Replay a real kmem trace: exactly (real pfns) or as a demand stream for a design.
+
+        --checkpoint-at/--checkpoint-every count trace events."""
+        if resume is not None:
+            bad = given_on_command_line(ctx, "mode", "design", "mem", "cpus", "every", "radix_nodes", "sample",
+                                        "divergences")
+            if bad:
+                _fail(f"--resume continues the saved replay with its own mode, design and machine; drop "
+                      f"{', '.join(bad)}")
         design = design_spec(design, radix_nodes=value(radix_nodes))
         mode = value(mode)
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")
         src = sample_path() if (sample or path is None) else path
+        if resume is not None and path is None:
+            src = None  # the checkpoint's trace
         with Progress(TextColumn("[bold]replay[/] {task.description}"), BarColumn(), MofNCompleteColumn(),
                       TimeRemainingColumn(), console=console, transient=True) as prog:
             task = prog.add_task(f"reading the trace, building the {design} machine (first use compiles)",
@@ -204,8 +226,12 @@ def register(app: typer.Typer) -> None:
 
             r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
                        divergences=divergences, typed=typed, progress=lambda n: prog.advance(task, n),
-                       on_start=on_start)
+                       on_start=on_start,
+                       checkpoint=checkpoint, checkpoint_at=checkpoint_at, checkpoint_every=checkpoint_every,
+                       resume=resume)
         m = r.machine
+        if r.resumed_at:
+            console.print(f"[dim]resumed from {resume} at event {r.resumed_at}[/]")
         console.print(f"[bold]{r.source}[/] ({r.capture and 'capture, started from before.*' or 'bare trace'}): "
                       f"{r.events_replayed} events, mode [bold]{r.mode}[/], design [bold]{m.design.name}[/], "
                       f"{m.nr_cpus} CPUs")
@@ -275,6 +301,9 @@ def register(app: typer.Typer) -> None:
                 _fail(f"cannot write {samples_out}: {e.strerror}")
             console.print(f"[dim]{r.samples.height} samples written to {samples_out}[/]")
         console.print(f"check: [bold]{r.check}[/]")
+        if save is not None:
+            m.save(save)
+            console.print(f"[dim]machine saved to {save}[/]")
         _write_json(json_path, r.as_dict(), "replay")
         if r.check != "ok":
             raise typer.Exit(EXIT_CHECK)

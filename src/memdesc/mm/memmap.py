@@ -15,8 +15,10 @@ A design keeps per-page state *only* in its W words.  Everything else it needs (
 list heads, pageblock bits, tree nodes, descriptors) lives in structures whose bytes are
 counted.  The bit layouts are defined once, here, as :class:`Field` tables; numba kernels
 use the module-level integer constants (compile-time constants to numba), and
-:func:`describe_page` / :func:`dump_page` decode any word tuple the way the kernel's
-``dump_page()`` prints a page.  docs/architecture.md carries the same tables.
+:func:`describe_page` / :func:`dump_page` decode a page's words the way the kernel's
+``dump_page()`` prints a page.  Layouts are registered by name (:data:`LAYOUTS`:
+``struct_page``, ``radix2``, ``memdesc``): each design names the one its words are in, so a
+second design with the same word count is never decoded as another's.  docs/architecture.md carries the same tables.
 
 Encodings used inside words
 ---------------------------
@@ -33,6 +35,7 @@ Encodings used inside words
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -153,36 +156,6 @@ class Field:
         return (int(words[self.word]) >> self.lsb) & ((1 << self.width) - 1)
 
 
-LAYOUTS: dict[int, tuple[Field, ...]] = {
-    8: (
-        Field("flags", 0, 0, NR_PAGEFLAGS, "PG_* bits (enum pageflags, 6.18 order)"),
-        Field("zone", 0, ZONES_PGSHIFT, ZONES_WIDTH, "zone_idx within the node"),
-        Field("node", 0, NODES_PGSHIFT, NODES_WIDTH, "NUMA node"),
-        Field("next", 1, 0, 64, "buddy_list/pcp_list/lru .next, or compound_head|1 on tail pages"),
-        Field("prev", 2, 0, 64, "buddy_list/pcp_list/lru .prev"),
-        Field("mapping", 3, 0, 64, "address_space / anon_vma"),
-        Field("index", 4, 0, 64, "page offset in mapping"),
-        Field("private", 5, 0, 64, "buddy order when PageBuddy"),
-        Field("page_type", 6, 0, 32, "page_type / _mapcount (0xffffffff = -1 = none)"),
-        Field("refcount", 6, 32, 32, "_refcount"),
-        Field("memcg_data", 7, 0, 64, "memcg pointer"),
-    ),
-    2: (
-        Field("type", 0, R2_TYPE_SHIFT, 4, "none/reserved/free/pcp/allocated/tail"),
-        Field("order", 0, R2_ORDER_SHIFT, 6, "block order (free, pcp, allocated head)"),
-        Field("cpu", 0, R2_CPU_SHIFT, 16, "cpu of a pcp page"),
-        Field("zone", 0, ZONES_PGSHIFT, ZONES_WIDTH, "zone_idx within the node"),
-        Field("node", 0, NODES_PGSHIFT, NODES_WIDTH, "NUMA node"),
-        Field("word1", 1, 0, 64, "free/pcp: index in the free-list deque; allocated: allocatee state; "
-                                 "tail: head pfn"),
-    ),
-    1: (
-        Field("type", 0, 0, 4, "memdesc type"),
-        Field("payload", 0, 4, 60, "descriptor pointer (>> 4) or, for type 0, the bare-page fields"),
-    ),
-}
-
-
 def zone_node_bits(node: int, zone_idx: int) -> int:
     return (node << NODES_PGSHIFT) | (zone_idx << ZONES_PGSHIFT)
 
@@ -198,71 +171,158 @@ def _link_str(v: int) -> str:
     return f"pfn {(v >> 2) - 1:#x}"
 
 
-def describe_page(words, zone_names: tuple[str, ...] | None = None) -> dict:
-    """Decode one page's words into a dict of named fields (design-independent)."""
-    w = [int(x) for x in np.asarray(words, dtype=np.uint64)]
-    W = len(w)
-    out: dict = {"words": W}
-    for f in LAYOUTS[W]:
-        out[f.name] = f.get(w)
-    if W == 8:
-        out["flag_names"] = [PAGEFLAG_NAMES[i] for i in range(NR_PAGEFLAGS) if out["flags"] >> i & 1]
-        pt = out["page_type"]
-        out["type"] = PGTY_NAMES.get(pt >> 24, "?") if pt != PAGE_TYPE_NONE and (pt >> 24) >= 0xF0 else None
-        rc = out["refcount"]
-        out["refcount"] = rc - (1 << 32) if rc >= 1 << 31 else rc
-        out["mapcount"] = (pt - (1 << 32) + 1) if (pt >= 1 << 31 and out["type"] is None) else 0
-        out["next"] = _link_str(out["next"])
-        out["prev"] = _link_str(out["prev"])
-    elif W == 2:
-        out["type"] = R2_TYPE_NAMES[out["type"]] if out["type"] < len(R2_TYPE_NAMES) else str(out["type"])
+@dataclass(frozen=True)
+class PageLayout:
+    """One per-page word layout: its fields, and how its words are decoded and printed.
+
+    ``decode(w, out)`` adds derived entries to the dict of raw field values; ``dump(pfn, w, d)``
+    returns the lines of dump_page() before the extra ones.  A design names its layout
+    (``Design.page_layout``); layouts are told apart by name, never by their word count."""
+
+    name: str
+    words: int
+    doc: str
+    fields: tuple[Field, ...]
+    decode: Callable[[list[int], dict], None]
+    dump: Callable[[int, list[int], dict], list[str]]
+
+
+def _decode_struct_page(w: list[int], out: dict) -> None:
+    out["flag_names"] = [PAGEFLAG_NAMES[i] for i in range(NR_PAGEFLAGS) if out["flags"] >> i & 1]
+    pt = out["page_type"]
+    out["type"] = PGTY_NAMES.get(pt >> 24, "?") if pt != PAGE_TYPE_NONE and (pt >> 24) >= 0xF0 else None
+    rc = out["refcount"]
+    out["refcount"] = rc - (1 << 32) if rc >= 1 << 31 else rc
+    out["mapcount"] = (pt - (1 << 32) + 1) if (pt >= 1 << 31 and out["type"] is None) else 0
+    out["next"] = _link_str(out["next"])
+    out["prev"] = _link_str(out["prev"])
+
+
+def _dump_struct_page(pfn: int, w: list[int], d: dict) -> list[str]:
+    zname = d.get("zone_name", str(d["zone"]))
+    names = "|".join(d["flag_names"] + [f"node={d['node']}", f"zone={d['zone']}"])
+    lines = [f"page: refcount:{d['refcount']} mapcount:{d['mapcount']} "
+             f"mapping:{d['mapping']:016x} index:{d['index']:#x} pfn:{pfn:#x}",
+             f"flags: {w[0]:#x}({names})"]
+    if d["type"]:
+        lines.append(f"page_type: {d['page_type'] >> 24:x}({d['type']})")
+    lines.append(f"buddy_list/pcp_list: next {d['next']} prev {d['prev']}  private:{d['private']:#x}"
+                 f"  zone:{zname}")
+    lines.append("raw: " + " ".join(f"{x:016x}" for x in w[:4]))
+    lines.append("raw: " + " ".join(f"{x:016x}" for x in w[4:]))
+    return lines
+
+
+def _decode_radix2(w: list[int], out: dict) -> None:
+    out["type"] = R2_TYPE_NAMES[out["type"]] if out["type"] < len(R2_TYPE_NAMES) else str(out["type"])
+
+
+def _dump_radix2(pfn: int, w: list[int], d: dict) -> list[str]:
+    return [f"page: type:{d['type']} order:{d['order']} pfn:{pfn:#x} node:{d['node']} "
+            f"zone:{d.get('zone_name', d['zone'])}",
+            f"word1: {w[1]:#x}",
+            "raw: " + " ".join(f"{x:016x}" for x in w)]
+
+
+def _decode_memdesc(w: list[int], out: dict) -> None:
+    t = out["type"]
+    out["type"] = MD_TYPE_NAMES[t]
+    if t == MD_MISC:
+        p = w[0]
+        out["subtype"] = MD_SUBTYPE_NAMES.get((p >> MD_SUBTYPE_SHIFT) & MD_SUBTYPE_MASK, "?")
+        out["mappable"] = bool(p >> MD_MAPPABLE_BIT & 1)
+        out["order"] = (p >> MD_ORDER_SHIFT) & MD_ORDER_MASK
+        out["zone"] = (p >> ZONES_PGSHIFT) & ZONES_MASK
+        out["node"] = (p >> NODES_PGSHIFT) & NODES_MASK
     else:
-        t = out["type"]
-        out["type"] = MD_TYPE_NAMES[t]
-        if t == MD_MISC:
-            p = w[0]
-            out["subtype"] = MD_SUBTYPE_NAMES.get((p >> MD_SUBTYPE_SHIFT) & MD_SUBTYPE_MASK, "?")
-            out["mappable"] = bool(p >> MD_MAPPABLE_BIT & 1)
-            out["order"] = (p >> MD_ORDER_SHIFT) & MD_ORDER_MASK
-            out["zone"] = (p >> ZONES_PGSHIFT) & ZONES_MASK
-            out["node"] = (p >> NODES_PGSHIFT) & NODES_MASK
-        else:
-            out["descriptor"] = w[0] & ~MD_TYPE_MASK
+        out["descriptor"] = w[0] & ~MD_TYPE_MASK
+
+
+def _dump_memdesc(pfn: int, w: list[int], d: dict) -> list[str]:
+    if d["type"] == "misc":
+        first = (f"page: memdesc type:misc subtype:{d['subtype']} order:{d['order']} "
+                 f"mappable:{int(d['mappable'])} pfn:{pfn:#x} node:{d['node']} "
+                 f"zone:{d.get('zone_name', d['zone'])}")
+    else:
+        first = f"page: memdesc type:{d['type']} descriptor:{d['descriptor']:#x} pfn:{pfn:#x}"
+    return [first, f"raw: {w[0]:016x}"]
+
+
+#: the per-page word layouts, by name (a design names its own: Design.page_layout)
+LAYOUTS: dict[str, PageLayout] = {}
+
+
+def register_layout(layout: PageLayout) -> PageLayout:
+    """Add a layout to LAYOUTS (a new design's module may define its own)."""
+    if layout.name in LAYOUTS and LAYOUTS[layout.name] != layout:
+        raise ValueError(f"page layout {layout.name!r} is already defined")
+    if any(f.word >= layout.words for f in layout.fields):
+        raise ValueError(f"page layout {layout.name!r}: a field lies beyond its {layout.words} words")
+    LAYOUTS[layout.name] = layout
+    return layout
+
+
+register_layout(PageLayout("struct_page", 8, "Linux 6.18 struct page (64 bytes)", (
+    Field("flags", 0, 0, NR_PAGEFLAGS, "PG_* bits (enum pageflags, 6.18 order)"),
+    Field("zone", 0, ZONES_PGSHIFT, ZONES_WIDTH, "zone_idx within the node"),
+    Field("node", 0, NODES_PGSHIFT, NODES_WIDTH, "NUMA node"),
+    Field("next", 1, 0, 64, "buddy_list/pcp_list/lru .next, or compound_head|1 on tail pages"),
+    Field("prev", 2, 0, 64, "buddy_list/pcp_list/lru .prev"),
+    Field("mapping", 3, 0, 64, "address_space / anon_vma"),
+    Field("index", 4, 0, 64, "page offset in mapping"),
+    Field("private", 5, 0, 64, "buddy order when PageBuddy"),
+    Field("page_type", 6, 0, 32, "page_type / _mapcount (0xffffffff = -1 = none)"),
+    Field("refcount", 6, 32, 32, "_refcount"),
+    Field("memcg_data", 7, 0, 64, "memcg pointer"),
+), _decode_struct_page, _dump_struct_page))
+
+register_layout(PageLayout("radix2", 2, "Kent Overstreet's two-word struct page", (
+    Field("type", 0, R2_TYPE_SHIFT, 4, "none/reserved/free/pcp/allocated/tail"),
+    Field("order", 0, R2_ORDER_SHIFT, 6, "block order (free, pcp, allocated head)"),
+    Field("cpu", 0, R2_CPU_SHIFT, 16, "cpu of a pcp page"),
+    Field("zone", 0, ZONES_PGSHIFT, ZONES_WIDTH, "zone_idx within the node"),
+    Field("node", 0, NODES_PGSHIFT, NODES_WIDTH, "NUMA node"),
+    Field("word1", 1, 0, 64, "free/pcp: index in the free-list deque; allocated: allocatee state; "
+                             "tail: head pfn"),
+), _decode_radix2, _dump_radix2))
+
+register_layout(PageLayout("memdesc", 1, "Matthew Wilcox's one-word memdesc", (
+    Field("type", 0, 0, 4, "memdesc type"),
+    Field("payload", 0, 4, 60, "descriptor pointer (>> 4) or, for type 0, the bare-page fields"),
+), _decode_memdesc, _dump_memdesc))
+
+
+def _layout(layout: str | PageLayout) -> PageLayout:
+    if isinstance(layout, PageLayout):
+        return layout
+    try:
+        return LAYOUTS[layout]
+    except KeyError:
+        raise ValueError(f"unknown page layout {layout!r} (known: {', '.join(LAYOUTS)})") from None
+
+
+def describe_page(words, layout: str | PageLayout, zone_names: tuple[str, ...] | None = None) -> dict:
+    """Decode one page's words (in ``layout``, a LAYOUTS name) into a dict of named fields."""
+    lay = _layout(layout)
+    w = [int(x) for x in np.atleast_1d(np.asarray(words, dtype=np.uint64))]
+    if len(w) != lay.words:
+        raise ValueError(f"page layout {lay.name!r} has {lay.words} words, got {len(w)}")
+    out: dict = {"words": lay.words, "layout": lay.name}
+    for f in lay.fields:
+        out[f.name] = f.get(w)
+    lay.decode(w, out)
     if zone_names is not None and "zone" in out and out["zone"] < len(zone_names):
         out["zone_name"] = zone_names[out["zone"]]
     return out
 
 
-def dump_page(pfn: int, words, zone_names: tuple[str, ...] | None = None, extra: dict | None = None) -> str:
+def dump_page(pfn: int, words, layout: str | PageLayout, zone_names: tuple[str, ...] | None = None,
+              extra: dict | None = None) -> str:
     """Format a page like the kernel's dump_page() (mm/debug.c)."""
-    d = describe_page(words, zone_names)
-    w = [int(x) for x in np.asarray(words, dtype=np.uint64)]
-    lines = []
-    if d["words"] == 8:
-        lines.append(f"page: refcount:{d['refcount']} mapcount:{d['mapcount']} "
-                     f"mapping:{d['mapping']:016x} index:{d['index']:#x} pfn:{pfn:#x}")
-        zname = d.get("zone_name", str(d["zone"]))
-        names = "|".join(d["flag_names"] + [f"node={d['node']}", f"zone={d['zone']}"])
-        lines.append(f"flags: {w[0]:#x}({names})")
-        if d["type"]:
-            lines.append(f"page_type: {d['page_type'] >> 24:x}({d['type']})")
-        lines.append(f"buddy_list/pcp_list: next {d['next']} prev {d['prev']}  private:{d['private']:#x}"
-                     f"  zone:{zname}")
-        lines.append("raw: " + " ".join(f"{x:016x}" for x in w[:4]))
-        lines.append("raw: " + " ".join(f"{x:016x}" for x in w[4:]))
-    elif d["words"] == 2:
-        lines.append(f"page: type:{d['type']} order:{d['order']} pfn:{pfn:#x} node:{d['node']} "
-                     f"zone:{d.get('zone_name', d['zone'])}")
-        lines.append(f"word1: {w[1]:#x}")
-        lines.append("raw: " + " ".join(f"{x:016x}" for x in w))
-    else:
-        if d["type"] == "misc":
-            lines.append(f"page: memdesc type:misc subtype:{d['subtype']} order:{d['order']} "
-                         f"mappable:{int(d['mappable'])} pfn:{pfn:#x} node:{d['node']} "
-                         f"zone:{d.get('zone_name', d['zone'])}")
-        else:
-            lines.append(f"page: memdesc type:{d['type']} descriptor:{d['descriptor']:#x} pfn:{pfn:#x}")
-        lines.append(f"raw: {w[0]:016x}")
+    lay = _layout(layout)
+    d = describe_page(words, lay, zone_names)
+    w = [int(x) for x in np.atleast_1d(np.asarray(words, dtype=np.uint64))]
+    lines = lay.dump(pfn, w, d)
     for k, v in (extra or {}).items():
         lines.append(f"{k}: {v}")
     return "\n".join(lines)

@@ -160,6 +160,31 @@ class MachineLayout:
         cpu_node = tuple(min(c // per, nodes - 1) for c in range(nr_cpus))
         return replace(self, nr_cpus=nr_cpus, cpu_node=cpu_node)
 
+    def to_json(self) -> dict:
+        """Every field as JSON values (Machine.save); :meth:`from_json` gives the layout back."""
+        return {
+            "arch": self.arch, "zone_types": [int(t) for t in self.zone_types],
+            "zones": [[z.node, int(z.ztype), z.start_pfn, z.spanned, z.present, z.managed, bool(z.direct_mapped),
+                       [list(h) for h in z.holes]] for z in self.zones],
+            "reservations": [[r.start_pfn, r.nr_pages, r.what] for r in self.reservations],
+            "nr_cpus": self.nr_cpus, "cpu_node": list(self.cpu_node), "thp": self.thp, "cma": self.cma,
+            "source": self.source, "memmap_words": self.memmap_words, "pageblock_order": self.pageblock_order,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict) -> MachineLayout:
+        try:
+            zones = tuple(ZoneSpec(int(n), ZoneType(t), int(s), int(sp), int(pr), int(m), bool(dm),
+                                   tuple((int(a), int(b)) for a, b in holes))
+                          for n, t, s, sp, pr, m, dm, holes in d["zones"])
+            return cls(arch=str(d["arch"]), zone_types=tuple(ZoneType(t) for t in d["zone_types"]), zones=zones,
+                       reservations=tuple(Reservation(int(a), int(b), str(w)) for a, b, w in d["reservations"]),
+                       nr_cpus=int(d["nr_cpus"]), cpu_node=tuple(int(c) for c in d["cpu_node"]), thp=bool(d["thp"]),
+                       cma=bool(d["cma"]), source=str(d["source"]), memmap_words=int(d["memmap_words"]),
+                       pageblock_order=int(d.get("pageblock_order", 9)))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"not a machine layout ({type(e).__name__}: {e})") from None
+
     def describe(self) -> dict:
         return {
             "arch": self.arch,

@@ -12,9 +12,13 @@ allocation, as in a real kernel.  Random numbers come from xorshift64*, seeded, 
 is reproducible and identical with and without numba.
 
 The loop is one numba kernel calling the design interface (``pa_alloc``/``pa_free``); the
-Python side only slices the run into chunks for the progress bar.  Each operation advances
-the modelled clock (:mod:`memdesc.sim.clock`, ``ns_per_op``), so the kernel's periodic work
-(pcp high decay, kswapd taking a watermark boost back) runs once a modelled second.
+Python side only slices the run into chunks for the progress bar and for checkpoints
+(:class:`~memdesc.sim.checkpoint.Checkpoints`): the machine and the workload's arrays (live
+allocations, counters, random-number state, modelled clock) saved together, so that
+:meth:`Churn.resume` continues a run bit-identically.  The seed also reseeds the design's
+fault injection (``Design.seed_faults``).  Each operation advances the modelled clock
+(:mod:`memdesc.sim.clock`, ``ns_per_op``), so the kernel's periodic work (pcp high decay,
+kswapd taking a watermark boost back) runs once a modelled second.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ from memdesc.mm import gfp as gfpmod
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MAX_PAGE_ORDER
 from memdesc.mm.page_alloc import dispatch
+from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
 
 #: the "mix" order distribution: order-0 dominated with compound pages, page-table and slab
@@ -197,6 +202,8 @@ class ChurnResult:
     occupancy_target: float
     occupancy_final: float
     live_allocations: int
+    #: pairs done before a checkpoint this run resumed from (0: a run from the start)
+    resumed_at: int = 0
     extra: dict = field(default_factory=dict)
 
     def as_dict(self) -> dict:
@@ -245,6 +252,7 @@ class Churn:
         self.rng[1] = xorshift64s(self.rng)
         self.rng[2] = xorshift64s(self.rng)
         self.ncpu = machine.nr_cpus
+        machine.design.seed_faults(seed)
 
     def fill(self) -> float:
         t = time.perf_counter()
@@ -252,22 +260,32 @@ class Churn:
                     self.target, 4 * self.live.shape[0] + 1000, self.ncpu, self.clock)
         return time.perf_counter() - t
 
-    def run(self, pairs: int, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None) -> ChurnResult:
+    def run(self, pairs: int, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None,
+            checkpoint: Checkpoints | None = None) -> ChurnResult:
+        """Fill to the target occupancy, then run ``pairs`` measured alloc+free pairs;
+        ``checkpoint`` saves the run (positions counted in pairs)."""
         if pairs < 0:
             raise ConfigError(f"--ops must be >= 0, got {pairs}")
-        st = self.m.state
-        # compile (or load from cache) before timing anything
-        churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                     self.target, 0, self.ncpu, self.clock)
-        fill_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
-                    0, 0, self.ncpu, self.clock)
+        self._compile()
         fill_s = self.fill()
-        before = self.ctr.copy()
+        return self._measure(pairs, 0, self.ctr.copy(), fill_s, 0.0, chunk, progress, checkpoint)
+
+    def _compile(self) -> None:
+        """Compile (or load from cache) the kernels before timing anything (no state changes)."""
+        st = self.m.state
+        churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, self.target, 0, self.ncpu,
+                     self.clock)
+        fill_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps, 0, 0, self.ncpu, self.clock)
+
+    def _measure(self, pairs: int, done_pairs: int, before: np.ndarray, fill_s: float, elapsed: float, chunk: int,
+                 progress, ckpt: Checkpoints | None) -> ChurnResult:
+        st = self.m.state
         ops = 2 * pairs
-        done = 0
-        elapsed = 0.0
+        done = 2 * done_pairs
+        active = ckpt is not None and ckpt.active
         while done < ops:
-            n = min(chunk, ops - done)
+            stop = 2 * ckpt.next_stop(done // 2, pairs) if active else ops
+            n = min(chunk, stop - done)
             t = time.perf_counter()
             churn_kernel(st, self.live, self.ctr, self.rng, self.orders, self.gfps,
                          self.target, n, self.ncpu, self.clock)
@@ -275,13 +293,44 @@ class Churn:
             done += n
             if progress:
                 progress(n // 2)
+            if active and done == stop and done < ops:
+                self.save(ckpt.path, pairs, done // 2, before, fill_s, elapsed)
         d = self.ctr - before
         return ChurnResult(
             pairs=pairs, operations=ops, alloc=int(d[2]), free=int(d[3]), alloc_failed=int(d[4]),
             free_errors=int(self.ctr[5]), fill_seconds=fill_s, seconds=elapsed,
             ns_per_pair=(elapsed * 1e9 / pairs) if pairs else 0.0,
             occupancy_target=self.occupancy, occupancy_final=float(self.ctr[1]) / max(1, self.managed),
-            live_allocations=int(self.ctr[0]))
+            live_allocations=int(self.ctr[0]), resumed_at=done_pairs)
+
+    # -- checkpoints
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The workload's own state: live allocations, counters, random-number state, tables, clock."""
+        return {"live": self.live, "ctr": self.ctr, "rng": self.rng, "orders": self.orders, "gfps": self.gfps,
+                "clock": self.clock}
+
+    def save(self, path, pairs: int, done: int, before: np.ndarray, fill_s: float, elapsed: float):
+        """Write the machine and this workload, ``done`` of ``pairs`` measured pairs run."""
+        return self.m.save(path, extra_arrays={**self.arrays(), "before": before}, extra_meta={
+            "kind": "churn", "pairs": pairs, "done": done, "fill_seconds": fill_s, "seconds": elapsed,
+            "occupancy": self.occupancy, "target": self.target, "managed": self.managed, "ncpu": self.ncpu})
+
+    @classmethod
+    def resume(cls, path, chunk: int = 1 << 20, progress: Callable[[int], None] | None = None,
+               checkpoint: Checkpoints | None = None) -> tuple[Churn, ChurnResult]:
+        """Continue a checkpointed run to its end: (the workload, its result over all pairs)."""
+        m, meta, arrays = Machine.load_checkpoint(path)
+        if meta.get("kind") != "churn":
+            raise ConfigError(f"{path}: not a churn checkpoint (kind {meta.get('kind')!r})")
+        c = cls.__new__(cls)
+        c.m = m
+        c.live, c.ctr, c.rng = arrays["live"].copy(), arrays["ctr"].copy(), arrays["rng"].copy()
+        c.orders, c.gfps, c.clock = arrays["orders"], arrays["gfps"], arrays["clock"].copy()
+        c.occupancy, c.target, c.managed, c.ncpu = meta["occupancy"], meta["target"], meta["managed"], meta["ncpu"]
+        c._compile()
+        r = c._measure(meta["pairs"], meta["done"], arrays["before"], meta["fill_seconds"], meta["seconds"], chunk,
+                       progress, checkpoint)
+        return c, r
 
     def free_all(self) -> int:
         return int(free_all_kernel(self.m.state, self.live, self.ctr))

@@ -48,7 +48,8 @@ them; a design that cannot split in place (vmem) keeps the allocation, typed, wh
 its last piece is freed.  The run reports descriptor bytes per type (with samples over the
 run), two-part allocations, descriptor failures and allocations on free paths
 (``typed``), and, from a capture with ``after.kpageflags``, the types of the pages still
-allocated at the end against their kpageflags classes (``type_agreement``).
+allocated at the end against their kpageflags classes (``type_agreement``).  Checkpoints save
+the allocator and the loop, not the folio layer: a checkpointed or resumed replay is untyped.
 
 A run reports the events by type, events per second of the replay loop, inconsistencies,
 the final buddyinfo beside the real one(s), and optionally samples the free lists every
@@ -58,6 +59,7 @@ N events (a Parquet time series).  The bundled sample (:func:`sample_path`) is t
 
 from __future__ import annotations
 
+import hashlib
 import importlib.resources
 import time
 from collections.abc import Callable
@@ -79,11 +81,12 @@ from memdesc.mm.mmzone import (
     PAGE_SHIFT,
     PAGEBLOCK_ORDER,
 )
-from memdesc.mm.page_alloc import BuddyDesign, core, dispatch
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.sim import memtypes as MT
 from memdesc.sim import replay_kernels as K
 from memdesc.sim import shadow
 from memdesc.sim import shadow_kernels as SK
+from memdesc.sim.checkpoint import Checkpoints
 from memdesc.sim.snapshot import capture as open_capture
 from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
@@ -177,6 +180,10 @@ class ReplayResult:
     typed: dict | None = None
     type_agreement: dict | None = None
     folios: F.Folios | None = None
+    #: the event a resumed run started at (0: from the beginning)
+    resumed_at: int = 0
+    #: the loop's own arrays at the end (replay map / page locations, counters): what a checkpoint saves
+    loop_state: dict = field(default_factory=dict, repr=False)
 
     @property
     def events_per_second(self) -> float:
@@ -205,6 +212,7 @@ class ReplayResult:
             "states": self.states, "policy": self.policy, "model_events": self.model_events,
             "replay_map_bytes": self.replay_map_bytes, "final_vs_real": self.final_vs_real,
             "pcp_pages": self.pcp_pages,
+            "resumed_at": self.resumed_at,
             "check": self.check,
         })
         d["typed"] = self.typed
@@ -493,36 +501,65 @@ def type_agreement_of(ty: TypedRun, capture: Path | None) -> dict | None:
     return MT.type_agreement(ty.types, ty.holder, snap.page_class)
 
 
-def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress) -> float:
-    """Run ``step(i, j) -> next i`` over events [0, n) in chunks; seconds spent in ``step``."""
-    elapsed = 0.0
-    i = 0
+def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress, first: int = 0,
+               ckpt: Checkpoints | None = None, save: Callable[[int, float], None] | None = None,
+               elapsed: float = 0.0) -> float:
+    """Run ``step(i, j) -> next i`` over events [first, n) in chunks, calling ``save(i, elapsed)``
+    at every checkpoint position before n; seconds spent in ``step`` (plus ``elapsed``)."""
+    i = first
     while i < n:
+        stop = ckpt.next_stop(i, n) if ckpt is not None and ckpt.active else n
         t = time.perf_counter()
-        nxt = int(step(i, min(n, i + chunk)))
+        nxt = int(step(i, min(stop, i + chunk)))
         elapsed += time.perf_counter() - t
         if progress:
             progress(nxt - i)
         i = nxt
+        if save is not None and i == stop and i < n:
+            save(i, elapsed)
     return elapsed
 
 
-def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
-               start: StartState, ty: TypedRun) -> tuple[float, dict]:
-    d = m.design
-    if not isinstance(d, BuddyDesign) or not K.exact_supported(type(d.state)):
-        raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
-                          f"({', '.join(dispatch.EXACT_PRIMITIVES)}) or the buddy ones of core.py "
-                          f"({', '.join(K.EXACT_NEEDS)}): the {d.name} design has neither")
+def _exact_loop_state(m: Machine, start: StartState, samp) -> dict[str, np.ndarray]:
+    """The exact loop's own arrays (beside the machine): what a checkpoint saves."""
     st = m.state
     loc = np.full(st.owner.shape[0], K.LOC_NONE, np.int32)
     loc[start.pre_pfn[start.pre_pfn < loc.shape[0]]] = K.LOC_ALLOC
-    cnt = np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64)
-    xc = np.zeros(K.NR_X, np.int64)
+    return {"loc": loc, "cnt": np.zeros((K.NR_EVENTS, K.NR_STATES), np.int64), "xc": np.zeros(K.NR_X, np.int64),
+            "unavail": start.unavailable, "samples": samp[0], "sample_pos": samp[1], "sample_n": samp[2]}
+
+
+def _policy_loop_state(m: Machine, start: StartState, samp, npfn: int) -> dict[str, np.ndarray]:
+    """The policy loop's own arrays: the replay map, counters, the trace clock, the model's
+    event counts, samples."""
+    st = m.state
+    nmap = max(npfn, st.owner.shape[0] if start.pre_pfn.shape[0] else 0, 1)
+    map_pfn = np.full(nmap, -1, np.int64)
+    map_order = np.full(nmap, K.MAP_NONE, np.int8)
+    if start.pre_pfn.shape[0]:
+        keep = start.pre_pfn < nmap
+        map_pfn[start.pre_pfn[keep]] = start.pre_pfn[keep]
+        map_order[start.pre_pfn[keep]] = (K.MAP_PRE + start.pre_order[keep]).astype(np.int8)
+    # a design that cannot split an allocation in place releases it when its last piece goes
+    defer = np.zeros(1 if m.design.splits_on_free else st.owner.shape[0], np.int64)
+    return {"map_pfn": map_pfn, "map_order": map_order, "defer": defer, "pc": np.zeros(K.NR_P, np.int64),
+            # next vmstat_update, in trace time (-1: at the first event)
+            "tick": np.full(1, -1, np.int64), "model_ev": np.zeros(E.NR_EVENTS, np.int64),
+            "lost": np.zeros(1, np.int64), "unavail": start.unavailable,
+            "samples": samp[0], "sample_pos": samp[1], "sample_n": samp[2]}
+
+
+def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
+               ckpt: Checkpoints | None, save, elapsed: float, ty: TypedRun) -> tuple[float, dict]:
+    d = m.design
+    if not d.exact_replay or not dispatch.has(type(d.state), *dispatch.EXACT_PRIMITIVES):
+        raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
+                          f"({', '.join(dispatch.EXACT_PRIMITIVES)}): the {d.name} design does not have them")
+    st = m.state
+    loc, cnt, xc, unavail = ls["loc"], ls["cnt"], ls["xc"], ls["unavail"]
     ncpu = m.nr_cpus
     pcp_on = bool(st.cfg[core.CFG_PCP_ENABLED])
-    unavail = start.unavailable
-    samples, pos, sn = samp
+    samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
             cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"])
     def step(i: int, j: int) -> int:
@@ -533,8 +570,52 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, samp, progress,
         return nxt
 
     step(0, 0)  # compile (or load from the cache) before timing
-    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress, first, ckpt, save, elapsed)
     return elapsed, {"cnt": cnt, "xc": xc, "map_bytes": int(loc.nbytes)}
+
+
+def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
+                ckpt: Checkpoints | None, save, elapsed: float, ty: TypedRun) -> tuple[float, dict]:
+    st = m.state
+    unavail = ls["unavail"]
+    map_pfn, map_order, defer, pc = ls["map_pfn"], ls["map_order"], ls["defer"], ls["pc"]
+    split = bool(m.design.splits_on_free)
+    evlog_on = int(st.cfg[core.CFG_EVLOG]) != 0
+    cap = st.evlog.shape[0]
+    limit = cap // 2 if evlog_on else np.iinfo(np.int64).max
+    model_ev, lost = ls["model_ev"], ls["lost"]
+    ncpu = m.nr_cpus
+    samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], ty.types, cols["ts_ns"], ls["tick"])
+    def flush() -> None:
+        k = int(st.evlog_n[0])
+        kept = min(k, cap)
+        model_ev[:] += np.bincount(st.evlog[:kept, 0], minlength=E.NR_EVENTS)[:E.NR_EVENTS]
+        lost[0] += k - kept
+        st.evlog_n[0] = 0
+
+    def step(i: int, j: int) -> int:
+        fo = ty.ready()
+        nxt = K.policy_kernel(st, split, fo.state, fo.slab.state, ty.on, unavail, *args, i, j, ncpu, map_pfn,
+                              map_order, defer, pc, every, samples, pos, sn, limit)
+        ty.sample(nxt)
+        # emptied only where the kernel stopped for it (never at a chunk's end): the log, a state
+        # array, is then the same however the run is cut into chunks or checkpoints
+        if evlog_on and st.evlog_n[0] > limit:
+            flush()
+        return nxt
+
+    step(0, 0)  # compile (or load from the cache) before timing
+    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress, first, ckpt, save, elapsed)
+    if evlog_on:
+        flush()
+    model = None
+    if evlog_on:
+        model = {name: int(model_ev[c]) for c, name in enumerate(E.EVENT_NAMES)}
+        if lost[0]:
+            model["lost"] = int(lost[0])
+    return elapsed, {"pc": pc, "model_events": model,
+                     "map_bytes": int(map_pfn.nbytes + map_order.nbytes + defer.nbytes)}
 
 
 def first_revealed_types(cols: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
@@ -618,52 +699,14 @@ def _run_shadow(m: Machine, cols: dict, chunk: int, progress, start: StartState,
                      "divergences": shadow.divergences(sh, m) if ndiv else None}
 
 
-def _run_policy(m: Machine, cols: dict, chunk: int, every: int, samp, progress, start: StartState,
-                npfn: int, ty: TypedRun) -> tuple[float, dict]:
-    st = m.state
-    unavail = start.unavailable
-    nmap = max(npfn, st.owner.shape[0] if start.pre_pfn.shape[0] else 0, 1)
-    map_pfn = np.full(nmap, -1, np.int64)
-    map_order = np.full(nmap, K.MAP_NONE, np.int8)
-    if start.pre_pfn.shape[0]:
-        keep = start.pre_pfn < nmap
-        map_pfn[start.pre_pfn[keep]] = start.pre_pfn[keep]
-        map_order[start.pre_pfn[keep]] = (K.MAP_PRE + start.pre_order[keep]).astype(np.int8)
-    pc = np.zeros(K.NR_P, np.int64)
-    # a design that cannot split an allocation in place releases it when its last piece goes
-    defer = np.zeros(1 if K.design_has(type(st), K.SPLIT_NEEDS) else st.owner.shape[0], np.int64)
-    evlog_on = int(st.cfg[core.CFG_EVLOG]) != 0
-    cap = st.evlog.shape[0]
-    limit = cap // 2 if evlog_on else np.iinfo(np.int64).max
-    model_ev = np.zeros(E.NR_EVENTS, np.int64)
-    lost = 0
-    ncpu = m.nr_cpus
-    samples, pos, sn = samp
-    tick = np.full(1, -1, np.int64)  # next vmstat_update, in trace time (-1: at the first event)
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], ty.types, cols["ts_ns"], tick)
-    def step(i: int, j: int) -> int:
-        nonlocal lost, model_ev
-        fo = ty.ready()
-        nxt = K.policy_kernel(st, fo.state, fo.slab.state, ty.on, unavail, *args, i, j, ncpu, map_pfn, map_order,
-                              defer, pc, every, samples, pos, sn, limit)
-        ty.sample(nxt)
-        if evlog_on:
-            k = int(st.evlog_n[0])
-            kept = min(k, cap)
-            model_ev += np.bincount(st.evlog[:kept, 0], minlength=E.NR_EVENTS)[:E.NR_EVENTS]
-            lost += k - kept
-            st.evlog_n[0] = 0
-        return nxt
-
-    step(0, 0)  # compile (or load from the cache) before timing
-    elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress)
-    model = None
-    if evlog_on:
-        model = {name: int(model_ev[c]) for c, name in enumerate(E.EVENT_NAMES)}
-        if lost:
-            model["lost"] = lost
-    return elapsed, {"pc": pc, "model_events": model,
-                     "map_bytes": int(map_pfn.nbytes + map_order.nbytes + defer.nbytes)}
+def trace_digest(cols: dict[str, np.ndarray]) -> str:
+    """A digest of the columns the replay loops read (a resumed run must see the same trace)."""
+    h = hashlib.blake2b(digest_size=16)
+    for name in ("event", "cpu", "pfn", "order", "gfp", "mt", "percpu_refill", "fallback_order", "fbmt",
+                 "change_ownership", "aux", "bm", "ts_ns"):
+        h.update(name.encode())
+        h.update(np.ascontiguousarray(cols[name]).tobytes())
+    return h.hexdigest()
 
 
 def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *, mode: str = "exact",
@@ -673,7 +716,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
            divergences: int = 0, pageblock_types: str = "trace", typed: bool = True,
            progress: Callable[[int], None] | None = None,
-           on_start: Callable[[int], None] | None = None) -> ReplayResult:
+           on_start: Callable[[int], None] | None = None,
+           checkpoint: str | Path | None = None, checkpoint_at: int = 0, checkpoint_every: int = 0,
+           resume: str | Path | None = None) -> ReplayResult:
     """Replay a trace (see the module docstring).
 
     ``source``: a trace file, a capture directory, None (the bundled sample), or an
@@ -695,15 +740,37 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
     snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
     types.  ``typed``: typed replay (exact and policy; see the module docstring): memdesc
-    types, descriptors on the design, ``type_agreement``.  ``progress(n)`` is called
+    types, descriptors on the design, ``type_agreement`` (off when checkpointing or resuming).
+    ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
+
+    ``checkpoint``: save the machine and the loop's state to this file after
+    ``checkpoint_at`` events and/or every ``checkpoint_every`` events (Machine.save).
+    ``resume``: continue a run from such a file: mode, design, machine, sampling and the
+    position come from it; ``source`` (default: the checkpoint's) must be the same trace.
+    A resumed run ends bit-identical to an uninterrupted one.
     """
+    ckpt = Checkpoints(Path(checkpoint) if checkpoint is not None else None, checkpoint_at, checkpoint_every)
+    resumed: tuple[Machine, dict, dict] | None = None
+    if resume is not None:
+        if machine is not None or mem is not None or cpus is not None:
+            raise ConfigError("--resume continues a saved run: its machine comes from the checkpoint")
+        resumed = Machine.load_checkpoint(resume)
+        meta = resumed[1]
+        if meta.get("kind") != "replay":
+            raise ConfigError(f"{resume}: not a replay checkpoint (kind {meta.get('kind')!r})")
+        mode, every, mt_names = meta["mode"], int(meta["every"]), tuple(meta["mt_names"])
+        compaction = bool(meta.get("compaction", True))
+        if source is None and meta["source_path"] is not None:
+            source = meta["source_path"]
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
     if every < 0:
         raise ConfigError(f"--every must be >= 0, got {every}")
     if divergences < 0:
         raise ConfigError(f"--divergences must be >= 0, got {divergences}")
+    if mode == "shadow" and (ckpt.active or resume is not None):
+        raise ConfigError("shadow replay is not checkpointed (its decision state is not saved): use exact or policy")
     if pageblock_types not in ("trace", "snapshot"):
         raise ConfigError(f"pageblock_types must be 'trace' or 'snapshot', got {pageblock_types!r}")
     if chunk < 1:
@@ -725,14 +792,21 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         npfn = _trace_extent(to_numpy_columns(df, ("pfn", "order")))
     trace_cpus = int(df["cpu"].max()) + 1 if df.height else 1
     capture = src.capture if src is not None else None
-    if machine is None:
+    from_snapshot = False
+    if resumed is not None:
+        machine = resumed[0]
+        from_snapshot = bool(resumed[1]["from_snapshot"])
+        start = None
+    elif machine is None:
         start = build_machine(src or ReplaySource(Path("<frame>"), None), mode, design, mem, cpus, npfn, trace_cpus,
                               model_events, config)
         machine = start.machine
+        from_snapshot = start.from_snapshot
     elif mem is not None or cpus is not None or config:
         raise ConfigError("mem/cpus/config shape a machine the replay builds; not with machine=")
     else:
         start = StartState.of_machine(machine)
+        from_snapshot = start.from_snapshot
     if mt_names is None:
         mt_names = machine.migratetype_names
         if capture is not None:
@@ -746,23 +820,45 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         isolate = isolate_columns(iso_df)
         compaction_lines = int(isolate["line"].shape[0])
     cols = _columns(df, tuple(mt_names), isolate)
-    pb_revealed = 0
-    if mode != "policy" and start.from_snapshot and pageblock_types == "trace":
-        pb_revealed = apply_revealed_types(machine, cols)
     n = cols["event"].shape[0]
-    nsamp = n // every + 1 if every else 1
-    samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
-            np.zeros(1, np.int64))
-    ty = TypedRun.build(machine, cols, npfn, src.trace if src is not None else None, typed and mode != "shadow")
+    digest = trace_digest(cols) if (resumed is not None or ckpt.active) else None
+    first, elapsed0 = 0, 0.0
+    pb_revealed = 0
+    if resumed is not None:
+        meta, ls = resumed[1], resumed[2]
+        if meta["events"] != n or meta["trace_digest"] != digest:
+            raise ConfigError(f"{resume}: the checkpoint was taken on another trace ({meta['events']} events, "
+                              f"{meta['source']}); this one has {n}")
+        first, elapsed0 = int(meta["position"]), float(meta["seconds"])
+        pb_revealed = int(meta.get("pageblock_types_from_trace", 0))
+    else:
+        if mode != "policy" and from_snapshot and pageblock_types == "trace":
+            pb_revealed = apply_revealed_types(machine, cols)
+        nsamp = n // every + 1 if every else 1
+        samp = (np.zeros((nsamp, len(machine.zones), NR_PAGE_ORDERS + 1), np.int64), np.zeros(nsamp, np.int64),
+                np.zeros(1, np.int64))
+        ls = _policy_loop_state(machine, start, samp, npfn) if mode == "policy" else \
+            _exact_loop_state(machine, start, samp)
+    ty = TypedRun.build(machine, cols, npfn, src.trace if src is not None else None,
+                        typed and mode != "shadow" and resumed is None and not ckpt.active)
     if ty.on:
         chunk = min(chunk, max(1 << 12, -(-n // 16)))  # descriptor bytes sampled after every chunk
     load_s = time.perf_counter() - t1
+
+    def save(i: int, elapsed: float) -> None:
+        machine.save(ckpt.path, extra_arrays=ls, extra_meta={
+            "kind": "replay", "mode": mode, "every": every, "mt_names": list(mt_names), "position": i,
+            "events": n, "trace_digest": digest, "seconds": elapsed, "from_snapshot": from_snapshot,
+            "compaction": bool(compaction), "pageblock_types_from_trace": pb_revealed,
+            "source": str(src.trace) if src else rr.source,
+            "source_path": str(src.capture or src.trace) if src else None})
+
     if on_start:
         on_start(n)
     shadow_out = None
     if mode in ("exact", "shadow"):
         if mode == "exact":
-            elapsed, out = _run_exact(machine, cols, chunk, every, samp, progress, start, ty)
+            elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0, ty)
         else:
             if every:
                 raise ConfigError("--every samples exact and policy replays, not shadow replay")
@@ -784,12 +880,12 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         typed_counts = None
         model_events = None
     else:
-        elapsed, out = _run_policy(machine, cols, chunk, every, samp, progress, start, npfn, ty)
+        elapsed, out = _run_policy(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0, ty)
         pc = out["pc"]
         policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name not in K.P_TYPED_KEYS}
         typed_counts = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name in K.P_TYPED_KEYS}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
-        if start.from_snapshot:
+        if from_snapshot:
             bad.append("frees_of_unknown_pages")
         inconsistencies = {k: policy[k] for k in bad if policy[k]}
         notes = {}
@@ -798,13 +894,13 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     final = compare_final(machine, capture) if (compare and capture is not None) else None
     samples = None
     if every:
-        samples = _samples_frame(machine, samp[0], samp[1], int(samp[2][0]), cols["ts_ns"])
+        samples = _samples_frame(machine, ls["samples"], ls["sample_pos"], int(ls["sample_n"][0]), cols["ts_ns"])
     events = rr.event_counts() if df.height else {name: 0 for name in E.EVENT_NAMES}
     if compaction_lines:
         events[K.EVENT_NAMES[K.EV_ISOLATE_FREE]] = compaction_lines
     return ReplayResult(
         mode=mode, machine=machine, source=str(src.trace) if src else rr.source,
-        capture=str(capture) if capture else None, events=events, events_replayed=n, seconds=elapsed,
+        capture=str(capture) if capture else None, events=events, events_replayed=n - first, seconds=elapsed - elapsed0,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
@@ -812,8 +908,8 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         typed=ty.summary(typed_counts) if ty.on else None, type_agreement=type_agreement_of(ty, capture),
         folios=ty.folios if ty.on else None,
         shadow=shadow_out["shadow"] if shadow_out else None,
-        divergences=shadow_out["divergences"] if shadow_out else None)
+        divergences=shadow_out["divergences"] if shadow_out else None, resumed_at=first, loop_state=ls)
 
 
-__all__ = ["MODES", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final", "mt_table",
-           "replay", "resolve_source", "sample_path"]
+__all__ = ["MODES", "Checkpoints", "ReplayResult", "ReplaySource", "StartState", "build_machine", "compare_final",
+           "mt_table", "replay", "resolve_source", "sample_path", "trace_digest"]

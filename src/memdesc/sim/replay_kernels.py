@@ -58,29 +58,24 @@ zone_locked or pcpu_drain event at a pfn the map still holds as pre-trace alloca
 the page was already free (a per-CPU page at snapshot time): it is released too.
 
 Design interface used.  Policy replay needs only ``pa_alloc`` and ``pa_free``.  A free of
-part of an allocation splits the model allocation in place (:func:`split_allocation`, with
-``mark_allocated``/``mark_freed`` and the ``owner`` byte) when the design has those
-primitives; otherwise (vmem, whose allocation descriptors a free path may not create) the
-model allocation is kept whole and released with its last piece (``splits_deferred``).
-The choice is made at compile time (:func:`model_split`, :func:`model_accept`), so one
-kernel source serves every design.  Exact replay needs the buddy layer shared by
-``linux`` and ``radix`` (``EXACT_NEEDS``): ``pa_take``, ``core.find_free_block_containing``
-(PageBuddy/buddy_order), ``core.free_one_page``/``__free_one_page`` (freeing at a given
-pfn, merging), the pcp lists (``list_add``/``list_del`` on ``core.pcp_lid``) and
-``core.__move_freepages_block``.  A design without them would need these as primitives:
-"free this block to the pool at its pfn", "which free block holds pfn", "set a
-pageblock's type".
+part of an allocation splits the model allocation in place (``pa_split`` and the
+``owner`` byte) when the design may split on a free path (``Design.splits_on_free``, passed
+to the kernel); otherwise (vmem, whose allocation descriptors a free path may not create)
+the model allocation is kept whole and released with its last piece (``splits_deferred``).
+Exact replay uses the exact-placement primitives of :mod:`memdesc.mm.page_alloc.dispatch`
+(``EXACT_PRIMITIVES``: which free block holds a pfn, free a range at its pfns, set a
+pageblock's type, mark a range allocated / unallocated, split, link / unlink a pcp page,
+bring memory online) with ``pa_take``; every design has them (its own, or core's buddy code
+for ``linux`` and ``radix``), so one kernel source serves every design.
 """
 
 from __future__ import annotations
 
-import inspect
-
 import numpy as np
-from numba.extending import overload
 
 from memdesc._numba import njit
 from memdesc.mm import folio as F
+from memdesc.mm.memblock import block_order
 from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
     MIGRATE_PCPTYPES,
@@ -89,7 +84,7 @@ from memdesc.mm.mmzone import (
     NR_PCP_LISTS,
 )
 from memdesc.mm.page_alloc import core, dispatch
-from memdesc.mm.page_alloc.dispatch import buddy_order, list_add, list_del, mark_allocated, mark_freed
+from memdesc.mm.page_alloc.core import buddy_halve
 from memdesc.sim.clock import periodic_work
 from memdesc.trace import events as E
 
@@ -153,15 +148,6 @@ X_NAMES = ("failed_allocations", "cpu_folded", "pageblock_types_corrected", "pag
 
 
 @njit(inline="always")
-def buddy_halve(cur, co, pfn):
-    """Halve the block at cur into two of order co: (the half without pfn, the half with it)."""
-    half = np.int64(1) << co
-    if pfn >= cur + half:
-        return cur, cur + half
-    return cur + half, cur
-
-
-@njit(inline="always")
 def fold_cpu(cpu, ncpu, ctr, k):
     """The trace's CPU on a model with ncpu CPUs (cpu % ncpu; ctr[k] counts the folded ones)."""
     if cpu >= ncpu or cpu < 0:
@@ -170,39 +156,9 @@ def fold_cpu(cpu, ncpu, ctr, k):
     return cpu
 
 
-@njit
-def split_owner(st, head, horder, pfn, order, mt):
-    """The page_owner entries of a split allocation's buddy pieces (see split_allocation)."""
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        other, cur = buddy_halve(cur, co, pfn)
-        st.owner[other] = core.owner_encode(co, mt)
-    st.owner[cur] = core.owner_encode(order, mt)
-
-
-@njit
-def split_allocation(st, head, horder, pfn, order):
-    """Split the allocation [head, head + 2^horder) so [pfn, pfn + 2^order) is one of its own.
-
-    split_page() / the tail loop of __free_pages(): the allocation becomes allocations of
-    decreasing order (buddy halves), every piece keeping the allocation's migratetype.
-    """
-    mt = core.owner_mt(st.owner[head])
-    _buddy_split(st, head, horder, pfn, order)
-    split_owner(st, head, horder, pfn, order, mt)
-
-
-@njit
-def exact_split(st, head, horder, pfn, order):
-    """split_allocation() through the exact-placement primitives (``xp_split``); False, with
-    nothing changed, if the design cannot split."""
-    mt = core.owner_mt(st.owner[head])
-    if not xp_split(st, head, horder, pfn, order):
-        return False
-    split_owner(st, head, horder, pfn, order, mt)
-    return True
+#: split_page() / the tail loop of __free_pages(): the design's ``pa_split`` and the pieces'
+#: page_owner entries; False, with nothing changed, if the design cannot split
+exact_split = core.split_allocation
 
 
 @njit
@@ -219,117 +175,19 @@ def record_sample(st, samples, sample_pos, sample_n, i):
     sample_n[0] = k + 1
 
 
-# ------------------------------------------------------------------ exact placement layer
-# Each xp_* call is the design's exact-placement primitive (dispatch.pa_*) when the design
-# registered it, else the buddy code of core.py that linux and radix share: chosen at compile
-# time, so a buddy design runs exactly the code it ran before these primitives existed.
+# ------------------------------------------------------------------ exact placement
+# Every design has the exact-placement primitives of dispatch (its own, or core's buddy code
+# for linux and radix: base.register_design fills them in), so one kernel serves all designs.
 
-
-def _with_fallback(prim, fallback, name: str):
-    """A function calling ``prim`` for designs that registered it, else ``fallback`` (both njit
-    or dispatch primitives with the same parameters); numba picks one at compile time."""
-    params = ", ".join(inspect.signature(getattr(fallback, "py_func", fallback)).parameters)
-    ns: dict = {"prim": prim, "fallback": fallback, "has": dispatch.has, "pname": prim.__name__}
-    exec(f"def {name}({params}):\n"  # noqa: S102  (fixed templates, as dispatch.primitive)
-         f"    if has(type(st), pname):\n        return prim({params})\n    return fallback({params})\n"
-         f"def typer({params}):\n    return forwarder(prim if has(type(st), pname) else fallback)\n", ns)
-    ns["forwarder"] = lambda g: dispatch.forwarder(params, g)
-    f = ns[name]
-    f.__doc__ = f"{prim.__doc__}\n\nFallback for buddy designs: {fallback.__name__}."
-    overload(f, prefer_literal=False)(ns["typer"])
-    return f
-
-
-@njit(inline="always")
-def _lowbit(x):
-    """1-based index of the lowest set bit of x > 0."""
-    n = 1
-    while (x & 1) == 0:
-        x >>= 1
-        n += 1
-    return n
-
-
-@njit
-def _buddy_free_extent(st, pfn):
-    h = core.find_free_block_containing(st, pfn)
-    if h < 0:
-        return np.int64(-1), np.int64(-1)
-    return np.int64(h), np.int64(h) + (np.int64(1) << buddy_order(st, h))
-
-
-@njit
-def _buddy_free_range(st, start, end, fpi):
-    """__free_pages_memory() with the caller's fpi: the largest aligned blocks, each freed by
-    split_large_buddy() (one aligned block: exactly free_one_page() without its counter)."""
-    pfn = start
-    while pfn < end:
-        order = MAX_PAGE_ORDER
-        if pfn != 0:
-            order = min(MAX_PAGE_ORDER, _lowbit(pfn) - 1)
-        while pfn + (np.int64(1) << order) > end:
-            order -= 1
-        core.split_large_buddy(st, core.page_zone(st, pfn), pfn, order, fpi)
-        pfn += np.int64(1) << order
-    return 0
-
-
-@njit
-def _buddy_set_pageblock_type(st, z, pfn, old_mt, new_mt):
-    return core.__move_freepages_block(st, z, pfn, old_mt, new_mt)
-
-
-@njit
-def _buddy_mark_allocated(st, pfn, order, gfp):
-    mark_allocated(st, pfn, order, gfp)
-
-
-@njit
-def _buddy_mark_unallocated(st, pfn, order):
-    mark_freed(st, pfn, order)
-
-
-@njit
-def _buddy_split(st, head, horder, pfn, order):
-    """split_page() on the memmap: the pieces become allocations of their own."""
-    mark_freed(st, head, horder)
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        other, cur = buddy_halve(cur, co, pfn)
-        mark_allocated(st, other, co, 0)
-    mark_allocated(st, cur, order, 0)
-    return True
-
-
-@njit
-def _buddy_pcp_link(st, cpu, z, pindex, pfn, tail):
-    list_add(st, core.pcp_lid(st, cpu, z, pindex), pfn, tail)
-
-
-@njit
-def _buddy_pcp_unlink(st, cpu, z, pindex, pfn):
-    list_del(st, core.pcp_lid(st, cpu, z, pindex), pfn)
-
-
-@njit
-def _buddy_online_range(st, start, end):
-    for q in range(start, end):
-        mark_freed(st, q, 0)
-    return _buddy_free_range(st, start, end, core.FPI_TO_TAIL)
-
-
-xp_free_extent = _with_fallback(dispatch.pa_free_extent, _buddy_free_extent, "xp_free_extent")
-xp_free_range = _with_fallback(dispatch.pa_free_range, _buddy_free_range, "xp_free_range")
-xp_set_pageblock_type = _with_fallback(dispatch.pa_set_pageblock_type, _buddy_set_pageblock_type,
-                                       "xp_set_pageblock_type")
-xp_mark_allocated = _with_fallback(dispatch.pa_mark_allocated, _buddy_mark_allocated, "xp_mark_allocated")
-xp_mark_unallocated = _with_fallback(dispatch.pa_mark_unallocated, _buddy_mark_unallocated, "xp_mark_unallocated")
-xp_split = _with_fallback(dispatch.pa_split, _buddy_split, "xp_split")
-xp_pcp_link = _with_fallback(dispatch.pa_pcp_link, _buddy_pcp_link, "xp_pcp_link")
-xp_pcp_unlink = _with_fallback(dispatch.pa_pcp_unlink, _buddy_pcp_unlink, "xp_pcp_unlink")
-xp_online_range = _with_fallback(dispatch.pa_online_range, _buddy_online_range, "xp_online_range")
+xp_free_extent = dispatch.pa_free_extent
+xp_free_range = dispatch.pa_free_range
+xp_set_pageblock_type = dispatch.pa_set_pageblock_type
+xp_mark_allocated = dispatch.pa_mark_allocated
+xp_mark_unallocated = dispatch.pa_mark_unallocated
+xp_split = dispatch.pa_split
+xp_pcp_link = dispatch.pa_pcp_link
+xp_pcp_unlink = dispatch.pa_pcp_unlink
+xp_online_range = dispatch.pa_online_range
 
 
 @njit
@@ -347,11 +205,7 @@ def xp_take_range(st, start, end):
             if fs < 0:
                 xp_free_range(st, start, pfn, core.FPI_TO_TAIL)
                 return False
-        order = MAX_PAGE_ORDER
-        if pfn != 0:
-            order = min(MAX_PAGE_ORDER, _lowbit(pfn) - 1)
-        while pfn + (np.int64(1) << order) > min(end, fe):
-            order -= 1
+        order = block_order(pfn, min(end, fe), MAX_PAGE_ORDER)
         if dispatch.pa_take(st, pfn, order) != core.OK:
             xp_free_range(st, start, pfn, core.FPI_TO_TAIL)
             return False
@@ -700,11 +554,7 @@ def isolate_free_range(st, loc, start, end, nr_taken, xc):
         # the taken pages become allocations of the largest aligned blocks
         x = a
         while x < b:
-            k = MAX_PAGE_ORDER
-            if x != 0:
-                k = min(MAX_PAGE_ORDER, _lowbit(x) - 1)
-            while x + (np.int64(1) << k) > b:
-                k -= 1
+            k = block_order(x, b, MAX_PAGE_ORDER)
             xp_mark_allocated(st, x, k, 0)
             st.owner[x] = core.owner_encode(k, core.MT_MOVABLE)
             loc[x] = LOC_ALLOC
@@ -927,88 +777,6 @@ P_NAMES = ("allocations", "real_failures", "real_failures_served_by_model", "mod
 #: the typed-replay counters (reported under ``typed``, not in ``policy``: its keys stay as they were)
 P_TYPED_KEYS = ("typed_allocations_split", "descriptor_failures")
 
-# What a design must provide for the model side of a split free, and for bringing in memory
-# the snapshot did not see: chosen at compile time (see model_split / model_accept).
-SPLIT_NEEDS = ("mark_allocated", "mark_freed")
-#: exact replay runs on a design with the buddy primitives of core.py (linux, radix: EXACT_NEEDS)
-#: or with the exact-placement primitives (vmem: dispatch.EXACT_PRIMITIVES); see exact_supported
-EXACT_NEEDS = ("pa_take", "list_add", "list_del", "list_first", "list_last", "list_next", "set_buddy",
-               "clear_buddy", "is_buddy", "buddy_order", "mark_allocated", "mark_freed")
-ACCEPT_NEEDS = ("mark_freed", "list_add", "list_del", "list_first", "set_buddy", "clear_buddy", "is_buddy",
-                "buddy_order")
-
-
-def exact_supported(state_type) -> bool:
-    """Whether exact replay runs on the design whose state (or numba struct type) class is
-    ``state_type``: it has the exact-placement primitives, or the buddy ones they fall back to."""
-    return design_has(state_type, dispatch.EXACT_PRIMITIVES) or design_has(state_type, EXACT_NEEDS)
-
-
-def _can_accept(state_type) -> bool:
-    return design_has(state_type, ACCEPT_NEEDS) or design_has(state_type, ("pa_online_range",))
-
-
-def design_has(state_type, names) -> bool:
-    """Whether the design whose state (or numba struct type) class is ``state_type`` registered
-    these primitives (memdesc.mm.page_alloc.dispatch)."""
-    return dispatch.has(state_type, *names)
-
-
-def model_split(st, head, horder, pfn, order):
-    """split_allocation() if the design can split an allocation in place, else False."""
-    if design_has(type(st), SPLIT_NEEDS):
-        split_allocation(st, head, horder, pfn, order)
-        return True
-    return False
-
-
-@overload(model_split, prefer_literal=False)
-def _ol_model_split(st, head, horder, pfn, order):
-    if design_has(type(st), SPLIT_NEEDS):
-        def impl(st, head, horder, pfn, order):
-            split_allocation(st, head, horder, pfn, order)
-            return True
-    else:
-        def impl(st, head, horder, pfn, order):
-            return False
-    return impl
-
-
-def model_can_split(st):
-    """Whether the design splits an allocation in place (compile time)."""
-    return design_has(type(st), SPLIT_NEEDS)
-
-
-@overload(model_can_split, prefer_literal=False)
-def _ol_model_can_split(st):
-    if design_has(type(st), SPLIT_NEEDS):
-        def impl(st):
-            return True
-    else:
-        def impl(st):
-            return False
-    return impl
-
-
-def model_accept(st, unavail, pfn, order):
-    """accept_block() if the design can bring memory in (the shared buddy code, or
-    ``pa_online_range``), else False."""
-    if _can_accept(type(st)):
-        return accept_block(st, unavail, pfn, order)
-    return False
-
-
-@overload(model_accept, prefer_literal=False)
-def _ol_model_accept(st, unavail, pfn, order):
-    if _can_accept(type(st)):
-        def impl(st, unavail, pfn, order):
-            return accept_block(st, unavail, pfn, order)
-    else:
-        def impl(st, unavail, pfn, order):
-            return False
-    return impl
-
-
 @njit
 def typed_slot(ms, pfn, order):
     """The typed allocation (slot) that is exactly [pfn, 2^order) in the model, or -1."""
@@ -1063,7 +831,16 @@ def map_containing(map_order, pfn, order):
 
 
 @njit
-def map_split(st, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc):
+def model_split(st, split, head, horder, pfn, order):
+    """Split the model allocation in place (exact_split) when the design may split on a free
+    path (``split``: Design.splits_on_free), else False."""
+    if split:
+        return exact_split(st, head, horder, pfn, order)
+    return False
+
+
+@njit
+def map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc):
     """Split entry h so that [pfn, 2^order) is an entry of its own, and its model allocation
     with it; a design that cannot split keeps the allocation whole until its last piece goes."""
     v = np.int64(map_order[h])
@@ -1072,11 +849,11 @@ def map_split(st, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc):
     mh = map_pfn[h]
     if origin == MAP_TRACE or origin == MAP_PRE:
         s = typed_slot(ms, mh, ho)
-        if s >= 0 and model_can_split(st):
+        if s >= 0 and split:
             # split_page() of a typed allocation: its pieces are bare pages from now on
             F.memdesc_disown(ms, ss, st, s, 0, True)
             pc[P_TYPED_SPLIT] += 1
-        if not model_split(st, mh, ho, mh + (pfn - h), order):
+        if not model_split(st, split, mh, ho, mh + (pfn - h), order):
             defer[mh] = (ho << DEFER_SHIFT) | (np.int64(1) << ho)
             origin = MAP_DEFER
             pc[P_DEFERRED] += 1
@@ -1101,13 +878,13 @@ def _piece_pfn(origin, mh, offset):
 
 
 @njit
-def map_release_range(st, ms, ss, map_pfn, map_order, defer, pfn, order, cpu, pre_only, pc):
+def map_release_range(st, split, ms, ss, map_pfn, map_order, defer, pfn, order, cpu, pre_only, pc):
     """Release every entry overlapping [pfn, 2^order) (only pre-trace ones if ``pre_only``)."""
     h = map_containing(map_order, pfn, order)
     if h >= 0:
         if pre_only and (np.int64(map_order[h]) & ~MAP_ORDER_MASK) != MAP_PRE:
             return
-        map_split(st, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
+        map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
     end = pfn + (np.int64(1) << order)
     q = pfn
     while q < end:
@@ -1139,7 +916,7 @@ def _map_has_overlap(map_order, pfn, order):
 
 
 @njit
-def policy_free(st, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
+def policy_free(st, split, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
     """mm_page_free in policy mode: release the model allocation behind the trace pfn."""
     pc[P_FREES] += 1
     v = np.int64(map_order[pfn])
@@ -1156,7 +933,7 @@ def policy_free(st, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu,
         return
     h = map_containing(map_order, pfn, order)
     if h >= 0:
-        map_split(st, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
+        map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
         map_release(st, ms, ss, map_pfn, map_order, defer, pfn, cpu, pc)
         pc[P_SPLIT_FREE] += 1
         return
@@ -1173,7 +950,7 @@ def policy_free(st, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu,
             q += 1
     if found:
         pc[P_FREE_SPANNING] += 1
-    elif model_accept(st, unavail, pfn, order):
+    elif accept_block(st, unavail, pfn, order):
         # memory the snapshot saw as not yet there joins the model too (same pfns)
         pc[P_ACCEPTED] += np.int64(1) << order
     else:
@@ -1181,8 +958,9 @@ def policy_free(st, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu,
 
 
 @njit
-def policy_kernel(st, ms, ss, typed, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, type_col, ts_col, tick,
-                  first, last, ncpu, map_pfn, map_order, defer, pc, every, samples, sample_pos, sample_n, evlog_limit):
+def policy_kernel(st, split, ms, ss, typed, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, type_col, ts_col, tick,
+                  first, last, ncpu, map_pfn, map_order, defer, pc, every, samples, sample_pos, sample_n,
+                  evlog_limit):
     """Serve events [first, last) with the design's own policy (see the module docstring).
 
     The model's periodic work runs on the trace's clock: once per second of trace time
@@ -1222,7 +1000,7 @@ def policy_kernel(st, ms, ss, typed, unavail, ev, cpu_col, pfn_col, order_col, g
             pc[P_ALLOCS] += 1
             if p >= 0 and _map_has_overlap(map_order, p, o):
                 # the real kernel hands out these pages, so whatever the map holds there was freed
-                map_release_range(st, ms, ss, map_pfn, map_order, defer, p, o, c, False, pc)
+                map_release_range(st, split, ms, ss, map_pfn, map_order, defer, p, o, c, False, pc)
             g = np.int64(gfp_col[i])
             if typed and p >= 0:
                 slot = F.memdesc_alloc(ms, ss, st, g, o, np.int64(type_col[i]), c)
@@ -1244,10 +1022,10 @@ def policy_kernel(st, ms, ss, typed, unavail, ev, cpu_col, pfn_col, order_col, g
                 map_order[p] = MAP_TRACE + o
                 map_pfn[p] = mp
         elif e == EV_FREE:
-            policy_free(st, ms, ss, map_pfn, map_order, defer, unavail, p, o, c, pc)
+            policy_free(st, split, ms, ss, map_pfn, map_order, defer, unavail, p, o, c, pc)
         elif e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
             if _map_has_overlap(map_order, p, o):
-                map_release_range(st, ms, ss, map_pfn, map_order, defer, p, o, c, True, pc)
+                map_release_range(st, split, ms, ss, map_pfn, map_order, defer, p, o, c, True, pc)
         if every > 0 and (i + 1) % every == 0:
             record_sample(st, samples, sample_pos, sample_n, i)
         if st.evlog_n[0] > evlog_limit:

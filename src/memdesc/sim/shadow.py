@@ -29,7 +29,7 @@ import numpy as np
 from memdesc.errors import ConfigError
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import MIGRATE_TYPES, NR_PAGE_ORDERS, NR_PCP_LISTS
-from memdesc.mm.page_alloc import BuddyDesign, core
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.sim import replay_kernels as R
 from memdesc.sim import shadow_kernels as S
 from memdesc.sim.snapshot import capture as open_capture
@@ -84,11 +84,19 @@ def _zone_index(machine: Machine) -> dict[tuple[int, str], int]:
     return {(z.node, z.name): i for i, z in enumerate(machine.zones)}
 
 
+def runs_core_buddy(state_type: type) -> bool:
+    """Whether a design's zone layer is core's list buddy (it registers the buddy layer and
+    its ``pool_rmqueue`` is core's __rmqueue): only then are core's read-only choice functions
+    (``rmqueue_peek``, ``find_rmqueue_*``, ``claimed_block_pick``) the design's own decisions."""
+    return (dispatch.has(state_type, *dispatch.BUDDY_PRIMITIVES)
+            and dispatch.impl(state_type, "pool_rmqueue") is core.BUDDY_DEFAULTS["pool_rmqueue"])
+
+
 def init_state(machine: Machine, cols: dict[str, np.ndarray], pre_pfn: np.ndarray, capture,
                ndiv: int, from_snapshot: bool) -> S.ShadowState:
     """The shadow state of a replay starting from ``machine`` (see the module docstring)."""
     d = machine.design
-    if not isinstance(d, BuddyDesign) or not R.design_has(type(d.state), R.EXACT_NEEDS):
+    if not runs_core_buddy(type(d.state)):
         raise ConfigError(f"shadow replay asks core.py's buddy code for the model's choices: the {d.name} design "
                           "does not run on it (use linux or radix)")
     st = d.state

@@ -16,9 +16,9 @@ Parameters (:data:`PARAMS`) say where they apply: allocator tunables to every ce
 design spec), workload parameters (occupancy, order mix, gfp mix, ops, seed) to churn
 cells only.  In a cell where a parameter does not apply it is left out (null in the
 table) and the duplicate cells this makes collapse into one; a parameter that applies to
-no cell of the grid is an error.  Not modelled, so not a parameter: the pcp high fraction
-(``percpu_pagelist_high_fraction``; the model's pcp high follows the kernel's default
-auto-tuning).
+no cell of the grid is an error.  ``percpu_pagelist_high_fraction`` (the pcp high fraction)
+is an allocator tunable: 0 keeps the kernel's auto-tuning of each pcp's high, N >= 8 fixes it
+at managed / N per CPU of the node.
 
 Each cell has a stable id (a hash of its capture path, design, kind and applicable
 parameters).  Cells run as Dask tasks (:func:`run`: a ``LocalCluster`` of worker
@@ -52,7 +52,7 @@ import polars as pl
 from memdesc.errors import ConfigError
 from memdesc.mm import vmstat
 from memdesc.mm.machine import COUNTERS, Machine
-from memdesc.mm.page_alloc import design_spec, get_design
+from memdesc.mm.page_alloc import design_spec, fault_injection_designs, get_design
 from memdesc.sim.churn import Churn
 from memdesc.sim.compare import ORDERS, main_zone, resolve_designs
 from memdesc.sim.replay import replay
@@ -94,7 +94,10 @@ PARAMS: dict[str, Param] = {p.name: p for p in (
     Param("watermark_boost_factor", int, "config", help="vm.watermark_boost_factor (default 15000)"),
     Param("min_free_kbytes", int, "config", help="vm.min_free_kbytes (default: the kernel's formula)"),
     Param("pcp", _bool, "config", help="per-CPU page lists on/off"),
-    Param("fail_descriptor_alloc", float, "config", ("vmem",), "fraction of descriptor allocations failed"),
+    Param("percpu_pagelist_high_fraction", int, "config",
+          help="vm.percpu_pagelist_high_fraction: 0 auto-tunes pcp high (default), N >= 8 fixes it"),
+    Param("fail_descriptor_alloc", float, "config", fault_injection_designs(),
+          "fraction of descriptor allocations failed"),
     Param("radix_nodes", str, "design", ("radix",), "radix node policy: consume, reserve, host"),
     Param("occupancy", float, "churn", help="churn: target allocated fraction"),
     Param("orders", _orders, "churn", help="churn: one order 0..10, or mix"),

@@ -16,7 +16,7 @@ into maximally merged aligned blocks: at pfn p take
 
 and continue at ``p + 2^order``.  This is the loop of mm/memblock.c
 ``__free_pages_memory()``, which hands boot memory to the buddy allocator in the same
-blocks; the kernel below is named after it.
+blocks (:mod:`memdesc.mm.memblock`, the one copy of that split).
 
 Invariants of the result: blocks are disjoint, aligned to their order, never cross a
 zone boundary, and cover exactly the KPF_BUDDY pfns inside the zone spans.
@@ -34,37 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from memdesc._numba import njit
 from memdesc.errors import ConfigError, InvalidOrder, InvariantViolation
+from memdesc.mm.memblock import free_pages_memory
 from memdesc.mm.mmzone import MAX_PAGE_ORDER, NR_PAGE_ORDERS
 from memdesc.trace.kpage import KPF, ZoneSpan, check_dump_array, check_zone_spans, kpf_mask
-
-
-@njit
-def free_pages_memory(run_start, run_end, run_zone, max_order, out_pfn, out_order, out_zone):
-    """mm/memblock.c __free_pages_memory(): split each run [start, end) into maximal aligned
-    blocks of order <= max_order.  Writes the blocks to out_*; returns how many, or -1 if
-    they do not fit in out_*."""
-    n = 0
-    cap = out_pfn.shape[0]
-    for r in range(run_start.shape[0]):
-        p = run_start[r]
-        e = run_end[r]
-        z = run_zone[r]
-        while p < e:
-            order = max_order
-            while order > 0 and (p & ((1 << order) - 1)) != 0:
-                order -= 1
-            while p + (1 << order) > e:
-                order -= 1
-            if n >= cap:
-                return -1
-            out_pfn[n] = p
-            out_order[n] = order
-            out_zone[n] = z
-            n += 1
-            p += 1 << order
-    return n
 
 
 def decompose_runs(starts: np.ndarray, ends: np.ndarray, zones: np.ndarray | None = None,

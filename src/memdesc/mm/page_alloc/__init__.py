@@ -1,9 +1,10 @@
 """Page-allocator designs behind one interface (see :mod:`memdesc.mm.page_alloc.base`).
 
 ``DESIGNS`` maps a design name to its class; :func:`get_design` looks one up with a
-clear error.  Adding a design = a module with a state NamedTuple, its primitives
-registered in :mod:`~memdesc.mm.page_alloc.dispatch`, a :class:`~.base.Design`
-subclass, and an entry here.
+clear error.  Adding a design = a module with a state struct, a :class:`~.base.Design`
+subclass with the declared attributes of the contract, and a call of
+:func:`~.base.register_design` with its primitives; then its import below.  Registering
+enrols it everywhere: ``DESIGNS``, the CLI's ``--design``, the conformance suite.
 
 Design specs
 ------------
@@ -21,18 +22,11 @@ them into a configured subclass with its ``with_options(**options)`` classmethod
 from __future__ import annotations
 
 from memdesc.errors import ConfigError
-from memdesc.mm.page_alloc import typed as _typed  # noqa: F401  (registers the typed-memory primitives)
-from memdesc.mm.page_alloc.base import BuddyDesign, Design
+from memdesc.mm.page_alloc.base import DESIGNS, BuddyDesign, Design, register_design
 from memdesc.mm.page_alloc.linux import LinuxDesign
 from memdesc.mm.page_alloc.radix import RadixDesign
 from memdesc.mm.page_alloc.setup import AllocConfig
 from memdesc.mm.page_alloc.vmem import VmemDesign
-
-DESIGNS: dict[str, type[Design]] = {
-    "linux": LinuxDesign,
-    "radix": RadixDesign,
-    "vmem": VmemDesign,
-}
 
 
 def parse_design_spec(spec: str) -> tuple[str, dict[str, str]]:
@@ -82,6 +76,11 @@ def design_variants() -> list[str]:
     return out
 
 
+def fault_injection_designs() -> tuple[str, ...]:
+    """The registered designs that declare ``fault_injection`` (``--fail-descriptor-alloc``)."""
+    return tuple(n for n, c in DESIGNS.items() if c.fault_injection)
+
+
 def design_spec(design: str, **options: str | None) -> str:
     """A spec from a design name and options given separately (CLI flags such as
     ``--radix-nodes``); options that are None are left out.  An option the design does not
@@ -103,5 +102,6 @@ def design_spec(design: str, **options: str | None) -> str:
     return f"{base}:{','.join(f'{k}={v}' for k, v in merged.items())}"
 
 
-__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LinuxDesign", "RadixDesign", "design_spec",
-           "design_variants", "get_design", "parse_design_spec"]
+__all__ = ["AllocConfig", "BuddyDesign", "DESIGNS", "Design", "LinuxDesign", "RadixDesign", "VmemDesign",
+           "design_spec", "design_variants", "fault_injection_designs", "get_design", "parse_design_spec",
+           "register_design"]

@@ -51,6 +51,7 @@ import numpy as np
 
 from memdesc._numba import njit
 from memdesc.mm import gfp as G
+from memdesc.mm.memblock import block_order
 from memdesc.mm.mmzone import (
     HPAGE_PMD_ORDER,
     MAX_PAGE_ORDER,
@@ -75,7 +76,19 @@ from memdesc.mm.page_alloc.dispatch import (
     mark_allocated,
     mark_freed,
     mark_reserved,
+    pa_free_extent,
+    pa_own_page,
+    pa_split,
+    pcp_add,
     pcp_free_bulk,
+    pcp_pop,
+    pool_first_free,
+    pool_free,
+    pool_move_freepages_block,
+    pool_prepare,
+    pool_retype_block,
+    pool_rmqueue,
+    pool_rmqueue_smallest,
     set_buddy,
 )
 
@@ -174,6 +187,9 @@ E_ORDER = -3
 E_DOUBLE_FREE = -4
 E_RESERVED = -5
 E_BUSY = -6
+#: an allocation path's metadata reservation failed (pool_prepare): the allocation fails at once,
+#: counted in alloc_failed_for_metadata (allocation paths return a pfn, -1, or this)
+E_META = -2
 
 
 #: The fields every design state carries first: zone, pageblock and per-CPU state shared by
@@ -466,7 +482,7 @@ def split_large_buddy(st, z, pfn, order, fpi):
 @njit
 def free_one_page(st, z, pfn, order, fpi):
     st.stats[ST_BUDDY_FREE] += 1
-    split_large_buddy(st, z, pfn, order, fpi)
+    pool_free(st, z, pfn, order, fpi)
 
 
 @njit
@@ -640,15 +656,31 @@ def claim_block_start(st, z, pfn, current_order, start_type, block_type):
     start_pfn, free_pages, movable_pages = prep_move_freepages_block(st, z, pfn)
     if start_pfn < 0:
         return np.int64(-1)
+    if claim_block_ok(st, free_pages, movable_pages, start_type, block_type):
+        return np.int64(start_pfn)
+    return np.int64(-1)
+
+
+@njit
+def boost_on_fallback(st, z, alloc_flags):
+    """try_to_claim_block()'s watermark boost: a fallback boosts the zone's watermarks; with
+    ALLOC_KSWAPD the zone is flagged, and kswapd takes the boost back when its run ends
+    (wakeup_kswapd, kswapd_balance)."""
+    if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
+        st.z_flags[z] |= ZONE_BOOSTED_WATERMARK
+
+
+@njit
+def claim_block_ok(st, free_pages, movable_pages, start_type, block_type):
+    """try_to_claim_block()'s test: a pageblock of block_type may be claimed for start_type
+    when its free and compatible ("alike") pages are at least half of it."""
     if start_type == MT_MOVABLE:
         alike_pages = movable_pages
     elif block_type == MT_MOVABLE:
         alike_pages = pageblock_nr_pages(st) - (free_pages + movable_pages)
     else:
         alike_pages = 0
-    if free_pages + alike_pages >= (pageblock_nr_pages(st) >> 1) or st.cfg[CFG_MOBILITY_DISABLED] != 0:
-        return np.int64(start_pfn)
-    return np.int64(-1)
+    return free_pages + alike_pages >= (pageblock_nr_pages(st) >> 1) or st.cfg[CFG_MOBILITY_DISABLED] != 0
 
 
 @njit
@@ -659,8 +691,7 @@ def try_to_claim_block(st, z, pfn, current_order, order, start_type, block_type,
         nr_added = expand(st, z, pfn, order, current_order, start_type)
         account_freepages(st, z, nr_added, start_type)
         return pfn
-    if boost_watermark(st, z) and (alloc_flags & ALLOC_KSWAPD):
-        st.z_flags[z] |= ZONE_BOOSTED_WATERMARK
+    boost_on_fallback(st, z, alloc_flags)
     start_pfn = claim_block_start(st, z, pfn, current_order, start_type, block_type)
     if start_pfn < 0:
         return -1
@@ -763,7 +794,9 @@ def __rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
 # ------------------------------------------------------------------ read-only choices ("peek")
 # What __rmqueue() and rmqueue_buddy() would take from the current state, without taking it:
 # built from the same helpers as the real paths (find_rmqueue_smallest, find_suitable_fallback,
-# claim_block_start, find_rmqueue_steal), so a shadow replay asks the model's own code.
+# claim_block_start, find_rmqueue_steal), so a shadow replay asks the model's own code.  They
+# belong to the buddy layer's zone defaults (BUDDY_DEFAULTS: pool_rmqueue = __rmqueue): they are
+# a design's decisions only when it runs them (memdesc.sim.shadow.runs_core_buddy checks that).
 
 #: kinds of rmqueue_peek() answers: where the block would come from
 PEEK_NONE, PEEK_NORMAL, PEEK_CMA, PEEK_CLAIM, PEEK_STEAL, PEEK_HIGHATOMIC = range(6)
@@ -872,6 +905,8 @@ def rmqueue_buddy_peek(st, z, order, alloc_flags, mt):
 
 @njit
 def free_pcppages_bulk(st, z, count, cpu, pindex):
+    """free_pcppages_bulk(): up to count pages from the tails of cpu's pcp lists of zone z,
+    round robin from list pindex, back to the pool."""
     pcp = st.pcp[cpu, z]
     count = min(pcp[PCP_COUNT], count)
     pindex = pindex - 1
@@ -880,22 +915,23 @@ def free_pcppages_bulk(st, z, count, cpu, pindex):
             pindex += 1
             if pindex > NR_PCP_LISTS - 1:
                 pindex = 0
-            lid = pcp_lid(st, cpu, z, pindex)
-            if list_first(st, lid) >= 0:
+            pfn = pcp_pop(st, cpu, z, pindex, True)
+            if pfn >= 0:
                 break
         order = pindex_to_order(pindex)
         nr_pages = 1 << order
         while True:
-            pfn = list_last(st, lid)
             mt = get_pfnblock_migratetype(st, pfn)
-            list_del(st, lid, pfn)
             st.owner[pfn] = OWNER_NONE
             count -= nr_pages
             pcp[PCP_COUNT] -= nr_pages
             st.stats[ST_PCP_DRAINED] += nr_pages
-            __free_one_page(st, pfn, z, order, mt, FPI_NONE)
+            pool_free(st, z, pfn, order, FPI_NONE)
             trace_event(st, EV_PCPU_DRAIN, cpu, pfn, order, mt, 0, 0, 0)
-            if count <= 0 or list_first(st, lid) < 0:
+            if count <= 0:
+                break
+            pfn = pcp_pop(st, cpu, z, pindex, True)
+            if pfn < 0:
                 break
 
 
@@ -984,7 +1020,7 @@ def pcp_free_commit_count(st, pcp, z, order):
 def free_unref_page_commit(st, z, cpu, pfn, mt, order):
     pcp = st.pcp[cpu, z]
     pindex = order_to_pindex(mt, order)
-    list_add(st, pcp_lid(st, cpu, z, pindex), pfn, False)
+    pcp_add(st, cpu, z, pindex, pfn, False)
     st.owner[pfn] = OWNER_PCP
     pcp[PCP_COUNT] += 1 << order
     st.stats[ST_PCP_FREE] += 1
@@ -1023,34 +1059,43 @@ def nr_pcp_alloc(st, pcp, z, order):
 
 
 @njit
-def rmqueue_bulk(st, z, order, count, lid, mt, alloc_flags, cpu):
+def rmqueue_bulk(st, z, order, count, cpu, pindex, mt, alloc_flags):
+    """rmqueue_bulk(): up to count blocks from the pool onto the tail of cpu's pcp list pindex.
+
+    Returns (blocks taken, why it stopped: -1 the pool had none, or E_META)."""
     mode = RMQUEUE_NORMAL
     i = 0
+    rc = np.int64(-1)
     while i < count:
-        pfn, mode = __rmqueue(st, z, order, mt, alloc_flags, mode, cpu)
-        if pfn < 0:
+        rc = pool_prepare(st, z, order)
+        if rc < 0:
             break
-        list_add(st, lid, pfn, True)
+        pfn, mode = pool_rmqueue(st, z, order, mt, alloc_flags, mode, cpu)
+        if pfn < 0:
+            rc = pfn
+            break
+        pcp_add(st, cpu, z, pindex, pfn, True)
         st.owner[pfn] = OWNER_PCP
         i += 1
-    return i
+    return i, rc
 
 
 @njit
 def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
+    """rmqueue_pcplist(): the head of the CPU's pcp list, refilled in a batch when empty;
+    pfn, -1, or E_META (the refill's reservation failed)."""
     pcp = st.pcp[cpu, z]
     pcp[PCP_FREE_COUNT] >>= 1
-    lid = pcp_lid(st, cpu, z, order_to_pindex(mt, order))
-    pfn = list_first(st, lid)
+    pindex = order_to_pindex(mt, order)
+    pfn = pcp_pop(st, cpu, z, pindex, False)
     if pfn < 0:
         batch = nr_pcp_alloc(st, pcp, z, order)
-        alloced = rmqueue_bulk(st, z, order, batch, lid, mt, alloc_flags, cpu)
+        alloced, rc = rmqueue_bulk(st, z, order, batch, cpu, pindex, mt, alloc_flags)
         st.stats[ST_PCP_REFILL] += 1
         pcp[PCP_COUNT] += alloced << order
-        pfn = list_first(st, lid)
+        pfn = pcp_pop(st, cpu, z, pindex, False)
         if pfn < 0:
-            return -1
-    list_del(st, lid, pfn)
+            return rc
     st.owner[pfn] = OWNER_NONE
     pcp[PCP_COUNT] -= 1 << order
     st.stats[ST_PCP_ALLOC] += 1
@@ -1059,13 +1104,18 @@ def rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
 
 @njit
 def rmqueue_buddy(st, z, order, alloc_flags, mt, cpu):
+    """rmqueue_buddy(): one block from the pool, the highatomic reserve first when allowed and
+    last for OOM / non-blocking requests; pfn, -1, or E_META."""
+    rc = pool_prepare(st, z, order)
+    if rc < 0:
+        return rc
     pfn = -1
     if alloc_flags & ALLOC_HIGHATOMIC:
-        pfn = __rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
+        pfn = pool_rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
     if pfn < 0:
-        pfn, _mode = __rmqueue(st, z, order, mt, alloc_flags, RMQUEUE_NORMAL, cpu)
+        pfn, _mode = pool_rmqueue(st, z, order, mt, alloc_flags, RMQUEUE_NORMAL, cpu)
         if pfn < 0 and (alloc_flags & (ALLOC_OOM | ALLOC_NON_BLOCK)):
-            pfn = __rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
+            pfn = pool_rmqueue_smallest(st, z, order, MT_HIGHATOMIC, cpu)
     if pfn >= 0:
         st.stats[ST_BUDDY_ALLOC] += 1
     return pfn
@@ -1076,6 +1126,8 @@ def rmqueue(st, z, order, alloc_flags, mt, cpu):
     pfn = -1
     if st.cfg[CFG_PCP_ENABLED] != 0 and pcp_allowed_order(st, order):
         pfn = rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
+        if pfn == E_META:
+            return pfn
     if pfn < 0:
         pfn = rmqueue_buddy(st, z, order, alloc_flags, mt, cpu)
     if (alloc_flags & ALLOC_KSWAPD) and (st.z_flags[z] & ZONE_BOOSTED_WATERMARK):
@@ -1149,11 +1201,11 @@ def __zone_watermark_ok(st, z, order, mark, highest_zoneidx, alloc_flags, free_p
         if st.nr_free[z, o] == 0:
             continue
         for mt in range(MIGRATE_PCPTYPES):
-            if not free_area_empty(st, z, o, mt):
+            if pool_first_free(st, z, o, mt) >= 0:
                 return True
-        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and not free_area_empty(st, z, o, MT_CMA):
+        if st.cfg[CFG_CMA] != 0 and (alloc_flags & ALLOC_CMA) and pool_first_free(st, z, o, MT_CMA) >= 0:
             return True
-        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and not free_area_empty(st, z, o, MT_HIGHATOMIC):
+        if (alloc_flags & (ALLOC_HIGHATOMIC | ALLOC_OOM)) and pool_first_free(st, z, o, MT_HIGHATOMIC) >= 0:
             return True
     return False
 
@@ -1194,11 +1246,12 @@ def reserve_highatomic_pageblock(st, pfn, order, z):
     if not migratetype_is_mergeable(mt):
         return
     if order < pageblock_order(st):
-        if move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
+        if pool_move_freepages_block(st, z, pfn, mt, MT_HIGHATOMIC) == -1:
             return
         st.z_reserved_highatomic[z] += pb_nr
     else:
-        change_pageblock_range(st, pfn, order, MT_HIGHATOMIC)
+        if not pool_retype_block(st, z, pfn, order, mt, MT_HIGHATOMIC):
+            return
         st.z_reserved_highatomic[z] += 1 << order
     st.stats[ST_HIGHATOMIC_RESERVE] += 1
 
@@ -1215,18 +1268,16 @@ def unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, force):
         if not force and st.z_reserved_highatomic[z] <= pageblock_nr_pages(st):
             continue
         for order in range(NR_PAGE_ORDERS):
-            pfn = get_page_from_free_area(st, z, order, MT_HIGHATOMIC)
+            pfn = pool_first_free(st, z, order, MT_HIGHATOMIC)
             if pfn < 0:
                 continue
             size = max(pageblock_nr_pages(st), 1 << order)
             size = min(size, st.z_reserved_highatomic[z])
             st.z_reserved_highatomic[z] -= size
             if order < pageblock_order(st):
-                ret = move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
+                ret = pool_move_freepages_block(st, z, pfn, MT_HIGHATOMIC, mt)
             else:
-                move_to_free_list(st, pfn, z, order, MT_HIGHATOMIC, mt)
-                change_pageblock_range(st, pfn, order, mt)
-                ret = 1
+                ret = 1 if pool_retype_block(st, z, pfn, order, MT_HIGHATOMIC, mt) else -1
             if ret > 0:
                 st.stats[ST_HIGHATOMIC_UNRESERVE] += 1
                 return True
@@ -1268,7 +1319,8 @@ def zone_allows(st, z, order, alloc_flags, highest_zoneidx):
 
 @njit
 def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
-    """Walk the zonelist for a zone above its watermark and take pages from it; pfn or -1."""
+    """Walk the zonelist for a zone above its watermark and take pages from it; pfn, -1, or
+    E_META (a metadata reservation failed: stop at once)."""
     zl = st.zonelist[node]
     while True:
         no_fallback = (alloc_flags & ALLOC_NOFRAGMENT) != 0
@@ -1290,6 +1342,8 @@ def get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, m
             if not zone_allows(st, z, order, alloc_flags, highest_zoneidx):
                 continue
             pfn = rmqueue(st, z, order, alloc_flags, mt, cpu)
+            if pfn == E_META:
+                return pfn
             if pfn >= 0:
                 prep_new_page(st, pfn, order, gfp, mt)
                 if alloc_flags & ALLOC_HIGHATOMIC:
@@ -1344,12 +1398,13 @@ def gfp_migratetype(st, gfp):
 def __alloc_pages(st, gfp, order, cpu):
     """__alloc_pages_noprof(): the fast path, then the (reclaim-less) slow path.
 
-    Returns the pfn of the first page, or -1 if the allocation failed.
+    Returns the pfn of the first page, or -1 if the allocation failed (a failed metadata
+    reservation, E_META, fails it at once and is counted in alloc_failed_for_metadata).
     """
     node = st.cpu_node[cpu]
     highest_zoneidx = st.gfp_zone_table[gfp & GFP_ZONEMASK]
     mt = gfp_migratetype(st, gfp)
-    if highest_zoneidx < 0 or mt == 3:
+    if highest_zoneidx < 0 or mt == 3 or order < 0 or order > MAX_PAGE_ORDER:
         st.stats[ST_ALLOC_FAIL] += 1
         return -1
     preferred = first_zone(st, node, highest_zoneidx)
@@ -1362,10 +1417,12 @@ def __alloc_pages(st, gfp, order, cpu):
         alloc_flags |= ALLOC_CMA
     alloc_flags |= alloc_flags_nofragment(st, preferred, gfp)
     pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn < 0:
+    if pfn == -1:
         pfn = __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu)
     if pfn < 0:
         st.stats[ST_ALLOC_FAIL] += 1
+        if pfn == E_META:
+            st.stats[ST_ALLOC_FAILED_FOR_META] += 1
         trace_event(st, EV_ALLOC, cpu, -1, order, mt, gfp, 0, 0)
         return -1
     st.stats[ST_ALLOC] += 1
@@ -1379,11 +1436,11 @@ def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
     st.stats[ST_SLOWPATH] += 1
     alloc_flags = G.gfp_to_alloc_flags_nb(gfp, order, st.cfg[CFG_CMA] != 0, False, False)
     pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn >= 0:
+    if pfn >= 0 or pfn == E_META:
         return pfn
     if (gfp & GFP_MEMALLOC) and not (gfp & GFP_NOMEMALLOC):
         pfn = get_page_from_freelist(st, gfp, order, ALLOC_NO_WATERMARKS, node, highest_zoneidx, mt, cpu)
-        if pfn >= 0:
+        if pfn >= 0 or pfn == E_META:
             return pfn
     if not (gfp & GFP_DIRECT_RECLAIM):
         return -1
@@ -1392,7 +1449,7 @@ def __alloc_pages_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
     unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, False)
     drain_all_pages(st)
     pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn >= 0:
+    if pfn >= 0 or pfn == E_META:
         return pfn
     if unreserve_highatomic_pageblock(st, node, highest_zoneidx, mt, True):
         pfn = get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
@@ -1414,9 +1471,11 @@ def check_free(st, pfn, order):
     if v == OWNER_PCP:
         return E_DOUBLE_FREE
     if v == OWNER_NONE:
-        if find_free_block_containing(st, pfn) >= 0:
+        if pa_free_extent(st, pfn)[0] >= 0:
             return E_DOUBLE_FREE
         return E_NOT_HEAD
+    if pa_own_page(st, pfn):
+        return E_RESERVED  # the design's own metadata page
     if owner_order(v) != order:
         return E_ORDER
     return OK
@@ -1457,21 +1516,17 @@ def free_pages_checked(st, pfn, order, cpu):
 
 
 @njit
-def memblock_free_pages_range(st, start, end):
-    """__free_pages_memory(): free [start, end) to the buddy in aligned blocks, to the tail."""
-    pfn = start
+def buddy_free_range(st, start, end, fpi):
+    """__free_pages_memory() with the caller's fpi: the pages [start, end), in no state, go to
+    the buddy lists in the largest aligned blocks (mm/memblock.py), each freed by
+    split_large_buddy() (one aligned block: exactly free_one_page() without its counter).
+    Boot (FPI_TO_TAIL) and the buddy designs' pa_free_range."""
+    pfn = np.int64(start)
     while pfn < end:
-        order = MAX_PAGE_ORDER
-        if pfn != 0:
-            tz = 0
-            while ((pfn >> tz) & 1) == 0 and tz < MAX_PAGE_ORDER:
-                tz += 1
-            order = min(MAX_PAGE_ORDER, tz)
-        while pfn + (1 << order) > end:
-            order -= 1
-        z = page_zone(st, pfn)
-        split_large_buddy(st, z, pfn, order, FPI_TO_TAIL)
-        pfn += 1 << order
+        order = block_order(pfn, end, MAX_PAGE_ORDER)
+        split_large_buddy(st, page_zone(st, pfn), pfn, order, fpi)
+        pfn += np.int64(1) << order
+    return 0
 
 
 # ------------------------------------------------------------------ take (exact placement)
@@ -1698,7 +1753,7 @@ def init_free_state(st, starts, ends, res_pfns):
         st.owner[p] = OWNER_RESERVED
         mark_reserved(st, p, 0)
     for i in range(starts.shape[0]):
-        memblock_free_pages_range(st, starts[i], ends[i])
+        buddy_free_range(st, starts[i], ends[i], FPI_TO_TAIL)
 
 
 @njit
@@ -1782,3 +1837,179 @@ def vmstat_update(st):
         for z in range(st.z_start.shape[0]):
             if st.z_managed[z] > 0:
                 decay_pcp_high(st, z, cpu)
+
+
+# ------------------------------------------------------------------ the zone layer on buddy lists
+# core's implementation of the zone-layer and exact-placement primitives (dispatch) for a design
+# that registers the buddy layer (list_* and PageBuddy state): linux and radix run exactly this
+# code; a design that is not a list buddy registers its own (see base.register_design).
+
+
+@njit
+def buddy_pool_prepare(st, z, order):
+    """Nothing to reserve: a list buddy keeps no metadata outside struct page."""
+    return np.int64(OK)
+
+
+@njit
+def buddy_pool_free(st, z, pfn, order, fpi):
+    split_large_buddy(st, z, pfn, order, fpi)
+
+
+@njit
+def buddy_pool_retype_block(st, z, pfn, order, old_mt, new_mt):
+    """A block of order >= pageblock_order: a free one moves to new_mt's list (tail), then its
+    pageblocks take new_mt (reserve_highatomic_pageblock / unreserve_highatomic_pageblock)."""
+    if is_buddy(st, pfn):
+        move_to_free_list(st, pfn, z, order, old_mt, new_mt)
+    change_pageblock_range(st, pfn, order, new_mt)
+    return True
+
+
+@njit
+def buddy_pcp_add(st, cpu, z, pindex, pfn, tail):
+    list_add(st, pcp_lid(st, cpu, z, pindex), pfn, tail)
+
+
+@njit
+def buddy_pcp_pop(st, cpu, z, pindex, tail):
+    lid = pcp_lid(st, cpu, z, pindex)
+    pfn = list_last(st, lid) if tail else list_first(st, lid)
+    if pfn >= 0:
+        list_del(st, lid, pfn)
+    return pfn
+
+
+@njit
+def buddy_pcp_unlink(st, cpu, z, pindex, pfn):
+    list_del(st, pcp_lid(st, cpu, z, pindex), pfn)
+
+
+@njit
+def buddy_free_extent(st, pfn):
+    h = find_free_block_containing(st, pfn)
+    if h < 0:
+        return np.int64(-1), np.int64(-1)
+    return np.int64(h), np.int64(h) + (np.int64(1) << buddy_order(st, h))
+
+
+@njit
+def buddy_set_pageblock_type(st, z, pfn, old_mt, new_mt):
+    return __move_freepages_block(st, z, pfn, old_mt, new_mt)
+
+
+@njit(inline="always")
+def buddy_halve(cur, co, pfn):
+    """Halve the block at cur into two of order co: (the half without pfn, the half with it)."""
+    half = np.int64(1) << co
+    if pfn >= cur + half:
+        return cur, cur + half
+    return cur + half, cur
+
+
+@njit
+def split_page_gfp(st, head, horder, pfn, order, gfp):
+    """split_page() on struct page: the allocation [head, 2^horder) becomes allocations of
+    decreasing order (buddy halves, with gfp's compound state), [pfn, 2^order) one of them
+    (page_owner is the caller's: split_owner)."""
+    mark_freed(st, head, horder)
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        mark_allocated(st, other, co, gfp)
+    mark_allocated(st, cur, order, gfp)
+    return True
+
+
+@njit
+def split_page(st, head, horder, pfn, order):
+    """pa_split on struct page (exact placement): split_page_gfp() with no gfp."""
+    return split_page_gfp(st, head, horder, pfn, order, 0)
+
+
+@njit
+def split_owner(st, head, horder, pfn, order, mt):
+    """The page_owner entries of a split allocation's pieces: every buddy half of
+    [head, 2^horder) down to [pfn, 2^order) an allocation head keeping migratetype mt."""
+    cur = head
+    co = horder
+    while co > order:
+        co -= 1
+        other, cur = buddy_halve(cur, co, pfn)
+        st.owner[other] = owner_encode(co, mt)
+    st.owner[cur] = owner_encode(order, mt)
+
+
+@njit
+def split_allocation(st, head, horder, pfn, order):
+    """Split the allocation [head, 2^horder) so [pfn, 2^order) is one of its own, with the
+    design's ``pa_split`` and the pieces' page_owner entries; False, nothing changed, if the
+    design cannot (split_page() / the tail loop of __free_pages())."""
+    mt = owner_mt(st.owner[head])
+    if not pa_split(st, head, horder, pfn, order):
+        return False
+    split_owner(st, head, horder, pfn, order, mt)
+    return True
+
+
+@njit
+def buddy_split_alloc(st, head, horder, pfn, order, gfp):
+    """pa_split_alloc on struct page (split_page() of a typed allocation): buddy halves with
+    gfp's compound state, each keeping the allocation's migratetype in page_owner."""
+    mt = owner_mt(st.owner[head])
+    split_page_gfp(st, head, horder, pfn, order, gfp)
+    split_owner(st, head, horder, pfn, order, mt)
+    return True
+
+
+@njit
+def buddy_split_prepare(st, pieces):
+    """A buddy design splits an allocation by rewriting struct pages: it needs nothing."""
+    return True
+
+
+@njit
+def buddy_online_range(st, start, end):
+    """accept_page() / __free_pages_core(): pages that were not there join the buddy, free."""
+    for q in range(start, end):
+        mark_freed(st, q, 0)
+    return buddy_free_range(st, start, end, FPI_TO_TAIL)
+
+
+@njit
+def no_own_pages(st, pfn):
+    return False
+
+
+#: defaults every design gets unless it registers its own (dispatch "optional" layer)
+GENERIC_DEFAULTS = {
+    "pcp_free_bulk": free_pcppages_bulk,
+    "pa_own_page": no_own_pages,
+}
+
+#: the zone layer and exact placement on the buddy layer: what a design registering list_* and
+#: PageBuddy state gets (dispatch "zone" and "exact" layers, and the typed layer's split)
+BUDDY_DEFAULTS = {
+    "pool_prepare": buddy_pool_prepare,
+    "pool_rmqueue": __rmqueue,
+    "pool_rmqueue_smallest": __rmqueue_smallest,
+    "pool_free": buddy_pool_free,
+    "pool_first_free": get_page_from_free_area,
+    "pool_move_freepages_block": move_freepages_block,
+    "pool_retype_block": buddy_pool_retype_block,
+    "pcp_add": buddy_pcp_add,
+    "pcp_pop": buddy_pcp_pop,
+    "pa_free_extent": buddy_free_extent,
+    "pa_free_range": buddy_free_range,
+    "pa_set_pageblock_type": buddy_set_pageblock_type,
+    "pa_mark_allocated": mark_allocated,
+    "pa_mark_unallocated": mark_freed,
+    "pa_split": split_page,
+    "pa_pcp_link": buddy_pcp_add,
+    "pa_pcp_unlink": buddy_pcp_unlink,
+    "pa_online_range": buddy_online_range,
+    "pa_split_alloc": buddy_split_alloc,
+    "pa_split_prepare": buddy_split_prepare,
+}

@@ -39,8 +39,8 @@ from memdesc.mm.memmap import (
     PG_reserved,
 )
 from memdesc.mm.mmzone import nr_pcp_lists
-from memdesc.mm.page_alloc import core, dispatch
-from memdesc.mm.page_alloc.base import BuddyDesign
+from memdesc.mm.page_alloc import core, typed
+from memdesc.mm.page_alloc.base import BuddyDesign, register_design
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -191,47 +191,6 @@ def linux_mark_reserved(st, pfn, kind):
 
 
 @njit
-def linux_pa_alloc(st, gfp, order, cpu):
-    return core.__alloc_pages(st, gfp, order, cpu)
-
-
-@njit
-def linux_pa_free(st, pfn, order, cpu):
-    return core.free_pages_checked(st, pfn, order, cpu)
-
-
-@njit
-def linux_pa_take(st, pfn, order):
-    return core.take_page_off_buddy(st, pfn, order)
-
-
-@njit
-def linux_pa_drain(st):
-    core.drain_all_pages(st)
-
-
-dispatch.register(LinuxState, {
-    "pa_alloc": linux_pa_alloc,
-    "pa_free": linux_pa_free,
-    "pa_take": linux_pa_take,
-    "pa_drain": linux_pa_drain,
-    "pcp_free_bulk": core.free_pcppages_bulk,
-    "list_add": linux_list_add,
-    "list_del": linux_list_del,
-    "list_first": linux_list_first,
-    "list_last": linux_list_last,
-    "list_next": linux_list_next,
-    "set_buddy": linux_set_buddy,
-    "clear_buddy": linux_clear_buddy,
-    "is_buddy": linux_is_buddy,
-    "buddy_order": linux_buddy_order,
-    "mark_allocated": linux_mark_allocated,
-    "mark_freed": linux_mark_freed,
-    "mark_reserved": linux_mark_reserved,
-})
-
-
-@njit
 def linux_check_links(st):
     """Every list is a consistent doubly linked list: (0, -1) or (error code, pfn)."""
     mm = st.memmap
@@ -277,6 +236,8 @@ class LinuxDesign(BuddyDesign):
 
     name = "linux"
     words = 8
+    page_layout = "struct_page"
+    memmap_field = "memmap"
     state_cls = LinuxState
 
     def _make_state(self, zone_fields: dict, npages: int, nlists: int) -> LinuxState:
@@ -303,3 +264,24 @@ class LinuxDesign(BuddyDesign):
         if code:
             return _LINK_ERRORS[code].format(x=x)
         return None
+
+
+register_design(LinuxDesign, {
+    **typed.LINUX,
+    "pa_alloc": core.__alloc_pages,
+    "pa_free": core.free_pages_checked,
+    "pa_take": core.take_page_off_buddy,
+    "pa_drain": core.drain_all_pages,
+    "list_add": linux_list_add,
+    "list_del": linux_list_del,
+    "list_first": linux_list_first,
+    "list_last": linux_list_last,
+    "list_next": linux_list_next,
+    "set_buddy": linux_set_buddy,
+    "clear_buddy": linux_clear_buddy,
+    "is_buddy": linux_is_buddy,
+    "buddy_order": linux_buddy_order,
+    "mark_allocated": linux_mark_allocated,
+    "mark_freed": linux_mark_freed,
+    "mark_reserved": linux_mark_reserved,
+})

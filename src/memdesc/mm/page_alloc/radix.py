@@ -114,8 +114,8 @@ from memdesc.mm.mmzone import (
     NR_PCP_LISTS,
     PAGE_SIZE,
 )
-from memdesc.mm.page_alloc import core, dispatch
-from memdesc.mm.page_alloc.base import BuddyDesign
+from memdesc.mm.page_alloc import core, typed
+from memdesc.mm.page_alloc.base import BuddyDesign, register_design
 from memdesc.mm.page_alloc.radix_struct import field_getter
 from memdesc.mm.page_alloc.radix_xa import (
     FAST_NEEDS_NODE,
@@ -944,7 +944,7 @@ def free_bound(st, z, pfn, order, cpu):
 # asks an NRT-free helper what to do and calls core's kernels; the rare cases (parked
 # entries, preloads) are separate reference-counted functions.
 
-FREE_NORMAL, FREE_CONSUME, FREE_NODE_PAGE, FREE_FLUSH = 0, 1, 2, 3
+FREE_NORMAL, FREE_CONSUME, FREE_FLUSH = 0, 1, 3
 
 
 @njit_norc(inline="always")
@@ -958,6 +958,12 @@ def _is_node_page(st, pfn):
     return _w0_type(st, pfn) == R2_ALLOC and (_w1(st, pfn) >> 48) == (RX_SLAB_TAG >> 48)
 
 
+@njit_norc
+def radix_own_page(st, pfn):
+    """pa_own_page: tree-node memory is the allocator's own (frees of it are refused)."""
+    return _node_page(_mm(st), pfn)
+
+
 @njit
 def _flush_parked(st, ctx):
     st.rx[RX_CTX] = ctx
@@ -966,10 +972,8 @@ def _flush_parked(st, ctx):
 
 @njit_norc
 def _free_begin(st, pfn, order, cpu, flushed):
-    """After check_free: FREE_NODE_PAGE (refuse), FREE_FLUSH (insert parked entries first,
-    unless ``flushed``), FREE_CONSUME (Kent's path) or FREE_NORMAL."""
-    if _node_page(_mm(st), pfn):
-        return FREE_NODE_PAGE  # tree-node memory is the allocator's own
+    """After check_free (which refuses tree-node pages: pa_own_page): FREE_FLUSH (insert
+    parked entries first, unless ``flushed``), FREE_CONSUME (Kent's path) or FREE_NORMAL."""
     rx = _rx(st)
     rx[RX_CTX] = CTX_FREE
     if rx[RX_NOV] > 0 and not flushed:
@@ -1034,8 +1038,6 @@ def radix_pa_free(st, pfn, order, cpu):
     if d == FREE_FLUSH:
         _flush_parked(st, CTX_FREE)
         d = _free_begin(st, pfn, order, cpu, True)
-    if d == FREE_NODE_PAGE:
-        return core.E_RESERVED
     if d == FREE_CONSUME:
         _consume_freed(st, pfn, order, cpu)
     else:
@@ -1163,25 +1165,6 @@ def radix_pcp_free_bulk(st, z, count, cpu, pindex):
     rx[RX_CTX] = CTX_IDLE
 
 
-dispatch.register(RadixState, {
-    "pa_alloc": radix_pa_alloc,
-    "pa_free": radix_pa_free,
-    "pa_take": radix_pa_take,
-    "pa_drain": radix_pa_drain,
-    "pcp_free_bulk": radix_pcp_free_bulk,
-    "list_add": radix_list_add,
-    "list_del": radix_list_del,
-    "list_first": radix_list_first,
-    "list_last": radix_list_last,
-    "list_next": radix_list_next,
-    "set_buddy": radix_set_buddy,
-    "clear_buddy": radix_clear_buddy,
-    "is_buddy": radix_is_buddy,
-    "buddy_order": radix_buddy_order,
-    "mark_allocated": radix_mark_allocated,
-    "mark_freed": radix_mark_freed,
-    "mark_reserved": radix_mark_reserved,
-})
 
 
 # ------------------------------------------------------------------ invariant check
@@ -1361,12 +1344,16 @@ class RadixDesign(BuddyDesign):
 
     name = "radix"
     words = 2
+    page_layout = "radix2"
+    memmap_field = "memmap"
     state_cls = RadixState
+    metadata_counters = ("free_path_allocations", "free_stalls", "alloc_failed_for_metadata")
     node_policy = "consume"
     #: the option a bare design spec value sets: ``"radix:reserve"`` (see memdesc.mm.page_alloc)
     spec_key = "radix_nodes"
     #: every value of the main option: ``memdesc compare`` runs one variant per value
     spec_values = tuple(POLICIES)
+    options = {"radix_nodes": tuple(POLICIES)}
 
     @classmethod
     def with_options(cls, radix_nodes: str | None = None, **unknown) -> type[RadixDesign]:
@@ -1386,6 +1373,7 @@ class RadixDesign(BuddyDesign):
         if sub is None:
             sub = type(f"RadixDesign_{radix_nodes}", (RadixDesign,),
                        {"node_policy": radix_nodes, "__module__": __name__,
+                        "spec_options": {"radix_nodes": radix_nodes},
                         "__doc__": f"{RadixDesign.__doc__} (tree nodes: {radix_nodes})"})
             _POLICY_CLASSES[radix_nodes] = sub
         return sub
@@ -1468,6 +1456,10 @@ class RadixDesign(BuddyDesign):
     def node_pages(self) -> int:
         return int(self.state.rx[RX_NODE_PAGES])
 
+    def own_pages(self) -> int:
+        """Tree-node pages (the design's own metadata)."""
+        return self.node_pages()
+
     def descriptor_bytes(self) -> int:
         """Tree-node memory: every node page (spare nodes and slab tail waste included)."""
         return self.node_pages() * PAGE_SIZE
@@ -1523,3 +1515,26 @@ class RadixDesign(BuddyDesign):
         if code != RC_OK:
             return RADIX_CHECK_MESSAGES[int(code)].format(x=int(x), a=int(a), b=int(b))
         return None
+
+
+register_design(RadixDesign, {
+    **typed.RADIX,
+    "pa_alloc": radix_pa_alloc,
+    "pa_free": radix_pa_free,
+    "pa_take": radix_pa_take,
+    "pa_drain": radix_pa_drain,
+    "pcp_free_bulk": radix_pcp_free_bulk,
+    "pa_own_page": radix_own_page,
+    "list_add": radix_list_add,
+    "list_del": radix_list_del,
+    "list_first": radix_list_first,
+    "list_last": radix_list_last,
+    "list_next": radix_list_next,
+    "set_buddy": radix_set_buddy,
+    "clear_buddy": radix_clear_buddy,
+    "is_buddy": radix_is_buddy,
+    "buddy_order": radix_buddy_order,
+    "mark_allocated": radix_mark_allocated,
+    "mark_freed": radix_mark_freed,
+    "mark_reserved": radix_mark_reserved,
+})

@@ -17,7 +17,9 @@ high_min and high_max all come out identical):
   DMA 256, DMA32 256, Normal 32, HighMem/Movable 0;
 * ``batch = rounddown_pow_of_two(b + b / 2) - 1`` with ``b = min(managed >> 10, 256) / 4``;
   ``high_min = max(low_wmark / cpus_of_node, 4 * batch)``,
-  ``high_max = max(managed / 8 / cpus_of_node, 4 * batch)``;
+  ``high_max = max(managed / 8 / cpus_of_node, 4 * batch)``; with
+  ``percpu_pagelist_high_fraction`` N (``AllocConfig``, 0 by default) both are
+  ``max(managed / N / cpus_of_node, 4 * batch)`` and auto-tuning has no room;
 * ``pageblock_order`` and whether the per-CPU THP lists exist come from the layout
   (``MachineLayout.pageblock_order``: 9, or 10 on non-PAE i386; THP on or off);
 * ``PCPF_FREE_HIGH_BATCH`` when the CPU's last-level-cache slice holds more than
@@ -76,6 +78,10 @@ class AllocConfig:
     #: 2 vCPUs sharing a 480 MiB L3).  0: no cache information (the flag is never set).
     llc_slice_kb: int = 245760
     fail_descriptor_alloc: float = 0.0  # vmem: rate of injected descriptor-allocation failures
+    #: vm.percpu_pagelist_high_fraction: 0 (the default) auto-tunes each pcp's high between
+    #: high_min (low watermark / CPUs of the node) and high_max (managed / 8 / CPUs); N >= 8 fixes
+    #: high_min = high_max = managed / N / CPUs of the node (zone_set_pageset_high_and_batch()).
+    percpu_pagelist_high_fraction: int = 0
 
 
 def int_sqrt(x: int) -> int:
@@ -197,6 +203,10 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
     ncpu = layout.nr_cpus
     thp = layout.thp if cfg.thp is None else cfg.thp
     pbo = layout.pageblock_order
+    frac = cfg.percpu_pagelist_high_fraction
+    if frac != 0 and frac < MIN_PERCPU_PAGELIST_HIGH_FRACTION:
+        raise ConfigError(f"percpu_pagelist_high_fraction must be 0 or >= {MIN_PERCPU_PAGELIST_HIGH_FRACTION}"
+                          f" (the sysctl's range), got {frac}")
     if pbo < PAGEBLOCK_ORDER or pbo > mmzone.MAX_PAGE_ORDER:
         raise ConfigError(f"pageblock_order {pbo} outside {PAGEBLOCK_ORDER}..{mmzone.MAX_PAGE_ORDER}")
     if thp and pbo != mmzone.HPAGE_PMD_ORDER:
@@ -219,9 +229,10 @@ def build_zone_state(layout: MachineLayout, managed: list[int], npages: int, cfg
             pcp[:, i, core.PCP_BATCH] = 1  # boot pageset: high 0, batch 1
             continue
         batch = max(1, zone_batchsize(managed[i]))
-        hmin = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu, 0)
-        hmax = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu,
-                             MIN_PERCPU_PAGELIST_HIGH_FRACTION)
+        frac = cfg.percpu_pagelist_high_fraction
+        hmin = zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node], ncpu, frac)
+        hmax = hmin if frac else zone_highsize(managed[i], int(wm[i, 1]), batch, cpus_per_node[z.node],
+                                               ncpu, MIN_PERCPU_PAGELIST_HIGH_FRACTION)
         pcp[:, i, core.PCP_BATCH] = batch
         pcp[:, i, core.PCP_HIGH_MIN] = hmin
         pcp[:, i, core.PCP_HIGH_MAX] = hmax

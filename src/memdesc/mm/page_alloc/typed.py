@@ -1,5 +1,9 @@
 """Typed memory on each design: the ``pa_*memdesc`` and ``pa_split_alloc`` primitives.
 
+Each design module registers its entry of this module (``LINUX``, ``RADIX``, ``VMEM``) with
+its other primitives (:func:`memdesc.mm.page_alloc.base.register_design` requires
+``dispatch.TYPED_PRIMITIVES`` of every design).
+
 Theory
 ------
 The descriptor layer (:mod:`memdesc.mm.slab` for slab pages, :mod:`memdesc.mm.folio` for
@@ -28,7 +32,8 @@ vmem      nothing yet: every page keeps ``MD_BUDDY_ALLOC | struct buddy`` (the a
 ``pa_clear_memdesc`` undoes it before a free or a split (it only writes words, never
 allocates).  ``pa_split_alloc`` is ``split_page()``: for buddy designs the allocation's
 struct pages are rewritten as buddy pieces (``mark_freed`` + ``mark_allocated``) and
-page_owner entries are written per piece; vmem splits the allocation's segment with its
+page_owner entries are written per piece (``core.buddy_split_alloc``, a buddy default);
+vmem splits the allocation's segment with its
 exact-placement primitive ``pa_split``.  ``pa_split_prepare(pieces)`` comes first: vmem
 reserves one ``struct buddy`` per new piece as any allocation path does (watermark, fault
 injection) and fails, changing nothing, when it cannot -- a split needs memory on vmem;
@@ -56,13 +61,8 @@ from memdesc.mm.memmap import (
     PGTY_table,
     PGTY_zsmalloc,
 )
-from memdesc.mm.page_alloc import core, dispatch
+from memdesc.mm.page_alloc import core
 from memdesc.mm.page_alloc import vmem_arena as va
-from memdesc.mm.page_alloc import vmem_exact as vx
-from memdesc.mm.page_alloc.dispatch import mark_allocated, mark_freed
-from memdesc.mm.page_alloc.linux import LinuxState
-from memdesc.mm.page_alloc.radix import RadixState
-from memdesc.mm.page_alloc.vmem import VmemState
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -80,38 +80,6 @@ def _linux_pgty(mdtype):
     if mdtype == mmap.MD_MISC and sub == MD_SUB_KMALLOC_LARGE:
         return PGTY_large_kmalloc
     return -1
-
-
-# ------------------------------------------------------------------ split_page (buddy designs)
-
-
-@njit
-def buddy_split_alloc(st, head, horder, pfn, order, gfp):
-    """split_page() on the struct pages of a buddy design: [head, 2^horder) becomes buddy
-    halves, [pfn, 2^order) one of them; each piece keeps the allocation's migratetype."""
-    mt = core.owner_mt(st.owner[head])
-    mark_freed(st, head, horder)
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        half = np.int64(1) << co
-        if pfn >= cur + half:
-            other = cur
-            cur = cur + half
-        else:
-            other = cur + half
-        mark_allocated(st, other, co, gfp)
-        st.owner[other] = core.owner_encode(co, mt)
-    mark_allocated(st, cur, order, gfp)
-    st.owner[cur] = core.owner_encode(order, mt)
-    return True
-
-
-@njit
-def buddy_split_prepare(st, pieces):
-    """A buddy design splits an allocation by rewriting struct pages: it needs nothing."""
-    return True
 
 
 # ------------------------------------------------------------------ linux: overlay
@@ -205,36 +173,16 @@ def vmem_split_prepare(st, pieces):
 
 @njit
 def vmem_split_alloc(st, head, horder, pfn, order, gfp):
-    mt = core.owner_mt(st.owner[head])
-    if not vx.vmem_xp_split(st, head, horder, pfn, order):
-        return False
-    cur = head
-    co = horder
-    while co > order:
-        co -= 1
-        half = np.int64(1) << co
-        if pfn >= cur + half:
-            other = cur
-            cur = cur + half
-        else:
-            other = cur + half
-        st.owner[other] = core.owner_encode(co, mt)
-    st.owner[cur] = core.owner_encode(order, mt)
-    return True
+    """The segment splits with vmem's exact-placement ``pa_split`` (the descriptors were
+    reserved by vmem_split_prepare); page_owner per piece (core.split_allocation)."""
+    return core.split_allocation(st, head, horder, pfn, order)
 
 
-dispatch.extend(LinuxState, {
-    "pa_set_memdesc": linux_set_memdesc, "pa_clear_memdesc": linux_clear_memdesc,
-    "pa_page_memdesc": linux_page_memdesc, "pa_split_alloc": buddy_split_alloc,
-    "pa_split_prepare": buddy_split_prepare,
-})
-dispatch.extend(RadixState, {
-    "pa_set_memdesc": radix_set_memdesc, "pa_clear_memdesc": radix_clear_memdesc,
-    "pa_page_memdesc": radix_page_memdesc, "pa_split_alloc": buddy_split_alloc,
-    "pa_split_prepare": buddy_split_prepare,
-})
-dispatch.extend(VmemState, {
-    "pa_set_memdesc": vmem_set_memdesc, "pa_clear_memdesc": vmem_clear_memdesc,
-    "pa_page_memdesc": vmem_page_memdesc, "pa_split_alloc": vmem_split_alloc,
-    "pa_split_prepare": vmem_split_prepare,
-})
+#: what each design registers (base.register_design checks every design has TYPED_PRIMITIVES)
+LINUX = {"pa_set_memdesc": linux_set_memdesc, "pa_clear_memdesc": linux_clear_memdesc,
+         "pa_page_memdesc": linux_page_memdesc}
+RADIX = {"pa_set_memdesc": radix_set_memdesc, "pa_clear_memdesc": radix_clear_memdesc,
+         "pa_page_memdesc": radix_page_memdesc}
+VMEM = {"pa_set_memdesc": vmem_set_memdesc, "pa_clear_memdesc": vmem_clear_memdesc,
+        "pa_page_memdesc": vmem_page_memdesc, "pa_split_alloc": vmem_split_alloc,
+        "pa_split_prepare": vmem_split_prepare}

@@ -3,7 +3,7 @@
 Theory
 ------
 ``struct page { unsigned long memdesc; }``: 8 bytes per page, a 4-bit type and a 60-bit
-payload (memmap.py's W=1 table).  Free memory is managed as vmem segments (see
+payload (memmap.py's ``memdesc`` layout).  Free memory is managed as vmem segments (see
 :mod:`memdesc.mm.page_alloc.vmem_arena` for the arenas, the 32-byte ``struct buddy``
 descriptors and how the memdesc replaces vmem's arena list and hash).  The rule, from
 Wilcox's write-up: "We must never allocate memory when freeing memory.  So we must
@@ -24,25 +24,40 @@ descriptor pages               ``MD_SLAB | slot`` in the descriptor cache's page
 reserved pages / holes         type 0 (bare) with subtype reserved / hole, zone and node
 =============================  ==============================================================
 
-Zones, watermarks, zonelists, gfp handling, pageblock migratetypes and the per-CPU
-policy (high/batch/free_count, ``nr_pcp_high``/``nr_pcp_free``/``nr_pcp_alloc``) are
-those of ``linux`` (the shared fields and helpers of :mod:`memdesc.mm.page_alloc.core`).
-Mapping onto arenas, per zone:
+vmem is not a list buddy: it implements the *zone layer* of the design contract
+(:mod:`memdesc.mm.page_alloc.base`) over its arenas and runs everything above it from
+:mod:`memdesc.mm.page_alloc.core` unchanged -- zonelists, watermarks, gfp handling, the
+per-CPU lists' high/batch/free_count policy, highatomic reserves and the slow path are
+``linux``'s code.  The zone layer, per zone:
 
-* orders >= pageblock_order come from the *zone arena* of whole free pageblocks (and go
-  back there): Linux's free pageblocks, which any migratetype may claim;
-* smaller orders come from the arena of the request's migratetype, which *imports* a
-  pageblock from the zone arena when it has nothing that fits (the pageblock takes the
-  type), and *releases* a pageblock back when it becomes entirely free (mergeable types
-  only: highatomic, CMA and isolated pageblocks stay typed, as Linux never merges them);
-* failing that, Linux 6.15's fallbacks: *claim* (move a whole pageblock of a fallback type
-  to the request's arena when ``free + alike >= pageblock/2``, ``try_to_claim_block``)
-  and *steal* (carve from the fallback type's arena, pageblock type unchanged); neither
-  under ``ALLOC_NOFRAGMENT``; highatomic reserves and CMA as in ``rmqueue_buddy``;
-* per-CPU lists hold allocated segments: a 15-round magazine of pfns at the head, then
-  segments linked through their descriptors (vmem_arena: "Per-CPU lists"); a free pushes a
-  round without touching the allocation's descriptor, and ``free_pcppages_bulk`` frees
-  batches from the tail into the arenas.
+===========================  ===============================================================
+primitive                    vmem
+===========================  ===============================================================
+pool_prepare                 reserve the worst case of descriptors (``desc_reserve``), or
+                             E_META: the allocation fails before anything changes
+pool_rmqueue (__rmqueue)     orders >= pageblock_order: whole pageblocks from the *zone
+                             arena* of free pageblocks (which any migratetype may claim),
+                             retyped; smaller orders: CMA when it holds most free memory,
+                             the arena of the request's migratetype, which *imports* a
+                             pageblock from the zone arena when nothing fits (the pageblock
+                             takes the type), CMA, then Linux 6.15's *claim* (a whole
+                             pageblock of a fallback type moves to the request's arena when
+                             ``free + alike >= pageblock/2``) and *steal* (carve from the
+                             fallback type's arena, type unchanged)
+pool_rmqueue_smallest        the highatomic arena (orders below pageblock_order)
+pool_free (__free_one_page)  the segment's pages back to the arenas, coalescing; a pageblock
+                             that becomes entirely free in a mergeable type's arena is
+                             *released* to the zone arena (highatomic, CMA and isolated
+                             pageblocks stay typed, as Linux never merges them)
+pool_first_free              the first free segment of size class ``order`` (for a mergeable
+                             type also in the zone arena): the watermark test
+pool_move_freepages_block    ``move_pageblock``: the pageblock's free segments change arena
+pcp_add / pcp_pop            per-CPU lists of allocated segments: a 15-round magazine of pfns
+                             at the head, then segments linked through their descriptors
+                             (vmem_arena: "Per-CPU lists"); a free pushes a round without
+                             touching the allocation's descriptor
+mark_allocated, mark_freed   nothing: the pool already wrote the memdescs
+===========================  ===============================================================
 
 Descriptor accounting and the recursion bound are in vmem_arena's theory statement:
 every allocation reserves ``VMEM_SEGS_PER_ALLOC_MAX`` (4) descriptors plus
@@ -50,7 +65,7 @@ every allocation reserves ``VMEM_SEGS_PER_ALLOC_MAX`` (4) descriptors plus
 ``alloc_failed_for_metadata``); free paths take none (``free_path_allocations`` stays 0,
 and ``free_stalls`` too: nothing on a free path can wait for memory).  Fault injection
 (``AllocConfig.fail_descriptor_alloc``, like illumos' ``vmem_mtbf``) fails descriptor
-reservations at random with a seeded generator.
+reservations at random with a seeded generator (:meth:`VmemDesign.seed_faults`).
 
 Deviations from ``linux``, by construction of the design: a free block is a segment of any
 length, so ``free_area[order]`` becomes "free segments of size class ``order``" for the
@@ -68,27 +83,24 @@ from memdesc import _mem
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
 from memdesc.errors import ConfigError
-from memdesc.mm import gfp as G
 from memdesc.mm import memmap as mmap
+from memdesc.mm.memblock import block_order
 from memdesc.mm.memmap import MD_BUDDY_ALLOC, MD_FREE, MD_SLAB, MD_TYPE_MASK
-from memdesc.mm.mm_init import MachineLayout
 from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
     MIGRATE_PCPTYPES,
     MIGRATE_TYPES,
     NR_PAGE_ORDERS,
-    PAGE_ALLOC_COSTLY_ORDER,
     PAGE_SIZE,
     PAGEBLOCK_NR_PAGES,
     PAGEBLOCK_ORDER,
     ZoneType,
     nr_pcp_lists,
 )
-from memdesc.mm.page_alloc import core, dispatch
+from memdesc.mm.page_alloc import core, typed
 from memdesc.mm.page_alloc import vmem_arena as va
 from memdesc.mm.page_alloc import vmem_exact as vx
-from memdesc.mm.page_alloc.base import BuddyDesign
-from memdesc.mm.page_alloc.setup import AllocConfig, build_zone_state
+from memdesc.mm.page_alloc.base import Design, register_design
 from memdesc.mm.page_alloc.vmem_arena import (
     A_ZONE,
     D_ARENA,
@@ -124,8 +136,8 @@ from memdesc.mm.page_alloc.vmem_arena import (
 )
 from memdesc.mm.page_alloc.vmem_exact import vmem_take
 
-E_META = -2  # internal: a descriptor reservation failed (the allocation fails at once)
-#: owner byte of a descriptor page (an order-0 unmovable allocation made by the allocator itself)
+#: a descriptor reservation failed: the allocation fails at once (core.E_META)
+E_META = core.E_META
 PAGE_OFFSET_X86_64 = 0xFFFF888000000000
 PAGE_OFFSET_I386 = 0xC0000000
 
@@ -148,17 +160,10 @@ define_struct(VmemState, VmemStateType)
 
 # ------------------------------------------------------------------ the watermark's list test
 @njit
-def vmem_list_first(st, lid):
-    """list_first() of free_area[order].free_list[mt] as the watermark test uses it: the
-    first free segment of size class ``order`` in the arena of ``mt`` (for a mergeable
-    type, also the zone arena, whose free pageblocks any type may claim), or -1."""
-    nb = core.nr_buddy_lists(st.z_start.shape[0])
-    if lid >= nb:
-        return -1
-    mt = lid % MIGRATE_TYPES
-    zo = lid // MIGRATE_TYPES
-    order = zo % NR_PAGE_ORDERS
-    z = zo // NR_PAGE_ORDERS
+def vmem_pool_first_free(st, z, order, mt):
+    """pool_first_free: the first free segment of size class ``order`` in the arena of
+    ``mt`` (for a mergeable type, also the zone arena, whose free pageblocks any type may
+    claim), or -1."""
     for k in range(2):
         if k == 1 and mt >= MIGRATE_PCPTYPES:
             break
@@ -220,8 +225,9 @@ def _zone_alloc(st, z, order, mt):
 
 
 @njit
-def _pageblock_free_alike(st, start, start_mt, block_mt):
-    """(free pages, alike pages) of a pageblock, for try_to_claim_block's threshold."""
+def _pageblock_free_movable(st, start):
+    """(free pages, movable pages) of a pageblock (prep_move_freepages_block), for
+    try_to_claim_block's threshold (core.claim_block_ok)."""
     d = st.desc
     free_pages = 0
     movable = 0
@@ -242,13 +248,7 @@ def _pageblock_free_alike(st, start, start_mt, block_mt):
             p = d[t, D_START] + d[t, D_SIZE]
             continue
         p += 1
-    if start_mt == core.MT_MOVABLE:
-        alike = movable
-    elif block_mt == core.MT_MOVABLE:
-        alike = PAGEBLOCK_NR_PAGES - (free_pages + movable)
-    else:
-        alike = 0
-    return free_pages, alike
+    return free_pages, movable
 
 
 @njit
@@ -273,10 +273,9 @@ def _rmqueue_claim(st, z, order, mt, alloc_flags, cpu):
     a = arena_id(z, best_k)
     t = st.desc[fl_head(a, best_c), D_KNEXT]
     start = st.desc[t, D_START] & ~np.int64(PAGEBLOCK_NR_PAGES - 1)
-    if core.boost_watermark(st, z) and (alloc_flags & core.ALLOC_KSWAPD):
-        st.z_flags[z] |= core.ZONE_BOOSTED_WATERMARK
-    free_pages, alike = _pageblock_free_alike(st, start, mt, best_k)
-    if free_pages + alike < (1 << (PAGEBLOCK_ORDER - 1)) and st.cfg[core.CFG_MOBILITY_DISABLED] == 0:
+    core.boost_on_fallback(st, z, alloc_flags)
+    free_pages, movable = _pageblock_free_movable(st, start)
+    if not core.claim_block_ok(st, free_pages, movable, mt, best_k):
         return -1
     va.move_pageblock(st, z, start, best_k, mt)
     n = _try_arena(st, z, core.get_pfnblock_migratetype(st, start), order)
@@ -301,83 +300,133 @@ def _rmqueue_steal(st, z, order, mt, alloc_flags, cpu):
     return -1
 
 
+# ------------------------------------------------------------------ the zone layer
 @njit
-def vmem_rmqueue(st, z, order, mt, alloc_flags, cpu):
-    """__rmqueue + rmqueue_buddy for one zone: a descriptor, -1 (no space) or E_META.
+def vmem_pool_prepare(st, z, order):
+    """pool_prepare: reserve the worst case of descriptors taking one block can need."""
+    if va.desc_reserve(st, VMEM_SEGS_PER_ALLOC_MAX):
+        return np.int64(core.OK)
+    return np.int64(E_META)
 
-    Reserves the worst-case descriptors first: nothing changes when that fails.
-    """
-    if not va.desc_reserve(st, VMEM_SEGS_PER_ALLOC_MAX):
-        return E_META
+
+@njit
+def vmem_pool_rmqueue(st, z, order, mt, alloc_flags, mode, cpu):
+    """pool_rmqueue (__rmqueue over the arenas, see the theory): (pfn, mode), pfn -1 when
+    nothing fits.  The descriptors were reserved by pool_prepare; a bulk refill's mode is
+    not kept."""
     if order >= PAGEBLOCK_ORDER:
-        return _zone_alloc(st, z, order, mt)
-    n = -1
-    if alloc_flags & core.ALLOC_HIGHATOMIC:
-        n = _try_arena(st, z, core.MT_HIGHATOMIC, order)
-    cma = st.cfg[core.CFG_CMA] != 0 and (alloc_flags & core.ALLOC_CMA) != 0
-    if n < 0 and cma and st.z_free_cma[z] > st.z_free[z] // 2:
-        n = _try_arena(st, z, core.MT_CMA, order)
+        n = _zone_alloc(st, z, order, mt)
+    else:
+        cma = st.cfg[core.CFG_CMA] != 0 and (alloc_flags & core.ALLOC_CMA) != 0
+        n = -1
+        if cma and st.z_free_cma[z] > st.z_free[z] // 2:
+            n = _try_arena(st, z, core.MT_CMA, order)
+        if n < 0:
+            n = _try_arena(st, z, mt, order)
+        if n < 0:
+            n = _try_import(st, z, mt, order)
+        if n < 0 and cma:
+            n = _try_arena(st, z, core.MT_CMA, order)
+        if n < 0:
+            n = _rmqueue_claim(st, z, order, mt, alloc_flags, cpu)
+        if n < 0:
+            n = _rmqueue_steal(st, z, order, mt, alloc_flags, cpu)
     if n < 0:
-        n = _try_arena(st, z, mt, order)
-    if n < 0:
-        n = _try_import(st, z, mt, order)
-    if n < 0 and cma:
-        n = _try_arena(st, z, core.MT_CMA, order)
-    if n < 0:
-        n = _rmqueue_claim(st, z, order, mt, alloc_flags, cpu)
-    if n < 0:
-        n = _rmqueue_steal(st, z, order, mt, alloc_flags, cpu)
-    if n < 0 and (alloc_flags & (core.ALLOC_OOM | core.ALLOC_NON_BLOCK)):
-        n = _try_arena(st, z, core.MT_HIGHATOMIC, order)
-    return n
+        return np.int64(-1), mode
+    return st.desc[n, D_START], mode
 
 
-# ------------------------------------------------------------------ per-CPU lists
 @njit
-def vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu):
-    """rmqueue_pcplist(): pfn, -1 or E_META (the refill's reservation failed)."""
-    pcp = st.pcp[cpu, z]
-    pcp[core.PCP_FREE_COUNT] >>= 1
-    h = pcp_head(st, cpu, z, core.order_to_pindex(mt, order))
+def vmem_pool_rmqueue_smallest(st, z, order, mt, cpu):
+    """pool_rmqueue_smallest: from exactly mt's arena (no import); the highatomic reserves
+    hold pageblocks of smaller allocations only, so nothing for orders >= pageblock_order."""
+    if order >= PAGEBLOCK_ORDER:
+        return np.int64(-1)
+    n = _try_arena(st, z, mt, order)
+    if n < 0:
+        return np.int64(-1)
+    return st.desc[n, D_START]
+
+
+@njit
+def vmem_pool_free(st, z, pfn, order, fpi):
+    """pool_free: the allocated segment at pfn goes back to the arenas (never allocates)."""
+    vmem_free_to_arena(st, z, md_tag(st, pfn))
+
+
+@njit
+def vmem_pool_move_freepages_block(st, z, pfn, old_mt, new_mt):
+    """pool_move_freepages_block: the pageblock's free segments move to new_mt's arena."""
+    return va.move_pageblock(st, z, pfn & ~np.int64(PAGEBLOCK_NR_PAGES - 1), old_mt, new_mt)
+
+
+@njit
+def vmem_pool_retype_block(st, z, pfn, order, old_mt, new_mt):
+    """pool_retype_block: a free segment of exactly one pageblock (a highatomic one being
+    unreserved) moves arena; an allocation of pageblock order or more keeps its type."""
+    if order > PAGEBLOCK_ORDER or md_type(st, pfn) != MD_FREE:
+        return False
+    va.move_pageblock(st, z, pfn, old_mt, new_mt)
+    return True
+
+
+@njit
+def vmem_pcp_add(st, cpu, z, pindex, pfn, tail):
+    """pcp_add: a free pushes a magazine round at the head (the descriptor is not touched);
+    a refill links the segment's descriptor at the tail."""
+    h = pcp_head(st, cpu, z, pindex)
+    if tail:
+        va.pcp_push_tail(st, h, md_tag(st, pfn))
+    else:
+        va.pcp_push_head(st, h, pfn)
+
+
+@njit
+def vmem_pcp_pop(st, cpu, z, pindex, tail):
+    h = pcp_head(st, cpu, z, pindex)
     if va.pcp_empty(st, h):
-        d = st.desc
-        batch = core.nr_pcp_alloc(st, pcp, z, order)
-        got = 0
-        rc = -1
-        for _ in range(batch):
-            rc = vmem_rmqueue(st, z, order, mt, alloc_flags, cpu)
-            if rc < 0:
-                break
-            va.pcp_push_tail(st, h, rc)
-            st.owner[d[rc, D_START]] = core.OWNER_PCP
-            got += 1
-        st.stats[core.ST_PCP_REFILL] += 1
-        pcp[core.PCP_COUNT] += got << order
-        if got == 0:
-            return rc
-    pfn = va.pcp_pop_head(st, h)
-    st.owner[pfn] = core.OWNER_NONE
-    pcp[core.PCP_COUNT] -= 1 << order
-    st.stats[core.ST_PCP_ALLOC] += 1
-    return pfn
+        return np.int64(-1)
+    if tail:
+        return st.desc[va.pcp_pop_tail(st, h), D_START]
+    return va.pcp_pop_head(st, h)
 
 
 @njit
-def vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu):
-    """rmqueue(): the per-CPU list for its orders, else the arenas: pfn, -1 or E_META."""
-    n = -1
-    if st.cfg[core.CFG_PCP_ENABLED] != 0 and core.pcp_allowed_order(st, order):
-        n = vmem_rmqueue_pcplist(st, z, order, mt, alloc_flags, cpu)
-        if n == E_META:
-            return n
-    if n < 0:
-        n = vmem_rmqueue(st, z, order, mt, alloc_flags, cpu)
-        if n >= 0:
-            st.stats[core.ST_BUDDY_ALLOC] += 1
-            n = st.desc[n, D_START]
-    if (alloc_flags & core.ALLOC_KSWAPD) and (st.z_flags[z] & core.ZONE_BOOSTED_WATERMARK):
-        core.wakeup_kswapd(st, z)
-    return n
+def vmem_nothing(st, pfn, order):
+    """mark_freed: nothing (the memdescs stay MD_BUDDY_ALLOC until the pool rewrites them)."""
+    return
+
+
+@njit
+def vmem_nothing_alloc(st, pfn, order, gfp):
+    """mark_allocated: nothing (the pool wrote MD_BUDDY_ALLOC when it carved the segment)."""
+    return
+
+
+@njit
+def vmem_own_page(st, pfn):
+    """pa_own_page: a descriptor page."""
+    return md_type(st, pfn) == MD_SLAB
+
+
+@njit
+def vmem_pa_free(st, pfn, order, cpu):
+    """free_pages(): 0 or an error code (state unchanged); the free path takes no descriptor
+    (vm[V_IN_FREE] marks it, so that any would be counted in free_path_allocations)."""
+    rc = core.check_free(st, pfn, order)
+    if rc != core.OK:
+        return rc
+    st.vm[V_IN_FREE] += 1
+    core.__free_pages(st, pfn, order, cpu)
+    st.vm[V_IN_FREE] -= 1
+    return core.OK
+
+
+@njit
+def vmem_pa_drain(st):
+    st.vm[V_IN_FREE] += 1
+    core.drain_all_pages(st)
+    st.vm[V_IN_FREE] -= 1
 
 
 @njit
@@ -387,299 +436,6 @@ def vmem_free_to_arena(st, z, t):
     mt = core.get_pfnblock_migratetype(st, start)
     core.account_freepages(st, z, st.desc[t, D_SIZE], mt)
     va.arena_free(st, z, t, mt)
-
-
-@njit
-def vmem_free_pcppages_bulk(st, z, count, cpu, pindex):
-    pcp = st.pcp[cpu, z]
-    count = min(pcp[core.PCP_COUNT], count)
-    pindex = pindex - 1
-    d = st.desc
-    while count > 0:
-        while True:
-            pindex += 1
-            if pindex > core.NR_PCP_LISTS - 1:
-                pindex = 0
-            h = pcp_head(st, cpu, z, pindex)
-            if not va.pcp_empty(st, h):
-                break
-        nr_pages = np.int64(1) << core.pindex_to_order(pindex)
-        while True:
-            t = va.pcp_pop_tail(st, h)
-            pfn = d[t, D_START]
-            st.owner[pfn] = core.OWNER_NONE
-            count -= nr_pages
-            pcp[core.PCP_COUNT] -= nr_pages
-            st.stats[core.ST_PCP_DRAINED] += nr_pages
-            core.trace_event(st, core.EV_PCPU_DRAIN, cpu, pfn, core.pindex_to_order(pindex),
-                             core.get_pfnblock_migratetype(st, pfn), 0, 0, 0)
-            vmem_free_to_arena(st, z, t)
-            if count <= 0 or va.pcp_empty(st, h):
-                break
-
-
-@njit
-def vmem_free_unref_page_commit(st, z, cpu, pfn, mt, order):
-    """free_frozen_page_commit(): the allocation at pfn goes to the head of its pcp list (a
-    magazine round: its descriptor is not touched)."""
-    pcp = st.pcp[cpu, z]
-    pcp[core.PCP_ALLOC_FACTOR] >>= 1
-    pindex = core.order_to_pindex(mt, order)
-    va.pcp_push_head(st, pcp_head(st, cpu, z, pindex), pfn)
-    st.owner[pfn] = core.OWNER_PCP
-    pcp[core.PCP_COUNT] += 1 << order
-    st.stats[core.ST_PCP_FREE] += 1
-    batch = pcp[core.PCP_BATCH]
-    free_high = False
-    if order != 0 and order <= PAGE_ALLOC_COSTLY_ORDER:
-        free_high = (pcp[core.PCP_FREE_COUNT] >= (batch + pcp[core.PCP_HIGH_MIN] // 2)
-                     and (pcp[core.PCP_FLAGS] & core.PCPF_PREV_FREE_HIGH_ORDER) != 0
-                     and ((pcp[core.PCP_FLAGS] & core.PCPF_FREE_HIGH_BATCH) == 0 or pcp[core.PCP_COUNT] >= batch))
-        pcp[core.PCP_FLAGS] |= core.PCPF_PREV_FREE_HIGH_ORDER
-    elif pcp[core.PCP_FLAGS] & core.PCPF_PREV_FREE_HIGH_ORDER:
-        pcp[core.PCP_FLAGS] &= ~core.PCPF_PREV_FREE_HIGH_ORDER
-    if pcp[core.PCP_FREE_COUNT] < (batch << core.CONFIG_PCP_BATCH_SCALE_MAX):
-        pcp[core.PCP_FREE_COUNT] += 1 << order
-    high = core.nr_pcp_high(st, pcp, z, batch, free_high)
-    if pcp[core.PCP_COUNT] >= high:
-        vmem_free_pcppages_bulk(st, z, core.nr_pcp_free(pcp, batch, high, free_high), cpu, pindex)
-        if (st.z_flags[z] & core.ZONE_BELOW_HIGH) and core.zone_watermark_ok(
-                st, z, 0, core.high_wmark_pages(st, z), st.cfg[core.CFG_MOVABLE_IDX], 0):
-            st.z_flags[z] &= ~core.ZONE_BELOW_HIGH
-
-
-@njit
-def vmem_drain_all_pages(st):
-    st.vm[V_IN_FREE] += 1
-    st.stats[core.ST_DRAIN_ALL] += 1
-    for cpu in range(st.cpu_node.shape[0]):
-        for z in range(st.z_start.shape[0]):
-            pcp = st.pcp[cpu, z]
-            while pcp[core.PCP_COUNT] > 0:
-                to_drain = min(pcp[core.PCP_COUNT], pcp[core.PCP_BATCH] << core.CONFIG_PCP_BATCH_SCALE_MAX)
-                vmem_free_pcppages_bulk(st, z, to_drain, cpu, 0)
-    st.vm[V_IN_FREE] -= 1
-
-
-# ------------------------------------------------------------------ highatomic reserves
-@njit
-def vmem_reserve_highatomic(st, pfn, order, z):
-    if order >= PAGEBLOCK_ORDER or st.z_managed[z] // 100 < PAGEBLOCK_NR_PAGES:
-        return
-    max_managed = ((st.z_managed[z] // 100 + PAGEBLOCK_NR_PAGES - 1) // PAGEBLOCK_NR_PAGES) * PAGEBLOCK_NR_PAGES
-    if st.z_reserved_highatomic[z] >= max_managed:
-        return
-    mt = core.get_pfnblock_migratetype(st, pfn)
-    if not core.migratetype_is_mergeable(mt):
-        return
-    va.move_pageblock(st, z, pfn & ~np.int64(PAGEBLOCK_NR_PAGES - 1), mt, core.MT_HIGHATOMIC)
-    st.z_reserved_highatomic[z] += PAGEBLOCK_NR_PAGES
-    st.stats[core.ST_HIGHATOMIC_RESERVE] += 1
-
-
-@njit
-def vmem_unreserve_highatomic(st, node, highest_zoneidx, mt, force):
-    zl = st.zonelist[node]
-    for i in range(zl.shape[0]):
-        z = zl[i]
-        if z < 0:
-            break
-        if st.z_idx[z] > highest_zoneidx:
-            continue
-        if not force and st.z_reserved_highatomic[z] <= PAGEBLOCK_NR_PAGES:
-            continue
-        a = arena_id(z, core.MT_HIGHATOMIC)
-        if st.freemap[a] == 0:
-            continue
-        t = st.desc[fl_head(a, va.lowbit(st.freemap[a]) - 1), D_KNEXT]
-        start = st.desc[t, D_START] & ~np.int64(PAGEBLOCK_NR_PAGES - 1)
-        st.z_reserved_highatomic[z] -= min(PAGEBLOCK_NR_PAGES, st.z_reserved_highatomic[z])
-        va.move_pageblock(st, z, start, core.MT_HIGHATOMIC, mt)
-        st.stats[core.ST_HIGHATOMIC_UNRESERVE] += 1
-        return True
-    return False
-
-
-# ------------------------------------------------------------------ the allocator entry
-@njit
-def vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu):
-    """get_page_from_freelist() over the arenas: pfn, -1, or E_META (stop at once)."""
-    zl = st.zonelist[node]
-    while True:
-        no_fallback = (alloc_flags & core.ALLOC_NOFRAGMENT) != 0
-        retry = False
-        preferred = -1
-        for i in range(zl.shape[0]):
-            z = zl[i]
-            if z < 0:
-                break
-            if st.z_idx[z] > highest_zoneidx:
-                continue
-            if preferred < 0:
-                preferred = z
-            if no_fallback and st.cfg[core.CFG_NR_ONLINE_NODES] > 1 and z != preferred \
-                    and st.z_node[z] != st.z_node[preferred]:
-                retry = True
-                break
-            ok = False
-            if not (st.z_flags[z] & core.ZONE_BELOW_HIGH):
-                if core.zone_watermark_fast(st, z, order, core.high_wmark_pages(st, z), highest_zoneidx,
-                                            alloc_flags):
-                    ok = True
-                else:
-                    st.z_flags[z] |= core.ZONE_BELOW_HIGH
-            if not ok:
-                mark = core.wmark_pages(st, z, alloc_flags & core.ALLOC_WMARK_MASK)
-                if core.zone_watermark_fast(st, z, order, mark, highest_zoneidx, alloc_flags):
-                    ok = True
-                elif alloc_flags & core.ALLOC_NO_WATERMARKS:
-                    ok = True
-                else:
-                    st.stats[core.ST_WMARK_FAIL] += 1
-            if not ok:
-                continue
-            pfn = vmem_rmqueue_zone(st, z, order, alloc_flags, mt, cpu)
-            if pfn == E_META:
-                return E_META
-            if pfn >= 0:
-                st.owner[pfn] = core.owner_encode(order, mt)
-                if alloc_flags & core.ALLOC_HIGHATOMIC:
-                    vmem_reserve_highatomic(st, pfn, order, z)
-                core.zone_statistics(st, preferred, z, node, order)
-                return pfn
-        if retry or no_fallback:
-            alloc_flags &= ~core.ALLOC_NOFRAGMENT
-            st.stats[core.ST_NOFRAGMENT_RETRY] += 1
-            continue
-        return -1
-
-
-@njit
-def vmem_alloc_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu):
-    st.stats[core.ST_SLOWPATH] += 1
-    alloc_flags = G.gfp_to_alloc_flags_nb(gfp, order, st.cfg[core.CFG_CMA] != 0, False, False)
-    pfn = vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn >= 0 or pfn == E_META:
-        return pfn
-    if (gfp & core.GFP_MEMALLOC) and not (gfp & core.GFP_NOMEMALLOC):
-        pfn = vmem_get_page_from_freelist(st, gfp, order, core.ALLOC_NO_WATERMARKS, node, highest_zoneidx, mt, cpu)
-        if pfn >= 0 or pfn == E_META:
-            return pfn
-    if not (gfp & core.GFP_DIRECT_RECLAIM):
-        return -1
-    vmem_unreserve_highatomic(st, node, highest_zoneidx, mt, False)
-    vmem_drain_all_pages(st)
-    pfn = vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn >= 0 or pfn == E_META:
-        return pfn
-    if vmem_unreserve_highatomic(st, node, highest_zoneidx, mt, True):
-        pfn = vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    return pfn
-
-
-@njit
-def vmem_alloc_pages(st, gfp, order, cpu):
-    """__alloc_pages(): pfn or -1.  A failed descriptor reservation fails the allocation."""
-    node = st.cpu_node[cpu]
-    highest_zoneidx = st.gfp_zone_table[gfp & core.GFP_ZONEMASK]
-    mt = core.gfp_migratetype(st, gfp)
-    if highest_zoneidx < 0 or mt == 3 or order < 0 or order > MAX_PAGE_ORDER:
-        st.stats[core.ST_ALLOC_FAIL] += 1
-        return -1
-    preferred = core.first_zone(st, node, highest_zoneidx)
-    if preferred < 0:
-        st.stats[core.ST_ALLOC_FAIL] += 1
-        return -1
-    alloc_flags = core.ALLOC_WMARK_LOW
-    if st.cfg[core.CFG_CMA] != 0 and mt == core.MT_MOVABLE:
-        alloc_flags |= core.ALLOC_CMA
-    alloc_flags |= core.alloc_flags_nofragment(st, preferred, gfp)
-    pfn = vmem_get_page_from_freelist(st, gfp, order, alloc_flags, node, highest_zoneidx, mt, cpu)
-    if pfn == -1:
-        pfn = vmem_alloc_slowpath(st, gfp, order, node, highest_zoneidx, mt, cpu)
-    if pfn < 0:
-        st.stats[core.ST_ALLOC_FAIL] += 1
-        if pfn == E_META:
-            st.stats[core.ST_ALLOC_FAILED_FOR_META] += 1
-        core.trace_event(st, core.EV_ALLOC, cpu, -1, order, mt, gfp, 0, 0)
-        return -1
-    st.stats[core.ST_ALLOC] += 1
-    st.stats[core.ST_ALLOC_PAGES] += 1 << order
-    core.trace_event(st, core.EV_ALLOC, cpu, pfn, order, mt, gfp, 0, 0)
-    return pfn
-
-
-# ------------------------------------------------------------------ free
-@njit
-def vmem_check_free(st, pfn, order):
-    """Validate free_pages(pfn, order) without touching state (core.check_free's codes)."""
-    if order < 0 or order > MAX_PAGE_ORDER:
-        return core.E_ORDER
-    if pfn < 0 or pfn >= st.owner.shape[0] or core.page_zone(st, pfn) < 0:
-        return core.E_RANGE
-    v = st.owner[pfn]
-    if v == core.OWNER_RESERVED:
-        return core.E_RESERVED
-    if v == core.OWNER_PCP:
-        return core.E_DOUBLE_FREE
-    typ = md_type(st, pfn)
-    if typ == MD_SLAB:
-        return core.E_RESERVED  # the allocator's own descriptor page
-    if v == core.OWNER_NONE:
-        return core.E_DOUBLE_FREE if typ == MD_FREE else core.E_NOT_HEAD
-    if core.owner_order(v) != order:
-        return core.E_ORDER
-    return core.OK
-
-
-@njit
-def vmem_free_pages(st, pfn, order, cpu):
-    """free_pages(): 0 or an error code (state unchanged).  Takes no descriptor."""
-    rc = vmem_check_free(st, pfn, order)
-    if rc != core.OK:
-        return rc
-    st.vm[V_IN_FREE] += 1
-    z = core.page_zone(st, pfn)
-    core.trace_event(st, core.EV_FREE, cpu, pfn, order, -1, 0, 0, 0)
-    st.owner[pfn] = core.OWNER_NONE
-    st.stats[core.ST_FREE] += 1
-    st.stats[core.ST_FREE_PAGES] += 1 << order
-    st.zstats[z, core.ZS_PGFREE] += 1 << order
-    mt = core.get_pfnblock_migratetype(st, pfn)
-    if not core.pcp_allowed_order(st, order) or st.cfg[core.CFG_PCP_ENABLED] == 0 or mt == core.MT_ISOLATE:
-        st.stats[core.ST_BUDDY_FREE] += 1
-        vmem_free_to_arena(st, z, md_tag(st, pfn))
-    else:
-        if mt >= MIGRATE_PCPTYPES:
-            mt = core.MT_MOVABLE
-        vmem_free_unref_page_commit(st, z, cpu, pfn, mt, order)
-    st.vm[V_IN_FREE] -= 1
-    return core.OK
-
-
-@njit
-def vmem_pa_drain(st):
-    vmem_drain_all_pages(st)
-
-
-dispatch.register(VmemState, {
-    "pa_alloc": vmem_alloc_pages,
-    "pa_free": vmem_free_pages,
-    "pa_take": vmem_take,
-    "pa_drain": vmem_pa_drain,
-    "pcp_free_bulk": vmem_free_pcppages_bulk,
-    "list_first": vmem_list_first,
-    # exact placement (trace replay at the real kernel's pfns): vmem_exact
-    "pa_free_extent": vx.vmem_xp_free_extent,
-    "pa_free_range": vx.vmem_xp_free_range,
-    "pa_set_pageblock_type": vx.vmem_xp_set_pageblock_type,
-    "pa_mark_allocated": vx.vmem_xp_mark_allocated,
-    "pa_mark_unallocated": vx.vmem_xp_mark_unallocated,
-    "pa_split": vx.vmem_xp_split,
-    "pa_pcp_link": vx.vmem_xp_pcp_link,
-    "pa_pcp_unlink": vx.vmem_xp_pcp_unlink,
-    "pa_online_range": vx.vmem_xp_online_range,
-})
 
 
 # ------------------------------------------------------------------ boot and snapshot import
@@ -971,20 +727,10 @@ def vmem_check_state(st):
     return VC_OK, 0, 0, 0
 
 
-@njit(inline="always")
-def _block_order(p, e):
-    """Order of the largest aligned block at p that ends by e (memblock_free_pages' split)."""
-    o = MAX_PAGE_ORDER
-    if p != 0:
-        o = min(va.lowbit(p) - 1, MAX_PAGE_ORDER)
-    while p + (np.int64(1) << o) > e:
-        o -= 1
-    return o
-
-
 @njit
-def vmem_free_block_list(st, out):
-    """(pfn, order, migratetype, zone) of every aligned block of the free segments; returns n."""
+def vmem_free_blocks(st, out, counts):
+    """The aligned blocks of the free segments (what buddyinfo and pagetypeinfo count): rows
+    (pfn, order, migratetype, zone) into ``out`` while it has room, and counts[z, mt, order]."""
     d = st.desc
     heads = st.vm[V_HEADS]
     hi = heads + st.vm[V_NDPAGES] * DESC_PER_PAGE
@@ -996,15 +742,16 @@ def vmem_free_block_list(st, out):
         p = d[t, D_START]
         e = p + d[t, D_SIZE]
         while p < e:
-            o = _block_order(p, e)
+            o = block_order(p, e, MAX_PAGE_ORDER)
+            mt = core.get_pfnblock_migratetype(st, p)
             if n < out.shape[0]:
                 out[n, 0] = p
                 out[n, 1] = o
-                out[n, 2] = core.get_pfnblock_migratetype(st, p)
+                out[n, 2] = mt
                 out[n, 3] = z
+            counts[z, mt, o] += 1
             n += 1
             p += np.int64(1) << o
-    return n
 
 
 # ------------------------------------------------------------------ the design
@@ -1020,34 +767,30 @@ def _mag_array(nlists: int) -> np.ndarray:
 FAULT_SEED = 0x9E3779B97F4A7C15
 
 
-class VmemDesign(BuddyDesign):
+class VmemDesign(Design):
     """Wilcox's design: 8-byte memdesc per page, vmem segments, descriptors allocated at
-    allocation time only.  Shares zones, watermarks and pcp policy with ``linux``."""
+    allocation time only.  Implements the zone layer; zones, watermarks, pcp policy,
+    highatomic and the slow path are core's (``linux``'s)."""
 
     name = "vmem"
     words = 1
+    page_layout = "memdesc"
+    memmap_field = "memdesc"
     state_cls = VmemState
+    splits_on_free = False  # a split needs descriptors, which a free path may not take
+    fault_injection = True
+    metadata_counters = ("free_path_allocations", "alloc_failed_for_metadata")
 
-    def __init__(self, layout: MachineLayout, config: AllocConfig | None = None, boot: bool = True,
-                 npages: int | None = None):
-        super(BuddyDesign, self).__init__(layout, config)
-        rate = float(getattr(self.config, "fail_descriptor_alloc", 0.0) or 0.0)
-        if not 0.0 <= rate <= 1.0:
-            raise ConfigError(f"fail_descriptor_alloc must be a rate in [0, 1], got {rate}")
-        if layout.pageblock_order != PAGEBLOCK_ORDER:
-            raise ConfigError(f"the vmem design's arenas are cut in 2^{PAGEBLOCK_ORDER}-page pageblocks: a layout "
-                              f"with pageblock_order {layout.pageblock_order} ({layout.source}) is not supported")
-        self.npages = max(layout.max_pfn, npages or 0)
-        managed = [z.managed for z in layout.zones]
-        zone_fields, self.min_free_kbytes = build_zone_state(layout, managed, self.npages, self.config)
-        self.state = self._make_state(zone_fields, self.npages, 0)
-        self.state.vm[va.V_FAIL_THRESH] = int(round(rate * (1 << 53)))
-        self.page_offset = PAGE_OFFSET_I386 if ZoneType.HIGHMEM in layout.zone_types else PAGE_OFFSET_X86_64
-        if boot:
-            starts, ends, res = self._managed_ranges()
-            self._load(res, starts, ends)
+    @property
+    def page_offset(self) -> int:
+        """Kernel virtual address of pfn 0 in the direct map (descriptor addresses)."""
+        return PAGE_OFFSET_I386 if ZoneType.HIGHMEM in self.layout.zone_types else PAGE_OFFSET_X86_64
 
     # -- construction
+    def boot(self) -> None:
+        starts, ends, res = self._managed_ranges()
+        self._load(res, starts, ends)
+
     def _initial_memdesc(self) -> np.ndarray:
         """Bare 'hole' memdescs, MD_FREE inside zones (the loader then marks reserved pages)."""
         md = _mem.full(self.npages, mmap.MD_SUB_HOLE << mmap.MD_SUBTYPE_SHIFT, np.uint64)
@@ -1128,6 +871,9 @@ class VmemDesign(BuddyDesign):
         """The state: zone fields, memdesc, the descriptor pool (list heads first, then room for
         the most descriptors the machine can ever need, left unbacked until used)."""
         layout = self.layout
+        if layout.pageblock_order != PAGEBLOCK_ORDER:
+            raise ConfigError(f"the vmem design's arenas are cut in 2^{PAGEBLOCK_ORDER}-page pageblocks: a layout "
+                              f"with pageblock_order {layout.pageblock_order} ({layout.source}) is not supported")
         nz = len(layout.zones)
         narenas = nz * NR_ARENAS_PER_ZONE
         npcp = layout.nr_cpus * nz * core.NR_PCP_LISTS
@@ -1142,6 +888,7 @@ class VmemDesign(BuddyDesign):
         vm[V_HEADS] = nheads
         vm[V_PCP_HEAD0] = narenas * NCLASS
         vm[va.V_MAXDP] = maxdp
+        vm[va.V_FAIL_THRESH] = int(round(float(self.config.fail_descriptor_alloc or 0.0) * (1 << 53)))
         return VmemState(**zone_fields, memdesc=self._initial_memdesc(), desc=desc,
                          freemap=np.zeros(narenas, np.int64), afree=np.zeros(narenas, np.int64),
                          dpages=np.zeros(maxdp, np.int64), vm=vm, rng=np.array([FAULT_SEED], np.uint64),
@@ -1172,9 +919,6 @@ class VmemDesign(BuddyDesign):
         elif typ == MD_SLAB:
             w = (self.page_offset + (int(self.state.dpages[payload]) << 12)) | typ
         return np.array([w], np.uint64)
-
-    def memmap_bytes(self) -> int:
-        return int(self.state.memdesc.nbytes)
 
     def freelist_bytes(self) -> int:
         """Arena freelist heads, freemap and free counters; per pcp list a list head and a
@@ -1213,29 +957,61 @@ class VmemDesign(BuddyDesign):
         """The descriptor figures (:meth:`descriptor_stats`) in every JSON summary."""
         return self.descriptor_stats()
 
+    def own_pages(self) -> int:
+        """Descriptor pages (the design's own metadata)."""
+        return int(self.state.vm[V_NDPAGES])
+
     # -- views
     @property
     def nr_free(self) -> np.ndarray:
         """/proc/buddyinfo's counts: the free segments decomposed into aligned blocks."""
-        b = self.free_blocks()
-        out = np.zeros((len(self.layout.zones), NR_PAGE_ORDERS), np.int64)
-        np.add.at(out, (b[:, 3], b[:, 1]), 1)
-        return out
+        return self.free_counts_by_migratetype().sum(axis=1)
 
     def free_blocks(self) -> np.ndarray:
-        out = np.zeros((int(self.state.z_free.sum() + self.state.afree.sum()) + 1, 4), np.int64)
-        n = vmem_free_block_list(self.state, out)
-        return out[:n]
+        out = np.zeros((int(self.free_counts_by_migratetype().sum()), 4), np.int64)
+        vmem_free_blocks(self.state, out, np.zeros((len(self.layout.zones), MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64))
+        return out
 
     def free_counts_by_migratetype(self) -> np.ndarray:
         """pagetypeinfo's free counts: aligned blocks by their pageblock's type."""
-        b = self.free_blocks()
-        out = np.zeros((len(self.layout.zones), MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64)
-        np.add.at(out, (b[:, 3], b[:, 2], b[:, 1]), 1)
-        return out
+        counts = np.zeros((len(self.layout.zones), MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64)
+        vmem_free_blocks(self.state, np.zeros((0, 4), np.int64), counts)
+        return counts
 
     def check(self) -> str:
         code, a, b, c = vmem_check_state(self.state)
         if code != VC_OK:
             return VCHECK_MESSAGES[int(code)].format(a=int(a), b=int(b), c=int(c))
         return "ok"
+
+
+register_design(VmemDesign, {
+    **typed.VMEM,
+    "pa_alloc": core.__alloc_pages,
+    "pa_free": vmem_pa_free,
+    "pa_take": vmem_take,
+    "pa_drain": vmem_pa_drain,
+    # the zone layer over the arenas
+    "pool_prepare": vmem_pool_prepare,
+    "pool_rmqueue": vmem_pool_rmqueue,
+    "pool_rmqueue_smallest": vmem_pool_rmqueue_smallest,
+    "pool_free": vmem_pool_free,
+    "pool_first_free": vmem_pool_first_free,
+    "pool_move_freepages_block": vmem_pool_move_freepages_block,
+    "pool_retype_block": vmem_pool_retype_block,
+    "pcp_add": vmem_pcp_add,
+    "pcp_pop": vmem_pcp_pop,
+    "mark_allocated": vmem_nothing_alloc,
+    "mark_freed": vmem_nothing,
+    "pa_free_extent": vx.vmem_xp_free_extent,
+    "pa_own_page": vmem_own_page,
+    # exact placement (trace replay at the real kernel's pfns): vmem_exact
+    "pa_free_range": vx.vmem_xp_free_range,
+    "pa_set_pageblock_type": vx.vmem_xp_set_pageblock_type,
+    "pa_mark_allocated": vx.vmem_xp_mark_allocated,
+    "pa_mark_unallocated": vx.vmem_xp_mark_unallocated,
+    "pa_split": vx.vmem_xp_split,
+    "pa_pcp_link": vx.vmem_xp_pcp_link,
+    "pa_pcp_unlink": vx.vmem_xp_pcp_unlink,
+    "pa_online_range": vx.vmem_xp_online_range,
+})
