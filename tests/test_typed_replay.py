@@ -70,6 +70,22 @@ def test_sample_typed_policy_every_design(sample_policy):
     assert rad.typed["free_path_allocations_slab"] == 0
 
 
+def test_linux_32_separates_descriptors_over_the_same_buddy(sample_policy):
+    """linux:32: Linux's list buddy under a 32-byte struct page, descriptors from the slab --
+    the same typed allocations as linux, each with a descriptor beside it."""
+    r = replay(None, mode="policy", design="linux:32", compare=False)
+    lin, rad = sample_policy["linux"], sample_policy["radix"]
+    assert r.check == "ok"
+    d = r.machine.design
+    assert d.struct_page_bytes == 32 and d.spec() == "linux:struct_page=32"
+    assert d.memmap_bytes() * 2 == lin.machine.design.memmap_bytes()
+    ty = r.typed
+    assert ty["struct_page_bytes"] == 32 and ty["descriptors_separate"]
+    assert ty["live"] == lin.typed["live"] and ty["two_part_allocations"] == rad.typed["two_part_allocations"]
+    assert ty["descriptor_bytes"] == rad.typed["descriptor_bytes"]  # the plan's sizes, no extra word
+    assert ty["free_path_allocations"] == 0
+
+
 def test_typing_does_not_move_linux(sample_policy):
     """On linux descriptors overlay struct page: a typed replay makes exactly the allocator
     decisions of an untyped one."""

@@ -1941,7 +1941,7 @@ class DescriptorLayout:
     @classmethod
     def of(cls, design) -> DescriptorLayout:
         spb = int(design.struct_page_bytes)
-        spec = mdesc.DESIGN_SPECS.get(str(design.name))
+        spec = mdesc.DESIGN_SPECS.get(str(getattr(design, "memdesc_name", design.name)))
         separate = spec.separate_descriptors if spec is not None else spb < 64
         extra = descriptor_extra_bytes(design)
         sizes = {t: (a + extra, b + extra) for t, (a, b) in DESCRIPTOR_BYTES.items()} if separate else {}
