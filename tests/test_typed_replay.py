@@ -8,6 +8,7 @@ import pytest
 from memdesc.mm.gfp import parse_gfp
 from memdesc.mm.machine import Machine
 from memdesc.mm.memmap import MD_ANON, MD_SLAB
+from memdesc.mm.page_alloc import fault_injection_designs
 from memdesc.mm.page_alloc.dispatch import pa_page_memdesc
 from memdesc.sim import memtypes as MT
 from memdesc.sim.replay import replay
@@ -141,7 +142,7 @@ def test_split_free_of_a_typed_allocation(design):
         assert ty["typed_allocations_split"] == 1 and ty["types"]["slab"]["frees"] == 1
 
 
-@pytest.mark.parametrize("design", ["radix", "vmem"])
+@pytest.mark.parametrize("design", fault_injection_designs())
 def test_descriptor_fault_injection_in_typed_replay(design):
     """failslab on every descriptor cache: failed descriptors fail their allocations (counted as
     model failures), nothing is lost, every free still succeeds."""
