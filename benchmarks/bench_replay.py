@@ -12,6 +12,13 @@ rebuilt from the capture's ``before`` snapshot:
   events (what ``memdesc replay --mode policy`` does);
 * ``policy-nolog``: the same without the model's event log.
 
+Replays are typed (every allocation a memdesc type, its descriptor allocated on the design:
+:mod:`memdesc.sim.replay`); a mode with the suffix ``-untyped`` runs the same replay untyped
+(``typed=False``: the allocator alone, as before typed replay), so one run gives both::
+
+    .venv/bin/python benchmarks/bench_replay.py --captures build,pagecache \
+        --modes policy-nolog-untyped,policy-nolog --repeat 3
+
 Only the numba event loop is timed (parsing, the snapshot import and compilation are not):
 events/s = trace events / loop seconds.  The median, min and max are printed with the CPU
 model and the load average before and after (the machine is shared and noisy), and the
@@ -46,9 +53,11 @@ def capture_dir(name: str) -> Path | None:
 
 
 def run_one(path: Path, mode: str, design: str) -> dict:
+    typed = not mode.endswith("-untyped")
+    mode = mode.removesuffix("-untyped")
     policy = mode.startswith("policy")
     r = replay(path, mode="policy" if policy else "exact", design=design, compare=False,
-               model_events=(mode == "policy"))
+               model_events=(mode == "policy"), typed=typed)
     return {"events": r.events_replayed, "seconds": r.seconds, "eps": r.events_per_second, "check": r.check}
 
 
@@ -82,12 +91,12 @@ def main() -> None:
                 runs[row].append(run_one(path, row[1], row[0]))
         base = statistics.median(x["eps"] for x in runs[rows[0]])
         print(f"\n{cap}: {runs[rows[0]][0]['events']} events ({path})")
-        print(f"  {'design':8s} {'mode':13s} {'M events/s (median)':>20s} {'min':>8s} {'max':>8s} "
+        print(f"  {'design':8s} {'mode':21s} {'M events/s (median)':>20s} {'min':>8s} {'max':>8s} "
               f"{'vs ' + rows[0][0] + '/' + rows[0][1]:>14s}  check")
         for row in rows:
             eps = [x["eps"] / 1e6 for x in runs[row]]
             med = statistics.median(eps)
-            print(f"  {row[0]:8s} {row[1]:13s} {med:20.2f} {min(eps):8.2f} {max(eps):8.2f} "
+            print(f"  {row[0]:8s} {row[1]:21s} {med:20.2f} {min(eps):8.2f} {max(eps):8.2f} "
                   f"{med * 1e6 / base:14.2f}  {runs[row][-1]['check']}")
             results.setdefault(cap, {})[f"{row[0]}/{row[1]}"] = {
                 "median_meps": med, "min_meps": min(eps), "max_meps": max(eps), "runs": runs[row]}

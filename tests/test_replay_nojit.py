@@ -41,7 +41,7 @@ def workload() -> dict:
                      ("synthetic_policy", t.frame(t.policy_rows()))):
         for mode in ("exact", "policy"):
             m = Machine.create("64M", cpus=2, evlog=(1 << 14) if mode == "policy" else 0)
-            r = replay(df, mode=mode, machine=m, every=7)
+            r = replay(df, mode=mode, machine=m, every=7, typed=False)
             out[f"{name}/{mode}"] = {
                 "check": r.check, "digest": digest(m), "inconsistencies": r.inconsistencies, "notes": r.notes,
                 "states": r.states, "policy": r.policy, "model_events": r.model_events,
@@ -50,10 +50,18 @@ def workload() -> dict:
     # exact replay on vmem (its exact-placement primitives, memdesc.mm.page_alloc.vmem_exact)
     for name, df in (("churn", churn), ("synthetic", t.frame(t.exact_rows()))):
         m = Machine.create("64M", cpus=2, design="vmem")
-        r = replay(df, mode="exact", machine=m)
+        r = replay(df, mode="exact", machine=m, typed=False)
         out[f"{name}/exact/vmem"] = {"check": r.check, "digest": digest(m), "inconsistencies": r.inconsistencies,
                                      "notes": r.notes, "states": r.states, "design": m.design.design_stats(),
                                      "buddyinfo": m.buddyinfo().to_dict()}
+    # typed replay (descriptors from the slab, on the design): the typed figures and the end state
+    for design in ("radix", "vmem"):
+        for mode in ("exact", "policy"):
+            m = Machine.create("64M", cpus=2, design=design)
+            r = replay(churn, mode=mode, machine=m)
+            ty = dict(r.typed)
+            out[f"churn/{mode}/{design}/typed"] = {"check": r.check, "typed": ty, "digest": digest(m),
+                                                   "buddyinfo": m.buddyinfo().to_dict()}
     return out
 
 
@@ -82,5 +90,9 @@ def test_plain_python_kernels_agree_with_numba():
             assert all(v["states"][ev].get(k, 0) <= n for k, n in row.items())
             assert sum(row.values()) - sum(v["states"][ev].get(k, 0) for k in row) == sum(own.values())
     assert jit["synthetic/exact/vmem"]["states"] == jit["synthetic/exact"]["states"]
+    for design in ("radix", "vmem"):
+        for mode in ("exact", "policy"):
+            ty = jit[f"churn/{mode}/{design}/typed"]
+            assert ty["check"] == "ok" and ty["typed"]["two_part_allocations"] > 0
     # the churn trace replayed exactly reproduces the machine that produced it
     assert jit["churn/exact"]["digest"] == jit["churn/policy"]["digest"] == jit["source"]

@@ -127,6 +127,15 @@ def table_rows(cap: dict) -> list[tuple[str, list[str], list[bool | None]]]:
     add("  memmap", lambda r: r["metadata_bytes"]["memmap"], "bytes")
     add("  free lists", lambda r: r["metadata_bytes"]["freelists"], "bytes")
     add("  nodes/descriptors", lambda r: r["metadata_bytes"]["descriptors"], "bytes")
+    by_type = [r.get("metadata_bytes_by_type") for r in designs.values()]
+    if any(by_type):
+        types = list(dict.fromkeys(t for b in by_type if b for t in b["types"]))
+        add("metadata by type (trace allocations: struct pages + descriptors)", lambda r: "")
+        for t in types:
+            add(f"  {t}", lambda r, t=t: ((r.get("metadata_bytes_by_type") or {}).get("types", {}).get(t) or {})
+                .get("total_bytes"), "bytes")
+        add("  descriptor slab pages", lambda r: (r.get("metadata_bytes_by_type") or {}).get("descriptor_slab_bytes"),
+            "bytes")
     add("free-path allocs", lambda r: r["free_path_allocations"], judge=zero_good)
     add("free stalls", lambda r: r["free_stalls"], judge=zero_good)
     add("failed for metadata", lambda r: r["alloc_failed_for_metadata"], judge=zero_good)

@@ -169,6 +169,57 @@ class SnapshotCommand(CommandSummary):
 # ---------------------------------------------------------------------- replay
 
 
+class TypeAgreement(Model):
+    """Typed replay's types against after.kpageflags (:func:`memdesc.sim.memtypes.type_agreement`)."""
+
+    pages: int = Field(description="pages allocated during the trace and still allocated at its end")
+    agree: int
+    fraction: float | None
+    matrix: dict[str, dict[str, int]] = Field(description="model class (file, anon, slab, pgtable, other) -> "
+                                                          "kpageflags class -> pages")
+    not_free_in_dump: dict[str, Any] = Field(description="pages, agree, fraction over the pages the dump does "
+                                                         "not show free (freed after tracing stopped)")
+
+
+class TypedTypeRow(Model):
+    allocations: int
+    frees: int
+    live: int
+    live_pages: int
+    descriptors_live: int
+    descriptor_bytes: int
+    two_part_allocations: int
+    descriptor_failures: int
+    page_failures: int
+    descriptor_allocations: int
+
+
+class TypedSample(Model):
+    event_index: int
+    descriptor_bytes: dict[str, int]
+
+
+class TypedReplay(Model):
+    """The typed layer of a replay (:meth:`memdesc.sim.replay.TypedRun.summary`)."""
+
+    design: str
+    struct_page_bytes: int
+    descriptors_separate: bool
+    descriptor_sizes: dict[str, list[int]] = Field(description="type -> [small, large] descriptor bytes")
+    descriptor_bytes: dict[str, int] = Field(description="type -> bytes of its live descriptors at the end")
+    descriptor_slab_bytes: dict[str, int] = Field(description="descriptor cache -> bytes of its slab pages")
+    two_part_allocations: int
+    descriptor_failures: int
+    free_path_allocations: int
+    free_path_allocations_slab: int
+    free_path_allocations_design: int
+    live: int
+    types: dict[str, TypedTypeRow]
+    descriptor_bytes_over_time: list[TypedSample]
+    sources: dict[str, dict[str, int]] = Field(description="type source (classifier, filemap, lru_insertion) -> "
+                                                           "type -> allocation events")
+
+
 class ReplayCommand(CommandSummary):
     """``memdesc replay --json`` (:meth:`memdesc.sim.replay.ReplayResult.as_dict`)."""
 
@@ -190,6 +241,8 @@ class ReplayCommand(CommandSummary):
     replay_map_bytes: int
     final_vs_real: dict[str, Any] | None
     pcp_pages: dict[str, int]
+    typed: TypedReplay | None = Field(default=None, description="typed replay (exact and policy; null: untyped)")
+    type_agreement: TypeAgreement | None = Field(default=None, description="null without after.kpageflags")
     #: the event a resumed run started at (0: from the beginning; --resume)
     resumed_at: int = 0
 

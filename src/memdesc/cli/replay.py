@@ -113,6 +113,50 @@ def divergence_text(k: int, r: dict) -> str:
     return head + "\n" + state
 
 
+def print_typed(ty: dict) -> None:
+    """The typed replay's figures: per memdesc type, allocations and live descriptors."""
+    sep = "separately allocated" if ty["descriptors_separate"] else "overlaid on struct page"
+    t = Table(title=f"typed allocations ({ty['design']}: {ty['struct_page_bytes']}-byte struct page, descriptors "
+                    f"{sep})", title_justify="left")
+    for c in ("type", "allocations", "frees", "live", "live pages", "descriptors live", "descriptor bytes"):
+        t.add_column(c, justify="left" if c == "type" else "right")
+    for name, row in ty["types"].items():
+        t.add_row(name, str(row["allocations"]), str(row["frees"]), str(row["live"]), str(row["live_pages"]),
+                  str(row["descriptors_live"]), str(row["descriptor_bytes"]))
+    console.print(t)
+    slab = sum(ty["descriptor_slab_bytes"].values())
+    console.print(f"two-part allocations (descriptor + pages) {ty['two_part_allocations']}, descriptor failures "
+                  f"{ty['descriptor_failures']}, free-path allocations {ty['free_path_allocations']} "
+                  f"(slab {ty['free_path_allocations_slab']}, design {ty['free_path_allocations_design']}); "
+                  f"descriptor slab pages {slab} bytes; typing ended by split frees "
+                  f"{ty.get('typed_allocations_split', 0)}")
+    src = ty.get("sources", {})
+    if src:
+        console.print("type sources: " + "; ".join(f"{s} " + ", ".join(f"{k} {v}" for k, v in row.items())
+                                                   for s, row in src.items()))
+
+
+def _pct(f: float | None) -> str:
+    return "-" if f is None else f"{100 * f:.1f} %"
+
+
+def print_type_agreement(ta: dict) -> None:
+    """The confusion matrix of typed replay: model type (rows) against after.kpageflags class."""
+    frac = ta["fraction"]
+    cols = sorted({c for row in ta["matrix"].values() for c in row})
+    t = Table(title=f"type agreement with after.kpageflags: {ta['agree']} of {ta['pages']} pages "
+                    f"({_pct(frac)}) -- pages allocated in the trace and still "
+                    "allocated at its end; rows: the model's type, columns: kpageflags' class "
+                    f"(without the pages the dump shows free: {_pct(ta['not_free_in_dump']['fraction'])})",
+              title_justify="left")
+    t.add_column("model \\ kpageflags")
+    for c in cols:
+        t.add_column(c, justify="right")
+    for name, row in ta["matrix"].items():
+        t.add_row(name, *[str(row.get(c, 0)) for c in cols])
+    console.print(t)
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``replay`` command to ``app``."""
 
@@ -144,6 +188,10 @@ def register(app: typer.Typer) -> None:
         divergences: Annotated[int, typer.Option("--divergences", help="Shadow mode: show the first N "
                                                                        "disagreements of each decision class "
                                                                        "with the model's state.")] = 0,
+        typed: Annotated[bool, typer.Option("--typed/--untyped", help="Typed replay (exact and policy): every "
+                                                                      "allocation a memdesc type, its descriptor "
+                                                                      "allocated and freed on the design, the "
+                                                                      "types against after.kpageflags.")] = True,
         checkpoint: CheckpointOpt = None,
         checkpoint_at: CheckpointAtOpt = 0,
         checkpoint_every: CheckpointEveryOpt = 0,
@@ -177,7 +225,8 @@ def register(app: typer.Typer) -> None:
                 prog.start_task(task)
 
             r = replay(src, mode=mode, design=design, mem=mem, cpus=cpus, every=every, strict=strict,
-                       divergences=divergences, progress=lambda n: prog.advance(task, n), on_start=on_start,
+                       divergences=divergences, typed=typed, progress=lambda n: prog.advance(task, n),
+                       on_start=on_start,
                        checkpoint=checkpoint, checkpoint_at=checkpoint_at, checkpoint_every=checkpoint_every,
                        resume=resume)
         m = r.machine
@@ -210,6 +259,10 @@ def register(app: typer.Typer) -> None:
                           f"{p['stale_pre_trace_released']}; replay map {r.replay_map_bytes} bytes")
         if r.shadow is not None:
             print_shadow(r.shadow, r.divergences)
+        if r.typed is not None:
+            print_typed(r.typed)
+        if r.type_agreement is not None:
+            print_type_agreement(r.type_agreement)
         notes = {k: v for k, v in r.notes.items() if v}
         if notes:
             console.print("notes: " + ", ".join(f"{k} {v}" for k, v in notes.items()))

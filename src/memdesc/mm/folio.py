@@ -494,6 +494,37 @@ def _unmap_pages(ms, pfn, order):
 # ------------------------------------------------------------------ allocation and free
 
 
+@njit(inline="always")
+def _typed_desc(ms, ss, pa, gfp, order, t, cpu, os_):
+    """The descriptor of a new typed allocation of type t: its address, -1 (none: overlaid, or a
+    type without one), E_NOMEM_DESC (counted) or E_NOCAP."""
+    c = ms.cache[t, _large(order)]
+    if c < 0:
+        return np.int64(-1)
+    desc = _desc_alloc(ss, c, gfp, pa, cpu)
+    if desc == E_NOCAP:
+        return desc
+    if desc < 0:
+        os_[OS_DESC_FAILED] += 1
+        ms.tstat[t, TS_DESC_FAILED] += 1
+        return np.int64(E_NOMEM_DESC)
+    os_[OS_DESC_ALLOCS] += 1
+    return desc
+
+
+@njit(inline="always")
+def _typed_install(ms, pa, pfn, order, mdtype, gfp, desc):
+    """Slot, design words and pfn map of a typed allocation whose pages and descriptor are had."""
+    t = mdtype & MD_TYPE_MASK
+    s = _slot_get(ms)
+    _init_slot(ms, s, pfn, order, mdtype, gfp, desc)
+    ms.cookie[s] = pa_set_memdesc(pa, pfn, order, mdtype, desc)
+    _map_pages(ms, pfn, order, s)
+    ms.meta[MM_LIVE] += 1
+    _account_alloc(ms, t, order, desc, ms.dsize[t, _large(order)])
+    return s
+
+
 @njit
 def _alloc_typed(ms, ss, pa, gfp, order, mdtype, cpu, op):
     """Descriptor (where the design separates them), then pages, then the design's words; the
@@ -503,34 +534,44 @@ def _alloc_typed(ms, ss, pa, gfp, order, mdtype, cpu, op):
     os_ = ms.ostat[op]
     if _slots_free(ms) < 1:
         return E_NOCAP
-    c = ms.cache[t, _large(order)]
-    desc = np.int64(-1)
-    if c >= 0:
-        desc = _desc_alloc(ss, c, gfp, pa, cpu)
-        if desc == E_NOCAP:
-            return E_NOCAP
-        if desc < 0:
-            os_[OS_DESC_FAILED] += 1
-            ms.tstat[t, TS_DESC_FAILED] += 1
-            return E_NOMEM_DESC
-        os_[OS_DESC_ALLOCS] += 1
+    desc = _typed_desc(ms, ss, pa, gfp, order, t, cpu, os_)
+    if desc == E_NOCAP or desc == E_NOMEM_DESC:
+        return desc
     pfn = pa_alloc(pa, gfp, order, cpu)
     os_[OS_PAGE_ALLOCS] += 1
     if pfn < 0:
         if desc >= 0:
             slab_enter_free_path_nb(ss)
-            _desc_free(ss, c, desc, pa, cpu)
+            _desc_free(ss, ms.cache[t, _large(order)], desc, pa, cpu)
             slab_leave_free_path_nb(ss)
         os_[OS_PAGE_FAILED] += 1
         ms.tstat[t, TS_PAGE_FAILED] += 1
         return E_NOMEM_PAGES
-    s = _slot_get(ms)
-    _init_slot(ms, s, pfn, order, mdtype, gfp, desc)
-    ms.cookie[s] = pa_set_memdesc(pa, pfn, order, mdtype, desc)
-    _map_pages(ms, pfn, order, s)
-    ms.meta[MM_LIVE] += 1
-    _account_alloc(ms, t, order, desc, ms.dsize[t, _large(order)])
-    return s
+    return _typed_install(ms, pa, pfn, order, mdtype, gfp, desc)
+
+
+@njit
+def memdesc_adopt(ms, ss, pa, pfn, order, gfp, mdtype, cpu):
+    """Type pages the caller already allocated at [pfn, 2^order) (exact replay: the trace placed
+    them): the descriptor (where the design separates them) and the design's words, counted as
+    operation alloc.  The slot, or E_NOMEM_DESC / E_NOCAP / E_INVAL with nothing changed (the
+    pages stay the caller's, untyped)."""
+    os_ = ms.ostat[OP_ALLOC]
+    if order < 0 or order > MAX_PAGE_ORDER or pfn < 0 or pfn + (np.int64(1) << order) > ms.pfn_slot.shape[0]:
+        os_[OS_CALLS] += 1
+        os_[OS_INVALID] += 1
+        return E_INVAL
+    if _slots_free(ms) < 1:
+        return E_NOCAP
+    t = mdtype & MD_TYPE_MASK
+    desc = _typed_desc(ms, ss, pa, gfp, order, t, cpu, os_)
+    if desc == E_NOCAP:
+        return desc
+    os_[OS_CALLS] += 1
+    if desc == E_NOMEM_DESC:
+        return desc
+    os_[OS_OK] += 1
+    return _typed_install(ms, pa, pfn, order, mdtype, gfp, desc)
 
 
 @njit
@@ -604,6 +645,68 @@ def memdesc_free(ms, ss, pa, s, cpu):
     if not slot_live(ms, s) or _is_folio_type(ms.mtype[s]):
         return E_BADSLOT
     return _free_op(ms, ss, pa, s, cpu)
+
+
+@njit
+def memdesc_release(ms, ss, pa, s, cpu):
+    """Free any typed allocation, folios included, whatever its references (trace replay: the
+    trace's mm_page_free is the last folio_put()): OK, E_BADSLOT or E_FREE."""
+    if not slot_live(ms, s):
+        return E_BADSLOT
+    if ms.lru[s] >= 0:
+        lru_del(ms, s)
+    _deferred_del(ms, s)
+    return _free_op(ms, ss, pa, s, cpu)
+
+
+@njit
+def memdesc_disown(ms, ss, pa, s, cpu, clear):
+    """The typed allocation s ends but its pages stay allocated to the caller (trace replay: the
+    trace frees part of them, split_page(), or another event takes them): the design's words are
+    cleared (``clear``; False: the caller cleared them with :func:`memdesc_words_clear` before
+    the pages changed hands) and the descriptor is freed -- a free path, which never allocates
+    (what it does allocate is counted as operation free's free_path_allocations).  OK or
+    E_BADSLOT."""
+    if not slot_live(ms, s):
+        return E_BADSLOT
+    if ms.lru[s] >= 0:
+        lru_del(ms, s)
+    _deferred_del(ms, s)
+    t = ms.mtype[s]
+    pfn = ms.pfn[s]
+    order = np.int64(ms.order[s])
+    desc = ms.desc[s]
+    os_ = ms.ostat[OP_FREE]
+    os_[OS_CALLS] += 1
+    fp0 = _fp_allocs(ss, pa)
+    slab_enter_free_path_nb(ss)
+    if clear:
+        pa_clear_memdesc(pa, pfn, order, ms.cookie[s])
+    _unmap_pages(ms, pfn, order)
+    if desc >= 0:
+        _desc_free(ss, ms.cache[t, _large(order)], desc, pa, cpu)
+        os_[OS_DESC_FREES] += 1
+    slab_leave_free_path_nb(ss)
+    _account_free(ms, t, order, desc, ms.dsize[t, _large(order)])
+    ms.meta[MM_LIVE] -= 1
+    _slot_put(ms, s)
+    os_[OS_FREE_PATH_ALLOCS] += _fp_allocs(ss, pa) - fp0
+    os_[OS_OK] += 1
+    return OK
+
+
+@njit
+def memdesc_words_clear(ms, pa, s):
+    """pa_clear_memdesc() of slot s's pages, the slot unchanged (exact replay clears the words
+    before an event may release the pages, and sets them again if it did not)."""
+    pa_clear_memdesc(pa, ms.pfn[s], np.int64(ms.order[s]), ms.cookie[s])
+
+
+@njit
+def memdesc_words_set(ms, pa, s):
+    """pa_set_memdesc() of slot s's pages again (after :func:`memdesc_words_clear`)."""
+    ms.cookie[s] = pa_set_memdesc(pa, ms.pfn[s], np.int64(ms.order[s]),
+                                  np.int64(ms.mtype[s]) | (np.int64(ms.sub[s]) << mmap.MD_SUBTYPE_SHIFT), ms.desc[s])
 
 
 # ------------------------------------------------------------------ LRU and deferred split lists
@@ -1978,7 +2081,7 @@ class DescriptorLayout:
     @classmethod
     def of(cls, design) -> DescriptorLayout:
         spb = int(design.struct_page_bytes)
-        spec = mdesc.DESIGN_SPECS.get(str(design.name))
+        spec = mdesc.DESIGN_SPECS.get(str(getattr(design, "memdesc_name", design.name)))
         separate = spec.separate_descriptors if spec is not None else spb < 64
         extra = descriptor_extra_bytes(design)
         sizes = {t: (a + extra, b + extra) for t, (a, b) in DESCRIPTOR_BYTES.items()} if separate else {}

@@ -24,8 +24,11 @@ per radix node policy, and whatever is registered later):
   per-CPU list, allocated by migratetype, reserved, no memory), downsampled to a grid of
   cells, each cell the state most of its pfns are in.
 
-Metadata *per memory type* (anon, file, slab...) needs the memdesc ontology; the hook is
-:func:`metadata_by_type`, None until the ontology exists.
+Metadata *per memory type* (anon, file, slab...) comes from typed replay
+(:func:`metadata_by_type`): every allocation of the trace is a typed allocation of the folio
+layer, so at the end of the policy replay each memdesc type has its live pages (their
+struct pages) and its live descriptors (overlaid on struct page on ``linux``, separately
+allocated from the slab on the others).
 
 Every figure is a function of the capture, the design and ``every`` (replay is
 deterministic); only the speeds vary between runs.  A capture's snapshot is read and
@@ -69,13 +72,29 @@ MAP_WIDTH = 512
 MAP_ROWS = 128
 
 
-def metadata_by_type(machine: Machine, capture: Path | None) -> dict | None:
-    """Metadata bytes per memory type (anon, file, slab, ...): the ontology's answer, or None.
+def metadata_by_type(r: ReplayResult) -> dict | None:
+    """Metadata bytes per memory type at the end of a typed replay, or None (untyped).
 
-    The place the memdesc ontology (``memdesc ontology``) plugs into the comparison once it
-    exists; until then the comparison reports the design's metadata by structure
-    (memmap, free lists, descriptors)."""
-    return None
+    Per memdesc type of the trace's allocations still live at the end: ``pages``,
+    ``struct_page_bytes`` (pages x the design's struct page), ``descriptor_bytes`` (its live
+    descriptors: 0 where they overlay struct page) and ``total_bytes``; plus ``descriptor_slab_bytes``,
+    the slab pages every descriptor cache holds (objects, free slots and the slabs' own tails).
+    Allocations the snapshot held before the trace are not typed (their type is the
+    ontology's: ``memdesc ontology``)."""
+    fo = r.folios
+    if r.typed is None or fo is None:
+        return None
+    spb = int(r.typed["struct_page_bytes"])
+    out: dict = {}
+    for name, row in r.typed["types"].items():
+        pages = int(row["live_pages"])
+        if not pages and not row["descriptor_bytes"]:
+            continue
+        d = int(row["descriptor_bytes"])
+        out[name] = {"pages": pages, "struct_page_bytes": pages * spb, "descriptor_bytes": d,
+                     "total_bytes": pages * spb + d}
+    return {"types": out, "descriptor_slab_bytes": int(sum(r.typed["descriptor_slab_bytes"].values())),
+            "descriptors_separate": bool(r.typed["descriptors_separate"])}
 
 
 # ---------------------------------------------------------------------- pieces
@@ -277,7 +296,7 @@ def _policy_figures(r: ReplayResult, present_pages: int, every: int) -> tuple[di
         "struct_page_bytes": s["struct_page_bytes"],
         "metadata_bytes": s["metadata_bytes"],
         "metadata_bytes_per_page": s["metadata_bytes"]["total"] / max(1, present_pages),
-        "metadata_bytes_by_type": metadata_by_type(m, Path(r.capture) if r.capture else None),
+        "metadata_bytes_by_type": metadata_by_type(r),
         **{k: s[k] for k in COUNTERS},
         "ops": s["ops"],
         "unusable_index": s["unusable_index"],

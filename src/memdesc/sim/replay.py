@@ -36,6 +36,21 @@ through one of two numba event loops (:mod:`memdesc.sim.replay_kernels`):
   pcpu_drain and extfrag events are the real allocator's internals: they are counted and
   set beside the model's own kmem events (its event log).
 
+*Typed replay* (exact and policy, on by default): every ``mm_page_alloc`` gets a memdesc
+type (:mod:`memdesc.sim.memtypes`: the capture's folio-level events, else the gfp/order
+classifier) and becomes a typed allocation of the folio layer (:mod:`memdesc.mm.folio`):
+on designs that separate descriptors its descriptor is allocated from its slab cache (slab
+pages from the design itself) and freed with it.  Policy replay allocates descriptor and
+pages with ``memdesc_alloc``; exact replay types the pages the trace placed
+(``memdesc_adopt``).  A free of part of a typed allocation (``split_page()`` of a
+non-compound allocation) ends its typing: the pieces are bare pages, as split_page() makes
+them; a design that cannot split in place (vmem) keeps the allocation, typed, whole until
+its last piece is freed.  The run reports descriptor bytes per type (with samples over the
+run), two-part allocations, descriptor failures and allocations on free paths
+(``typed``), and, from a capture with ``after.kpageflags``, the types of the pages still
+allocated at the end against their kpageflags classes (``type_agreement``).  Checkpoints save
+the allocator and the loop, not the folio layer: a checkpointed or resumed replay is untyped.
+
 A run reports the events by type, events per second of the replay loop, inconsistencies,
 the final buddyinfo beside the real one(s), and optionally samples the free lists every
 N events (a Parquet time series).  The bundled sample (:func:`sample_path`) is the
@@ -56,6 +71,7 @@ import polars as pl
 
 from memdesc import _html
 from memdesc.errors import ConfigError, FormatError
+from memdesc.mm import folio as F
 from memdesc.mm import vmstat
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import (
@@ -66,6 +82,7 @@ from memdesc.mm.mmzone import (
     PAGEBLOCK_ORDER,
 )
 from memdesc.mm.page_alloc import core, dispatch
+from memdesc.sim import memtypes as MT
 from memdesc.sim import replay_kernels as K
 from memdesc.sim import shadow
 from memdesc.sim import shadow_kernels as SK
@@ -74,7 +91,7 @@ from memdesc.sim.snapshot import capture as open_capture
 from memdesc.sim.snapshot import kpage_snapshot, machine_from_snapshot
 from memdesc.trace import events as E
 from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
-from memdesc.trace.kpageflags import PageClass
+from memdesc.trace.kpageflags import KPageSnapshot, PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
 MODES = ("exact", "policy", "shadow")
@@ -160,6 +177,9 @@ class ReplayResult:
     check: str = "not run"
     shadow: dict | None = None
     divergences: dict | None = None
+    typed: dict | None = None
+    type_agreement: dict | None = None
+    folios: F.Folios | None = None
     #: the event a resumed run started at (0: from the beginning)
     resumed_at: int = 0
     #: the loop's own arrays at the end (replay map / page locations, counters): what a checkpoint saves
@@ -195,6 +215,8 @@ class ReplayResult:
             "resumed_at": self.resumed_at,
             "check": self.check,
         })
+        d["typed"] = self.typed
+        d["type_agreement"] = self.type_agreement
         if self.shadow is not None:
             d["shadow"] = self.shadow
             if self.divergences is not None:
@@ -405,6 +427,80 @@ def _samples_frame(machine: Machine, samples: np.ndarray, pos: np.ndarray, n: in
     return pl.DataFrame(rows, schema=schema)
 
 
+@dataclass
+class TypedRun:
+    """The typed layer of a replay: the folio layer of the machine, each event's memdesc type
+    (-1: not an allocation), where the types came from, and descriptor bytes per type sampled
+    after every chunk of events.  ``on`` False: an untyped replay (the kernels still take the
+    arguments; nothing is typed)."""
+
+    on: bool
+    folios: F.Folios
+    types: np.ndarray
+    source: np.ndarray
+    holder: np.ndarray
+    samples: list = field(default_factory=list)
+
+    def ready(self) -> F.Folios:
+        """The folio layer with headroom for the next kernel call (grown here, between calls)."""
+        if self.on:
+            self.folios._ensure()
+        return self.folios
+
+    def sample(self, event_index: int) -> None:
+        if self.on:
+            self.samples.append((int(event_index), self.folios.state.tstat[:, F.TS_DESC_BYTES].copy()))
+
+    @classmethod
+    def build(cls, machine: Machine, cols: dict[str, np.ndarray], npfn: int, trace: Path | None,
+              on: bool) -> TypedRun:
+        n = cols["event"].shape[0]
+        fo = F.Folios.of(machine)
+        if not on:
+            z = np.full(n, -1, np.int64)
+            return cls(False, fo, z, np.full(n, -1, np.int8), np.full(1, -1, np.int64))
+        fev = MT.folio_type_events(trace) if trace is not None else None
+        npages = max(int(npfn), int(machine.design.zs.owner.shape[0]))
+        types, source, holder = MT.allocation_types(cols, npages, fev)
+        return cls(True, fo, types, source, holder)
+
+    def summary(self, policy_counts: dict[str, int] | None = None) -> dict:
+        """The ``typed`` JSON section: descriptor bytes per type (end and samples), two-part
+        allocations, descriptor failures, free-path allocations, allocations per type and source."""
+        fo = self.folios
+        s = fo.summary()
+        names = {t: n for t, n in F.TYPE_NAMES.items()}
+        over_time = [{"event_index": k, "descriptor_bytes": {names[t]: int(v[t]) for t in names if v[t]}}
+                     for k, v in self.samples]
+        if len(over_time) > 64:  # keep a few: evenly spaced, the last one included
+            idx = np.unique(np.linspace(0, len(over_time) - 1, 64).astype(int))
+            over_time = [over_time[i] for i in idx]
+        out = {k: s[k] for k in ("design", "struct_page_bytes", "descriptors_separate", "descriptor_sizes",
+                                 "descriptor_bytes", "descriptor_slab_bytes", "two_part_allocations",
+                                 "descriptor_failures", "free_path_allocations", "live")}
+        ms = fo.state  # the caches' object sizes (struct slab: the slab's own self-hosted cache)
+        out["descriptor_sizes"] = {names[t]: [int(ms.dsize[t, 0]), int(ms.dsize[t, 1])] for t in names
+                                   if ms.cache[t, 0] >= 0 or ms.cache[t, 1] >= 0}
+        out["free_path_allocations_slab"] = int(fo.slab.state.meta[F.M_FP_ALLOCS])
+        out["free_path_allocations_design"] = int(fo.pa.stats[core.ST_FREE_PATH_ALLOCS])
+        out["types"] = s["types"]
+        out["descriptor_bytes_over_time"] = over_time
+        out["sources"] = MT.type_sources(self.types, self.source)
+        out["operations"] = {k: v for k, v in s["operations"].items() if k in ("alloc", "free")}
+        if policy_counts is not None:
+            out["typed_allocations_split"] = policy_counts.get("typed_allocations_split", 0)
+        return out
+
+
+def type_agreement_of(ty: TypedRun, capture: Path | None) -> dict | None:
+    """``type_agreement`` of a typed replay of a capture with an after.kpageflags dump."""
+    if not ty.on or capture is None or not any((capture / f"after.kpageflags{x}").is_file()
+                                               for x in ("", ".zst", ".gz")):
+        return None
+    snap = KPageSnapshot.from_capture(capture, "after")
+    return MT.type_agreement(ty.types, ty.holder, snap.page_class)
+
+
 def _in_chunks(n: int, chunk: int, step: Callable[[int, int], int], progress, first: int = 0,
                ckpt: Checkpoints | None = None, save: Callable[[int, float], None] | None = None,
                elapsed: float = 0.0) -> float:
@@ -454,7 +550,7 @@ def _policy_loop_state(m: Machine, start: StartState, samp, npfn: int) -> dict[s
 
 
 def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
-               ckpt: Checkpoints | None, save, elapsed: float) -> tuple[float, dict]:
+               ckpt: Checkpoints | None, save, elapsed: float, ty: TypedRun) -> tuple[float, dict]:
     d = m.design
     if not d.exact_replay or not dispatch.has(type(d.state), *dispatch.EXACT_PRIMITIVES):
         raise ConfigError(f"exact replay needs a design with the exact-placement primitives "
@@ -467,7 +563,11 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dic
     args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["mt"], cols["percpu_refill"],
             cols["fallback_order"], cols["fbmt"], cols["change_ownership"], cols["aux"], cols["bm"])
     def step(i: int, j: int) -> int:
-        return K.exact_kernel(st, loc, unavail, *args, i, j, ncpu, pcp_on, cnt, xc, every, samples, pos, sn)
+        fo = ty.ready()
+        nxt = K.exact_kernel(st, fo.state, fo.slab.state, ty.on, loc, unavail, *args, ty.types, i, j, ncpu, pcp_on,
+                             cnt, xc, every, samples, pos, sn)
+        ty.sample(nxt)
+        return nxt
 
     step(0, 0)  # compile (or load from the cache) before timing
     elapsed = _in_chunks(cols["event"].shape[0], chunk, step, progress, first, ckpt, save, elapsed)
@@ -475,7 +575,7 @@ def _run_exact(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dic
 
 
 def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: dict, first: int,
-                ckpt: Checkpoints | None, save, elapsed: float) -> tuple[float, dict]:
+                ckpt: Checkpoints | None, save, elapsed: float, ty: TypedRun) -> tuple[float, dict]:
     st = m.state
     unavail = ls["unavail"]
     map_pfn, map_order, defer, pc = ls["map_pfn"], ls["map_order"], ls["defer"], ls["pc"]
@@ -486,7 +586,7 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: di
     model_ev, lost = ls["model_ev"], ls["lost"]
     ncpu = m.nr_cpus
     samples, pos, sn = ls["samples"], ls["sample_pos"], ls["sample_n"]
-    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], cols["ts_ns"], ls["tick"])
+    args = (cols["event"], cols["cpu"], cols["pfn"], cols["order"], cols["gfp"], ty.types, cols["ts_ns"], ls["tick"])
     def flush() -> None:
         k = int(st.evlog_n[0])
         kept = min(k, cap)
@@ -495,8 +595,10 @@ def _run_policy(m: Machine, cols: dict, chunk: int, every: int, progress, ls: di
         st.evlog_n[0] = 0
 
     def step(i: int, j: int) -> int:
-        nxt = K.policy_kernel(st, split, unavail, *args, i, j, ncpu, map_pfn, map_order, defer, pc, every, samples,
-                              pos, sn, limit)
+        fo = ty.ready()
+        nxt = K.policy_kernel(st, split, fo.state, fo.slab.state, ty.on, unavail, *args, i, j, ncpu, map_pfn,
+                              map_order, defer, pc, every, samples, pos, sn, limit)
+        ty.sample(nxt)
         # emptied only where the kernel stopped for it (never at a chunk's end): the log, a state
         # array, is then the same however the run is cut into chunks or checkpoints
         if evlog_on and st.evlog_n[0] > limit:
@@ -612,7 +714,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
            trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
-           divergences: int = 0, pageblock_types: str = "trace",
+           divergences: int = 0, pageblock_types: str = "trace", typed: bool = True,
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None,
            checkpoint: str | Path | None = None, checkpoint_at: int = 0, checkpoint_every: int = 0,
@@ -637,7 +739,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     state.  ``pageblock_types``: in exact and shadow mode from a capture, ``"trace"`` sets each
     pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
     snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
-    types.  ``progress(n)`` is called
+    types.  ``typed``: typed replay (exact and policy; see the module docstring): memdesc
+    types, descriptors on the design, ``type_agreement`` (off when checkpointing or resuming).
+    ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
 
     ``checkpoint``: save the machine and the loop's state to this file after
@@ -735,6 +839,10 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
                 np.zeros(1, np.int64))
         ls = _policy_loop_state(machine, start, samp, npfn) if mode == "policy" else \
             _exact_loop_state(machine, start, samp)
+    ty = TypedRun.build(machine, cols, npfn, src.trace if src is not None else None,
+                        typed and mode != "shadow" and resumed is None and not ckpt.active)
+    if ty.on:
+        chunk = min(chunk, max(1 << 12, -(-n // 16)))  # descriptor bytes sampled after every chunk
     load_s = time.perf_counter() - t1
 
     def save(i: int, elapsed: float) -> None:
@@ -750,7 +858,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     shadow_out = None
     if mode in ("exact", "shadow"):
         if mode == "exact":
-            elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
+            elapsed, out = _run_exact(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0, ty)
         else:
             if every:
                 raise ConfigError("--every samples exact and policy replays, not shadow replay")
@@ -769,11 +877,13 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         notes = {name: int(xc[i]) for i, name in enumerate(K.X_NAMES)}
         notes["pageblock_types_from_trace"] = pb_revealed
         policy: dict[str, int] = {}
+        typed_counts = None
         model_events = None
     else:
-        elapsed, out = _run_policy(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0)
+        elapsed, out = _run_policy(machine, cols, chunk, every, progress, ls, first, ckpt, save, elapsed0, ty)
         pc = out["pc"]
-        policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES)}
+        policy = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name not in K.P_TYPED_KEYS}
+        typed_counts = {name: int(pc[i]) for i, name in enumerate(K.P_NAMES) if name in K.P_TYPED_KEYS}
         bad = ["bad_events", "model_free_errors", "stale_trace_entries_released"]
         if from_snapshot:
             bad.append("frees_of_unknown_pages")
@@ -794,7 +904,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
         load_seconds=load_s, read_seconds=read_s, malformed_lines=rr.n_malformed, lost_events=rr.lost_events,
         inconsistencies=inconsistencies, notes=notes, states=states, policy=policy, model_events=model_events,
         replay_map_bytes=out["map_bytes"], final_vs_real=final, pcp_pages=pcp_pages(machine, capture),
-        samples=samples, check=machine.check(),
+        samples=samples, check=ty.folios.check() if ty.on else machine.check(),
+        typed=ty.summary(typed_counts) if ty.on else None, type_agreement=type_agreement_of(ty, capture),
+        folios=ty.folios if ty.on else None,
         shadow=shadow_out["shadow"] if shadow_out else None,
         divergences=shadow_out["divergences"] if shadow_out else None, resumed_at=first, loop_state=ls)
 

@@ -74,6 +74,7 @@ from __future__ import annotations
 import numpy as np
 
 from memdesc._numba import njit
+from memdesc.mm import folio as F
 from memdesc.mm.memblock import block_order
 from memdesc.mm.mmzone import (
     MAX_PAGE_ORDER,
@@ -652,15 +653,99 @@ def apply_free(st, loc, unavail, p, o, c, pcp_on, cnt, xc):
 
 
 @njit
-def exact_kernel(st, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_col, refill_col, fbo_col,
-                 fbmt_col, chown_col, aux_col, bm_col, first, last, ncpu, pcp_on, cnt, xc, every, samples,
-                 sample_pos, sample_n):
-    """Apply events [first, last) at their real pfns (see the module docstring)."""
+def _typed_range(e, p, o, bm):
+    """The pfn range (start, order) whose allocations an exact event may release, or (-1, 0)."""
+    if p < 0:
+        return np.int64(-1), np.int64(0)
+    if e == EV_ALLOC or e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
+        return p, o
+    if e == EV_FREE and bm != 1:
+        return p, o
+    if e == EV_FREE_BATCHED and bm >= 0:
+        return p, bm
+    return np.int64(-1), np.int64(0)
+
+
+@njit
+def _typed_walk(ms, pa, p, o, op, st, loc, ss, alloc_applied, cpu):
+    """Visit every typed allocation overlapping [p, 2^o).  op 0: clear its design words;
+    op 1: set them again if the design still holds it as the same trace allocation, else end it
+    (memdesc_disown).  Returns how many were visited."""
+    npages = ms.pfn_slot.shape[0]
+    if o < 0 or o > MAX_PAGE_ORDER:
+        return 0
+    end = min(p + (np.int64(1) << o), npages)
+    q = p
+    n = 0
+    while q < end:
+        v = np.int64(ms.pfn_slot[q])
+        if v == 0:
+            q += 1
+            continue
+        s = v - 1
+        head = ms.pfn[s]
+        so = np.int64(ms.order[s])
+        q = head + (np.int64(1) << so)
+        n += 1
+        if op == 0:
+            F.memdesc_words_clear(ms, pa, s)
+            continue
+        w = st.owner[head]
+        held = (w != OWNER_NONE and w != OWNER_PCP and w != OWNER_RESERVED and core.owner_order(w) == so
+                and loc[head] == LOC_ALLOC)
+        if held and not alloc_applied:
+            F.memdesc_words_set(ms, pa, s)
+        else:
+            F.memdesc_disown(ms, ss, pa, s, cpu, False)  # its words were cleared before the event
+    return n
+
+
+@njit
+def exact_typed_event(st, ms, ss, loc, unavail, e, c, p, o, gfp, mt, refill, fbo, fbmt, chown, aux, bm, mdtype,
+                      pcp_on, cnt, xc):
+    """exact_event() with the typed layer: the typed allocations the event may release have their
+    design words cleared first; afterwards each is set again if the design still holds it, or
+    ended; an mm_page_alloc the model applied becomes a typed allocation of ``mdtype``
+    (:func:`memdesc.mm.folio.memdesc_adopt`).  The typed layer's own page traffic (descriptor
+    slab pages) bypasses the per-CPU lists, whose contents mirror the real kernel's."""
+    tp, to = _typed_range(e, p, o, bm)
+    touched = 0
+    if tp >= 0:
+        touched = _typed_walk(ms, st, tp, to, 0, st, loc, ss, False, c)
+    a0 = st.stats[core.ST_ALLOC]
+    exact_event(st, loc, unavail, e, c, p, o, gfp, mt, refill, fbo, fbmt, chown, aux, bm, pcp_on, cnt, xc)
+    applied = e == EV_ALLOC and st.stats[core.ST_ALLOC] != a0
+    pcp_cfg = st.cfg[core.CFG_PCP_ENABLED]
+    st.cfg[core.CFG_PCP_ENABLED] = 0
+    if touched:
+        _typed_walk(ms, st, tp, to, 1, st, loc, ss, applied, c)
+    if applied:
+        F.memdesc_adopt(ms, ss, st, p, o, gfp, mdtype, c)
+    st.cfg[core.CFG_PCP_ENABLED] = pcp_cfg
+
+
+@njit
+def exact_kernel(st, ms, ss, typed, loc, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, mt_col, refill_col,
+                 fbo_col, fbmt_col, chown_col, aux_col, bm_col, type_col, first, last, ncpu, pcp_on, cnt, xc, every,
+                 samples, sample_pos, sample_n):
+    """Apply events [first, last) at their real pfns (see the module docstring); with ``typed``,
+    through :func:`exact_typed_event` (it returns early, the index of the next event, when the
+    folio layer or the slab needs to grow)."""
     for i in range(first, last):
-        exact_event(st, loc, unavail, np.int64(ev[i]), fold_cpu(np.int64(cpu_col[i]), ncpu, xc, X_CPU_FOLDED),
-                    np.int64(pfn_col[i]), np.int64(order_col[i]), np.int64(gfp_col[i]), np.int64(mt_col[i]),
-                    np.int64(refill_col[i]), np.int64(fbo_col[i]), np.int64(fbmt_col[i]),
-                    np.int64(chown_col[i]), np.int64(aux_col[i]), np.int64(bm_col[i]), pcp_on, cnt, xc)
+        c = fold_cpu(np.int64(cpu_col[i]), ncpu, xc, X_CPU_FOLDED)
+        if typed:
+            if (i == first or (i & 7) == 0) and not F.headroom_ok(ms, ss):
+                return i
+            exact_typed_event(st, ms, ss, loc, unavail, np.int64(ev[i]), c, np.int64(pfn_col[i]),
+                              np.int64(order_col[i]), np.int64(gfp_col[i]), np.int64(mt_col[i]),
+                              np.int64(refill_col[i]), np.int64(fbo_col[i]), np.int64(fbmt_col[i]),
+                              np.int64(chown_col[i]), np.int64(aux_col[i]), np.int64(bm_col[i]),
+                              np.int64(type_col[i]), pcp_on, cnt, xc)
+        else:
+            exact_event(st, loc, unavail, np.int64(ev[i]), c, np.int64(pfn_col[i]), np.int64(order_col[i]),
+                        np.int64(gfp_col[i]), np.int64(mt_col[i]), np.int64(refill_col[i]), np.int64(fbo_col[i]),
+                        np.int64(fbmt_col[i]), np.int64(chown_col[i]), np.int64(aux_col[i]),
+                        np.int64(bm_col[i]), pcp_on, cnt, xc)
         if every > 0 and (i + 1) % every == 0:
             record_sample(st, samples, sample_pos, sample_n, i)
     return last
@@ -681,16 +766,40 @@ DEFER_SHIFT = 40
 
 (P_ALLOCS, P_REAL_FAILED, P_REAL_FAILED_SERVED, P_MODEL_FAILED, P_FREES, P_FREE_TRACE, P_FREE_PRE,
  P_FREE_OF_FAILED, P_SPLIT_FREE, P_FREE_SPANNING, P_FREE_UNMAPPED, P_STALE_PRE, P_STALE_TRACE, P_BAD,
- P_MODEL_FREE_ERROR, P_CPU_FOLDED, P_ACCEPTED, P_DEFERRED) = range(18)
-NR_P = 18
+ P_MODEL_FREE_ERROR, P_CPU_FOLDED, P_ACCEPTED, P_DEFERRED, P_TYPED_SPLIT, P_DESC_FAILED) = range(20)
+NR_P = 20
 P_NAMES = ("allocations", "real_failures", "real_failures_served_by_model", "model_failures", "frees",
            "frees_of_trace_allocations", "frees_of_pre_trace_allocations", "frees_of_model_failures",
            "split_frees", "frees_spanning_several_allocations", "frees_of_unknown_pages",
            "stale_pre_trace_released", "stale_trace_entries_released", "bad_events", "model_free_errors",
-           "cpu_folded", "pages_accepted", "splits_deferred")
+           "cpu_folded", "pages_accepted", "splits_deferred", "typed_allocations_split",
+           "descriptor_failures")
+#: the typed-replay counters (reported under ``typed``, not in ``policy``: its keys stay as they were)
+P_TYPED_KEYS = ("typed_allocations_split", "descriptor_failures")
 
 @njit
-def map_release(st, map_pfn, map_order, defer, h, cpu, pc):
+def typed_slot(ms, pfn, order):
+    """The typed allocation (slot) that is exactly [pfn, 2^order) in the model, or -1."""
+    if pfn < 0 or pfn >= ms.pfn_slot.shape[0]:
+        return np.int64(-1)
+    s = np.int64(ms.pfn_slot[pfn]) - 1
+    if s >= 0 and ms.pfn[s] == pfn and np.int64(ms.order[s]) == order:
+        return s
+    return np.int64(-1)
+
+
+@njit
+def model_free(st, ms, ss, pfn, order, cpu):
+    """Free the model allocation [pfn, 2^order): through the typed layer (descriptor, design
+    words, pages) when it is a typed allocation, else the design's pa_free.  0 or an error."""
+    s = typed_slot(ms, pfn, order)
+    if s >= 0:
+        return 0 if F.memdesc_release(ms, ss, st, s, cpu) == F.OK else 1
+    return dispatch.pa_free(st, pfn, order, cpu)
+
+
+@njit
+def map_release(st, ms, ss, map_pfn, map_order, defer, h, cpu, pc):
     """Drop the map entry at h, freeing the model allocation behind it; returns its origin."""
     v = np.int64(map_order[h])
     origin = v & ~MAP_ORDER_MASK
@@ -700,10 +809,10 @@ def map_release(st, map_pfn, map_order, defer, h, cpu, pc):
         defer[mh] = left
         if (left & ((np.int64(1) << DEFER_SHIFT) - 1)) == 0:
             defer[mh] = 0
-            if dispatch.pa_free(st, mh, left >> DEFER_SHIFT, cpu) != 0:
+            if model_free(st, ms, ss, mh, left >> DEFER_SHIFT, cpu) != 0:
                 pc[P_MODEL_FREE_ERROR] += 1
     elif origin != MAP_FAILED:
-        if dispatch.pa_free(st, mh, v & MAP_ORDER_MASK, cpu) != 0:
+        if model_free(st, ms, ss, mh, v & MAP_ORDER_MASK, cpu) != 0:
             pc[P_MODEL_FREE_ERROR] += 1
     map_order[h] = MAP_NONE
     map_pfn[h] = -1
@@ -731,7 +840,7 @@ def model_split(st, split, head, horder, pfn, order):
 
 
 @njit
-def map_split(st, split, map_pfn, map_order, defer, h, pfn, order, pc):
+def map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc):
     """Split entry h so that [pfn, 2^order) is an entry of its own, and its model allocation
     with it; a design that cannot split keeps the allocation whole until its last piece goes."""
     v = np.int64(map_order[h])
@@ -739,6 +848,11 @@ def map_split(st, split, map_pfn, map_order, defer, h, pfn, order, pc):
     ho = v & MAP_ORDER_MASK
     mh = map_pfn[h]
     if origin == MAP_TRACE or origin == MAP_PRE:
+        s = typed_slot(ms, mh, ho)
+        if s >= 0 and split:
+            # split_page() of a typed allocation: its pieces are bare pages from now on
+            F.memdesc_disown(ms, ss, st, s, 0, True)
+            pc[P_TYPED_SPLIT] += 1
         if not model_split(st, split, mh, ho, mh + (pfn - h), order):
             defer[mh] = (ho << DEFER_SHIFT) | (np.int64(1) << ho)
             origin = MAP_DEFER
@@ -764,13 +878,13 @@ def _piece_pfn(origin, mh, offset):
 
 
 @njit
-def map_release_range(st, split, map_pfn, map_order, defer, pfn, order, cpu, pre_only, pc):
+def map_release_range(st, split, ms, ss, map_pfn, map_order, defer, pfn, order, cpu, pre_only, pc):
     """Release every entry overlapping [pfn, 2^order) (only pre-trace ones if ``pre_only``)."""
     h = map_containing(map_order, pfn, order)
     if h >= 0:
         if pre_only and (np.int64(map_order[h]) & ~MAP_ORDER_MASK) != MAP_PRE:
             return
-        map_split(st, split, map_pfn, map_order, defer, h, pfn, order, pc)
+        map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
     end = pfn + (np.int64(1) << order)
     q = pfn
     while q < end:
@@ -781,7 +895,7 @@ def map_release_range(st, split, map_pfn, map_order, defer, pfn, order, cpu, pre
         step = np.int64(1) << (v & MAP_ORDER_MASK)
         origin = v & ~MAP_ORDER_MASK
         if not pre_only or origin == MAP_PRE:
-            map_release(st, map_pfn, map_order, defer, q, cpu, pc)
+            map_release(st, ms, ss, map_pfn, map_order, defer, q, cpu, pc)
             if origin == MAP_PRE:
                 pc[P_STALE_PRE] += 1
             else:
@@ -802,12 +916,12 @@ def _map_has_overlap(map_order, pfn, order):
 
 
 @njit
-def policy_free(st, split, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
+def policy_free(st, split, ms, ss, map_pfn, map_order, defer, unavail, pfn, order, cpu, pc):
     """mm_page_free in policy mode: release the model allocation behind the trace pfn."""
     pc[P_FREES] += 1
     v = np.int64(map_order[pfn])
     if v >= 0 and (v & MAP_ORDER_MASK) == order:
-        origin = map_release(st, map_pfn, map_order, defer, pfn, cpu, pc)
+        origin = map_release(st, ms, ss, map_pfn, map_order, defer, pfn, cpu, pc)
         if origin == MAP_PRE:
             pc[P_FREE_PRE] += 1
         elif origin == MAP_FAILED:
@@ -819,8 +933,8 @@ def policy_free(st, split, map_pfn, map_order, defer, unavail, pfn, order, cpu, 
         return
     h = map_containing(map_order, pfn, order)
     if h >= 0:
-        map_split(st, split, map_pfn, map_order, defer, h, pfn, order, pc)
-        map_release(st, map_pfn, map_order, defer, pfn, cpu, pc)
+        map_split(st, split, ms, ss, map_pfn, map_order, defer, h, pfn, order, pc)
+        map_release(st, ms, ss, map_pfn, map_order, defer, pfn, cpu, pc)
         pc[P_SPLIT_FREE] += 1
         return
     end = pfn + (np.int64(1) << order)
@@ -829,7 +943,7 @@ def policy_free(st, split, map_pfn, map_order, defer, unavail, pfn, order, cpu, 
     while q < end:
         w = np.int64(map_order[q])
         if w >= 0:
-            map_release(st, map_pfn, map_order, defer, q, cpu, pc)
+            map_release(st, ms, ss, map_pfn, map_order, defer, q, cpu, pc)
             found += 1
             q += np.int64(1) << (w & MAP_ORDER_MASK)
         else:
@@ -844,8 +958,9 @@ def policy_free(st, split, map_pfn, map_order, defer, unavail, pfn, order, cpu, 
 
 
 @njit
-def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, ts_col, tick, first, last, ncpu,
-                  map_pfn, map_order, defer, pc, every, samples, sample_pos, sample_n, evlog_limit):
+def policy_kernel(st, split, ms, ss, typed, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, type_col, ts_col, tick,
+                  first, last, ncpu, map_pfn, map_order, defer, pc, every, samples, sample_pos, sample_n,
+                  evlog_limit):
     """Serve events [first, last) with the design's own policy (see the module docstring).
 
     The model's periodic work runs on the trace's clock: once per second of trace time
@@ -853,11 +968,19 @@ def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, 
     lists' high marks decay as the kernel's vmstat_update() does them, and kswapd takes a
     watermark boost back.
 
+    Typed replay (``typed``): each allocation is a typed allocation of its type
+    (``type_col``, :mod:`memdesc.sim.memtypes`) through :func:`memdesc.mm.folio.memdesc_alloc`
+    -- descriptor from its slab cache where the design separates descriptors, then the pages --
+    and each free releases both (``ms``/``ss``: the folio layer's and the slab's state).
+
     Returns the index after the last event handled: it stops early when the model's event
-    log holds more than ``evlog_limit`` rows, so the caller can count and empty it.
+    log holds more than ``evlog_limit`` rows, so the caller can count and empty it, and
+    (typed) when the folio layer or the slab needs to grow.
     """
     nmap = map_order.shape[0]
     for i in range(first, last):
+        if typed and (i == first or (i & 7) == 0) and not F.headroom_ok(ms, ss):
+            return i
         if ts_col[i] >= tick[0]:
             if tick[0] >= 0:
                 periodic_work(st)
@@ -877,8 +1000,15 @@ def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, 
             pc[P_ALLOCS] += 1
             if p >= 0 and _map_has_overlap(map_order, p, o):
                 # the real kernel hands out these pages, so whatever the map holds there was freed
-                map_release_range(st, split, map_pfn, map_order, defer, p, o, c, False, pc)
-            mp = dispatch.pa_alloc(st, np.int64(gfp_col[i]), o, c)
+                map_release_range(st, split, ms, ss, map_pfn, map_order, defer, p, o, c, False, pc)
+            g = np.int64(gfp_col[i])
+            if typed and p >= 0:
+                slot = F.memdesc_alloc(ms, ss, st, g, o, np.int64(type_col[i]), c)
+                mp = ms.pfn[slot] if slot >= 0 else np.int64(-1)
+                if slot == F.E_NOMEM_DESC:
+                    pc[P_DESC_FAILED] += 1
+            else:
+                mp = dispatch.pa_alloc(st, g, o, c)
             if p < 0:
                 pc[P_REAL_FAILED] += 1
                 if mp >= 0:
@@ -892,10 +1022,10 @@ def policy_kernel(st, split, unavail, ev, cpu_col, pfn_col, order_col, gfp_col, 
                 map_order[p] = MAP_TRACE + o
                 map_pfn[p] = mp
         elif e == EV_FREE:
-            policy_free(st, split, map_pfn, map_order, defer, unavail, p, o, c, pc)
+            policy_free(st, split, ms, ss, map_pfn, map_order, defer, unavail, p, o, c, pc)
         elif e == EV_ZONE_LOCKED or e == EV_PCPU_DRAIN:
             if _map_has_overlap(map_order, p, o):
-                map_release_range(st, split, map_pfn, map_order, defer, p, o, c, True, pc)
+                map_release_range(st, split, ms, ss, map_pfn, map_order, defer, p, o, c, True, pc)
         if every > 0 and (i + 1) % every == 0:
             record_sample(st, samples, sample_pos, sample_n, i)
         if st.evlog_n[0] > evlog_limit:

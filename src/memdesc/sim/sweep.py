@@ -221,7 +221,8 @@ def run_cell(cell: dict, run_id: str = "") -> dict:
             speed = {"events_per_second": 2 * r.pairs / r.seconds if r.seconds else 0.0, "ns_per_pair": r.ns_per_pair}
             check = m.check()
         else:
-            r = replay(cell["capture"], mode="policy", design=cell["design"], model_events=False, config=config)
+            r = replay(cell["capture"], mode="policy", design=cell["design"], model_events=False, config=config,
+                       typed=False)
             m = r.machine
             speed = {"events_per_second": r.events_per_second, "ns_per_pair": None}
             check = r.check

@@ -70,13 +70,15 @@ def get_design(name: str | type[Design]) -> type[Design]:
 
 def design_variants() -> list[str]:
     """Every registered design, once per value of its main option (a design class lists them in
-    ``spec_values``): ``["linux", "radix:consume", "radix:reserve", "radix:host", "vmem"]`` today.
+    ``spec_values``; ``spec_plain``: the value the bare name stands for): ``["linux", "linux:32",
+    "radix:consume", "radix:reserve", "radix:host", "vmem"]`` today.
     What ``memdesc compare`` and ``memdesc sweep`` run by default, so a design added to
     ``DESIGNS`` appears there without further change."""
     out = []
     for name, cls in DESIGNS.items():
         values = tuple(getattr(cls, "spec_values", ()) or ())
-        out += [f"{name}:{v}" for v in values] if values else [name]
+        plain = getattr(cls, "spec_plain", None)  # the value the bare name stands for (linux: 64)
+        out += [name if v == plain else f"{name}:{v}" for v in values] if values else [name]
     return out
 
 

@@ -24,6 +24,7 @@ import numpy as np
 from memdesc import _mem as hugemem
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
+from memdesc.errors import ConfigError
 from memdesc.mm import memmap as mmap
 from memdesc.mm.memmap import (
     LINK_HEAD,
@@ -231,14 +232,65 @@ _LINK_ERRORS = {
 }
 
 
+#: LinuxDesign.with_options: one subclass per non-default struct page size
+_STRUCT_PAGE_CLASSES: dict[str, type] = {}
+
+
 class LinuxDesign(BuddyDesign):
-    """Linux 6.18's page allocator: list buddy, 64-byte struct page."""
+    """Linux 6.18's page allocator: list buddy, 64-byte struct page.
+
+    ``linux:32`` (option ``struct_page=32``) is the kernel's next step on the memdesc path
+    (kernelnewbies MatthewWilcox/Memdescs/Path): a 32-byte struct page -- ``flags``,
+    ``union {buddy_list; pcp_list; {memdesc; union {private; _mapcount}}}``, ``_refcount`` --
+    over the *unchanged* list buddy, with folio, slab, ptdesc, zpdesc and netmem descriptors
+    allocated separately from the slab by the folio layer (``memdesc.mm.folio``).  It is this
+    class with those two differences, not a copy: the same kernels and primitives, the
+    memmap accounted at 32 bytes per page (the model keeps its 8-word representation of the
+    buddy fields, whose state the 32 bytes hold), descriptors separate
+    (``memdesc_name`` keys ``memdesc.mm.memdesc.DESIGN_SPECS``)."""
 
     name = "linux"
     words = 8
     page_layout = "struct_page"
     memmap_field = "memmap"
     state_cls = LinuxState
+    #: struct page bytes of this variant (64: today's; 32: ``linux:32``)
+    struct_page_size = 64
+    #: the design's row in the memdesc type table (memdesc.mm.memdesc.DESIGN_SPECS)
+    memdesc_name = "linux"
+    #: the option a bare design spec value sets: ``"linux:32"``
+    spec_key = "struct_page"
+    #: every value of the main option (memdesc compare runs one variant per value; the first is
+    #: the default, named plainly ``linux``)
+    spec_values = ("64", "32")
+    spec_plain = "64"
+    options = {"struct_page": ("64", "32")}
+
+    @classmethod
+    def with_options(cls, struct_page: str | None = None, **unknown) -> type[LinuxDesign]:
+        """The design class with options set: ``struct_page`` = 64 (today) | 32 (``linux:32``)."""
+        if unknown:
+            raise ConfigError(f"linux design: unknown option(s) {', '.join(unknown)}; it takes struct_page")
+        if struct_page is None or str(struct_page) == "64":
+            return LinuxDesign
+        if str(struct_page) != "32":
+            raise ConfigError(f"linux struct_page must be 64 or 32, got {struct_page!r}")
+        sub = _STRUCT_PAGE_CLASSES.get("32")
+        if sub is None:
+            sub = type("LinuxDesign_32", (LinuxDesign,),
+                       {"struct_page_size": 32, "memdesc_name": "linux:32", "__module__": __name__,
+                        "spec_options": {"struct_page": "32"},
+                        "__doc__": "Linux's list buddy under a 32-byte struct page (linux:32), descriptors "
+                                   "separately allocated."})
+            _STRUCT_PAGE_CLASSES["32"] = sub
+        return sub
+
+    @property
+    def struct_page_bytes(self) -> int:
+        return self.struct_page_size
+
+    def memmap_bytes(self) -> int:
+        return int(getattr(self.state, self.memmap_field).shape[0]) * self.struct_page_size
 
     def _make_state(self, zone_fields: dict, npages: int, nlists: int) -> LinuxState:
         mm = hugemem.zeros((npages, 8), np.uint64)
