@@ -1508,9 +1508,10 @@ def _type_at(ms, ss, pa, gfp, order, mdtype, pfn, cpu, op):
 
 
 @njit
-def memdesc_adopt(ms, ss, pa, pfn, order, mdtype, gfp, cpu):
+def memdesc_adopt_held(ms, ss, pa, pfn, order, mdtype, gfp, cpu):
     """An allocation the page allocator already holds (a snapshot's anon or file page, say)
-    becomes a typed allocation: its descriptor is allocated (counted as an allocation) and the
+    becomes a typed allocation (as memdesc_adopt, through _type_at, refusing a typed pfn): its
+    descriptor is allocated (counted as an allocation) and the
     design's words written.  The slot, or E_NOMEM_DESC / E_NOCAP / E_INVAL (pfn already typed)."""
     if ms.pfn_slot[pfn] != 0 or order < 0 or order > MAX_PAGE_ORDER:
         return E_INVAL
@@ -1554,7 +1555,7 @@ def folio_migrate_to(ms, ss, pa, s, dst, cpu):
 
 @njit
 def adopt_kernel(ms, ss, pa, pfns, orders, types, lrus, first, cpu, out):
-    """memdesc_adopt() of allocations first.. of the arrays (type per entry; ``lrus[i]`` >= 0
+    """memdesc_adopt_held() of allocations first.. of the arrays (type per entry; ``lrus[i]`` >= 0
     puts the folio on that LRU list, at the tail as the oldest).  ``out[i]``: the slot or the
     error.  Returns the index reached: it stops early (E_NOCAP territory) when headroom runs out,
     so the caller grows the state and calls again from there."""
@@ -1563,7 +1564,7 @@ def adopt_kernel(ms, ss, pa, pfns, orders, types, lrus, first, cpu, out):
     while i < n:
         if not headroom_ok(ms, ss):
             return i
-        s = memdesc_adopt(ms, ss, pa, pfns[i], orders[i], types[i], G.GFP_HIGHUSER_MOVABLE, cpu)
+        s = memdesc_adopt_held(ms, ss, pa, pfns[i], orders[i], types[i], G.GFP_HIGHUSER_MOVABLE, cpu)
         out[i] = s
         if s >= 0 and lrus[i] >= 0:
             lru_add(ms, s, lrus[i], True)
@@ -2378,7 +2379,7 @@ class Folios:
 
     def adopt(self, pfns: np.ndarray, orders: np.ndarray, types: np.ndarray, lrus: np.ndarray | None = None,
               cpu: int = 0) -> np.ndarray:
-        """Make allocations the page allocator already holds typed allocations (memdesc_adopt):
+        """Make allocations the page allocator already holds typed allocations (memdesc_adopt_held):
         per entry the slot, or a negative error (E_NOMEM_DESC when its descriptor could not be had,
         E_INVAL when the pfn is typed already)."""
         pfns = np.ascontiguousarray(pfns, np.int64)
