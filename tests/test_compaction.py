@@ -16,6 +16,7 @@ from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 from typer.testing import CliRunner
 
 from memdesc.cli import app
+from memdesc.errors import ConfigError
 from memdesc.mm import compaction as C
 from memdesc.mm import folio as F
 from memdesc.mm import gfp as G
@@ -394,3 +395,10 @@ def test_cli_errors_name_the_problem(tmp_path):
     assert r.exit_code == 2 and "--when must be before or after" in r.output
     r = CliRunner().invoke(app, ["compact", str(tmp_path)])   # not a capture: no snapshot files
     assert r.exit_code == 2 and "before.zoneinfo" in r.output
+
+
+def test_a_design_without_compaction_primitives_is_refused_by_name():
+    """llfree registers no pa_free_block / pa_isolate_free (dispatch.COMPACTION_PRIMITIVES)."""
+    C.check_compactable(Machine.create("64M", design="linux").design.zs)
+    with pytest.raises(ConfigError, match="'llfree' cannot be compacted"):
+        C.check_compactable(Machine.create("64M", design="llfree").design.zs)

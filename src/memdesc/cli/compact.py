@@ -36,7 +36,8 @@ def register(app: typer.Typer) -> None:
                                                             "trace.txt.zst for the kernel's own compaction events), "
                                                             "e.g. ../shared/traces/compaction.")] = None,
         design: Annotated[str, typer.Option("--design", help="Design(s), comma-separated, or 'all' "
-                                                             "(linux, radix, vmem).")] = "linux",
+                                                             "(linux, radix, vmem; llfree has no "
+                                                             "compaction primitives yet).")] = "linux",
         when: Annotated[str, typer.Option("--when", help="Snapshot to rebuild: before or after.")] = "before",
         json_path: JsonOpt = None,
         no_kernel: Annotated[bool, typer.Option("--no-kernel", help="Do not read the capture's trace.")] = False,

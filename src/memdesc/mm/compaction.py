@@ -97,7 +97,7 @@ from memdesc.mm import memmap as mmap
 from memdesc.mm import migrate as M
 from memdesc.mm.machine import to_gfp
 from memdesc.mm.mmzone import HPAGE_PMD_ORDER, MAX_PAGE_ORDER, NR_PAGE_ORDERS, PAGE_ALLOC_COSTLY_ORDER, PAGEBLOCK_ORDER
-from memdesc.mm.page_alloc import core
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.page_alloc.dispatch import (
     pa_drain,
     pa_free,
@@ -1317,12 +1317,22 @@ class ZoneRun:
     sync: bool
 
 
+def check_compactable(pa) -> None:
+    """ConfigError naming the design when it registers no compaction primitives
+    (``dispatch.COMPACTION_PRIMITIVES``: what the free scanner needs)."""
+    if not dispatch.has(type(pa), *dispatch.COMPACTION_PRIMITIVES):
+        name = dispatch.impl(type(pa), "__design__") or type(pa).__name__
+        raise ConfigError(f"design {name!r} cannot be compacted: it registers no compaction primitives "
+                          f"({', '.join(dispatch.COMPACTION_PRIMITIVES)})")
+
+
 class Compaction:
     """Compaction of a machine's folios (``Compaction(folios)``): the folio layer (and its
     slab and design) plus the compaction state.  Methods run the kernels, growing the folio
     and slab states between compaction rounds when they run short."""
 
     def __init__(self, folios: F.Folios, log_capacity: int = 1 << 16, present: np.ndarray | None = None):
+        check_compactable(folios.pa)
         self.folios = folios
         self.state = new_compact_state(folios.pa, present, log_capacity)
 

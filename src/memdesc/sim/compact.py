@@ -127,6 +127,7 @@ def compact_capture(directory: str | Path, design: str = "linux", when: str = "b
     compaction and report it beside the kernel's own full compaction of the capture."""
     with reuse_snapshots():
         m, state, snap = machine_from_snapshot(directory, when, design, cpus, **config)
+    C.check_compactable(m.design.zs)
     folios = F.Folios.of(m)
     adoption = adopt_snapshot_folios(folios, state, snap)
     pa = m.design.zs
