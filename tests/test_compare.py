@@ -33,7 +33,7 @@ from memdesc.sim.replay import replay
 
 
 def test_variants_come_from_the_registry(monkeypatch):
-    assert design_variants() == ["linux", "linux:32", *(f"radix:{p}" for p in POLICIES), "vmem"]
+    assert design_variants() == ["linux", "linux:32", *(f"radix:{p}" for p in POLICIES), "vmem", "llfree"]
     assert resolve_designs("all") == resolve_designs(None) == design_variants()
 
     class Later(LinuxDesign):  # a design registered later appears without any change to compare

@@ -413,7 +413,10 @@ def get_page_from_free_area(st, z, order, mt):
 
 @njit(inline="always")
 def free_area_empty(st, z, order, mt):
-    return list_first(st, buddy_lid(st, z, order, mt)) < 0
+    """free_area_empty(): through the zone layer (pool_first_free), so that callers above the
+    allocator (compaction's compact_finished, find_suitable_fallback) work on every design; a
+    list buddy's pool_first_free is get_page_from_free_area, the same list head."""
+    return pool_first_free(st, z, order, mt) < 0
 
 
 @njit(inline="always")
