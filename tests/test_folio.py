@@ -463,7 +463,7 @@ TestFolioVmem.settings = settings(max_examples=12, stateful_step_count=25, **_SE
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("design", ["linux", "radix", "vmem"])  # as before llfree: a rate on every design
+@pytest.mark.parametrize("design", ["radix", "vmem"])  # the designs whose descriptors a rate can fail
 def test_descriptor_fault_injection_million_operations(design):
     """>= 1 M operations with failslab on every descriptor cache (and vmem's struct buddy):
     0 lost pages, 0 failed frees, check ok; vmem's frees never allocate."""
