@@ -25,7 +25,7 @@ SAMPLE_SOURCES = {"classifier": {"misc": 477, "file": 22117, "anon": 173508, "sl
 
 @pytest.fixture(scope="module")
 def sample_policy():
-    return {d: replay(None, mode="policy", design=d, compare=False) for d in ("linux", "radix", "vmem")}
+    return {d: replay(None, mode="policy", design=d, compare=False, typed=True) for d in ("linux", "radix", "vmem")}
 
 
 def test_sample_type_agreement_pinned(sample_policy):
@@ -74,7 +74,7 @@ def test_sample_typed_policy_every_design(sample_policy):
 def test_linux_32_separates_descriptors_over_the_same_buddy(sample_policy):
     """linux:32: Linux's list buddy under a 32-byte struct page, descriptors from the slab --
     the same typed allocations as linux, each with a descriptor beside it."""
-    r = replay(None, mode="policy", design="linux:32", compare=False)
+    r = replay(None, mode="policy", design="linux:32", compare=False, typed=True)
     lin, rad = sample_policy["linux"], sample_policy["radix"]
     assert r.check == "ok"
     d = r.machine.design
@@ -99,7 +99,7 @@ def test_typing_does_not_move_linux(sample_policy):
 
 @pytest.mark.parametrize("design", ["linux", "radix", "vmem"])
 def test_sample_typed_exact(design):
-    r = replay(None, mode="exact", design=design)
+    r = replay(None, mode="exact", design=design, typed=True)
     assert r.check == "ok"
     ty = r.typed
     assert ty["live"] > 20000 and ty["descriptor_failures"] == 0
@@ -128,7 +128,7 @@ def _split_rows():
 @pytest.mark.parametrize("design", ["linux", "radix", "vmem"])
 def test_split_free_of_a_typed_allocation(design):
     m = Machine.create("64M", cpus=2, design=design)
-    r = replay(frame(_split_rows()), mode="policy", machine=m)
+    r = replay(frame(_split_rows()), mode="policy", machine=m, typed=True)
     assert r.check == "ok" and r.policy["model_free_errors"] == 0
     ty = r.typed
     assert ty["live"] == 0 and sum(ty["descriptor_bytes"].values()) == 0
@@ -146,7 +146,7 @@ def test_split_free_of_a_typed_allocation(design):
 def test_descriptor_fault_injection_in_typed_replay(design):
     """failslab on every descriptor cache: failed descriptors fail their allocations (counted as
     model failures), nothing is lost, every free still succeeds."""
-    r = replay(None, mode="policy", design=design, compare=False, config={"fail_descriptor_alloc": 0.05})
+    r = replay(None, mode="policy", design=design, compare=False, config={"fail_descriptor_alloc": 0.05}, typed=True)
     ty = r.typed
     assert r.check == "ok" and r.policy["model_free_errors"] == 0
     assert ty["descriptor_failures"] > 1000
@@ -162,7 +162,7 @@ def test_classifier_types_reach_the_design():
     m = Machine.create("64M", cpus=2)
     rows = [alloc(T, 0, RECLAIMABLE_GFP, UNMOVABLE),
             alloc(T + 1, 0, parse_gfp("GFP_HIGHUSER_MOVABLE|__GFP_ZERO"), MOVABLE)]
-    r = replay(frame(rows), mode="policy", machine=m)
+    r = replay(frame(rows), mode="policy", machine=m, typed=True)
     fo = r.folios
     slots = [fo.page_folio(p) for p in range(m.max_pfn) if fo.page_folio(p) is not None]
     types = sorted(fo.type_name(s) for s in set(slots))
@@ -207,7 +207,7 @@ def test_type_agreement_on_the_captures(shared_traces, capture):
 def test_typed_replay_of_a_capture_on_vmem(shared_traces):
     """mthp (folio-level events): typed policy replay on vmem -- check ok with descriptors, no
     allocation on a free path, the replay's agreement the one computed from the trace alone."""
-    r = replay(shared_traces / "mthp", mode="policy", design="vmem", compare=False, model_events=False)
+    r = replay(shared_traces / "mthp", mode="policy", design="vmem", compare=False, model_events=False, typed=True)
     ty = r.typed
     assert r.check == "ok" and ty["free_path_allocations"] == 0 and ty["descriptor_failures"] == 0
     assert ty["sources"]["filemap"]["file"] > 1000 and ty["sources"]["lru_insertion"]["anon"] > 1000

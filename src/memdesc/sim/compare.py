@@ -379,7 +379,7 @@ def compare(captures: Sequence[str | Path] | None = None, designs: str | Sequenc
             for spec in specs:
                 if progress:
                     progress(f"{name}: {spec} policy replay")
-                r = replay(path, mode="policy", design=spec, every=ev, trace=rr, model_events=False)
+                r = replay(path, mode="policy", design=spec, every=ev, trace=rr, model_events=False, typed=True)
                 m = r.machine
                 if not cap.get("layout"):
                     cap["layout"] = m.layout.arch
@@ -400,7 +400,7 @@ def compare(captures: Sequence[str | Path] | None = None, designs: str | Sequenc
                     if progress:
                         progress(f"{name}: {spec} exact replay")
                     try:
-                        rx = replay(path, mode="exact", design=spec, trace=rr)
+                        rx = replay(path, mode="exact", design=spec, trace=rr, typed=True)
                     except ConfigError as e:
                         fig["exact_unsupported"] = str(e)
                     else:

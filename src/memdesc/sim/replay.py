@@ -714,7 +714,7 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
            every: int = 0, strict: bool = False, compare: bool = True, chunk: int = DEFAULT_CHUNK,
            mt_names: tuple[str, ...] | None = None, model_events: bool = True,
            trace: TraceReadResult | None = None, config: dict | None = None, compaction: bool = True,
-           divergences: int = 0, pageblock_types: str = "trace", typed: bool = True,
+           divergences: int = 0, pageblock_types: str = "trace", typed: bool = False,
            progress: Callable[[int], None] | None = None,
            on_start: Callable[[int], None] | None = None,
            checkpoint: str | Path | None = None, checkpoint_at: int = 0, checkpoint_every: int = 0,
@@ -740,7 +740,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
     pageblock to the type the trace first shows for it (:func:`first_revealed_types`; the
     snapshot only gives how many blocks have each type), ``"snapshot"`` keeps the inferred
     types.  ``typed``: typed replay (exact and policy; see the module docstring): memdesc
-    types, descriptors on the design, ``type_agreement`` (off when checkpointing or resuming).
+    types, descriptors on the design, ``type_agreement``; off by default in the Python API (the
+    allocator's own figures, less memory), on in ``memdesc replay`` (``--typed``, the default)
+    and in ``memdesc compare``; off when checkpointing or resuming.
     ``progress(n)`` is called
     after each chunk with the events done; ``on_start(total)`` once before the first.
 
