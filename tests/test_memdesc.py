@@ -135,7 +135,7 @@ def test_bare_word_round_trip(sub, mappable, order, zone, node):
     assert d == {"type": 0, "type_name": "misc", "subtype": sub, "subtype_name": mm.MD_SUBTYPE_NAMES.get(sub, str(sub)),
                  "mappable": mappable, "order": order, "zone": zone, "node": node}
     # the bare layout is memmap's W=1 Field table (describe_page decodes it the same way)
-    pd = mm.describe_page([w])
+    pd = mm.describe_page([w], "memdesc")
     assert (pd["order"], pd["zone"], pd["node"], pd["mappable"]) == (order, zone, node, mappable)
 
 
@@ -145,7 +145,7 @@ def test_descriptor_word_round_trip(t, slot):
     addr = slot << 4
     w = md.encode_descriptor(t, addr)
     assert md.decode(w) == {"type": t, "type_name": mm.MD_TYPE_NAMES[t], "descriptor": addr}
-    assert mm.describe_page([w])["descriptor"] == addr
+    assert mm.describe_page([w], "memdesc")["descriptor"] == addr
 
 
 def test_array_kernels_round_trip():
