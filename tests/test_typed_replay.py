@@ -48,14 +48,14 @@ def test_sample_typed_policy_every_design(sample_policy):
         assert ty["descriptor_failures"] == 0
         # the same trace allocations are live at the end on every design (same demand stream)
         assert ty["live"] == lin.typed["live"] > 20000
-        assert ty["types"]["anon"]["allocations"] == SAMPLE_SOURCES["classifier"]["anon"]
+        assert ty["types"]["anon"]["alloc"] == SAMPLE_SOURCES["classifier"]["anon"]
         assert len(ty["descriptor_bytes_over_time"]) >= 8
     # linux overlays every descriptor on struct page: nothing is allocated beside the pages
     assert lin.typed["two_part_allocations"] == 0 and lin.typed["descriptor_bytes"] == {}
     # radix and vmem: every typed allocation with a descriptor is two allocations
     for r in (rad, vm):
         ty = r.typed
-        with_desc = sum(row["allocations"] for name, row in ty["types"].items() if name != "misc")
+        with_desc = sum(row["alloc"] for name, row in ty["types"].items() if name != "misc")
         assert ty["two_part_allocations"] == with_desc
         # live descriptors: 80 B per small folio, 128 B per large, 64 B struct slab / ptdesc
         sizes = ty["descriptor_sizes"]
@@ -132,14 +132,14 @@ def test_split_free_of_a_typed_allocation(design):
     assert r.check == "ok" and r.policy["model_free_errors"] == 0
     ty = r.typed
     assert ty["live"] == 0 and sum(ty["descriptor_bytes"].values()) == 0
-    assert ty["types"]["slab"]["allocations"] == 1
+    assert ty["types"]["slab"]["alloc"] == 1
     if design == "vmem":
         # vmem cannot split in place: the slab stays whole, typed, until its last piece goes
-        assert ty["typed_allocations_split"] == 0 and ty["types"]["slab"]["frees"] == 1
+        assert ty["typed_allocations_split"] == 0 and ty["types"]["slab"]["free"] == 1
         assert ty["free_path_allocations"] == 0
     else:
         # split_page() ends the typing: the pieces are bare pages (the descriptor is freed)
-        assert ty["typed_allocations_split"] == 1 and ty["types"]["slab"]["frees"] == 1
+        assert ty["typed_allocations_split"] == 1 and ty["types"]["slab"]["free"] == 1
 
 
 @pytest.mark.parametrize("design", fault_injection_designs())

@@ -121,7 +121,7 @@ def print_typed(ty: dict) -> None:
     for c in ("type", "allocations", "frees", "live", "live pages", "descriptors live", "descriptor bytes"):
         t.add_column(c, justify="left" if c == "type" else "right")
     for name, row in ty["types"].items():
-        t.add_row(name, str(row["allocations"]), str(row["frees"]), str(row["live"]), str(row["live_pages"]),
+        t.add_row(name, str(row["alloc"]), str(row["free"]), str(row["live"]), str(row["live_pages"]),
                   str(row["descriptors_live"]), str(row["descriptor_bytes"]))
     console.print(t)
     slab = sum(ty["descriptor_slab_bytes"].values())

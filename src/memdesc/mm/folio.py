@@ -215,7 +215,7 @@ NR_MM = 8
 (TS_ALLOCS, TS_FREES, TS_LIVE, TS_LIVE_PAGES, TS_DESC_LIVE, TS_DESC_BYTES, TS_TWO_PART, TS_DESC_FAILED,
  TS_PAGE_FAILED, TS_DESC_ALLOCS) = range(10)
 NR_TS = 10
-TS_NAMES = ("allocations", "frees", "live", "live_pages", "descriptors_live", "descriptor_bytes",
+TS_NAMES = ("alloc", "free", "live", "live_pages", "descriptors_live", "descriptor_bytes",
             "two_part_allocations", "descriptor_failures", "page_failures", "descriptor_allocations")
 # operations and their statistics
 (OP_ALLOC, OP_FREE, OP_SPLIT, OP_MIGRATE, OP_PIN, OP_UNPIN, OP_MAP, OP_UNMAP) = range(8)
