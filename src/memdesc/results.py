@@ -182,8 +182,8 @@ class TypeAgreement(Model):
 
 
 class TypedTypeRow(Model):
-    allocations: int
-    frees: int
+    alloc: int
+    free: int
     live: int
     live_pages: int
     descriptors_live: int
