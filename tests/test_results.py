@@ -102,7 +102,9 @@ def test_one_name_per_counter(outputs):
         keys = _keys(d)
         assert not OLD_NAMES & set(keys), (command, OLD_NAMES & set(keys))
     for command in ("machine", "churn", "inspect", "snapshot", "replay"):
-        keys = _keys(outputs[command])
+        # replay's ``typed`` section is the typed layer's own account (its free_path_allocations
+        # split into the slab's and the design's): the machine's counters are named once outside it
+        keys = _keys(outputs[command], skip=("phases", "rows", "typed"))
         for k in (*COUNTERS, "ops"):
             assert keys[k] == 1, (command, k, keys[k])
     for run in outputs["scenario"]["runs"]:
