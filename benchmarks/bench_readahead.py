@@ -23,24 +23,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import tempfile
-import time
 from pathlib import Path
+
+from bench_parse import _timed  # (best wall, median wall, best CPU, result): one timing rule
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT = REPO.parent / "shared" / "traces" / "files"
-
-
-def _timed(fn, repeat):
-    times, cpu, out = [], [], None
-    for _ in range(repeat):
-        c = time.process_time()
-        t = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t)
-        cpu.append(time.process_time() - c)
-    return min(times), statistics.median(times), min(cpu), out
 
 
 def main() -> None:

@@ -1483,28 +1483,12 @@ def _type_at(ms, ss, pa, gfp, order, mdtype, pfn, cpu, op):
     """Type the allocation [pfn, 2^order), which the caller already holds, as memdesc type
     mdtype: its descriptor first (where the design separates them), then the design's words.
     The slot, or E_NOMEM_DESC / E_NOCAP with nothing changed (the caller keeps the pages)."""
-    t = mdtype & MD_TYPE_MASK
-    os_ = ms.ostat[op]
     if _slots_free(ms) < 1:
         return E_NOCAP
-    c = ms.cache[t, _large(order)]
-    desc = np.int64(-1)
-    if c >= 0:
-        desc = _desc_alloc(ss, c, gfp, pa, cpu)
-        if desc == E_NOCAP:
-            return E_NOCAP
-        if desc < 0:
-            os_[OS_DESC_FAILED] += 1
-            ms.tstat[t, TS_DESC_FAILED] += 1
-            return E_NOMEM_DESC
-        os_[OS_DESC_ALLOCS] += 1
-    s = _slot_get(ms)
-    _init_slot(ms, s, pfn, order, mdtype, gfp, desc)
-    ms.cookie[s] = pa_set_memdesc(pa, pfn, order, mdtype, desc)
-    _map_pages(ms, pfn, order, s)
-    ms.meta[MM_LIVE] += 1
-    _account_alloc(ms, t, order, desc, ms.dsize[t, _large(order)])
-    return s
+    desc = _typed_desc(ms, ss, pa, gfp, order, mdtype & MD_TYPE_MASK, cpu, ms.ostat[op])
+    if desc == E_NOCAP or desc == E_NOMEM_DESC:
+        return desc
+    return _typed_install(ms, pa, pfn, order, mdtype, gfp, desc)
 
 
 @njit

@@ -207,6 +207,21 @@ def _new_anon_folio(st, ms, ss, pa, gfp, order, cpu):
 
 
 @njit
+def _new_charged_page(st, ms, ss, pa, mm, gfp, cpu):
+    """An order-0 anon folio charged to mm: (FAULT_OK, slot), (FAULT_NOCAP, -1), or
+    (FAULT_OOM, -1) with the OOM counted and nothing left allocated."""
+    s = _new_anon_folio(st, ms, ss, pa, gfp, 0, cpu)
+    if s == F.E_NOCAP:
+        return np.int64(FAULT_NOCAP), np.int64(-1)
+    if s < 0 or not _charge(st, mm, 1):
+        if s >= 0:
+            F.folio_put_refs(ms, ss, pa, s, 1, cpu)
+        st.ev[H.EV_OOM] += 1
+        return np.int64(FAULT_OOM), np.int64(-1)
+    return np.int64(FAULT_OK), s
+
+
+@njit
 def _map_new_folio(st, ms, ss, pa, mm, s, vpn0, nr, writable, cpu):
     """folio_add_new_anon_rmap + set_ptes + folio_add_lru_vma for a fresh folio of nr pages at
     vpn0 (its allocation reference becomes one of the PTE references)."""
@@ -351,16 +366,9 @@ def _do_anonymous_page(st, ms, ss, pa, mm, vi, vpn, write, cpu):
         else:
             H.count_mthp_stat(st.thp, order, H.MTHP_ANON_FAULT_FALLBACK, 1)
         orders, order = H.next_order(orders, order)
-    s = _new_anon_folio(st, ms, ss, pa, GFP_ANON_ZERO, 0, cpu)
-    if s == F.E_NOCAP:
-        return FAULT_NOCAP
-    if s < 0:
-        st.ev[H.EV_OOM] += 1
-        return FAULT_OOM
-    if not _charge(st, mm, 1):
-        F.folio_put_refs(ms, ss, pa, s, 1, cpu)
-        st.ev[H.EV_OOM] += 1
-        return FAULT_OOM
+    r, s = _new_charged_page(st, ms, ss, pa, mm, GFP_ANON_ZERO, cpu)
+    if r != FAULT_OK:
+        return r
     _map_new_folio(st, ms, ss, pa, mm, s, vpn, 1, True, cpu)
     return FAULT_OK
 
@@ -391,14 +399,9 @@ def _do_wp_page(st, ms, ss, pa, mm, vpn, cpu):
     """do_wp_page() on a write-protected PTE (present or the zero page)."""
     v = st.pte[mm, vpn]
     if v & PTE_ZERO:
-        s = _new_anon_folio(st, ms, ss, pa, GFP_ANON_ZERO, 0, cpu)
-        if s == F.E_NOCAP:
-            return FAULT_NOCAP
-        if s < 0 or not _charge(st, mm, 1):
-            if s >= 0:
-                F.folio_put_refs(ms, ss, pa, s, 1, cpu)
-            st.ev[H.EV_OOM] += 1
-            return FAULT_OOM
+        r, s = _new_charged_page(st, ms, ss, pa, mm, GFP_ANON_ZERO, cpu)
+        if r != FAULT_OK:
+            return r
         st.pte[mm, vpn] = 0
         _map_new_folio(st, ms, ss, pa, mm, s, vpn, 1, True, cpu)
         st.ev[H.EV_COW] += 1
@@ -409,14 +412,9 @@ def _do_wp_page(st, ms, ss, pa, mm, vpn, cpu):
         st.pte[mm, vpn] = v | PTE_WRITE
         st.ev[H.EV_COW_REUSE] += 1
         return FAULT_OK
-    s = _new_anon_folio(st, ms, ss, pa, GFP_ANON_COPY, 0, cpu)
-    if s == F.E_NOCAP:
-        return FAULT_NOCAP
-    if s < 0 or not _charge(st, mm, 1):
-        if s >= 0:
-            F.folio_put_refs(ms, ss, pa, s, 1, cpu)
-        st.ev[H.EV_OOM] += 1
-        return FAULT_OOM
+    r, s = _new_charged_page(st, ms, ss, pa, mm, GFP_ANON_COPY, cpu)
+    if r != FAULT_OK:
+        return r
     # the old mapping goes (its charge with it: the new page's was taken above)
     _unmap_pte_batch(st, ms, ss, pa, mm, old, pfn - ms.pfn[old], 1, cpu)
     st.pte[mm, vpn] = 0
