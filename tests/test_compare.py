@@ -101,7 +101,8 @@ def test_compare_figures_equal_a_plain_policy_replay(sample_comparison):
     """The comparison (one snapshot rebuilt for all designs, the trace read once) gives the
     figures a plain policy replay gives."""
     d = sample_comparison.summary["captures"][0]["designs"]["radix:reserve"]
-    r = replay(None, mode="policy", design="radix:reserve", every=d["fragmentation"]["every"], model_events=False)
+    r = replay(None, mode="policy", design="radix:reserve", every=d["fragmentation"]["every"], model_events=False,
+               typed=True)  # compare types every replay
     s = r.machine.summary()
     for k in ("metadata_bytes", "free_path_allocations", "free_stalls", "alloc_failed_for_metadata", "ops",
               "unusable_index", "extfrag_index"):
