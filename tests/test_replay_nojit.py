@@ -59,7 +59,7 @@ def workload() -> dict:
     for design in ("radix", "vmem"):
         for mode in ("exact", "policy"):
             m = Machine.create("64M", cpus=2, design=design)
-            r = replay(churn, mode=mode, machine=m)
+            r = replay(churn, mode=mode, machine=m, typed=True)
             ty = dict(r.typed)
             out[f"churn/{mode}/{design}/typed"] = {"check": r.check, "typed": ty, "digest": digest(m),
                                                    "buddyinfo": m.buddyinfo().to_dict()}

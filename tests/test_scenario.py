@@ -224,13 +224,14 @@ def test_same_counts_without_jit():
 
 #: the wall's figures for --mem 1G --seed 1 (memdesc.sim.clock's default 5 us per operation), pinned:
 #: (kernel pages, stalled frees, free stalls, parked after the frees, late user failures, of which
-#: for metadata, free-path allocations, node/descriptor bytes, reserve bytes)
+#: for metadata, free-path allocations over the whole run (radix consume allocates nodes while freeing in
+#: step 5 on i386, in steps 3 and 5 on x86_64), node/descriptor bytes, reserve bytes)
 WALL = {
     ("linux", None, "i386"): (221179, 0, 0, 0, 32, 0, 0, 0, 0),
-    ("radix", "consume", "i386"): (223698, 4417, 4417, 4228, 32, 0, 0, 1015808, 0),
+    ("radix", "consume", "i386"): (223698, 4417, 4417, 4228, 32, 0, 225, 1015808, 0),
     ("radix", "reserve", "i386"): (222035, 0, 0, 0, 5775, 5775, 0, 6905856, 5780160),
     ("vmem", None, "i386"): (222287, 0, 0, 0, 32, 0, 0, 8228520, 0),
-    ("radix", "consume", "x86_64"): (220007, 0, 0, 0, 12424, 0, 138, 1081344, 0),
+    ("radix", "consume", "x86_64"): (220007, 0, 0, 0, 12424, 0, 234, 1081344, 0),
 }
 
 

@@ -61,7 +61,7 @@ def _buddy_lines(final: dict) -> list[str]:
     return lines
 
 
-def _pct(a: int, n: int) -> str:
+def _share(a: int, n: int) -> str:
     return f"{100.0 * a / n:.2f} %" if n else "-"
 
 
@@ -74,15 +74,15 @@ def print_shadow(sh: dict, divs: dict | None) -> None:
                                                     "informed_decisions": sh["informed_decisions"],
                                                     "informed_agree": sh["informed_agree"]})]
     for name, c in rows:
-        t.add_row(name, str(c["decisions"]), str(c["agree"]), _pct(c["agree"], c["decisions"]),
+        t.add_row(name, str(c["decisions"]), str(c["agree"]), _share(c["agree"], c["decisions"]),
                   str(c["informed_decisions"]), str(c["informed_agree"]),
-                  _pct(c["informed_agree"], c["informed_decisions"]))
+                  _share(c["informed_agree"], c["informed_decisions"]))
     console.print(t)
     dt = sh["drain_trigger"]
     fb = sh["fallbacks"]
     console.print(f"drain trigger (count >= high after a free, not a class): {dt['agree']}/{dt['decisions']} agree "
-                  f"({_pct(dt['agree'], dt['decisions'])}), informed "
-                  f"{_pct(dt['informed_agree'], dt['informed_decisions'])}; fallbacks model claim/steal "
+                  f"({_share(dt['agree'], dt['decisions'])}), informed "
+                  f"{_share(dt['informed_agree'], dt['informed_decisions'])}; fallbacks model claim/steal "
                   f"{fb['model']['claim']}/{fb['model']['steal']}, trace "
                   f"{fb['trace']['claim']}/{fb['trace']['steal']}; free decisions never resolved by the trace "
                   f"{sh['free_decisions_unresolved']}")
