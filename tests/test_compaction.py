@@ -35,7 +35,8 @@ def machine(design: str = "linux", mem: str = "32M") -> tuple[Machine, F.Folios,
 
 def fragment(f: F.Folios, keep_every: int = 2, order: int = 0, limit: int = 100_000) -> list[int]:
     """Fill memory with LRU anon folios of ``order``, then free all but every ``keep_every``-th:
-    every pageblock keeps some, so no high-order block is free."""
+    every pageblock keeps some, so no high-order block is free.  The kept ones are mapped (one
+    PTE per page) and the allocation's reference is dropped, as a page fault leaves them."""
     hs = []
     while len(hs) < limit:
         h = f.folio_alloc(gfp=MOVABLE, order=order)
@@ -49,6 +50,8 @@ def fragment(f: F.Folios, keep_every: int = 2, order: int = 0, limit: int = 100_
             f.lru_del(h)
             f.put(h)
         else:
+            f.map_ptes(h, 0, f.nr_pages(h))
+            f.put(h)
             kept.append(h)
     return kept
 
@@ -286,8 +289,9 @@ class CompactionMachine(RuleBasedStateMachine):
             h = self.f.folio_alloc(gfp=MOVABLE, order=order, anon=False)
             if h is None:
                 return
-            self.f.add_to_page_cache(h, self.next_id, 0)   # ref: 1 + one per page, as migration expects
+            self.f.add_to_page_cache(h, self.next_id, 0)   # ref: 1 + one per page
             self.f.lru_add(h, "inactive_file")
+            self.f.put(h)                                  # the page cache's references only
             self.ref[self.next_id] = (1 << order, False)
             self.next_id += 1
 
@@ -303,12 +307,8 @@ class CompactionMachine(RuleBasedStateMachine):
                 continue
             for h in by[i]:
                 self.f.lru_del(h)
-                self.f.remove_from_page_cache(h)
-                # a piece of a folio compaction split holds only the page cache's references (the
-                # split gives the extra one to the piece the caller keeps, as __folio_split does):
-                # removing it from the page cache freed it
-                if int(self.f.state.ref[h]) > 0:
-                    self.f.put(h)
+                self.f.remove_from_page_cache(h)      # its last references: freed
+                assert not F.folio_live(self.f.state, np.int64(h))
             del self.ref[i]
 
     @rule(data=st.data(), unpin=st.booleans())
@@ -377,9 +377,9 @@ def test_nojit_gives_the_same_compaction():
         "while True:\n"
         "    h = f.folio_alloc(gfp='GFP_HIGHUSER_MOVABLE', order=len(hs) % 3)\n"
         "    if h is None: break\n"
-        "    f.lru_add(h, 'inactive_anon'); hs.append(h)\n"
+        "    f.lru_add(h, 'inactive_anon'); f.map_ptes(h, 0, f.nr_pages(h)); f.put(h); hs.append(h)\n"
         "for h in hs[1::2]:\n"
-        "    f.lru_del(h); f.put(h)\n"
+        "    f.lru_del(h); f.unmap_ptes(h, 0, f.nr_pages(h))\n"
         "c = C.Compaction(f)\n"
         "r = c.compact_memory()\n"
         "print(json.dumps([r, c.stats(), c.events().tolist(), np.asarray(m.design.zs.nr_free).tolist(), f.check()]))\n")

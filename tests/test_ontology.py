@@ -8,6 +8,7 @@ scanner model's line counts.
 
 from __future__ import annotations
 
+import html.parser
 import json
 import os
 import subprocess
@@ -330,6 +331,20 @@ def test_sample_designs_loaded_and_formulas(tmp_path):
         assert v["percent_of_ram"] == pytest.approx(100 * v["total_bytes"] / r["ram_bytes"])
     assert designs["linux"]["struct_page_bytes"] == r["memmap_pfns"] * 64
     assert designs["vmem"]["descriptor_bytes"]["buddy"] > 0 and "buddy" not in designs["llfree"]["descriptor_bytes"]
+
+
+def test_result_displays_in_jupyter():
+    """ontology() returns the --json dict itself, which renders as HTML tables in Jupyter: the
+    census by type, every design's metadata, the scanners' lines per pfn."""
+    r = ont.ontology(SAMPLE, "after", load=False, scanners=True)
+    assert isinstance(r, dict) and json.loads(json.dumps(r))["designs"] == r["designs"]
+    h = r._repr_html_()
+    html.parser.HTMLParser().feed(h)
+    assert h.count("<table") == 4
+    for d in md.DESIGN_NAMES:
+        assert f"<td>{d}</td>" in h
+    assert f"<td>{r['designs']['linux']['total_bytes']:,}</td>" in h
+    assert f"<td>{r['census']['file']:,}</td>" in h and "page_idle" in h
 
 
 def test_cli_json_keys(tmp_path):

@@ -14,7 +14,9 @@ zone into free pages at its high end.  Linux 6.18, as modelled here:
   isolates LRU folios from it (at most ``COMPACT_CLUSTER_MAX`` = 32 pages, then the round
   migrates); free pages (``PageBuddy``) are skipped by their order, compound pages of order
   >= pageblock_order (and, except for compact_memory, >= the requested order) by theirs,
-  pinned anon folios (``refcount - 1 > mapcount``), non-LRU pages and, unless the mode is
+  pinned anon folios (``refcount - 1 > mapcount`` once isolation took its reference:
+  ``folio_try_get``, dropped by ``folio_putback_lru``; a migration needs exactly the expected
+  references plus that one), non-LRU pages and, unless the mode is
   MIGRATE_SYNC, folios under writeback fail.  ``migrate_pages()`` then asks
   ``compaction_alloc()`` for a destination per folio: it takes the smallest isolated free
   block of at least the folio's order (``cc->freepages[order]``) and splits it, the halves
@@ -87,6 +89,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from numba.extending import overload
 
 from memdesc._numba import njit
 from memdesc._struct import StructProxy, StructType, define_struct
@@ -152,8 +155,8 @@ NR_CC = 28
 
 # configuration (cfg[...])
 (CFG_EXTFRAG_THRESHOLD, CFG_PROACTIVENESS, CFG_LOG, CFG_UNEVICTABLE_ALLOWED, CFG_PROACTIVE_DEFER,
- CFG_KSWAPD_RUNNING) = range(6)
-NR_CFG = 6
+ CFG_KSWAPD_RUNNING, CFG_DIRECT) = range(7)
+NR_CFG = 7
 
 # counters (stats[...]; vmstat names where Linux has them)
 (CS_COMPACT_STALL, CS_COMPACT_FAIL, CS_COMPACT_SUCCESS, CS_MIGRATE_SCANNED, CS_FREE_SCANNED, CS_ISOLATED,
@@ -195,8 +198,11 @@ class CompactState(StructProxy):
 define_struct(CompactState, CompactStateType)
 
 
-def new_compact_state(pa, present: np.ndarray | None = None, log_capacity: int = 1 << 16) -> CompactState:
-    """Compaction state for design state ``pa`` (its zones and pageblocks)."""
+def new_compact_state(pa, present: np.ndarray | None = None, log_capacity: int = 1 << 16,
+                      direct: bool = True) -> CompactState:
+    """Compaction state for design state ``pa`` (its zones and pageblocks).  ``direct``: whether
+    the allocation slow path compacts (:func:`direct_compact_pages`; off = CONFIG_COMPACTION=n for
+    the slow path, kcompactd and compact_memory still run)."""
     nz = pa.z_start.shape[0]
     cz = np.zeros((nz, NR_CZ), np.int64)
     for z in range(nz):
@@ -212,6 +218,7 @@ def new_compact_state(pa, present: np.ndarray | None = None, log_capacity: int =
     cfg[CFG_PROACTIVENESS] = COMPACTION_PROACTIVENESS
     cfg[CFG_LOG] = 1 if log_capacity > 0 else 0
     cfg[CFG_UNEVICTABLE_ALLOWED] = 1
+    cfg[CFG_DIRECT] = 1 if direct else 0
     npb = pa.pb.shape[0]
     pbvalid = (np.asarray(pa.pb_zone[:npb]) >= 0).astype(np.uint8)
     # a pageblock whose pages are all reserved (holes, offline memory) has no valid struct pages
@@ -723,9 +730,12 @@ def release_free_list(cs, pa, cpu):
 
 
 @njit
-def _putback(ms, s, lru):
+def _putback(ms, ss, pa, s, lru, cpu):
+    """folio_putback_lru(): back on its LRU list, the isolation reference dropped (folio_put:
+    the folio is freed if that was the last one)."""
     if lru >= 0:
         F.lru_add(ms, s, lru, False)
+    F.folio_put_refs(ms, ss, pa, s, 1, cpu)
 
 
 @njit
@@ -768,8 +778,9 @@ def isolate_migratepages_block(cs, ms, pa, low, end):
             low += 1      # not an LRU folio head (kernel page, slab, a tail of an unisolated folio)
             continue
         nrp = np.int64(1) << ms.order[s]
-        # a pinned anon folio cannot be migrated: not worth isolating
-        if ms.mapping[s] == 0 and (ms.ref[s] - 1) > F.folio_mapcount(ms, s):
+        # a pinned anon folio cannot be migrated: not worth isolating (Linux tests
+        # folio_ref_count - 1 > folio_mapcount after its folio_try_get, i.e. ref > mapcount here)
+        if ms.mapping[s] == 0 and ms.ref[s] > F.folio_mapcount(ms, s):
             low += 1
             continue
         if (cc[CC_GFP] & G.__GFP_FS) == 0 and ms.mapping[s] != 0:
@@ -781,7 +792,8 @@ def isolate_migratepages_block(cs, ms, pa, low, end):
         if async_migrate and (ms.flags[s] & (np.int64(1) << mmap.PG_writeback)) != 0:
             low += 1
             continue
-        # folio_test_clear_lru + lruvec_del_folio: isolated
+        # folio_try_get + folio_test_clear_lru + lruvec_del_folio: isolated, with a reference
+        ms.ref[s] += 1
         n = cc[CC_NR_MLIST]
         cs.mlist[n] = s
         cs.tmp_out[n] = ms.lru[s]
@@ -1044,7 +1056,7 @@ def _migrate_batch(cs, ms, ss, pa):
     while i < cnt:
         s = ws[i]
         if err != 0:
-            _putback(ms, s, wl[i])
+            _putback(ms, ss, pa, s, wl[i], cc[CC_CPU])
             st[M.MS_NOT_TRIED] += 1
             i += 1
             continue
@@ -1057,22 +1069,24 @@ def _migrate_batch(cs, ms, ss, pa):
                     nsplit += 1
                     for k in range(r):
                         if pieces[k] >= 0:
+                            if k > 0:        # split to the migrate list: every piece holds a reference
+                                ms.ref[pieces[k]] += 1
                             ws[cnt] = pieces[k]
                             wl[cnt] = wl[i]
                             cnt += 1
                     i += 1
                     continue
             st[M.MS_FAILED] += 1
-            _putback(ms, s, wl[i])
+            _putback(ms, ss, pa, s, wl[i], cc[CC_CPU])
             err = np.int64(-12)
             i += 1
             continue
         r, ns = M.migrate_one(ms, ss, pa, s, d, cc[CC_CPU], st)
         if r == M.MIG_OK:
-            _putback(ms, ns, wl[i])
+            _putback(ms, ss, pa, ns, wl[i], cc[CC_CPU])
         else:
             compaction_free(cs, d, order)
-            _putback(ms, s, wl[i])
+            _putback(ms, ss, pa, s, wl[i], cc[CC_CPU])
             if r == M.MIG_ENOMEM or r == F.E_NOCAP:
                 err = np.int64(-12)
                 if r == F.E_NOCAP:
@@ -1141,7 +1155,7 @@ def compact_zone_end(cs, ms, ss, pa, ret):
     cc = cs.cc
     z = cc[CC_ZONE]
     for i in range(cc[CC_NR_MLIST]):
-        _putback(ms, cs.mlist[i], cs.tmp_out[i])
+        _putback(ms, ss, pa, cs.mlist[i], cs.tmp_out[i], cc[CC_CPU])
     cc[CC_NR_MLIST] = 0
     if cc[CC_NR_FREEPAGES] > 0 or cs.fpn.sum() > 0:
         high = pageblock_start_pfn(release_free_list(cs, pa, cc[CC_CPU]))
@@ -1230,6 +1244,50 @@ def try_to_compact_pages(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
     else:
         cs.stats[CS_COMPACT_FAIL] += 1
     return np.int64(rc), captured
+
+
+def direct_compact_pages(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
+    """The slow path's call of try_to_compact_pages(): (status, captured pfn or -1).
+
+    (COMPACT_SKIPPED, -1) -- as try_to_compact_pages() of a kernel built without
+    CONFIG_COMPACTION -- when direct compaction is off in ``cs`` (``CFG_DIRECT``) or the design
+    registers no compaction primitives (LLFree): the choice is made at compile time from the
+    design's state type, so the MM's allocation entry compiles for every design."""
+    if cs.cfg[CFG_DIRECT] == 0 or not dispatch.has(type(pa), *dispatch.COMPACTION_PRIMITIVES):
+        return np.int64(COMPACT_SKIPPED), np.int64(-1)
+    return try_to_compact_pages(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu)
+
+
+@overload(direct_compact_pages, prefer_literal=False)
+def _direct_compact_pages_typer(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
+    if dispatch.has(type(pa), *dispatch.COMPACTION_PRIMITIVES):
+        def impl(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
+            if cs.cfg[CFG_DIRECT] == 0:
+                return np.int64(COMPACT_SKIPPED), np.int64(-1)
+            return try_to_compact_pages(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu)
+    else:
+        def impl(cs, ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
+            return np.int64(COMPACT_SKIPPED), np.int64(-1)
+    return impl
+
+
+@njit
+def compaction_zonelist_suitable(pa, order, highest_zoneidx, reclaimable):
+    """compaction_zonelist_suitable(): would any zone pass __compaction_suitable (min watermark)
+    with its free pages plus ``reclaimable / order`` (the caller's zone_reclaimable_pages: the
+    model's LRU is per node, so the node's count stands for each zone's)?"""
+    if order <= 0:
+        return False
+    zl = pa.zonelist[0]
+    for i in range(zl.shape[0]):
+        z = zl[i]
+        if z < 0:
+            break
+        if pa.z_idx[z] > highest_zoneidx or pa.z_managed[z] == 0:
+            continue
+        if __compaction_suitable(pa, z, order, highest_zoneidx, pa.z_free[z] + reclaimable // order):
+            return True
+    return False
 
 
 @njit
@@ -1331,10 +1389,11 @@ class Compaction:
     slab and design) plus the compaction state.  Methods run the kernels, growing the folio
     and slab states between compaction rounds when they run short."""
 
-    def __init__(self, folios: F.Folios, log_capacity: int = 1 << 16, present: np.ndarray | None = None):
+    def __init__(self, folios: F.Folios, log_capacity: int = 1 << 16, present: np.ndarray | None = None,
+                 direct: bool = True):
         check_compactable(folios.pa)
         self.folios = folios
-        self.state = new_compact_state(folios.pa, present, log_capacity)
+        self.state = new_compact_state(folios.pa, present, log_capacity, direct)
 
     # -- plumbing
     def _states(self):

@@ -65,11 +65,17 @@ Every function below is a port of the 6.18 function of the same name, reduced to
 * **The MM allocation entry** ``alloc_folio_recover`` (the slow path's recovery, which the
   page allocator's own slow path in ``core`` does not do): the design's allocation; on
   failure wake kswapd, then ``__alloc_pages_direct_reclaim`` (``try_to_free_pages``, then
-  retry), then ``__alloc_pages_direct_compact`` through ``try_to_compact_pages``, retrying
-  per ``should_reclaim_retry`` (``MAX_RECLAIM_RETRIES`` rounds without progress; stop when
-  even all reclaimable pages would not lift a zone over its min watermark).
-  Compaction is a *stub* here returning ``COMPACT_SKIPPED`` until
-  ``mm/compaction.py``'s ``try_to_compact_pages`` lands (the compaction helper's branch).
+  retry), then ``__alloc_pages_direct_compact`` through mm/compaction.py's
+  ``try_to_compact_pages``, in ``__alloc_pages_slowpath``'s order: costly orders (and
+  non-movable orders > 0) compact asynchronously *before* reclaim, and a costly
+  ``__GFP_NORETRY`` request (a THP fault) gives up at once when that compaction was skipped or
+  deferred; then rounds of reclaim + compaction, retried per ``should_reclaim_retry``
+  (``MAX_RECLAIM_RETRIES`` rounds without progress; stop when even all reclaimable pages would
+  not lift a zone over its min watermark) and ``should_compact_retry`` (priority raised
+  towards ``MIN_COMPACT_PRIORITY``, ``MAX_COMPACT_RETRIES`` after successes).  A block the
+  compactor captured becomes the folio (``memdesc_adopt_held``: its descriptor allocated
+  then).  Designs without compaction primitives (LLFree), and a compaction state built with
+  ``direct=False``, compact nothing (``COMPACT_SKIPPED``, as without CONFIG_COMPACTION).
 
 Not modelled: the VMA flags (``VM_EXEC`` rotation on the active list, ``VM_LOCKED``; mlock
 is PG_mlocked), workingset refault detection (shadow entries; refaults are not activated),
@@ -85,8 +91,22 @@ import numpy as np
 from memdesc._numba import njit
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
+from memdesc.mm.compaction import (
+    COMPACT_DEFERRED,
+    COMPACT_SKIPPED,
+    COMPACT_SUCCESS,
+    DEF_COMPACT_PRIORITY,
+    INIT_COMPACT_PRIORITY,
+    MIN_COMPACT_COSTLY_PRIORITY,
+    MIN_COMPACT_PRIORITY,
+    Compaction,
+    compaction_zonelist_suitable,
+    direct_compact_pages,
+    new_compact_state,
+)
 from memdesc.mm.folio import (
     E_NOCAP,
+    E_NOMEM_PAGES,
     HEADROOM_SLABS,
     LRU_ACTIVE_ANON,
     LRU_ACTIVE_FILE,
@@ -110,6 +130,7 @@ from memdesc.mm.folio import (
     headroom_ok,
     lru_add,
     lru_del,
+    memdesc_adopt_held,
     memdesc_alloc,
     set_nr_lruvecs,
 )
@@ -126,7 +147,7 @@ from memdesc.mm.memcontrol import (
     refill_stock,
 )
 from memdesc.mm.mmzone import MAX_PAGE_ORDER
-from memdesc.mm.page_alloc import core
+from memdesc.mm.page_alloc import core, dispatch
 from memdesc.mm.slab import slab_state_headroom
 from memdesc.mm.swap import (
     B_ACTIVE,
@@ -240,11 +261,6 @@ SCAN_EQUAL, SCAN_FRACT, SCAN_ANON, SCAN_FILE = range(4)
 
 # folio_check_references()
 FOLIOREF_RECLAIM, FOLIOREF_RECLAIM_CLEAN, FOLIOREF_KEEP, FOLIOREF_ACTIVATE = range(4)
-
-# include/linux/compaction.h: enum compact_result
-(COMPACT_NOT_SUITABLE_ZONE, COMPACT_SKIPPED, COMPACT_DEFERRED, COMPACT_NO_SUITABLE_PAGE, COMPACT_CONTINUE,
- COMPACT_COMPLETE, COMPACT_PARTIAL_SKIPPED, COMPACT_CONTENDED, COMPACT_SUCCESS) = range(9)
-COMPACT_PRIO_SYNC_FULL, COMPACT_PRIO_SYNC_LIGHT, COMPACT_PRIO_ASYNC = range(3)
 
 # trace reclaim_flags (include/trace/events/vmscan.h)
 RECLAIM_WB_ANON, RECLAIM_WB_FILE, RECLAIM_WB_SYNC, RECLAIM_WB_ASYNC = 0x1, 0x2, 0x4, 0x8
@@ -1017,15 +1033,10 @@ def kswapd_run(ms, ss, pa, rs, cpu):
     return nr
 
 
-# ------------------------------------------------------------------ compaction (stub) and the allocation entry
+# ------------------------------------------------------------------ the allocation entry (reclaim + compaction)
 
-
-@njit
-def try_to_compact_pages(ms, ss, pa, gfp, order, alloc_flags, prio, cpu):
-    """STUB until mm/compaction.py lands: ``(COMPACT_SKIPPED, -1)``.  The compaction helper's
-    ``try_to_compact_pages(<mm state args>, gfp, order, alloc_flags, prio, cpu) -> (status,
-    captured_pfn)`` replaces it (one call site: :func:`alloc_folio_recover`)."""
-    return np.int64(COMPACT_SKIPPED), np.int64(-1)
+#: should_compact_retry()'s bound on retries after compaction succeeded (mm/page_alloc.c)
+MAX_COMPACT_RETRIES = 16
 
 
 @njit
@@ -1058,49 +1069,109 @@ def should_reclaim_retry(ms, pa, rs, order, highest_zoneidx, no_progress_loops):
 
 
 @njit
-def alloc_folio_recover(ms, ss, pa, rs, gfp, order, mdtype, cpu):
+def should_compact_retry(ms, pa, rs, order, highest_zoneidx, compact_result, prio_retries):
+    """should_compact_retry() (CONFIG_COMPACTION): retry after a skipped compaction if reclaim
+    could make it suitable; after a success up to MAX_COMPACT_RETRIES (a quarter for costly
+    orders); after a failure with the priority raised one step, down to MIN_COMPACT_PRIORITY
+    (MIN_COMPACT_COSTLY_PRIORITY for costly orders).  ``prio_retries`` = [priority, retries],
+    updated in place."""
+    if order == 0:
+        return False
+    if compact_result == COMPACT_SKIPPED:
+        return compaction_zonelist_suitable(pa, order, highest_zoneidx, reclaimable_pages(ms, rs))
+    if compact_result == COMPACT_SUCCESS:
+        max_retries = MAX_COMPACT_RETRIES // 4 if order > PAGE_ALLOC_COSTLY_ORDER else MAX_COMPACT_RETRIES
+        prio_retries[1] += 1
+        if prio_retries[1] <= max_retries:
+            return True
+    min_priority = MIN_COMPACT_COSTLY_PRIORITY if order > PAGE_ALLOC_COSTLY_ORDER else MIN_COMPACT_PRIORITY
+    if prio_retries[0] > min_priority:
+        prio_retries[0] -= 1
+        prio_retries[1] = 0
+        return True
+    return False
+
+
+@njit
+def __alloc_pages_direct_compact(ms, ss, pa, rs, cs, gfp, order, mdtype, prio, cpu):
+    """__alloc_pages_direct_compact(): compaction, then the folio from the block it captured
+    (typed now: its descriptor allocated) or a fresh attempt.  Returns (slot or negative
+    error, compact_result); order 0 does not compact (E_NOMEM_PAGES, COMPACT_SKIPPED)."""
+    if order == 0:
+        return np.int64(E_NOMEM_PAGES), np.int64(COMPACT_SKIPPED)
+    result, captured = direct_compact_pages(cs, ms, ss, pa, gfp, order, np.int64(0), prio, cpu)
+    if result == COMPACT_SKIPPED:
+        return np.int64(E_NOMEM_PAGES), result
+    rs.vm[VM_COMPACT_STALL] += 1
+    if captured >= 0:
+        s = memdesc_adopt_held(ms, ss, pa, captured, order, mdtype, gfp, cpu)
+        if s < 0:                 # no descriptor (or no room): the captured block goes back
+            dispatch.pa_free(pa, captured, order, cpu)
+        return s, result
+    return memdesc_alloc(ms, ss, pa, gfp, order, mdtype, cpu), result
+
+
+@njit
+def alloc_folio_recover(ms, ss, pa, rs, cs, gfp, order, mdtype, cpu):
     """The MM's allocation entry (``__alloc_pages_slowpath``'s recovery): a typed allocation
-    through the folio layer; on failure kswapd is woken and direct reclaim, then direct
-    compaction (stub), run before the allocation is retried; gives up per
-    ``should_reclaim_retry``.  Returns the slot, or a negative error (folio layer's, or
-    E_NOMEM)."""
+    through the folio layer; on failure kswapd is woken, costly orders compact first, then
+    direct reclaim and direct compaction run before each retry, which
+    ``should_reclaim_retry`` / ``should_compact_retry`` bound.  ``cs``: the compaction state
+    (mm/compaction.py).  Returns the slot, or a negative error (folio layer's, or E_NOMEM)."""
     highest_zoneidx = pa.gfp_zone_table[gfp & G.GFP_ZONEMASK]
     s = memdesc_alloc(ms, ss, pa, gfp, order, mdtype, cpu)
     if (gfp & G.__GFP_KSWAPD_RECLAIM) and highest_zoneidx >= 0 \
             and zones_below(pa, pa.cpu_node[cpu], highest_zoneidx, order, 1):
         wakeup_kswapd(pa, rs, order, highest_zoneidx, gfp)
-    if s >= 0 or s == -22:      # E_NOCAP: the caller grows and retries
+    if s >= 0 or s == E_NOCAP:      # E_NOCAP: the caller grows and retries
         return s
     if not (gfp & G.__GFP_DIRECT_RECLAIM) or highest_zoneidx < 0:
         rs.vm[VM_ALLOC_FAIL] += 1
         return s
     costly = order > PAGE_ALLOC_COSTLY_ORDER
+    prio_retries = np.zeros(2, np.int64)
+    prio_retries[0] = DEF_COMPACT_PRIORITY
+    compact_result = np.int64(COMPACT_SKIPPED)
+    if costly or (order > 0 and core.gfp_migratetype(pa, gfp) != core.MT_MOVABLE):
+        s, compact_result = __alloc_pages_direct_compact(ms, ss, pa, rs, cs, gfp, order, mdtype,
+                                                         np.int64(INIT_COMPACT_PRIORITY), cpu)
+        if s >= 0 or s == E_NOCAP:
+            return s
+        if costly and (gfp & G.__GFP_NORETRY):
+            if compact_result == COMPACT_SKIPPED or compact_result == COMPACT_DEFERRED:
+                rs.vm[VM_ALLOC_FAIL] += 1
+                return s
+            prio_retries[0] = INIT_COMPACT_PRIORITY
     no_progress = 0
     tries = 0
-    while tries < 4 * MAX_RECLAIM_RETRIES:
+    while tries < 4 * (MAX_RECLAIM_RETRIES + MAX_COMPACT_RETRIES):
         tries += 1
         if (gfp & G.__GFP_KSWAPD_RECLAIM) and not rs.ks[KS_WOKEN]:
             wakeup_kswapd(pa, rs, order, highest_zoneidx, gfp)
+        s = memdesc_alloc(ms, ss, pa, gfp, order, mdtype, cpu)
+        if s >= 0 or s == E_NOCAP:
+            return s
         progress = try_to_free_pages(ms, ss, pa, rs, gfp, order, cpu)
         s = memdesc_alloc(ms, ss, pa, gfp, order, mdtype, cpu)
-        if s >= 0 or s == -22:
+        if s >= 0 or s == E_NOCAP:
             return s
-        rs.vm[VM_COMPACT_STALL] += 1
-        status, captured = try_to_compact_pages(ms, ss, pa, gfp, order, 0, COMPACT_PRIO_ASYNC, cpu)
-        if status == COMPACT_SUCCESS or captured >= 0:
-            s = memdesc_alloc(ms, ss, pa, gfp, order, mdtype, cpu)
-            if s >= 0 or s == -22:
-                return s
-        if costly and not (gfp & G.__GFP_RETRY_MAYFAIL):
-            break
+        s, compact_result = __alloc_pages_direct_compact(ms, ss, pa, rs, cs, gfp, order, mdtype,
+                                                         prio_retries[0], cpu)
+        if s >= 0 or s == E_NOCAP:
+            return s
         if gfp & G.__GFP_NORETRY:
+            break
+        if costly and not (gfp & G.__GFP_RETRY_MAYFAIL):
             break
         if progress:
             no_progress = 0
         else:
             no_progress += 1
-        if not should_reclaim_retry(ms, pa, rs, order, highest_zoneidx, no_progress):
-            break
+        if should_reclaim_retry(ms, pa, rs, order, highest_zoneidx, no_progress):
+            continue
+        if progress and should_compact_retry(ms, pa, rs, order, highest_zoneidx, compact_result, prio_retries):
+            continue
+        break
     rs.vm[VM_ALLOC_FAIL] += 1
     return s
 
@@ -1150,12 +1221,12 @@ def mem_cgroup_uncharge(ms, rs, s):
 
 
 @njit
-def add_folio_nb(ms, ss, pa, rs, anon, order, memcg, gfp, cpu, mapping, index, force):
+def add_folio_nb(ms, ss, pa, rs, cs, anon, order, memcg, gfp, cpu, mapping, index, force):
     """A new folio: allocation with recovery, memcg charge (with memcg reclaim), page cache
     (file: mapping, index) or one PTE per page (anon), then folio_add_lru.  Returns the slot
     or a negative error (E_NOMEM: the charge failed and force is off; the folio is freed)."""
     mdtype = MD_ANON if anon else MD_FILE
-    s = alloc_folio_recover(ms, ss, pa, rs, gfp, order, mdtype, cpu)
+    s = alloc_folio_recover(ms, ss, pa, rs, cs, gfp, order, mdtype, cpu)
     if s < 0:
         return s
     if folio_charge_and_add(ms, ss, pa, rs, s, memcg, gfp, cpu, force) < 0:
@@ -1173,14 +1244,14 @@ def add_folio_nb(ms, ss, pa, rs, anon, order, memcg, gfp, cpu, mapping, index, f
 
 
 @njit
-def add_folios_nb(ms, ss, pa, rs, n, anon, order, memcg, gfp, mapping, first_index, ncpu, out):
+def add_folios_nb(ms, ss, pa, rs, cs, n, anon, order, memcg, gfp, mapping, first_index, ncpu, out):
     """n folios as :func:`add_folio_nb` (file: indices first_index + i << order; CPU i % ncpu);
     out[i] = slot or error.  Stops early (returns the count done) when the folio state needs
     room; the caller grows it and continues."""
     for i in range(n):
         if not headroom_ok(ms, ss):
             return i
-        out[i] = add_folio_nb(ms, ss, pa, rs, anon, order, memcg, gfp, i % ncpu, mapping,
+        out[i] = add_folio_nb(ms, ss, pa, rs, cs, anon, order, memcg, gfp, i % ncpu, mapping,
                               first_index + (i << order), False)
         if out[i] == E_NOCAP:
             return i
@@ -1265,17 +1336,28 @@ class Reclaim:
     the kernels above; handles are the folio layer's slots).
 
     ``Reclaim(machine, swap_pages=0)``: no swap device by default (anon folios are then
-    never reclaimed), ``swap_pages`` > 0 for one.  ``memcg_create(limit_pages)`` gives a
+    never reclaimed), ``swap_pages`` > 0 for one.  ``compaction``: whether the allocation
+    entry compacts directly (``self.compaction``, a :class:`memdesc.mm.compaction.Compaction`
+    over the same folios; None on a design without compaction primitives, which then never
+    compacts).  ``memcg_create(limit_pages)`` gives a
     memcg id; ``add_folio`` charges and adds a folio as the kernel's fault / page-cache paths
     do; ``mark_accessed``, ``touch`` (the PTEs' accessed bits), ``set_dirty``,
     ``end_writeback``, ``delete``; ``reclaim_memcg``, ``try_to_free_pages``, ``kswapd``."""
 
     def __init__(self, machine, *, max_memcgs: int = 64, swap_pages: int = 0,
-                 swappiness: int = DEFAULT_SWAPPINESS, log_capacity: int = 1 << 16, log_mask: int = LOG_DEFAULT):
+                 swappiness: int = DEFAULT_SWAPPINESS, log_capacity: int = 1 << 16, log_mask: int = LOG_DEFAULT,
+                 compaction: bool = True):
         self.machine = machine
         self.folios = Folios.of(machine)
         self.folios.state = set_nr_lruvecs(self.folios.state, max_memcgs)
         self.state = new_reclaim_state(machine.nr_cpus, max_memcgs, swap_pages, swappiness, log_capacity, log_mask)
+        pa = self.folios.pa
+        if dispatch.has(type(pa), *dispatch.COMPACTION_PRIMITIVES):
+            self.compaction: Compaction | None = Compaction(self.folios, log_capacity=log_capacity, direct=compaction)
+            self.compact_state = self.compaction.state
+        else:
+            self.compaction = None
+            self.compact_state = new_compact_state(pa, log_capacity=0, direct=False)
 
     # -- plumbing
     @property
@@ -1324,8 +1406,9 @@ class Reclaim:
             raise ConfigError("a page-cache folio needs a mapping id > 0")
         if gfp is None:
             gfp = G.GFP_HIGHUSER_MOVABLE | (_GFP_COMP if order else 0)
-        rc = int(self._run(add_folio_nb, bool(anon), np.int64(order), self._memcg(memcg), np.int64(to_gfp(gfp)),
-                           self._cpu(cpu), np.int64(0 if anon else mapping), np.int64(index), bool(force)))
+        rc = int(self._run(add_folio_nb, self.compact_state, bool(anon), np.int64(order), self._memcg(memcg),
+                           np.int64(to_gfp(gfp)), self._cpu(cpu), np.int64(0 if anon else mapping), np.int64(index),
+                           bool(force)))
         return rc if rc >= 0 else None
 
     def add_folios(self, n: int, anon: bool = False, order: int = 0, memcg: int = 0, mapping: int = 1,
@@ -1341,7 +1424,8 @@ class Reclaim:
         f = self.folios
         while done < n:
             f._ensure()
-            k = int(add_folios_nb(f.state, f.slab.state, f.pa, self.state, np.int64(n - done), bool(anon),
+            k = int(add_folios_nb(f.state, f.slab.state, f.pa, self.state, self.compact_state, np.int64(n - done),
+                                  bool(anon),
                                   np.int64(order), self._memcg(memcg), np.int64(to_gfp(gfp)),
                                   np.int64(0 if anon else mapping), np.int64(first_index + (done << order)),
                                   np.int64(self.machine.nr_cpus), out[done:]))
@@ -1401,7 +1485,7 @@ class Reclaim:
         """A folio through the MM's allocation entry with recovery (no memcg, not on the LRU)."""
         if gfp is None:
             gfp = G.GFP_HIGHUSER_MOVABLE | (_GFP_COMP if order else 0)
-        rc = int(self._run(alloc_folio_recover, np.int64(to_gfp(gfp)), np.int64(order),
+        rc = int(self._run(alloc_folio_recover, self.compact_state, np.int64(to_gfp(gfp)), np.int64(order),
                            np.int64(MD_ANON if anon else MD_FILE), self._cpu(cpu)))
         return rc if rc >= 0 else None
 

@@ -14,8 +14,12 @@ allocations, per-CPU list pages that read as flagless) stay untyped allocations:
 migrate scanner passes them as Linux passes non-LRU pages.  Then
 :meth:`memdesc.mm.compaction.Compaction.compact_memory` runs every zone.
 
-What is *not* rebuilt: page-table mappings and extra references (kpagecount is not turned
-into mapcounts; every folio has the references migration expects), pins (none), the
+Each anon folio is mapped once per page and each file folio sits in a page cache (one
+mapping for all: the dump does not name inodes), with the references the fault and
+page-cache paths leave (the allocation's own reference dropped), so compaction's isolation
+takes its reference as Linux's does.  What is *not* rebuilt: the page tables themselves and
+extra references (kpagecount is not turned into mapcounts: every anon page counts one
+mapping), pins (none), the
 per-CPU LRU batches, non-LRU movable pages (zsmalloc, balloon).  So the model migrates
 every LRU folio its scanner reaches that Linux would migrate barring transient references.
 
@@ -35,6 +39,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memdesc._numba import njit
 from memdesc.mm import compaction as C
 from memdesc.mm import folio as F
 from memdesc.mm import memmap as mmap
@@ -66,6 +71,26 @@ def _blocks_of_order(nr_free: list[int], order: int) -> int:
     return sum(int(c) << (o - order) for o, c in enumerate(nr_free) if o >= order)
 
 
+#: the page-cache mapping id of the snapshot's file folios (their inodes are not in the dump)
+SNAPSHOT_MAPPING = 1
+
+
+@njit
+def as_faulted_or_cached(ms, ss, pa, slots, anon, cpu):
+    """The references the kernel's fault and page-cache paths leave on a folio: an anon folio
+    mapped once per page (one PTE each), a file folio in a page cache (SNAPSHOT_MAPPING, index
+    its pfn); then the allocation's reference dropped (the folio_put after folio_add_lru)."""
+    for i in range(slots.shape[0]):
+        s = slots[i]
+        if s < 0:
+            continue
+        if anon[i]:
+            F.folio_map_ptes(ms, s, 0, np.int64(1) << ms.order[s])
+        else:
+            F.folio_attach_mapping(ms, s, SNAPSHOT_MAPPING, ms.pfn[s])
+        F.folio_put_refs(ms, ss, pa, s, 1, cpu)
+
+
 def adopt_snapshot_folios(folios: F.Folios, state, snap) -> dict:
     """Make the snapshot's anon and file allocations folios (see the module docstring)."""
     heads = state.alloc_pfn
@@ -79,6 +104,7 @@ def adopt_snapshot_folios(folios: F.Folios, state, snap) -> dict:
     lrus = _lru_of(flags, anon)
     d0 = int(folios.state.ostat[F.OP_ALLOC, F.OS_DESC_ALLOCS])
     out = folios.adopt(pfns, orders, types, lrus)
+    as_faulted_or_cached(folios.state, folios.slab.state, folios.pa, out, anon, np.int64(0))
     ok = out >= 0
     wb = ok & ((flags & kpf_mask(KPF.WRITEBACK)) != 0)
     if wb.any():

@@ -42,6 +42,7 @@ from pathlib import Path
 
 import numpy as np
 
+from memdesc import _html
 from memdesc.errors import CaptureError, ConfigError, FormatError, MemdescError
 from memdesc.lib.llfree import MIN_PAGES as LLFREE_MIN_PAGES
 from memdesc.lib.llfree import TREE_SIZE as LLFREE_TREE_SIZE
@@ -296,18 +297,51 @@ def read_capture(directory: str | Path, when: str = "before") -> tuple[Census, l
     return census_from_files(flags, zi, counts), zoneinfo
 
 
-def ontology(directory: str | Path, when: str = "before", *, load: bool = True, scanners: bool = True) -> dict:
-    """Everything ``memdesc ontology`` prints and writes (see the module documentation)."""
+class OntologyResult(dict):
+    """What :func:`ontology` returns: the ``--json`` dict itself (every key as documented), which
+    Jupyter displays as tables (``_repr_html_``): the capture, the census by memory type, the
+    metadata of each design, and the scanners' cache lines per pfn."""
+
+    def _repr_html_(self) -> str:
+        head = _html.kv_table({"capture": self.get("capture"), "when": self.get("when"), "pfns": self.get("pfns"),
+                               "RAM pages": self.get("ram_pages"), "memmap pfns": self.get("memmap_pfns"),
+                               "anomalies": sum(self.get("anomalies", {}).values())}, caption="ontology")
+        census = self.get("census", {})
+        alloc = self.get("allocations", {})
+        ram = max(1, int(self.get("ram_pages") or 0))
+        types = _html.table(("type", "pages", "% of RAM", "allocations"),
+                            ((t, n, round(100.0 * n / ram, 3), alloc.get(t, 0)) for t, n in census.items() if n),
+                            caption="memory types (pages in use by each; free = the buddy's)")
+        designs = self.get("designs", {})
+        dt = _html.table(("design", "struct page / memmap bytes", "descriptor bytes", "free-list bytes",
+                          "total bytes", "bytes per page", "% of RAM"),
+                         ((d, r.get("struct_page_bytes"), sum(r.get("descriptor_bytes", {}).values()),
+                           r.get("freelist_bytes"), r.get("total_bytes"), r.get("bytes_per_page"),
+                           r.get("percent_of_ram")) for d, r in designs.items()),
+                         caption="metadata per design (every descriptor counted)")
+        parts = [head, types, dt]
+        sc = self.get("scanner")
+        if sc:
+            names = sorted({n for row in sc.values() for n in row})
+            parts.append(_html.table(("design", *names), ((d, *(row.get(n) for n in names)) for d, row in sc.items()),
+                                     caption="physical-memory scanners: cache lines touched per pfn"))
+        return _html.fragment(*parts)
+
+
+def ontology(directory: str | Path, when: str = "before", *, load: bool = True,
+             scanners: bool = True) -> OntologyResult:
+    """Everything ``memdesc ontology`` prints and writes (see the module documentation), as an
+    :class:`OntologyResult` (a dict that displays in Jupyter)."""
     t0 = time.perf_counter()
     census, zoneinfo = read_capture(directory, when)
     t_census = time.perf_counter() - t0
     loaded = load_designs(directory, when) if load else {}
     designs, detail = design_metadata(census, zoneinfo, loaded)
-    out = {"capture": str(directory), "when": when, "pfns": census.npfn, "ram_pages": census.ram_pages(),
+    out = OntologyResult({"capture": str(directory), "when": when, "pfns": census.npfn, "ram_pages": census.ram_pages(),
            "ram_bytes": census.ram_pages() * PAGE_SIZE, "memmap_pfns": census.memmap_pfns(),
            "census": census.census(), "folios": census.folios(), "thp": census.thp(),
            "allocations": census.allocations(), "anomalies": census.anomaly_counts(),
-           "designs": designs, "design_detail": detail}
+           "designs": designs, "design_detail": detail})
     if scanners:
         table = scanner_table(census)
         out["scanner"] = {d: {s: r.lines_per_pfn for s, r in row.items()} for d, row in table.items()}
@@ -340,7 +374,7 @@ def snapshot_proc(dest: str | Path, proc: str | Path = "/proc", when: str = "bef
     return dest
 
 
-def ontology_of_proc(proc: str | Path = "/proc", *, keep: str | Path | None = None, **kw) -> dict:
+def ontology_of_proc(proc: str | Path = "/proc", *, keep: str | Path | None = None, **kw) -> OntologyResult:
     """:func:`ontology` of the running machine: its /proc files copied once (one moment), then read."""
     if keep is not None:
         d = snapshot_proc(keep, proc)
@@ -353,5 +387,5 @@ def ontology_of_proc(proc: str | Path = "/proc", *, keep: str | Path | None = No
     return out
 
 
-__all__ = ["DESIGNS", "SCANNERS", "design_metadata", "descriptor_objects", "load_designs", "ontology",
+__all__ = ["DESIGNS", "SCANNERS", "OntologyResult", "design_metadata", "descriptor_objects", "load_designs", "ontology",
            "ontology_of_proc", "pack_descriptors", "read_capture", "snapshot_proc"]

@@ -214,7 +214,7 @@ def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> Recl
 
 
 @njit
-def replay_reclaim_kernel(ms, ss, pa, rs, kind, aid, order, cpu, mapping, index, memcg, aid2slot, slot2aid,
+def replay_reclaim_kernel(ms, ss, pa, rs, cs, kind, aid, order, cpu, mapping, index, memcg, aid2slot, slot2aid,
                           first, counts):
     """Run events [first, ...) until the end or until the folio state or the log needs room
     (returns the next event).  counts: adds, anon, accesses, deletes, charge_forced, missing,
@@ -235,7 +235,7 @@ def replay_reclaim_kernel(ms, ss, pa, rs, kind, aid, order, cpu, mapping, index,
             if order[i] > 0:
                 gfp |= G.__GFP_COMP
             fails = rs.vm[27]
-            s = add_folio_nb(ms, ss, pa, rs, anon, order[i], memcg, gfp, c, mapping[i], index[i], True)
+            s = add_folio_nb(ms, ss, pa, rs, cs, anon, order[i], memcg, gfp, c, mapping[i], index[i], True)
             if s == -22:
                 return i
             if s < 0:
@@ -301,9 +301,9 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
     i = 0
     n = len(evs.kind)
     while True:
-        i = int(replay_reclaim_kernel(f.state, f.slab.state, f.pa, rc.state, evs.kind, evs.aid, evs.order, evs.cpu,
-                                      evs.mapping, evs.index, np.int64(memcg), aid2slot, slot2aid, np.int64(i),
-                                      counts))
+        i = int(replay_reclaim_kernel(f.state, f.slab.state, f.pa, rc.state, rc.compact_state, evs.kind, evs.aid,
+                                      evs.order, evs.cpu, evs.mapping, evs.index, np.int64(memcg), aid2slot, slot2aid,
+                                      np.int64(i), counts))
         ln = int(rc.state.logn[0])
         logs.append(rc.state.log[:ln].copy())
         rc.state.logn[0] = 0
