@@ -21,7 +21,11 @@ design and counts what it costs in descriptor allocations.  The machine is x86_6
    folios of order 4 first, with fallback; the regions are not madvised, so no PMD THP).  File
    or anon and each size (16 KiB .. ``--max-chunk``) are drawn from the seed; ``--file-share``
    of the bytes go to files.  The fill stops when the free pages reach the zones' summed low
-   watermark (a chunk is cut to what is left above it).  No reclaim runs during the fill.
+   watermark (a chunk is cut to what is left above it), or earlier when a fault found no
+   memory (``VM_FAULT_OOM``) or a page-cache folio was refused: on a small machine the
+   summed figure counts ZONE_DMA's pages, which ``lowmem_reserve`` keeps from user
+   allocations.  No reclaim runs during the fill (but a page-cache folio refused by the
+   fast path gets the allocation entry's direct reclaim).
 2. **Reclaim** (``reclaim``).  kswapd is woken at the order-0 low watermark and balances
    the node to the high watermark (``balance_pgdat``: the oldest file folios go); then
    ``--drop-fraction`` of the files (drawn from the seed) are deleted (truncation: the page
@@ -350,7 +354,8 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
     file_pages = anon_pages = 0
     file_orders = np.zeros(NR_PAGE_ORDERS, np.int64)
     cpu0 = 0
-    while True:
+    exhausted = False
+    while not exhausted:
         room = (_free_pages(m) - low) * PAGE
         if room < CHUNK_MIN:
             break
@@ -375,6 +380,7 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
                     aspace._grow()
             cpu0 += idx.shape[0]
             ok = slots >= 0
+            exhausted = not bool(ok.all())
             np.add.at(file_orders, order[ok], 1)
             file_pages += int((np.int64(1) << order[ok]).sum())
             files.append((mid, idx, slots))
@@ -383,6 +389,7 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
             r = aspace.touch(mm, addr, size)
             anon_pages += r["ok"]
             regions.append((addr, size))
+            exhausted = r["oom"] > 0
     V.lru_add_drain_all(folios.state, rs.state)
     anon_orders = {k: v for k, v in aspace.anon_allocations().items() if k != "cow_copies"}
     blocks = _free_blocks(m)
