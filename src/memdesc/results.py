@@ -305,6 +305,75 @@ class ScenarioCommand(Model):
     check: str
 
 
+class ThpPhaseResult(Model):
+    name: str
+    file_folios: int
+    file_pages: int
+    anon_pages: int
+    freed_pages: int
+    free_pages_after: int
+    free_blocks_after: list[int] = Field(description="free blocks per order, zones summed, per-CPU lists drained")
+    order9_blocks_after: int
+    seconds: float
+
+
+class ThpRunResult(Model):
+    """One run of thp-after-pagecache (:class:`memdesc.sim.thp_scenario.ThpRun`)."""
+
+    scenario: str
+    label: str
+    design: str
+    variant: str = Field(description="no-compaction or compaction")
+    compaction: str = Field(description="on, off, or unsupported (a design without compaction primitives)")
+    layout: str
+    mem: str
+    seed: int
+    cpus: int
+    managed_pages: int
+    low_wmark_pages: int
+    high_wmark_pages: int
+    files: int
+    anon_regions: int
+    file_folios_by_order: dict[str, int]
+    anon_folios_by_order: dict[str, int]
+    kswapd_reclaimed: int
+    files_dropped: int
+    regions_unmapped: int
+    dontneed_zaps: int
+    deferred_splits: int
+    deferred_split_descriptor_allocations: int
+    thp_requested: int
+    thp_obtained: int
+    thp_failed: int
+    thp_obtained_after_compaction: int
+    direct_reclaim_pages: int
+    compact_stall: int
+    compact_success: int
+    compact_fail: int
+    compact_captured: int
+    pages_migrated: int
+    migrate_descriptor_allocations: int = Field(description="descriptors allocated for migration destinations")
+    migrate_failed_for_descriptor: int
+    migrate_failed_busy: int
+    folios_split: int = Field(description="large folios compaction split to migrate their pieces")
+    split_descriptor_allocations: int
+    descriptor_bytes: int
+    free_blocks: list[int]
+    order9_blocks: int
+    check: str
+    seconds: float
+    phases: list[ThpPhaseResult]
+
+
+class ThpScenarioCommand(Model):
+    """``memdesc scenario thp-after-pagecache --json``."""
+
+    scenario: str
+    params: dict[str, Any]
+    runs: list[ThpRunResult]
+    check: str
+
+
 # ---------------------------------------------------------------------- compare
 
 
@@ -727,6 +796,7 @@ COMMANDS: dict[str, type[Model]] = {
     "snapshot": SnapshotCommand,
     "replay": ReplayCommand,
     "scenario": ScenarioCommand,
+    "scenario-thp": ThpScenarioCommand,
     "compare": CompareCommand,
     "sweep": SweepCommand,
     "capture": CaptureCommand,

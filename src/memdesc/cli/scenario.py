@@ -5,12 +5,15 @@ Registered on the main typer app by :func:`register` (called from :mod:`memdesc.
 design (or ``--design all``: every design and radix node policy) on one layout (or
 ``--layout both``), prints what each step did and one row per run side by side, and with
 ``--json`` writes ``{"scenario", "params", "runs": [ScenarioResult.as_dict(), ...]}``.
+``memdesc scenario thp-after-pagecache`` runs :func:`memdesc.sim.thp_scenario.thp_after_pagecache`
+per design, with and without direct compaction (``--variant``), and prints the figures side by
+side; ``--json`` writes ``{"scenario", "params", "runs": [ThpRun.as_dict(), ...], "check"}``.
 Exit code 1 when a run's invariant check is not "ok".
 """
 
 from __future__ import annotations
 
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Annotated
 
 import typer
@@ -32,6 +35,8 @@ from memdesc.cli.options import (
 )
 from memdesc.mm.page_alloc import DESIGNS
 from memdesc.sim.scenarios import LAYOUTS, highmem_free, variants
+from memdesc.sim.thp_scenario import SCENARIO as THP_SCENARIO
+from memdesc.sim.thp_scenario import runs_for, thp_after_pagecache
 from memdesc.units import format_size
 
 ScenarioLayout = Enum("ScenarioLayout", {**{x: x for x in LAYOUTS}, "both": "both"}, type=str)
@@ -189,4 +194,120 @@ def register(app: typer.Typer) -> None:
         if bad != "ok":
             raise typer.Exit(EXIT_CHECK)
 
+    register_thp(scenario_app)
     app.add_typer(scenario_app, name="scenario")
+
+
+#: rows of the thp-after-pagecache table: label, value of a ThpRun
+THP_ROWS = (
+    ("files / anon regions", lambda r: f"{r.files}/{r.anon_regions}"),
+    ("file pages (fill)", lambda r: str(r.phases[0].file_pages)),
+    ("anon pages (fill)", lambda r: str(r.phases[0].anon_pages)),
+    ("order-9 blocks after fill", lambda r: str(r.phases[0].order9_blocks_after)),
+    ("kswapd reclaimed", lambda r: str(r.kswapd_reclaimed)),
+    ("pages freed (reclaim step)", lambda r: str(r.phases[1].freed_pages)),
+    ("order-9 blocks after reclaim", lambda r: str(r.phases[1].order9_blocks_after)),
+    ("deferred splits", lambda r: str(r.deferred_splits)),
+    ("  descriptor allocs", lambda r: str(r.deferred_split_descriptor_allocations)),
+    ("THP requested", lambda r: str(r.thp_requested)),
+    ("THP obtained", lambda r: str(r.thp_obtained)),
+    ("  after compaction", lambda r: str(r.thp_obtained_after_compaction)),
+    ("compaction stalls", lambda r: "-" if r.compaction == "unsupported" else str(r.compact_stall)),
+    ("  successes", lambda r: "-" if r.compaction == "unsupported" else str(r.compact_success)),
+    ("pages migrated", lambda r: str(r.pages_migrated)),
+    ("migrate descriptor allocs", lambda r: str(r.migrate_descriptor_allocations)),
+    ("migrations failed (desc)", lambda r: str(r.migrate_failed_for_descriptor)),
+    ("migrations failed (busy)", lambda r: str(r.migrate_failed_busy)),
+    ("folios split (compaction)", lambda r: str(r.folios_split)),
+    ("  descriptor allocs", lambda r: str(r.split_descriptor_allocations)),
+    ("free pages at end", lambda r: str(sum(c << o for o, c in enumerate(r.free_blocks)))),
+    ("check", lambda r: r.check),
+)
+
+
+def thp_tables(results, width: int = 80) -> list[Table]:
+    """Every run side by side, one column per design and variant (as many tables as ``width`` needs)."""
+
+    def make(group: range, part: str = "") -> Table:
+        t = Table(title=f"{THP_SCENARIO}: order-9 folios after page cache and anon filled memory{part}",
+                  title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False, padding=(0, 1), collapse_padding=True)
+        t.add_column("", no_wrap=True)
+        for i in group:
+            r = results[i]
+            v = "unsupported" if r.compaction == "unsupported" else r.variant
+            t.add_column(f"{r.design}\n{v.replace('-', chr(10))}", justify="right", no_wrap=True)
+        for name, get in THP_ROWS:
+            t.add_row(name, *(get(results[i]) for i in group))
+        return t
+
+    groups = fit_columns(len(results), make, width)
+    return [make(g, f" ({g[0] + 1}-{g[-1] + 1} of {len(results)})" if len(groups) > 1 else "") for g in groups]
+
+
+def free_blocks_table(results) -> Table:
+    """Free blocks per order (zones summed, per-CPU lists drained) at the end of each run."""
+    t = Table(title="free blocks per order at the end", title_justify="left", box=box.SIMPLE_HEAD, pad_edge=False,
+              padding=(0, 1), collapse_padding=True)
+    t.add_column("run", no_wrap=True)
+    for o in range(len(results[0].free_blocks)):
+        t.add_column(str(o), justify="right", no_wrap=True)
+    for r in results:
+        t.add_row(r.label, *(str(c) for c in r.free_blocks))
+    return t
+
+
+class ThpVariant(StrEnum):
+    """``--variant`` of thp-after-pagecache."""
+
+    no_compaction = "no-compaction"
+    compaction = "compaction"
+    both = "both"
+
+
+def register_thp(scenario_app: typer.Typer) -> None:
+    """Add ``scenario thp-after-pagecache``."""
+
+    @scenario_app.command(THP_SCENARIO)
+    def thp_cmd(
+        design: Annotated[str, typer.Option("--design", metavar="DESIGN", help=", ".join(DESIGNS) + " (a spec "
+                                            "such as linux:32), or all (linux, linux:32, radix, vmem, llfree).")]
+        = "all",
+        variant: Annotated[ThpVariant, typer.Option(
+            "--variant", help="no-compaction (direct reclaim only), compaction (direct compaction after a failed "
+                              "request) or both (each from the same seeded state).")] = ThpVariant.both,
+        mem: Annotated[str, typer.Option("--mem", help="Machine memory (x86_64 layout), e.g. 512M.")] = "512M",
+        seed: Annotated[int, typer.Option("--seed", help="Seed of the file/anon sizes and what is dropped.")] = 1,
+        cpus: CpusOpt = None,
+        file_share: Annotated[float, typer.Option(
+            "--file-share", help="Share of the fill that is page cache (the rest anon).")] = 0.5,
+        drop_fraction: Annotated[float, typer.Option(
+            "--drop-fraction", help="Fraction of the files deleted and of the anon regions unmapped "
+                                    "(step 2).")] = 0.5,
+        max_chunk: Annotated[str, typer.Option(
+            "--max-chunk", help="Largest file / anon region of the fill (a multiple of 16K).")] = "8M",
+        max_failures: Annotated[int, typer.Option(
+            "--max-failures", help="THP requests stop after this many consecutive failures.")] = 1,
+        json_path: JsonOpt = None,
+    ) -> None:
+        """Fill memory with page cache and anon folios, reclaim some, then ask for order-9 folios."""
+        variant = value(variant)
+        runs = runs_for(design, variant)
+        results = []
+        for d, comp in runs:
+            with console.status(f"{THP_SCENARIO}: {d} {'with' if comp else 'without'} compaction on {mem} "
+                                "(first use compiles the kernels)..."):
+                r = thp_after_pagecache(d, mem, seed=seed, compaction=comp, cpus=cpus, file_share=file_share,
+                                        drop_fraction=drop_fraction, max_chunk=max_chunk,
+                                        max_failures=max_failures)
+            results.append(r)
+        for t in thp_tables(results, console.width):
+            console.print(t)
+        console.print(free_blocks_table(results))
+        params = {"design": design, "variant": variant, "mem": mem, "seed": seed, "cpus": cpus,
+                  "file_share": file_share, "drop_fraction": drop_fraction, "max_chunk": max_chunk,
+                  "max_failures": max_failures}
+        bad = next((f"{r.label}: {r.check}" for r in results if r.check != "ok"), "ok")
+        _write_json(json_path, {"scenario": THP_SCENARIO, "params": params, "runs": [r.as_dict() for r in results],
+                                "check": bad}, "scenario-thp")
+        if bad != "ok":
+            raise typer.Exit(EXIT_CHECK)

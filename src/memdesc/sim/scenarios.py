@@ -97,6 +97,8 @@ from memdesc.mm.mmzone import ZoneType
 from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
 from memdesc.sim.churn import below
 from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
+from memdesc.sim.thp_scenario import SCENARIO as THP_SCENARIO
+from memdesc.sim.thp_scenario import thp_after_pagecache
 
 LAYOUTS = ("i386", "x86_64")
 #: ``--design all``: every design and radix node policy, in report order
@@ -410,4 +412,4 @@ def highmem_free(design: str = "radix", radix_nodes: str | None = None, layout: 
         stats=summary["stats"], summary=summary)
 
 
-SCENARIOS = {"highmem-free": highmem_free}
+SCENARIOS = {"highmem-free": highmem_free, THP_SCENARIO: thp_after_pagecache}
