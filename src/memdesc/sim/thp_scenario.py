@@ -37,12 +37,14 @@ design and counts what it costs in descriptor allocations.  The machine is x86_6
 3. **THP requests** (``thp``).  Order-9 folios are asked for as a THP fault in a
    ``MADV_HUGEPAGE`` region with ``defrag=always`` asks (``vma_thp_gfp_mask``:
    ``GFP_TRANSHUGE | __GFP_THISNODE | __GFP_NORETRY``) through the MM's allocation entry
-   :func:`memdesc.mm.vmscan.alloc_folio_recover` (direct reclaim on failure), until
-   ``--max-failures`` consecutive requests failed (default 1: "until they fail"), at most the
-   managed pages / 512.  *Without compaction* the allocation entry's recovery is reclaim
-   only; *with compaction* a failed request also runs direct compaction
-   (:func:`memdesc.mm.compaction.try_to_compact_pages` at ``COMPACT_PRIO_SYNC_LIGHT``,
-   ``DEF_COMPACT_PRIORITY``) and retries the allocation.  Both variants start from the same
+   :func:`memdesc.mm.vmscan.alloc_folio_recover` until ``--max-failures`` consecutive
+   requests failed (default 1: "until they fail"), at most the managed pages / 512.  *With
+   compaction* the allocation entry's slow path is the kernel's for this costly
+   ``__GFP_NORETRY`` order: async direct compaction first (giving up at once if it was
+   skipped or deferred), then one round of direct reclaim and direct compaction; a block the
+   compactor captured becomes the folio.  *Without compaction* (``Reclaim(compaction=False)``,
+   as a kernel without CONFIG_COMPACTION) the slow path has reclaim only.  The page-cache
+   folios of step 1 go through the same entry.  Both variants start from the same
    state: the run is repeated with the same seed (every count of steps 1-2 is equal, tested).
    A design without compaction primitives (llfree) runs the variant without compaction only
    and reports compaction as unsupported.
@@ -87,7 +89,7 @@ from memdesc.mm.filemap import PageCache
 from memdesc.mm.machine import Machine
 from memdesc.mm.memory import AddressSpaces
 from memdesc.mm.mmzone import HPAGE_PMD_ORDER, NR_PAGE_ORDERS
-from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
+from memdesc.mm.page_alloc import design_spec, dispatch, get_design
 from memdesc.mm.readahead import EV_NAMES as RA_EV_NAMES
 from memdesc.mm.readahead import Readahead
 from memdesc.units import parse_size
@@ -103,15 +105,14 @@ MTHP_SIZES = {"16kB": "always", "32kB": "always", "64kB": "always"}
 RA_ADD = RA_EV_NAMES[4]
 
 # res slots of thp_requests
-(T_TRIED, T_OK, T_FAILED, T_AFTER_COMPACTION, T_COMPACT_CALLS, T_CAPTURED, T_ERRORS,
- T_LAST_OK_FAILED) = range(8)
+(T_TRIED, T_OK, T_FAILED, T_AFTER_COMPACTION, T_LAST_OK_FAILED) = range(5)
 
 
 # ------------------------------------------------------------------ kernels
 
 
 @njit
-def add_file_folios(ms, ss, pa, rs, mapping, index, order, ncpu, cpu0, out):
+def add_file_folios(ms, ss, pa, rs, cs, mapping, index, order, ncpu, cpu0, out):
     """The page-cache folios ``(index[i], order[i])`` of file ``mapping`` as folios of the
     folio layer (:func:`memdesc.mm.vmscan.add_folio_nb`, GFP_HIGHUSER_MOVABLE, CPUs in turn
     from cpu0); out[i]: slot or negative error.  Returns the count done (fewer when the folio
@@ -121,7 +122,7 @@ def add_file_folios(ms, ss, pa, rs, mapping, index, order, ncpu, cpu0, out):
         if not F.headroom_ok(ms, ss):
             return i
         gfp = G.GFP_HIGHUSER_MOVABLE | (G.__GFP_COMP if order[i] else 0)
-        s = V.add_folio_nb(ms, ss, pa, rs, False, order[i], np.int64(0), gfp, (cpu0 + i) % ncpu, mapping,
+        s = V.add_folio_nb(ms, ss, pa, rs, cs, False, order[i], np.int64(0), gfp, (cpu0 + i) % ncpu, mapping,
                            index[i], False)
         if s == F.E_NOCAP:
             return i
@@ -150,38 +151,24 @@ def drop_file_folios(ms, ss, pa, rs, slots, mapping, index, cpu):
 
 
 @njit
-def thp_requests(ms, ss, pa, rs, cs, gfp, max_tries, max_failures, prio, ncpu, out, res):
-    """Order-9 anon folios through alloc_folio_recover until ``max_failures`` consecutive
-    requests failed or ``max_tries`` were made.  With a compaction state ``cs`` (None: no
-    compaction; the branch is not even compiled, so designs without compaction primitives
-    run it), a failed request runs try_to_compact_pages(prio) and tries again (a captured
-    block is handed back to the allocator first: the typed allocation takes it).  out[i]:
-    the slots obtained.  Returns the count in ``out``, or -1 when the folio state needs
-    room (call again: ``res`` keeps the position)."""
+def thp_requests(ms, ss, pa, rs, cs, gfp, max_tries, max_failures, ncpu, out, res):
+    """Order-9 anon folios through alloc_folio_recover (its slow path: direct compaction when
+    ``cs`` allows it, direct reclaim) until ``max_failures`` consecutive requests failed or
+    ``max_tries`` were made; a folio obtained after its slow path compacted counts in
+    T_AFTER_COMPACTION.  out[i]: the slots obtained.  Returns the count in ``out``, or -1
+    when the folio state needs room (call again: ``res`` keeps the position)."""
     n = res[T_OK]
     fails = res[T_FAILED] - res[T_LAST_OK_FAILED]
     while res[T_TRIED] < max_tries and fails < max_failures:
         if not F.headroom_ok(ms, ss):
             return np.int64(-1)
         cpu = res[T_TRIED] % ncpu
-        s = V.alloc_folio_recover(ms, ss, pa, rs, gfp, HPAGE_PMD_ORDER, F.MD_ANON, cpu)
+        stalls = cs.stats[C.CS_COMPACT_STALL]
+        s = V.alloc_folio_recover(ms, ss, pa, rs, cs, gfp, HPAGE_PMD_ORDER, F.MD_ANON, cpu)
         if s == F.E_NOCAP:
             return np.int64(-1)
-        if cs is not None:
-            if s < 0:
-                res[T_COMPACT_CALLS] += 1
-                status, cap = C.try_to_compact_pages(cs, ms, ss, pa, gfp, HPAGE_PMD_ORDER, G.ALLOC_WMARK_MIN, prio,
-                                                     cpu)
-                if cap >= 0:
-                    res[T_CAPTURED] += 1
-                    if dispatch.pa_free(pa, cap, HPAGE_PMD_ORDER, cpu) != core.OK:
-                        res[T_ERRORS] += 1
-                if status == C.COMPACT_SUCCESS or cap >= 0:
-                    s = F.memdesc_alloc(ms, ss, pa, gfp, HPAGE_PMD_ORDER, F.MD_ANON, cpu)
-                    if s == F.E_NOCAP:
-                        return np.int64(-1)
-                    if s >= 0:
-                        res[T_AFTER_COMPACTION] += 1
+        if s >= 0 and cs.stats[C.CS_COMPACT_STALL] > stalls:
+            res[T_AFTER_COMPACTION] += 1
         res[T_TRIED] += 1
         if s >= 0:
             out[n] = s
@@ -331,15 +318,15 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
     t0 = time.perf_counter()
     m = Machine.create(mem, design=cls, layout="x86_64", cpus=cpus)
     folios = F.Folios.of(m)
-    rs = V.Reclaim(m, max_memcgs=2, log_capacity=1, log_mask=0)
+    compactable = dispatch.has(type(folios.pa), *dispatch.COMPACTION_PRIMITIVES)
+    do_compact = bool(compaction and compactable)
+    rs = V.Reclaim(m, max_memcgs=2, log_capacity=1, log_mask=0, compaction=do_compact)
     total = int(np.asarray(m.design.zs.z_managed).sum())
     vpages = max(1 << 19, 1 << int(2 * total - 1).bit_length())
     aspace = AddressSpaces(m, H.ThpSettings(enabled="madvise", defrag="always", sizes=dict(MTHP_SIZES)),
                            vpages=vpages, nmm=1, nvma=4096)
     mm = aspace.mm_alloc()
-    compactable = dispatch.has(type(folios.pa), *dispatch.COMPACTION_PRIMITIVES)
-    comp = C.Compaction(folios, log_capacity=1) if compactable else None
-    do_compact = bool(compaction and compactable)
+    comp = rs.compaction
     rng = np.random.default_rng(int(seed))
     ncpu = np.int64(m.nr_cpus)
     low, high = _wmark(m, 1), _wmark(m, 2)
@@ -374,7 +361,8 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
             done = 0
             while done < idx.shape[0]:
                 folios._ensure()
-                done += int(add_file_folios(folios.state, folios.slab.state, folios.pa, rs.state, np.int64(mid),
+                done += int(add_file_folios(folios.state, folios.slab.state, folios.pa, rs.state, rs.compact_state,
+                                            np.int64(mid),
                                             idx[done:], order[done:], ncpu, np.int64(cpu0 + done), slots[done:]))
                 if done < idx.shape[0]:
                     aspace._grow()
@@ -443,18 +431,16 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
     # ---- step 3: THP requests
     t = time.perf_counter()
     gfp = int(H.vma_thp_gfp_mask(np.int64(H.DEFRAG_ALWAYS), np.int64(H.VM_HUGEPAGE), np.int64(HPAGE_PMD_ORDER)))
-    cs = comp.state if do_compact else None
     max_tries = max(1, total >> HPAGE_PMD_ORDER)
     out = np.full(max_tries, -1, np.int64)
-    res = np.zeros(8, np.int64)
+    res = np.zeros(5, np.int64)
     vm0 = rs.vmstat()
     while True:
         folios._ensure()
-        if do_compact:
+        if comp is not None:
             comp._ensure_generous()
-        n = int(thp_requests(folios.state, folios.slab.state, folios.pa, rs.state, cs, np.int64(gfp),
-                             np.int64(max_tries), np.int64(max_failures), np.int64(C.DEF_COMPACT_PRIORITY),
-                             ncpu, out, res))
+        n = int(thp_requests(folios.state, folios.slab.state, folios.pa, rs.state, rs.compact_state,
+                             np.int64(gfp), np.int64(max_tries), np.int64(max_failures), ncpu, out, res))
         if n >= 0:
             break
         aspace._grow()
@@ -469,8 +455,6 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
     for part in (folios.check, rs.check, aspace.check):
         if check == "ok":
             check = part()
-    if check == "ok" and res[T_ERRORS]:
-        check = f"{int(res[T_ERRORS])} captured blocks could not be freed back"
     desc_bytes = sum(int(v) for k, v in m.summary().get("metadata_bytes", {}).items() if "desc" in k)
     return ThpRun(
         scenario=SCENARIO, design=design, variant=VARIANTS[int(do_compact)] if compactable else "no-compaction",
