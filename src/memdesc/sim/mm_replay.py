@@ -71,6 +71,7 @@ from memdesc.mm import compaction as C
 from memdesc.mm import folio as F
 from memdesc.mm import gfp as G
 from memdesc.mm.folio import HEADROOM_SLABS, MAX_PIECES, grow_memdesc_state, headroom_ok
+from memdesc.mm.mmzone import NR_PAGE_ORDERS
 from memdesc.mm.page_alloc.core import PCP_COUNT
 from memdesc.mm.slab import slab_state_headroom
 from memdesc.mm.swap import LOG_MEMCG_BEGIN, LOG_RECLAIMED, LOG_SHRINK_INACTIVE, VM_NAMES, grow_log
@@ -105,9 +106,10 @@ MM_KINDS = ("mm_filemap_add_to_page_cache", "mm_filemap_delete_from_page_cache",
 
 @njit
 def replay_folio_events(ms, ss, pa, rs, kind, aid, order, gfp, cpu, memcg, mapping, index, aid2slot, slot2aid,
-                        first, counts):
+                        first, counts, made):
     """Run events [first, ...) until the end or until the folio state or the log needs room
-    (returns the next event).  ``counts``: see the ``C_*`` indices.  EV_COMPACT events are
+    (returns the next event).  ``counts``: see the ``C_*`` indices; ``made[anon, order]``: folios
+    made.  EV_COMPACT events are
     returned to the caller (the index of the event, unrun): the caller compacts and calls
     again from the next one."""
     n = kind.shape[0]
@@ -131,6 +133,7 @@ def replay_folio_events(ms, ss, pa, rs, kind, aid, order, gfp, cpu, memcg, mappi
             else:
                 aid2slot[aid[i]] = s
                 slot2aid[s] = aid[i]
+                made[1 if anon else 0, min(order[i], made.shape[1] - 1)] += 1
             if rs.vm[27] > fails:
                 counts[C_CHARGE_FORCED] += 1
             counts[C_ANON if anon else C_ADDS] += 1
@@ -293,12 +296,11 @@ class MmStream:
         return len(self.kind)
 
 
-def load_mm_stream(trace: Path, *, adopted_file: np.ndarray | None = None, adopted_anon: np.ndarray | None = None,
-                   until_line: int | None = None, cache: bool = True) -> MmStream:
-    """The mm replay's stream of a capture's trace.  ``adopted_file`` / ``adopted_anon``: head
-    pfns of the snapshot's folios (their aids follow the trace's, in this order); ``until_line``:
-    only the events up to that trace line (a slice)."""
-    t0 = time.perf_counter()
+def read_mm_events(trace: Path, until_line: int | None = None, cache: bool = True) -> tuple[dict, pl.DataFrame]:
+    """The folio-level events (per kind) and the kmem events of a trace, up to ``until_line``;
+    FormatError when it has no folio-level events to drive the models."""
+    if until_line is not None and until_line < 1:
+        raise ConfigError(f"until_line must be >= 1, got {until_line}")
     ft = read_folio_events(trace, kinds=MM_KINDS, cache=cache)
     ev = {k: ft.events(k) for k in MM_KINDS}
     km = read_trace(trace, cache=cache).df.select("line", "event", "cpu", "pid", "pfn", "order", "gfp")
@@ -310,6 +312,15 @@ def load_mm_stream(trace: Path, *, adopted_file: np.ndarray | None = None, adopt
         raise FormatError(f"{trace}: no folio-level events (mm_filemap_add_to_page_cache, mm_lru_insertion): "
                           "the mm replay needs a capture with filemap and pagemap events (files, mthp, reclaim, "
                           "compaction)")
+    return ev, km
+
+
+def load_mm_stream(trace: Path, ev: dict, km: pl.DataFrame, *, adopted_file: np.ndarray | None = None,
+                   adopted_anon: np.ndarray | None = None) -> MmStream:
+    """The mm replay's stream from a trace's events (:func:`read_mm_events`).  ``adopted_file``
+    / ``adopted_anon``: head pfns of the snapshot's folios (their aids follow the trace's, in
+    this order)."""
+    t0 = time.perf_counter()
     an: dict[str, int] = {}
     allocs = km.filter((pl.col("event") == E.ALLOC) & (pl.col("pfn") >= 0)).select(
         "line", "pfn", pl.col("order").alias("a_order"), pl.col("gfp").alias("a_gfp"),
@@ -426,6 +437,76 @@ def load_mm_stream(trace: Path, *, adopted_file: np.ndarray | None = None, adopt
 # ------------------------------------------------------------------ the run
 
 
+@dataclass
+class Driven:
+    """What :func:`drive` returns: the kernel's counts, folios made (file/anon x order), the
+    model's reclaim from its log, the compact_memory runs and the loop's seconds (without them)."""
+
+    counts: np.ndarray
+    made: np.ndarray
+    reclaim_log: dict
+    compact_memory: list
+    seconds: float
+    compact_seconds: float
+
+
+def drive(rc: Reclaim, comp, st: MmStream, memcg_col: np.ndarray, aid2slot: np.ndarray,
+          slot2aid: np.ndarray) -> Driven:
+    """Run a stream through :func:`replay_folio_events` to its end: the folio and slab states
+    and the reclaim log grown between kernel calls, compact_memory run at EV_COMPACT (``comp``:
+    a :class:`~memdesc.mm.compaction.Compaction`, or None to skip them)."""
+    f = rc.folios
+    counts = np.zeros(NR_COUNTS, np.int64)
+    made = np.zeros((2, NR_PAGE_ORDERS + 1), np.int64)
+    reclaim_log = {"memcg_rounds": 0, "shrink_inactive": 0, "pages_scanned": 0, "pages_reclaimed": 0,
+                   "folios_reclaimed": 0}
+    compact_memory = []
+    n = len(st)
+    i = 0
+    compact_seconds = 0.0
+    t0 = time.perf_counter()
+    while True:
+        i = int(replay_folio_events(f.state, f.slab.state, f.pa, rc.state, st.kind, st.aid, st.order, st.gfp, st.cpu,
+                                    memcg_col, st.mapping, st.index, aid2slot, slot2aid, np.int64(i), counts, made))
+        ln = int(rc.state.logn[0])
+        log = rc.state.log[:ln]
+        k = log[:, 0]
+        si = log[k == LOG_SHRINK_INACTIVE]
+        reclaim_log["memcg_rounds"] += int((k == LOG_MEMCG_BEGIN).sum())
+        reclaim_log["shrink_inactive"] += len(si)
+        reclaim_log["pages_scanned"] += int(si[:, 1].sum())
+        reclaim_log["pages_reclaimed"] += int(si[:, 2].sum())
+        reclaim_log["folios_reclaimed"] += int((k == LOG_RECLAIMED).sum())
+        rc.state.logn[0] = 0
+        if i >= n:
+            break
+        if st.kind[i] == EV_COMPACT:
+            if comp is not None:
+                before = int(comp.stats()["pages_migrated"])
+                tc = time.perf_counter()
+                comp.compact_memory(cpu=int(st.cpu[i]))
+                dt = time.perf_counter() - tc
+                compact_seconds += dt
+                compact_memory.append({"line": int(st.line[i]), "seconds": dt,
+                                       "pages_migrated": int(comp.stats()["pages_migrated"]) - before})
+                counts[C_COMPACT] += 1
+            i += 1
+            continue
+        if not headroom_ok(f.state, f.slab.state):
+            f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
+            f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
+        if slot2aid.shape[0] < f.state.pfn.shape[0]:
+            s2 = np.full(f.state.pfn.shape[0], -1, np.int64)
+            s2[:slot2aid.shape[0]] = slot2aid
+            slot2aid = s2
+        if rc.state.log.shape[0] < 1 << 18:
+            rc.state = grow_log(rc.state, 1 << 18)
+    seconds = time.perf_counter() - t0 - compact_seconds
+    if int(rc.state.logn[1]):
+        raise ConfigError(f"the model's reclaim log dropped {int(rc.state.logn[1])} rows")
+    return Driven(counts, made, reclaim_log, compact_memory, seconds, compact_seconds)
+
+
 def _census_model(machine, ms) -> dict[str, int]:
     """Pages per kind at the end of the run: anon and file folios, free (buddy and per-CPU), other."""
     top = int(ms.meta[F.MM_TOP])
@@ -470,6 +551,7 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
         raise ConfigError(f"{cap}: the mm replay starts from the capture's before snapshot, and there is no "
                           "before.zoneinfo here (a capture directory with before.*/after.* is needed)")
     t_load = time.perf_counter()
+    ev, km = read_mm_events(trace, until_line, cache)
     with reuse_snapshots():
         m, state, snap = machine_from_snapshot(cap, "before", design, cpus)
     rc = Reclaim(m, max_memcgs=4, log_capacity=1 << 18)
@@ -479,8 +561,7 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
     mt = f.state.mtype[:top]
     adopted_file = f.state.pfn[:top][mt == F.MD_FILE].astype(np.int64)
     adopted_anon = f.state.pfn[:top][mt == F.MD_ANON].astype(np.int64)
-    st = load_mm_stream(trace, adopted_file=adopted_file, adopted_anon=adopted_anon, until_line=until_line,
-                        cache=cache)
+    st = load_mm_stream(trace, ev, km, adopted_file=adopted_file, adopted_anon=adopted_anon)
     memcg = 0
     limit = None
     if st.memcg_pids:
@@ -505,61 +586,15 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
     slots_a = np.flatnonzero(mt == F.MD_ANON).astype(np.int64)
     aid2slot[n_tr + len(slots):n_tr + len(slots) + len(slots_a)] = slots_a
     slot2aid[slots_a] = np.arange(n_tr + len(slots), n_tr + len(slots) + len(slots_a))
-    counts = np.zeros(NR_COUNTS, np.int64)
-    reclaim_log = {"memcg_rounds": 0, "shrink_inactive": 0, "pages_scanned": 0, "pages_reclaimed": 0,
-                   "folios_reclaimed": 0}
-    compact_memory = []
     load_seconds = time.perf_counter() - t_load
+    d = drive(rc, comp, st, memcg_col, aid2slot, slot2aid)
+    counts, reclaim_log, compact_memory, seconds = d.counts, d.reclaim_log, d.compact_memory, d.seconds
+    compact_seconds = d.compact_seconds
     n = len(st)
-    i = 0
-    compact_seconds = 0.0
-    t0 = time.perf_counter()
-    while True:
-        i = int(replay_folio_events(f.state, f.slab.state, f.pa, rc.state, st.kind, st.aid, st.order, st.gfp, st.cpu,
-                                    memcg_col, st.mapping, st.index, aid2slot, slot2aid, np.int64(i), counts))
-        ln = int(rc.state.logn[0])
-        log = rc.state.log[:ln]
-        k = log[:, 0]
-        si = log[k == LOG_SHRINK_INACTIVE]
-        reclaim_log["memcg_rounds"] += int((k == LOG_MEMCG_BEGIN).sum())
-        reclaim_log["shrink_inactive"] += len(si)
-        reclaim_log["pages_scanned"] += int(si[:, 1].sum())
-        reclaim_log["pages_reclaimed"] += int(si[:, 2].sum())
-        reclaim_log["folios_reclaimed"] += int((k == LOG_RECLAIMED).sum())
-        rc.state.logn[0] = 0
-        if i >= n:
-            break
-        if st.kind[i] == EV_COMPACT:
-            if comp is not None:
-                before = int(comp.stats()["pages_migrated"])
-                tc = time.perf_counter()
-                comp.compact_memory(cpu=int(st.cpu[i]))
-                dt = time.perf_counter() - tc
-                compact_seconds += dt
-                compact_memory.append({"line": int(st.line[i]), "seconds": dt,
-                                       "pages_migrated": int(comp.stats()["pages_migrated"]) - before})
-                counts[C_COMPACT] += 1
-            i += 1
-            continue
-        if not headroom_ok(f.state, f.slab.state):
-            f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
-            f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
-        if slot2aid.shape[0] < f.state.pfn.shape[0]:
-            s2 = np.full(f.state.pfn.shape[0], -1, np.int64)
-            s2[:slot2aid.shape[0]] = slot2aid
-            slot2aid = s2
-        if rc.state.log.shape[0] < 1 << 18:
-            rc.state = grow_log(rc.state, 1 << 18)
-    seconds = time.perf_counter() - t0 - compact_seconds
-    if int(rc.state.logn[1]):
-        raise ConfigError(f"the model's reclaim log dropped {int(rc.state.logn[1])} rows")
     check = rc.check()
     vm = {kk: int(v) for kk, v in zip(VM_NAMES, rc.state.vm, strict=True)}
     # folios made, per order and type
-    made = {"file": {}, "anon": {}}
-    for kind, name in ((EV_ADD, "file"), (EV_ANON, "anon")):
-        o = st.order[st.kind == kind]
-        made[name] = {str(int(a)): int(b) for a, b in zip(*np.unique(o, return_counts=True), strict=True)}
+    made = {name: {str(o): int(c) for o, c in enumerate(d.made[t]) if c} for t, name in enumerate(("file", "anon"))}
     vmd = vmstat_delta(cap, ("pgscan_file", "pgsteal_file", "pgscan_kswapd", "pgscan_direct", "pgsteal_kswapd",
                              "pgsteal_direct", "allocstall_normal", "allocstall_movable", "compact_stall",
                              "compact_fail", "compact_success", "compact_migrate_scanned", "compact_free_scanned",

@@ -49,6 +49,7 @@ from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
 from memdesc.mm.folio import HEADROOM_SLABS, MAX_PIECES, grow_memdesc_state, headroom_ok
 from memdesc.mm.machine import Machine
+from memdesc.mm.mmzone import NR_PAGE_ORDERS
 from memdesc.mm.slab import slab_state_headroom
 from memdesc.mm.swap import (
     LOG_ISOLATE,
@@ -201,6 +202,7 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
     aid2slot = np.full(max(1, evs.n_ids), -1, np.int64)
     slot2aid = np.full(f.state.pfn.shape[0], -1, np.int64)
     counts = np.zeros(NR_COUNTS, np.int64)
+    made = np.zeros((2, NR_PAGE_ORDERS + 1), np.int64)
     memcgs = np.full(len(evs.kind), memcg, np.int64)
     logs = []
     i = 0
@@ -208,7 +210,7 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
     while True:
         i = int(replay_folio_events(f.state, f.slab.state, f.pa, rc.state, evs.kind, evs.aid, evs.order, evs.gfp,
                                     evs.cpu, memcgs, evs.mapping, evs.index, aid2slot, slot2aid, np.int64(i),
-                                    counts))
+                                    counts, made))
         ln = int(rc.state.logn[0])
         logs.append(rc.state.log[:ln].copy())
         rc.state.logn[0] = 0
