@@ -29,7 +29,6 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 from schema_check import check as schema_check  # noqa: E402
 
-
 # ------------------------------------------------------------------ a synthetic stream
 
 
@@ -55,7 +54,8 @@ def synthetic_stream(n: int = 1200, seed: int = 5) -> M.MmStream:
     mapping = np.where(kind == M.EV_ADD, rng.integers(1, 6, size=n), 0).astype(np.int64)
     index = np.arange(n, dtype=np.int64) * 16
     return M.MmStream(kind=kind.astype(np.int64), aid=aid, order=order, gfp=gfp,
-                      cpu=rng.integers(0, 2, size=n).astype(np.int64), memcg=rng.integers(0, 2, size=n).astype(np.int64),
+                      cpu=rng.integers(0, 2, size=n).astype(np.int64),
+                      memcg=rng.integers(0, 2, size=n).astype(np.int64),
                       mapping=mapping, index=index, line=np.arange(n, dtype=np.int64), n_ids=len(made), memcg_pids=[])
 
 

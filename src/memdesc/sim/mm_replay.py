@@ -540,8 +540,10 @@ def _km(kernel, model) -> dict:
 
 
 def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = None, until_line: int | None = None,
-              compaction: bool = True, cache: bool = True) -> dict:
-    """``memdesc replay CAPTURE --mode mm``: see the module docstring.  Returns the ``mm`` result."""
+              compaction: bool = True, compact_memory: bool = True, cache: bool = True) -> dict:
+    """``memdesc replay CAPTURE --mode mm``: see the module docstring.  Returns the ``mm`` result.
+    ``until_line``: replay the trace's events up to that line (a slice); ``compaction=False``:
+    no compaction at all; ``compact_memory=False``: not the capture's compact_memory runs."""
     p = Path(source)
     cap = p if p.is_dir() else p.parent
     trace = next((t for t in (cap / "trace.txt.zst", cap / "trace.txt") if t.is_file()), None) if p.is_dir() else p
@@ -587,7 +589,7 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
     aid2slot[n_tr + len(slots):n_tr + len(slots) + len(slots_a)] = slots_a
     slot2aid[slots_a] = np.arange(n_tr + len(slots), n_tr + len(slots) + len(slots_a))
     load_seconds = time.perf_counter() - t_load
-    d = drive(rc, comp, st, memcg_col, aid2slot, slot2aid)
+    d = drive(rc, comp if compact_memory else None, st, memcg_col, aid2slot, slot2aid)
     counts, reclaim_log, compact_memory, seconds = d.counts, d.reclaim_log, d.compact_memory, d.seconds
     compact_seconds = d.compact_seconds
     n = len(st)
