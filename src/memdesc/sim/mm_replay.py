@@ -612,6 +612,8 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
         "pages_reclaimed": _km(k["pages_reclaimed"], reclaim_log["pages_reclaimed"]),
         "deletions": _km(k["reclaim_deletions"], reclaim_log["folios_reclaimed"]),
     }
+    if until_line is not None:      # the capture's vmstat and after snapshot cover the whole trace, not a slice
+        vmd = {}
     for name in ("pgscan_file", "pgsteal_file", "pgscan_kswapd", "pgscan_direct"):
         if name in vmd:
             reclaim[f"vmstat_{name}"] = _km(vmd[name], vm.get(name, 0))
@@ -626,8 +628,8 @@ def mm_replay(source: str | Path, *, design: str = "linux", cpus: int | None = N
     if comp is not None:
         compaction_out["model_stats"] = {kk: int(v) for kk, v in cstats.items()}
     ev_counts = {name: int((st.kind == kk).sum()) for kk, name in enumerate(EV_NAMES)}
-    final = compare_final(m, cap)
-    census_k = _census_kpageflags(cap)
+    final = compare_final(m, cap) if until_line is None else None
+    census_k = _census_kpageflags(cap) if until_line is None else None
     census_m = _census_model(m, f.state)
     census = {name: _km(None if census_k is None else census_k[name], census_m[name]) for name in census_m}
     return {
