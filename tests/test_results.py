@@ -76,12 +76,13 @@ def outputs(tmp_path_factory, sample_comparison):
 
 
 @pytest.mark.parametrize("command", [c for c in COMMANDS if c not in ("sweep", "capture", "compact", "reclaim",
-                                                                "scenario-thp")])
+                                                                "scenario-thp", "replay_mm")])
 def test_every_command_json_validates_against_the_committed_schema(outputs, command):
     """sweep: tests/test_sweep.py; capture: below (a real capture needs root and tracefs);
     compact: tests/test_compaction_shared.py (a full compaction of a 24 GiB snapshot);
     reclaim: tests/test_reclaim_shared.py (it needs the reclaim capture); scenario-thp:
-    tests/test_scenario_thp.py (every design, both variants)."""
+    tests/test_scenario_thp.py (every design, both variants); replay_mm: tests/test_mm_replay.py
+    (it needs a capture with folio-level events)."""
     check(command, outputs[command])
 
 

@@ -788,6 +788,48 @@ class ReclaimCommand(Model):
     check: str
 
 
+class MmCompaction(Model):
+    """The mm replay's compaction: the model's (direct, and compact_memory where the capture ran
+    one) beside the kernel's events and vmstat."""
+
+    available: bool = Field(description="false: the design has no compaction primitives (llfree): run without")
+    note: str
+    compact_memory_runs: KernelModel
+    compact_stall: KernelModel
+    pages_migrated: KernelModel
+    isolate_freepages: KernelModel
+
+
+class MmReplay(Model):
+    """``memdesc replay CAPTURE --mode mm``: the capture's folio-level events through the MM
+    models (:func:`memdesc.sim.mm_replay.mm_replay`; docs/mm.md, "The whole MM as a replay")."""
+
+    capture: str
+    design: str
+    events: dict[str, int] = Field(description="driver events by kind")
+    events_replayed: int
+    events_per_second: float = Field(description="driver events per second of the replay loop")
+    seconds: float
+    applied: dict[str, int]
+    anomalies: dict[str, int] = Field(description="events the model could not attribute (counted, not errors)")
+    adoption: CompactAdoption
+    folios_made: dict[str, dict[str, int]] = Field(description="type -> order -> folios made")
+    reclaim: dict[str, KernelModel]
+    compaction: MmCompaction
+    final_vs_real: dict[str, Any] | None = Field(description="free lists per zone beside after.buddyinfo and "
+                                                             "after.kpageflags (as replay's)")
+    census: dict[str, KernelModel] = Field(description="pages: anon, file, free, other; kernel = after.kpageflags")
+    check: str
+
+
+class ReplayMmCommand(Model):
+    """``memdesc replay CAPTURE --mode mm --json``."""
+
+    mode: str
+    source: str
+    mm: MmReplay
+
+
 #: command name -> the model of its ``--json`` output
 COMMANDS: dict[str, type[Model]] = {
     "machine": MachineCommand,
@@ -805,6 +847,7 @@ COMMANDS: dict[str, type[Model]] = {
     "anon": AnonCommand,
     "compact": CompactCommand,
     "reclaim": ReclaimCommand,
+    "replay_mm": ReplayMmCommand,
 }
 
 

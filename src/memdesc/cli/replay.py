@@ -36,6 +36,7 @@ from memdesc.cli.options import (
     value,
 )
 from memdesc.mm.page_alloc import design_spec
+from memdesc.sim.mm_replay import mm_replay
 from memdesc.sim.replay import replay, sample_path
 
 PathArg = Annotated[Path | None, typer.Argument(
@@ -157,6 +158,57 @@ def print_type_agreement(ta: dict) -> None:
     console.print(t)
 
 
+def _kv(d: dict | None) -> str:
+    if not d:
+        return "-"
+    return f"{d['kernel'] if d['kernel'] is not None else '-'} / {d['model']}" + (
+        f" ({d['diff_pct']:+.1f} %)" if d.get("diff_pct") is not None else "")
+
+
+def print_mm(r: dict) -> None:
+    """The mm replay: driver events, folios made, reclaim and compaction beside the kernel's,
+    free lists beside after.buddyinfo, the type census beside after.kpageflags."""
+    console.print(f"[bold]{r['capture']}[/]: mode [bold]mm[/], design [bold]{r['design']}[/], {r['cpus']} CPUs; "
+                  f"snapshot folios adopted {r['adoption']['folios']} ({r['adoption']['pages']} pages)")
+    t = Table(title="driver events (from the capture's folio-level events)", title_justify="left")
+    t.add_column("event")
+    t.add_column("count", justify="right")
+    for k, v in r["events"].items():
+        t.add_row(k, str(v))
+    console.print(t)
+    console.print(f"replay loop: {r['seconds']:.3f} s = [bold]{r['events_per_second'] / 1e6:.2f} M events/s[/] "
+                  f"(load {r['load_seconds']:.1f} s); applied: "
+                  + ", ".join(f"{k} {v}" for k, v in r["applied"].items()))
+    console.print("anomalies (not attributed, counted): " + ", ".join(f"{k} {v}" for k, v in r["anomalies"].items()))
+    t = Table(title="folios made (order: count)", title_justify="left")
+    t.add_column("type")
+    t.add_column("per order")
+    for k, v in r["folios_made"].items():
+        t.add_row(k, ", ".join(f"{o}: {c}" for o, c in v.items()) or "-")
+    console.print(t)
+    t = Table(title="reclaim and compaction: kernel / model", title_justify="left")
+    t.add_column("figure")
+    t.add_column("kernel / model", justify="right")
+    for k, v in r["reclaim"].items():
+        t.add_row(f"reclaim {k}", _kv(v))
+    c = r["compaction"]
+    for k in ("compact_memory_runs", "compact_stall", "pages_migrated", "isolate_freepages"):
+        t.add_row(f"compaction {k}", _kv(c[k]))
+    console.print(t)
+    if not c["available"]:
+        console.print(f"[yellow]compaction not run:[/] {c['note']}")
+    t = Table(title="pages by kind at the end: after.kpageflags / model", title_justify="left")
+    t.add_column("kind")
+    t.add_column("kernel / model", justify="right")
+    for k, v in r["census"].items():
+        t.add_row(k, _kv(v))
+    console.print(t)
+    if r["final_vs_real"]:
+        console.print("[bold]final buddyinfo: model beside after.buddyinfo and after.kpageflags[/]")
+        console.print("\n".join(_buddy_lines(r["final_vs_real"])), markup=False, highlight=False, soft_wrap=True)
+    console.print(f"check: [bold]{r['check']}[/]")
+
+
 def register(app: typer.Typer) -> None:
     """Add the ``replay`` command to ``app``."""
 
@@ -169,7 +221,9 @@ def register(app: typer.Typer) -> None:
         mode: Annotated[Mode, typer.Option("--mode", help="exact: every event at its real pfn; policy: the "
                                                            "trace as demands served by --design; shadow: "
                                                            "exact, with the model's own decision recorded "
-                                                           "before each event.")] = Mode.exact,
+                                                           "before each event; mm: the capture's folio-level "
+                                                           "events drive the page cache, anon, LRU, reclaim "
+                                                           "and compaction models (JSON key mm).")] = Mode.exact,
         design: DesignOpt = DEFAULT_DESIGN,
         mem: Annotated[str | None, typer.Option("--mem", help="Memory of the empty machine a bare trace starts "
                                                               "from (default: covers the trace's pfns).")] = None,
@@ -209,6 +263,21 @@ def register(app: typer.Typer) -> None:
                       f"{', '.join(bad)}")
         design = design_spec(design, radix_nodes=value(radix_nodes))
         mode = value(mode)
+        if mode == "mm":
+            bad = given_on_command_line(ctx, "mem", "every", "divergences", "checkpoint", "checkpoint_at",
+                                        "checkpoint_every", "resume", "save", "proc_out", "typed", "strict")
+            if bad:
+                _fail(f"--mode mm takes a capture, --design, --cpus and --json; drop {', '.join(bad)}")
+            if sample and path is not None:
+                _fail("give either a PATH or --sample, not both")
+            src = sample_path() if (sample or path is None) else path
+            with console.status(f"mm replay of {src} on {design} (first use compiles)"):
+                r = mm_replay(src, design=design, cpus=cpus)
+            print_mm(r)
+            _write_json(json_path, {"mode": "mm", "source": str(src), "mm": r}, "replay_mm")
+            if r["check"] != "ok":
+                raise typer.Exit(EXIT_CHECK)
+            return
 
         if sample and path is not None:
             _fail("give either a PATH or --sample, not both")

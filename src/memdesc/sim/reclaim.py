@@ -45,11 +45,11 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from memdesc._numba import njit
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
 from memdesc.mm.folio import HEADROOM_SLABS, MAX_PIECES, grow_memdesc_state, headroom_ok
 from memdesc.mm.machine import Machine
+from memdesc.mm.mmzone import NR_PAGE_ORDERS
 from memdesc.mm.slab import slab_state_headroom
 from memdesc.mm.swap import (
     LOG_ISOLATE,
@@ -62,19 +62,27 @@ from memdesc.mm.swap import (
     VM_NAMES,
     grow_log,
 )
-from memdesc.mm.vmscan import (
-    Reclaim,
-    add_folio_nb,
-    delete_folio_nb,
-    folio_mark_accessed,
-    kswapd_run,
+from memdesc.mm.vmscan import Reclaim
+from memdesc.sim.mm_replay import (
+    ANON_GFP,
+    EV_ACCESS,
+    EV_ADD,
+    EV_ANON,
+    EV_DELETE,
+    NR_COUNTS,
+    READAHEAD_GFP,
+    Rounds,
+    capture_limit,
+    latest_add,
+    read_marks,
+    replay_folio_events,
+    stream_part,
+    vmstat_delta,
 )
 from memdesc.trace.folio_events import RECLAIM_KINDS, read_folio_events
 
-EV_ADD, EV_ANON, EV_ACCESS, EV_DELETE = range(4)
-#: the gfp of the capture's memcg reclaim (readahead: mapping gfp | __GFP_NORETRY | __GFP_NOWARN)
-READAHEAD_GFP = G.GFP_NOFS | G.__GFP_HIGHMEM | G.__GFP_MOVABLE | G.__GFP_NOWARN | G.__GFP_NORETRY | G.__GFP_HARDWALL
-ANON_GFP = G.GFP_HIGHUSER_MOVABLE
+__all__ = ["ANON_GFP", "EV_ACCESS", "EV_ADD", "EV_ANON", "EV_DELETE", "READAHEAD_GFP", "ReclaimEvents",
+           "load_reclaim_events", "run_reclaim"]
 
 
 @dataclass
@@ -84,6 +92,7 @@ class ReclaimEvents:
     kind: np.ndarray
     aid: np.ndarray
     order: np.ndarray
+    gfp: np.ndarray
     cpu: np.ndarray
     mapping: np.ndarray
     index: np.ndarray
@@ -93,14 +102,6 @@ class ReclaimEvents:
     kernel: dict = field(default_factory=dict)
     kernel_deleted_aids: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
     kernel_round_events: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
-
-
-def _latest_add(adds: pl.DataFrame, q: pl.DataFrame, on: list[str]) -> pl.Series:
-    """For each row of q, the aid of the latest add before its line with equal ``on`` keys."""
-    a = adds.select(["line", "aid", *on]).sort("line")
-    j = q.with_row_index("qrow").sort("line").join_asof(a, on="line", by=on, strategy="backward",
-                                                         check_sortedness=False)
-    return j.sort("qrow")["aid"]
 
 
 def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> ReclaimEvents:
@@ -119,42 +120,14 @@ def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> Recl
     anon = ins.filter(inpid & ((pl.col("lru") <= 1) | ((pl.col("flags") & 2) != 0)))
     anon = anon.with_row_index("aid").with_columns((pl.col("aid").cast(pl.Int64) + n_add).alias("aid"))
     # kernel reclaim rounds: [begin line, end line] per pid
-    rounds = []
-    for pid in pids:
-        b = rb.filter(pl.col("pid") == pid)["line"].to_numpy()
-        e = re_.filter(pl.col("pid") == pid)["line"].to_numpy()
-        if len(b) != len(e) or (len(b) and np.any(e < b)):
-            raise ConfigError(f"{path}: memcg reclaim begin/end events of pid {pid} do not pair up")
-        rounds.extend(zip(b.tolist(), e.tolist(), [pid] * len(b), strict=True))
-    rounds.sort()
-    rb_lines = np.array([r[0] for r in rounds], np.int64)
-    re_lines = np.array([r[1] for r in rounds], np.int64)
-    rpid = np.array([r[2] for r in rounds], np.int64)
-
-    def in_round(df: pl.DataFrame) -> np.ndarray:
-        lines = df["line"].to_numpy().astype(np.int64)
-        pid = df["pid"].to_numpy().astype(np.int64)
-        k = np.searchsorted(rb_lines, lines, side="right") - 1
-        ok = k >= 0
-        kk = np.maximum(k, 0)
-        return ok & (lines <= re_lines[kk]) & (pid == rpid[kk]) if len(rb_lines) else np.zeros(len(lines), bool)
+    rounds = Rounds.of(rb, re_, pids, path)
+    rb_lines = rounds.begin
 
     dels = ev["mm_filemap_delete_from_page_cache"]
-    dels = dels.with_columns(_latest_add(adds, dels, ["pfn"]).alias("aid"))
-    dels = dels.with_columns(pl.Series("in_round", in_round(dels)))
-    # reads: the latest add of a folio (any order) covering the first index of the request
-    gp = ev["mm_filemap_get_pages"].filter(inpid)
-    gp_aid = np.full(gp.height, -1, np.int64)
-    for o in range(12):
-        q = gp.with_columns((pl.col("index") & ~((1 << o) - 1)).alias("index"), pl.lit(o, pl.Int64).alias("order"))
-        a = _latest_add(adds, q, ["dev", "ino", "index", "order"]).fill_null(-1).to_numpy()
-        gp_aid = np.maximum(gp_aid, a)      # aids follow the line: the newest folio covering the index
-    # filemap_read() marks the first folio of a read only if the read does not start in the
-    # folio the task's previous read of the file ended in (pos_same_folio): one mark per folio
-    # for a sequential reader
-    gp = gp.with_columns(pl.Series("aid", gp_aid)).with_columns(
-        pl.col("aid").shift(1).over(["pid", "dev", "ino"]).alias("prev_aid"))
-    gp = gp.filter(pl.col("prev_aid").is_null() | (pl.col("aid") != pl.col("prev_aid")))
+    dels = dels.with_columns(latest_add(adds, dels, ["pfn"]).alias("aid"))
+    dels = dels.with_columns(pl.Series("in_round", rounds.inside(dels)))
+    # reads: the latest add covering the first index of the request, once per folio (read_marks)
+    gp = read_marks(adds, ev["mm_filemap_get_pages"].filter(inpid))
     gp_aid = gp["aid"].to_numpy()
     # the stream (trace order)
     cadd = adds.filter(inpid)
@@ -163,19 +136,14 @@ def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> Recl
     inode = inode.with_columns((pl.col("mapping").cast(pl.Int64) + 1).alias("mapping"))
     cadd = cadd.join(inode, on=["dev", "ino"], how="left")
 
-    def part(df, kind, aid, order, mapping, index):
-        return pl.DataFrame({"line": df["line"].cast(pl.Int64), "kind": pl.Series([kind] * df.height, dtype=pl.Int64),
-                             "aid": aid, "order": order, "cpu": df["cpu"].cast(pl.Int64), "mapping": mapping,
-                             "index": index}, schema={"line": pl.Int64, "kind": pl.Int64, "aid": pl.Int64,
-                                                      "order": pl.Int64, "cpu": pl.Int64, "mapping": pl.Int64,
-                                                      "index": pl.Int64})
-
     zeros = lambda df: pl.Series([0] * df.height, dtype=pl.Int64)  # noqa: E731
+    add_gfp = pl.when(pl.col("order") > 0).then(READAHEAD_GFP | G.__GFP_COMP).otherwise(READAHEAD_GFP)
     parts = [
-        part(cadd, EV_ADD, cadd["aid"], cadd["order"], cadd["mapping"], cadd["index"]),
-        part(anon, EV_ANON, anon["aid"], zeros(anon), zeros(anon), zeros(anon)),
-        part(gp, EV_ACCESS, pl.Series(gp_aid), zeros(gp), zeros(gp), gp["index"]),
-        part(ext, EV_DELETE, ext["aid"], ext["order"], zeros(ext), ext["index"]),
+        stream_part(cadd, EV_ADD, cadd["aid"], cadd["order"], cadd.select(add_gfp.alias("g"))["g"], 0,
+                    cadd["mapping"], cadd["index"]),
+        stream_part(anon, EV_ANON, anon["aid"], zeros(anon), ANON_GFP, 0, zeros(anon), zeros(anon)),
+        stream_part(gp, EV_ACCESS, pl.Series(gp_aid), zeros(gp), 0, 0, zeros(gp), gp["index"]),
+        stream_part(ext, EV_DELETE, ext["aid"], ext["order"], 0, 0, zeros(ext), ext["index"]),
     ]
     st = pl.concat(parts).sort("line", maintain_order=True)
     # kernel figures
@@ -206,75 +174,12 @@ def load_reclaim_events(path: str | Path, pids: list[int] | None = None) -> Recl
     round_ev = np.searchsorted(sl, rb_lines, side="left")
     return ReclaimEvents(kind=st["kind"].to_numpy().astype(np.int64), aid=st["aid"].fill_null(-1).to_numpy()
                          .astype(np.int64), order=st["order"].fill_null(0).to_numpy().astype(np.int64),
+                         gfp=st["gfp"].to_numpy().astype(np.int64),
                          cpu=st["cpu"].to_numpy().astype(np.int64), mapping=st["mapping"].to_numpy().astype(np.int64),
                          index=st["index"].to_numpy().astype(np.int64), line=sl.astype(np.int64),
                          n_ids=n_add + anon.height, pids=pids, kernel=kernel,
                          kernel_deleted_aids=kdel["aid"].drop_nulls().to_numpy().astype(np.int64),
                          kernel_round_events=round_ev.astype(np.int64))
-
-
-@njit
-def replay_reclaim_kernel(ms, ss, pa, rs, cs, kind, aid, order, cpu, mapping, index, memcg, aid2slot, slot2aid,
-                          first, counts):
-    """Run events [first, ...) until the end or until the folio state or the log needs room
-    (returns the next event).  counts: adds, anon, accesses, deletes, charge_forced, missing,
-    alloc_failed."""
-    n = kind.shape[0]
-    i = first
-    while i < n:
-        if not headroom_ok(ms, ss) or rs.logn[0] + 4096 > rs.log.shape[0]:
-            return i
-        if aid2slot.shape[0] > 0 and slot2aid.shape[0] < ms.pfn.shape[0]:
-            return i
-        k = kind[i]
-        c = cpu[i]
-        log0 = rs.logn[0]
-        if k == 0 or k == 1:
-            anon = k == 1
-            gfp = np.int64(ANON_GFP) if anon else np.int64(READAHEAD_GFP)
-            if order[i] > 0:
-                gfp |= G.__GFP_COMP
-            fails = rs.vm[27]
-            s = add_folio_nb(ms, ss, pa, rs, cs, anon, order[i], memcg, gfp, c, mapping[i], index[i], True)
-            if s == -22:
-                return i
-            if s < 0:
-                counts[6] += 1
-            else:
-                aid2slot[aid[i]] = s
-                slot2aid[s] = aid[i]
-            if rs.vm[27] > fails:
-                counts[4] += 1
-            counts[1 if anon else 0] += 1
-        elif k == 2:
-            a = aid[i]
-            if a >= 0 and aid2slot[a] >= 0:
-                folio_mark_accessed(ms, rs, aid2slot[a], c)
-                counts[2] += 1
-            else:
-                counts[5] += 1
-        else:
-            a = aid[i]
-            if a >= 0 and aid2slot[a] >= 0:
-                s = aid2slot[a]
-                if delete_folio_nb(ms, ss, pa, rs, s, c) >= 0:
-                    aid2slot[a] = -1
-                    slot2aid[s] = -1
-                    counts[3] += 1
-        kswapd_run(ms, ss, pa, rs, c)
-        # name the folios reclaimed during this event by their aid; stamp the event index
-        for r in range(log0, rs.logn[0]):
-            row = rs.log[r]
-            row[12] = i
-            if row[0] == LOG_RECLAIMED:
-                s = row[1]
-                a = slot2aid[s]
-                row[13] = a
-                if a >= 0:
-                    aid2slot[a] = -1
-                slot2aid[s] = -1
-        i += 1
-    return i
 
 
 def _pct(model: float, kernel: float) -> float | None:
@@ -289,21 +194,23 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
     cap = trace.parent
     evs = load_reclaim_events(trace, pids)
     if limit_pages is None:
-        limit_pages = _capture_limit(cap)
+        limit_pages = capture_limit(cap)
     m = Machine.create(mem, design=design, cpus=cpus)
     rc = Reclaim(m, max_memcgs=4, swap_pages=swap_pages, log_capacity=1 << 18)
     memcg = rc.memcg_create(limit_pages)
     f = rc.folios
     aid2slot = np.full(max(1, evs.n_ids), -1, np.int64)
     slot2aid = np.full(f.state.pfn.shape[0], -1, np.int64)
-    counts = np.zeros(8, np.int64)
+    counts = np.zeros(NR_COUNTS, np.int64)
+    made = np.zeros((2, NR_PAGE_ORDERS + 1), np.int64)
+    memcgs = np.full(len(evs.kind), memcg, np.int64)
     logs = []
     i = 0
     n = len(evs.kind)
     while True:
-        i = int(replay_reclaim_kernel(f.state, f.slab.state, f.pa, rc.state, rc.compact_state, evs.kind, evs.aid,
-                                      evs.order, evs.cpu, evs.mapping, evs.index, np.int64(memcg), aid2slot, slot2aid,
-                                      np.int64(i), counts))
+        i = int(replay_folio_events(f.state, f.slab.state, f.pa, rc.state, rc.compact_state, evs.kind, evs.aid,
+                                    evs.order, evs.gfp, evs.cpu, memcgs, evs.mapping, evs.index, aid2slot, slot2aid,
+                                    np.int64(i), counts, made))
         ln = int(rc.state.logn[0])
         logs.append(rc.state.log[:ln].copy())
         rc.state.logn[0] = 0
@@ -325,31 +232,10 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
     return _compare(evs, rc, memcg, log, counts, cap, limit_pages, mem, design, swap_pages, check)
 
 
-def _capture_limit(cap: Path) -> int:
-    """The memcg limit the workload set (``memory.limit_in_bytes``), in pages; 512 MiB else."""
-    ws = cap / "workload.sh"
-    if ws.is_file():
-        import re
-
-        mt = re.search(r"echo \$\(\((\d+) << (\d+)\)\) > \$CG/memory\.(limit_in_bytes|max)", ws.read_text())
-        if mt:
-            return (int(mt.group(1)) << int(mt.group(2))) >> 12
-    return (512 << 20) >> 12
-
-
 def _vmstat_delta(cap: Path) -> dict[str, int]:
-    out = {}
-    b, a = cap / "before.vmstat", cap / "after.vmstat"
-    if not (b.is_file() and a.is_file()):
-        return out
-    rd = lambda f: dict((ln.split()[0], int(ln.split()[1])) for ln in f.read_text().splitlines() if ln.strip())  # noqa: E731
-    vb, va = rd(b), rd(a)
-    for k in ("pgscan_file", "pgsteal_file", "pgscan_anon", "pgsteal_anon", "pgscan_kswapd", "pgscan_direct",
-              "pgsteal_kswapd", "pgsteal_direct", "pgrefill", "pgdeactivate", "allocstall_normal",
-              "nr_vmscan_immediate_reclaim", "pageoutrun"):
-        if k in va and k in vb:
-            out[k] = va[k] - vb[k]
-    return out
+    return vmstat_delta(cap, ("pgscan_file", "pgsteal_file", "pgscan_anon", "pgsteal_anon", "pgscan_kswapd",
+                              "pgscan_direct", "pgsteal_kswapd", "pgsteal_direct", "pgrefill", "pgdeactivate",
+                              "allocstall_normal", "nr_vmscan_immediate_reclaim", "pageoutrun"))
 
 
 def _workload_log(cap: Path) -> dict[str, int]:

@@ -94,7 +94,9 @@ from memdesc.trace.compaction import isolate_columns, read_isolate_freepages
 from memdesc.trace.kpageflags import KPageSnapshot, PageClass
 from memdesc.trace.reader import TraceReadResult, read_trace, to_numpy_columns
 
-MODES = ("exact", "policy", "shadow")
+MODES = ("exact", "policy", "shadow", "mm")
+#: modes run by another driver (``mm``: memdesc.sim.mm_replay, the folio-level events through the MM)
+OTHER_DRIVER_MODES = ("mm",)
 #: file names looked for in a capture directory, in this order
 TRACE_NAMES = ("trace.txt.zst", "trace.txt.gz", "trace.txt", "trace.zst", "trace.gz", "trace")
 #: rows of the model's event log in policy mode (counted and emptied whenever half full)
@@ -767,6 +769,9 @@ def replay(source: str | Path | TraceReadResult | pl.DataFrame | None = None, *,
             source = meta["source_path"]
     if mode not in MODES:
         raise ConfigError(f"--mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if mode in OTHER_DRIVER_MODES:
+        raise ConfigError(f"mode {mode!r} is run by memdesc.sim.mm_replay.mm_replay (the kmem replay loop does "
+                          "not drive folio-level events)")
     if every < 0:
         raise ConfigError(f"--every must be >= 0, got {every}")
     if divergences < 0:
