@@ -360,7 +360,10 @@ class ThpRunResult(Model):
     descriptor_bytes: int
     free_blocks: list[int]
     order9_blocks: int
-    check: str
+    check: str = Field(description='"ok": machine, folio layer, LRU/reclaim state, and the anon page tables '
+                       'before step 3')
+    page_tables_after_thp: str = Field(description='the anon page tables after step 3: "ok", or the first PTE naming '
+                                       'the old pfn of an anon folio compaction migrated (no rmap walk is modelled)')
     seconds: float
     phases: list[ThpPhaseResult]
 
