@@ -450,6 +450,23 @@ class Driven:
     compact_seconds: float
 
 
+def make_room(rc: Reclaim, slot2aid: np.ndarray) -> np.ndarray:
+    """What :func:`replay_folio_events` returns to the caller for: room in the folio and slab
+    states, the slot -> aid map as long as the folio state, a reclaim log of 2^18 rows.
+    Returns the (possibly grown) slot -> aid map; the states are grown in place in ``rc``."""
+    f = rc.folios
+    if not headroom_ok(f.state, f.slab.state):
+        f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
+        f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
+    if slot2aid.shape[0] < f.state.pfn.shape[0]:
+        s2 = np.full(f.state.pfn.shape[0], -1, np.int64)
+        s2[:slot2aid.shape[0]] = slot2aid
+        slot2aid = s2
+    if rc.state.log.shape[0] < 1 << 18:
+        rc.state = grow_log(rc.state, 1 << 18)
+    return slot2aid
+
+
 def drive(rc: Reclaim, comp, st: MmStream, memcg_col: np.ndarray, aid2slot: np.ndarray,
           slot2aid: np.ndarray) -> Driven:
     """Run a stream through :func:`replay_folio_events` to its end: the folio and slab states
@@ -493,15 +510,7 @@ def drive(rc: Reclaim, comp, st: MmStream, memcg_col: np.ndarray, aid2slot: np.n
                 counts[C_COMPACT] += 1
             i += 1
             continue
-        if not headroom_ok(f.state, f.slab.state):
-            f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
-            f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
-        if slot2aid.shape[0] < f.state.pfn.shape[0]:
-            s2 = np.full(f.state.pfn.shape[0], -1, np.int64)
-            s2[:slot2aid.shape[0]] = slot2aid
-            slot2aid = s2
-        if rc.state.log.shape[0] < 1 << 18:
-            rc.state = grow_log(rc.state, 1 << 18)
+        slot2aid = make_room(rc, slot2aid)
     seconds = time.perf_counter() - t0 - compact_seconds
     if int(rc.state.logn[1]):
         raise ConfigError(f"the model's reclaim log dropped {int(rc.state.logn[1])} rows")

@@ -47,10 +47,8 @@ import polars as pl
 
 from memdesc.errors import ConfigError
 from memdesc.mm import gfp as G
-from memdesc.mm.folio import HEADROOM_SLABS, MAX_PIECES, grow_memdesc_state, headroom_ok
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import NR_PAGE_ORDERS
-from memdesc.mm.slab import slab_state_headroom
 from memdesc.mm.swap import (
     LOG_ISOLATE,
     LOG_MEMCG_BEGIN,
@@ -60,7 +58,6 @@ from memdesc.mm.swap import (
     MCF_FAILCNT,
     MCF_WATERMARK,
     VM_NAMES,
-    grow_log,
 )
 from memdesc.mm.vmscan import Reclaim
 from memdesc.sim.mm_replay import (
@@ -74,6 +71,7 @@ from memdesc.sim.mm_replay import (
     Rounds,
     capture_limit,
     latest_add,
+    make_room,
     read_marks,
     replay_folio_events,
     stream_part,
@@ -216,15 +214,7 @@ def run_reclaim(path: str | Path, *, mem: str = "2G", design: str = "linux", lim
         rc.state.logn[0] = 0
         if i >= n:
             break
-        if not headroom_ok(f.state, f.slab.state):
-            f.state = grow_memdesc_state(f.state, 2 * MAX_PIECES)
-            f.slab.state = slab_state_headroom(f.slab.state, 4 * HEADROOM_SLABS)
-        if slot2aid.shape[0] < f.state.pfn.shape[0]:
-            s2 = np.full(f.state.pfn.shape[0], -1, np.int64)
-            s2[:slot2aid.shape[0]] = slot2aid
-            slot2aid = s2
-        if rc.state.log.shape[0] < 1 << 18:
-            rc.state = grow_log(rc.state, 1 << 18)
+        slot2aid = make_room(rc, slot2aid)
     if int(rc.state.logn[1]):
         raise ConfigError(f"the model's event log dropped {int(rc.state.logn[1])} rows: folio identities are lost")
     log = np.concatenate(logs) if logs else np.zeros((0, 14), np.int64)

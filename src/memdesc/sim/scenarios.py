@@ -98,7 +98,7 @@ from memdesc.mm.page_alloc import core, design_spec, dispatch, get_design
 from memdesc.sim.churn import below
 from memdesc.sim.clock import DEFAULT_NS_PER_OP, new_clock, tick
 from memdesc.sim.thp_scenario import SCENARIO as THP_SCENARIO
-from memdesc.sim.thp_scenario import thp_after_pagecache
+from memdesc.sim.thp_scenario import thp_after_pagecache, without_timings
 
 LAYOUTS = ("i386", "x86_64")
 #: ``--design all``: every design and radix node policy, in report order
@@ -235,11 +235,7 @@ class ScenarioResult:
 
     def counts(self) -> dict:
         """:meth:`as_dict` without the timings: what a seed determines."""
-        d = self.as_dict()
-        d.pop("seconds")
-        for p in d["phases"]:
-            p.pop("seconds")
-        return d
+        return without_timings(self.as_dict())
 
 
 # ------------------------------------------------------------------ the scenario

@@ -186,6 +186,15 @@ def thp_requests(ms, ss, pa, rs, cs, gfp, max_tries, max_failures, ncpu, out, re
 # ------------------------------------------------------------------ results
 
 
+def without_timings(d: dict) -> dict:
+    """A scenario run's dict without its ``seconds`` (the run's and every phase's): what a seed
+    determines, for pinned figures and JIT / no-JIT equality (shared by every scenario)."""
+    d.pop("seconds")
+    for p in d["phases"]:
+        p.pop("seconds")
+    return d
+
+
 @dataclass
 class ThpPhase:
     """One step: what it did and the free blocks per order after it (zones summed)."""
@@ -265,11 +274,7 @@ class ThpRun:
 
     def counts(self) -> dict:
         """:meth:`as_dict` without the timings: what a seed determines."""
-        d = self.as_dict()
-        d.pop("seconds")
-        for p in d["phases"]:
-            p.pop("seconds")
-        return d
+        return without_timings(self.as_dict())
 
 
 # ------------------------------------------------------------------ the scenario
