@@ -362,8 +362,10 @@ class ThpRunResult(Model):
     order9_blocks: int
     check: str = Field(description='"ok": machine, folio layer, LRU/reclaim state, and the anon page tables '
                        'before step 3')
-    page_tables_after_thp: str = Field(description='the anon page tables after step 3: "ok", or the first PTE naming '
-                                       'the old pfn of an anon folio compaction migrated (no rmap walk is modelled)')
+    page_tables_after_thp: str = Field(description='the anon page tables after step 3 checked against the folio layer '
+                                       '(AddressSpaces.check()): "ok", or the first entry that disagrees (the rmap '
+                                       'walk of migration points the PTEs/PMDs of migrated anon folios at their '
+                                       'new pfns)')
     seconds: float
     phases: list[ThpPhaseResult]
 

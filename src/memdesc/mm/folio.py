@@ -64,6 +64,12 @@ semantics, include/linux/mm.h, mm_types.h, mm/rmap.c, mm/gup.c, mm/huge_memory.c
   (``deferred_split_folio(folio, true)``).
 * ``mapping``/``index`` (page cache: one reference per page while set), the LRU lists of
   ``enum lru_list`` (links in ``lru_next``/``lru_prev``), ``memcg``, the deferred-split link.
+* ``anon_vma``/``index`` of an anon folio: its rmap anchor (``__folio_set_anon``: Linux keeps
+  the anon_vma in ``folio->mapping`` | FOLIO_MAPPING_ANON; here it has its own column, so
+  ``mapping`` stays the page cache's).  Migration and the split of a PMD-mapped folio walk
+  the page tables through it (:mod:`memdesc.mm.rmap`: ``remove_migration_ptes``,
+  ``split_huge_pmd`` of ``unmap_folio``) when address spaces registered theirs
+  (:func:`set_page_tables`; the ``rm_*`` fields, empty otherwise).
 * LRU lists are per *lruvec*: one per memory cgroup (``memcg`` 0 is the root), rows
   ``memcg * NR_LRU_LISTS + lru`` of ``lru_head`` (first, last, folios, pages: the kernel's
   ``lruvec_lru_size`` counts pages); a folio's memcg is set (charged) before it is added.
@@ -94,6 +100,7 @@ from memdesc.errors import ConfigError, InvalidPfn, MemdescError
 from memdesc.mm import gfp as G
 from memdesc.mm import memdesc as mdesc
 from memdesc.mm import memmap as mmap
+from memdesc.mm import rmap
 from memdesc.mm.machine import Machine, to_gfp
 from memdesc.mm.memmap import (
     MD_ANON,
@@ -245,6 +252,8 @@ RC_NAMES = {E_NOMEM_DESC: "E_NOMEM_DESC", E_NOMEM_PAGES: "E_NOMEM_PAGES", E_NOCA
 
 #: most new slots / descriptors a single operation may need (a uniform split of order 10 to 0)
 MAX_PIECES = 1 << MAX_PAGE_ORDER
+#: references to the address spaces' page tables (memdesc.mm.rmap), not the folio layer's own memory
+RMAP_FIELDS = ("rm_pte", "rm_pmd", "rm_ptt", "rm_dep", "rm_av", "rm_stat")
 #: slab headroom (slabs of any cache) kept before each operation of a batch
 HEADROOM_SLABS = 64
 
@@ -260,7 +269,8 @@ class MemdescState(StructProxy):
 
     _fields = ("cfg", "cache", "dsize", "tstat", "ostat", "meta", "fstack", "pfn", "order", "mtype", "sub", "gfp",
                "desc", "cookie", "flags", "ref", "mapcount", "lmap", "emap", "nrmap", "pin", "mapping", "index",
-               "lru", "lru_next", "lru_prev", "memcg", "ds_next", "ds_prev", "lru_head", "pfn_slot", "page_mc")
+               "anon_vma", "lru", "lru_next", "lru_prev", "memcg", "ds_next", "ds_prev", "lru_head", "pfn_slot",
+               "page_mc", "rm_pte", "rm_pmd", "rm_ptt", "rm_dep", "rm_av", "rm_stat")
 
 
 define_struct(MemdescState, MemdescStateType)
@@ -269,6 +279,7 @@ SLOT_FIELDS = {  # per-slot columns and dtypes
     "pfn": np.int64, "order": np.int8, "mtype": np.int8, "sub": np.int8, "gfp": np.int64, "desc": np.int64,
     "cookie": np.int64, "flags": np.int64, "ref": np.int32, "mapcount": np.int32, "lmap": np.int32,
     "emap": np.int32, "nrmap": np.int32, "pin": np.int32, "mapping": np.int64, "index": np.int64,
+    "anon_vma": np.int64,
     "lru": np.int8, "lru_next": np.int32, "lru_prev": np.int32, "memcg": np.int16, "ds_next": np.int32,
     "ds_prev": np.int32, "fstack": np.int32,
 }
@@ -295,7 +306,7 @@ def new_memdesc_state(npages: int, capacity: int = 1024, separate: bool = False,
                         dsize=np.zeros((NR_MDTYPES, 2), np.int64), tstat=np.zeros((NR_MDTYPES, NR_TS), np.int64),
                         ostat=np.zeros((NR_OPS, NR_OS), np.int64), meta=meta, lru_head=lru_head,
                         pfn_slot=_mem.zeros(int(npages), np.int32), page_mc=_mem.zeros(int(npages), np.int32),
-                        **cols)
+                        **rmap.empty_page_tables(), **cols)
 
 
 def grow_memdesc_state(ms: MemdescState, min_free: int) -> MemdescState:
@@ -315,6 +326,17 @@ def grow_memdesc_state(ms: MemdescState, min_free: int) -> MemdescState:
             a[cap:] = -1
         fields[name] = a
     return MemdescState(**fields)
+
+
+def set_page_tables(ms: MemdescState, pte: np.ndarray, pmd: np.ndarray, ptt: np.ndarray, dep: np.ndarray,
+                    anon_vma: np.ndarray) -> MemdescState:
+    """A state whose rmap walks (memdesc.mm.rmap) see these page tables (memdesc.mm.memory's
+    arrays, by reference: ``pte[mm, vpn]``, ``pmd``/``ptt``/``dep[mm, vpn >> 9]``, the per-mm
+    anon_vma ids).  One set of address spaces per folio layer."""
+    if ms.rm_pte.size and ms.rm_pte is not pte:
+        raise ConfigError("the folio layer already has address spaces (one AddressSpaces per machine)")
+    return MemdescState(**{**{f: getattr(ms, f) for f in MemdescState._fields}, "rm_pte": pte, "rm_pmd": pmd,
+                           "rm_ptt": ptt, "rm_dep": dep, "rm_av": anon_vma})
 
 
 def set_nr_lruvecs(ms: MemdescState, n: int) -> MemdescState:
@@ -470,6 +492,7 @@ def _init_slot(ms, s, pfn, order, mdtype, gfp, desc):
     ms.pin[s] = 0
     ms.mapping[s] = 0
     ms.index[s] = 0
+    ms.anon_vma[s] = 0
     ms.lru[s] = -1
     ms.lru_next[s] = -1
     ms.lru_prev[s] = -1
@@ -1167,6 +1190,14 @@ def folio_detach_mapping(ms, ss, pa, s, cpu):
     return folio_put_refs(ms, ss, pa, s, np.int64(1) << ms.order[s], cpu)
 
 
+@njit
+def folio_set_anon(ms, s, anon_vma, index):
+    """__folio_set_anon(): a new anon folio's rmap anchor -- folio->mapping's anon_vma (kept in
+    its own column, see memdesc.mm.rmap) and folio->index, its linear page index."""
+    ms.anon_vma[s] = anon_vma
+    ms.index[s] = index
+
+
 # ------------------------------------------------------------------ split (mm/huge_memory.c)
 
 
@@ -1313,7 +1344,11 @@ def folio_split(ms, ss, pa, s, new_order, at, uniform, cpu, out):
         h, ho = _alloc_head_containing(pa, p, pord[i])
         if ho > pord[i]:
             pa_split_alloc(pa, h, ho, p, pord[i], gfp | core.GFP_COMP if pord[i] > 0 else gfp)
-    # 3. entire (PMD) mappings become PTE mappings (split_huge_pmd), then the pieces
+    # 3. entire (PMD) mappings become PTE mappings (unmap_folio: split_huge_pmd through the
+    # rmap walk of an anon folio's page tables), then the pieces
+    anon_vma = ms.anon_vma[s]
+    if ms.emap[s] >= 0 and anon_vma != 0:
+        rmap.split_huge_pmd_folio(ms, anon_vma, ms.index[s], pfn0)
     while ms.emap[s] >= 0:
         folio_split_pmd(ms, s)
     old_desc = ms.desc[s]
@@ -1360,6 +1395,7 @@ def folio_split(ms, ss, pa, s, new_order, at, uniform, cpu, out):
                 ms.flags[ps] |= np.int64(1) << PG_large_rmappable
         ms.mapping[ps] = mapping
         ms.index[ps] = index + off[i]
+        ms.anon_vma[ps] = anon_vma
         ms.memcg[ps] = memcg
         # mappings of the piece's pages
         mc = np.int64(0)
@@ -1457,7 +1493,11 @@ def _migrate_move(ms, ss, pa, s, nd, cpu):
     ms.nrmap[nd] = ms.nrmap[s]
     ms.mapping[nd] = ms.mapping[s]
     ms.index[nd] = ms.index[s]
+    ms.anon_vma[nd] = ms.anon_vma[s]
     ms.memcg[nd] = ms.memcg[s]
+    # remove_migration_ptes(src, dst): the rmap walk of an anon folio's page tables
+    if ms.anon_vma[nd] != 0:
+        rmap.remove_migration_ptes(ms, ms.anon_vma[nd], ms.index[nd], src, dst, np.int64(1) << order)
     if ms.lru[s] >= 0:
         _lru_replace(ms, s, nd)
     if _on_deferred(ms, s):
@@ -1470,6 +1510,7 @@ def _migrate_move(ms, ss, pa, s, nd, cpu):
     ms.emap[s] = -1
     ms.nrmap[s] = 0
     ms.mapping[s] = 0
+    ms.anon_vma[s] = 0
     ms.ref[s] = 0
     rc = _release(ms, ss, pa, s, cpu, OP_MIGRATE)
     if rc < 0:
@@ -2492,7 +2533,8 @@ class Folios:
             "descriptor_failures": int(self.state.tstat[:, TS_DESC_FAILED].sum()),
             "free_path_allocations": self.free_path_allocations(),
             "live": int(self.state.meta[MM_LIVE]),
-            "bookkeeping_bytes": int(sum(getattr(self.state, f).nbytes for f in MemdescState._fields)),
+            "bookkeeping_bytes": int(sum(getattr(self.state, f).nbytes for f in MemdescState._fields
+                                         if f not in RMAP_FIELDS)),
         }
 
 

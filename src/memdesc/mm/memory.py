@@ -22,6 +22,15 @@ on every design), maps it with one PTE per page (``folio_add_new_anon_rmap``: on
 reference per PTE, the allocation's reference becomes one of them) or one PMD, and puts
 it on the inactive anon LRU.  ``page_folio()`` of a PTE is the folio layer's pfn map.
 
+**Reverse map** (:mod:`memdesc.mm.rmap`): every mm has an ``anon_vma`` id (``mm_alloc``:
+a new one; ``fork``: the parent's -- the fork family's root anon_vma), and a new anon folio
+gets the faulting mm's id and the vpn of its first page as its rmap anchor
+(``__folio_set_anon``: folio->mapping's anon_vma and folio->index).  The address spaces
+register their page tables with the folio layer (``folio.set_page_tables``), so migration
+(``remove_migration_ptes``) and the split of a PMD-mapped folio (``split_huge_pmd`` in
+``unmap_folio``) rewrite them by walking the family's mms at that index.  ``check()``
+verifies that every PTE/PMD is where the anchor of its folio leads.
+
 **Faults** (``handle_mm_fault``; 6.18 semantics, :mod:`memdesc.mm.huge_memory` for the
 policy): an empty PMD in a VMA that allows the PMD order gets a PMD THP (a read fault
 the huge zero page if ``use_zero_page``); otherwise the PTE table is allocated and
@@ -50,7 +59,8 @@ write-protected in both (``folio_try_dup_anon_rmap_*``: one more mapping and ref
 PTE / PMD); a folio that may be DMA-pinned is copied into a new order-0 page per page
 instead (``copy_present_page``; a pinned PMD folio is split first).
 
-Not modelled: file and shmem VMAs (the page cache is :mod:`memdesc.mm.filemap`), swap,
+Not modelled: file and shmem VMAs (the page cache is :mod:`memdesc.mm.filemap`), swap
+(reclaim's ``try_to_unmap`` does not reach these page tables),
 mremap/mprotect, uffd, KSM, NUMA policies, khugepaged; VMAs merge only on mmap of an
 adjacent range with equal flags.  Virtual addresses are page numbers in a per-mm window of
 ``vpages`` pages (mmap places top-down, 2 MiB-aligned when the length is a multiple of
@@ -71,13 +81,14 @@ from memdesc.errors import ConfigError
 from memdesc.mm import folio as F
 from memdesc.mm import gfp as G
 from memdesc.mm import huge_memory as H
+from memdesc.mm import rmap as R
 from memdesc.mm.machine import Machine
 from memdesc.mm.memmap import MD_ANON, MD_PAGETABLE
 
-PTE_WRITE = np.int64(1) << 61
-PTE_ZERO = np.int64(1) << 60
-PTE_PFN_MASK = PTE_ZERO - 1
-PMD_SHIFT = 9
+PTE_WRITE = R.PTE_WRITE
+PTE_ZERO = R.PTE_ZERO
+PTE_PFN_MASK = R.PTE_PFN_MASK
+PMD_SHIFT = R.PMD_SHIFT
 PUD_SHIFT = 18
 #: GFP_PGTABLE_USER
 GFP_PGTABLE_USER = G.GFP_KERNEL_ACCOUNT | G.__GFP_ZERO
@@ -107,7 +118,7 @@ class MmState(StructProxy):
     """Address spaces: VMAs, page tables, counters (see the module docstring)."""
 
     _fields = ("cfg", "per_order", "mmc", "nvma", "vstart", "vend", "vflags", "pte", "pmd", "ptt", "dep",
-               "pmdt", "thp", "ev", "alloc_order")
+               "pmdt", "anon_vma", "thp", "ev", "alloc_order")
 
 
 define_struct(MmState, MmStateType)
@@ -133,7 +144,7 @@ def new_mm_state(vpages: int = 1 << 19, nmm: int = 4, nvma: int = 64,
                    pmd=np.zeros((nmm, vpages >> PMD_SHIFT), np.int64),
                    ptt=np.full((nmm, vpages >> PMD_SHIFT), -1, np.int64),
                    dep=np.full((nmm, vpages >> PMD_SHIFT), -1, np.int64),
-                   pmdt=np.full((nmm, vpages >> PUD_SHIFT), -1, np.int64),
+                   pmdt=np.full((nmm, vpages >> PUD_SHIFT), -1, np.int64), anon_vma=np.zeros(nmm, np.int64),
                    thp=np.zeros((H.NR_MTHP_STATS, H.NR_THP_ORDERS), np.int64), ev=np.zeros(H.NR_EV, np.int64),
                    alloc_order=np.zeros(H.NR_THP_ORDERS + 2, np.int64))
 
@@ -150,9 +161,7 @@ def find_vma(st, mm, vpn):
     return -1
 
 
-@njit(inline="always")
-def _pte_pfn(v):
-    return (v & PTE_PFN_MASK) - 1
+_pte_pfn = R.pte_pfn
 
 
 @njit
@@ -226,6 +235,7 @@ def _map_new_folio(st, ms, ss, pa, mm, s, vpn0, nr, writable, cpu):
     """folio_add_new_anon_rmap + set_ptes + folio_add_lru_vma for a fresh folio of nr pages at
     vpn0 (its allocation reference becomes one of the PTE references)."""
     F.folio_map_ptes(ms, s, 0, nr)
+    F.folio_set_anon(ms, s, st.anon_vma[mm], vpn0)
     F.folio_put_refs(ms, ss, pa, s, 1, cpu)
     pfn = ms.pfn[s]
     w = PTE_WRITE if writable else np.int64(0)
@@ -262,21 +272,10 @@ def _unmap_pmd(st, ms, ss, pa, mm, s, cpu):
 @njit
 def _split_pmd(st, ms, mm, p):
     """__split_huge_pmd() of PMD entry p: PTEs for every page (the deposited table withdrawn)."""
-    v = st.pmd[mm, p]
-    base = p << PMD_SHIFT
-    w = v & PTE_WRITE
-    st.ptt[mm, p] = st.dep[mm, p]
-    st.dep[mm, p] = -1
-    st.pmd[mm, p] = 0
-    if v & PTE_ZERO:
-        for i in range(H.HPAGE_PMD_NR):
-            st.pte[mm, base + i] = PTE_ZERO
+    pfn = R.split_pmd_entry(st.pte, st.pmd, st.ptt, st.dep, mm, p)
+    if pfn < 0:
         return
-    pfn = _pte_pfn(v)
-    s = np.int64(ms.pfn_slot[pfn]) - 1
-    F.folio_split_pmd(ms, s)
-    for i in range(H.HPAGE_PMD_NR):
-        st.pte[mm, base + i] = (pfn + i + 1) | w
+    F.folio_split_pmd(ms, np.int64(ms.pfn_slot[pfn]) - 1)
     st.ev[H.EV_THP_SPLIT_PMD] += 1
 
 
@@ -317,6 +316,7 @@ def _do_huge_pmd_anonymous_page(st, ms, ss, pa, mm, vi, vpn, write, cpu):
         return FAULT_NOCAP if d == F.E_NOCAP else FAULT_OOM
     st.dep[mm, p] = d
     F.folio_map_pmd(ms, s)
+    F.folio_set_anon(ms, s, st.anon_vma[mm], p << PMD_SHIFT)
     F.folio_put_refs(ms, ss, pa, s, 1, cpu)
     st.pmd[mm, p] = (ms.pfn[s] + 1) | PTE_WRITE
     st.mmc[mm, MMC_RSS] += H.HPAGE_PMD_NR
@@ -712,6 +712,8 @@ def mm_check_nb(st, ms):
                     s = np.int64(ms.pfn_slot[_pte_pfn(v)]) - 1
                     if s < 0 or ms.mtype[s] != MD_ANON or ms.order[s] != H.PMD_ORDER:
                         return 1, mm, p << PMD_SHIFT
+                    if ms.anon_vma[s] != st.anon_vma[mm] or ms.index[s] != p << PMD_SHIFT:
+                        return 8, mm, p << PMD_SHIFT
                     pmdc[s] += 1
                     rss += H.HPAGE_PMD_NR
                 continue
@@ -731,6 +733,8 @@ def mm_check_nb(st, ms):
                     return 1, mm, base + i
                 if find_vma(st, mm, base + i) < 0:
                     return 4, mm, base + i
+                if ms.anon_vma[s] != st.anon_vma[mm] or ms.index[s] + (pfn - ms.pfn[s]) != base + i:
+                    return 8, mm, base + i
                 cnt[pfn] += 1
                 rss += 1
         if rss != st.mmc[mm, MMC_RSS]:
@@ -754,6 +758,7 @@ MM_CHECK_MESSAGES = {
     5: "mm {a}: PMD {b} is mapped without a deposited page table",
     6: "mm {a}: PTE at page {b:#x} without a PTE table",
     7: "folio slot {a}: {b} PMD mappings, _entire_mapcount says otherwise",
+    8: "mm {a}: page {b:#x} maps a folio whose rmap anchor (anon_vma, index) does not lead there",
 }
 
 
@@ -780,6 +785,9 @@ class AddressSpaces:
         self.folios = F.Folios.of(machine)
         self.settings = settings or H.ThpSettings()
         self.st = new_mm_state(vpages, nmm, nvma, self.settings)
+        st = self.st
+        self.folios.state = F.set_page_tables(self.folios.state, st.pte, st.pmd, st.ptt, st.dep, st.anon_vma)
+        self._next_anon_vma = 1
         self.vpages = vpages
         self._top = np.full(nmm, vpages, np.int64)  # top-down mmap cursor (mmap_base)
 
@@ -825,6 +833,8 @@ class AddressSpaces:
         self.st.mmc[mm, MMC_LIVE] = 1
         self.st.mmc[mm, MMC_LIMIT] = memcg_limit_pages
         self.st.nvma[mm] = 0
+        self.st.anon_vma[mm] = self._next_anon_vma  # anon_vma_prepare(): a new root
+        self._next_anon_vma += 1
         self._top[mm] = self.vpages
         return mm
 
@@ -945,6 +955,7 @@ class AddressSpaces:
         free_pgtables_kernel(*self._args(), np.int64(m), np.int64(0), np.int64(self.vpages), np.int64(0))
         self.st.mmc[m, MMC_LIVE] = 0
         self.st.nvma[m] = 0
+        self.st.anon_vma[m] = 0
 
     def fork(self, mm: int) -> int:
         """fork(): a new mm with the parent's VMAs and page tables, every anon mapping shared
@@ -952,6 +963,7 @@ class AddressSpaces:
         (the half-built child is torn down)."""
         p = int(self._mm(mm))
         c = self.mm_alloc(int(self.st.mmc[p, MMC_LIMIT]))
+        self.st.anon_vma[c] = self.st.anon_vma[p]  # anon_vma_fork(): the family's root
         vmas = self._vma_list(p)
         self._set_vmas(c, vmas)
         self._top[c] = self._top[p]
@@ -987,7 +999,16 @@ class AddressSpaces:
         return H.thp_stats_dict(self.st.thp)
 
     def events(self) -> dict[str, int]:
-        return {n: int(self.st.ev[i]) for i, n in enumerate(H.EV_NAMES)}
+        """The THP and fault events; thp_split_pmd includes the PMDs the folio layer's rmap walk
+        split (a PMD-mapped folio split by compaction or the deferred split shrinker)."""
+        ev = {n: int(self.st.ev[i]) for i, n in enumerate(H.EV_NAMES)}
+        ev["thp_split_pmd"] += int(self.folios.state.rm_stat[R.RMS_SPLIT_PMDS])
+        return ev
+
+    def rmap_stats(self) -> dict[str, int]:
+        """The folio layer's rmap walks (memdesc.mm.rmap): walks, PTEs and PMDs rewritten by
+        migration, PMDs split."""
+        return {n: int(v) for n, v in zip(R.RMS_NAMES, self.folios.state.rm_stat, strict=True)}
 
     def anon_allocations(self) -> dict[str, int]:
         """Anon folios allocated per order (faults and copies), and of these the COW copies."""

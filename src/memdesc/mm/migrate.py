@@ -8,7 +8,8 @@ gets its destination from ``get_new_folio`` (compaction: ``compaction_alloc``, t
 its free scanner isolated; otherwise ``alloc_migration_target``) and is unmapped, then a
 *move* phase (``migrate_folio_move`` -> ``move_to_new_folio`` -> ``migrate_folio`` /
 ``folio_migrate_mapping``, which checks the reference count) in which state, mappings, page
-cache entry and LRU position go to the destination and the source is freed.  A folio whose
+cache entry and LRU position go to the destination, ``remove_migration_ptes(src, dst)``
+points the page tables at it, and the source is freed.  A folio whose
 reference count is not the expected one (a pin, or any transient reference) gives -EAGAIN,
 retried up to ``NR_MAX_MIGRATE_PAGES_RETRY`` (10) passes in sync modes and then counted
 failed; ``get_new_folio`` returning NULL is -ENOMEM: a large folio is then split
@@ -18,7 +19,14 @@ other failure ends the call, the folios not yet tried going back to their LRU li
 separate descriptors (counted by the folio layer as split descriptor allocations).
 
 In memdesc the move itself is the folio layer's (``folio.folio_migrate_to`` for a destination
-the caller holds, ``folio.folio_migrate`` for one from the page allocator).  What differs per
+the caller holds, ``folio.folio_migrate`` for one from the page allocator).  The mappings move
+as counters (``page_mc``, mapcounts, references: there are no migration entries, nothing runs
+in between), and for an anon folio the rmap walk (:mod:`memdesc.mm.rmap`) rewrites the
+address spaces' page tables: through the folio's anon_vma (its fork family) and index, every
+PTE and PMD naming a source page names the destination page at the same offset, write bit
+kept -- in the faulting mm and in every forked child sharing the folio.  A large folio split
+for want of a destination (``try_split_folio``) first has its PMD mappings split into PTE
+tables by the same walk (``unmap_folio``), and each piece migrates with its own walk.  What differs per
 design is the destination's *descriptor*: on ``linux`` (64-byte struct page) the descriptor
 is the struct page of the destination, nothing is allocated; on designs with separately
 allocated descriptors (``radix``, ``vmem``, ``linux:32``) the destination's descriptor is
@@ -33,8 +41,9 @@ MIGRATE_ASYNC / SYNC_LIGHT / SYNC only decides which folios the *isolation* took
 never blocks here); :func:`migrate_pages` is ``migrate_pages()`` with
 ``alloc_migration_target``.  Statistics: ``mm_migrate_pages``' ``nr_succeeded`` (pages) and
 ``nr_failed`` (folios) per call.  Not modelled: THP splitting on failure (``nr_thp_split``),
-hugetlb, non-LRU movable_ops pages (zsmalloc, balloon), migration entries and the rmap walk
-(the page tables are the folio layer's counters), NUMA targets.
+hugetlb, non-LRU movable_ops pages (zsmalloc, balloon), migration entries (the move is one
+step; the walk looks for entries naming the source pfns), the file rmap walk (no file VMAs:
+page-cache folios are mapped by counters only), NUMA targets.
 """
 
 from __future__ import annotations

@@ -254,8 +254,8 @@ class ThpRun:
     free_blocks: list
     order9_blocks: int
     check: str
-    #: the anon model's page tables after step 3 ("ok", or their first inconsistency: PTEs of
-    #: anon folios compaction migrated still name the old pfns -- no rmap walk is modelled)
+    #: the anon model's page tables after step 3 ("ok", or their first inconsistency with the
+    #: folio layer; compaction's migrations rewrite them through the rmap walk)
     page_tables_after_thp: str
     seconds: float
     phases: list[ThpPhase] = field(default_factory=list)
@@ -468,9 +468,9 @@ def thp_after_pagecache(design: str = "linux", mem: str | int = "512M", seed: in
     for part in (folios.check, rs.check, lambda: tables_before):
         if check == "ok":
             check = part()
-    # migration moves a folio's mappings in the folio layer, but no rmap walk rewrites the anon
-    # model's PTEs (remove_migration_ptes is not modelled): after compaction moved anon folios
-    # they name the old pfns -- reported, not hidden; nothing uses them after this step
+    # migration moves a folio's mappings in the folio layer and the rmap walk
+    # (remove_migration_ptes, memdesc.mm.rmap) points the anon PTEs/PMDs at the new pfns: the
+    # page tables must still agree with the folio layer after compaction moved anon folios
     tables_after = aspace.check()
     desc_bytes = sum(int(v) for k, v in m.summary().get("metadata_bytes", {}).items() if "desc" in k)
     return ThpRun(
