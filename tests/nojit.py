@@ -34,7 +34,7 @@ TESTS = REPO / "tests"
 #: how much of a failed subprocess's stderr the assertion message shows
 STDERR_TAIL = 3000
 
-# one line (tracebacks of ``code`` keep their line numbers but for this one), names removed again
+# one line before ``code`` (so line N of ``code`` is line N + 1 in a traceback); its name is deleted again
 _PRELUDE = ("import memdesc._numba as _nojit_nb; assert _nojit_nb.JIT_DISABLED is {disabled}, "
             "'NUMBA_DISABLE_JIT={flag} did not take effect'; del _nojit_nb\n")
 
