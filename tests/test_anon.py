@@ -9,9 +9,6 @@ copy on write isolates, zap reads zero), and from the ``mthp`` capture.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -29,6 +26,7 @@ from memdesc.mm.memmap import MD_ANON
 from memdesc.mm.memory import PMD_SHIFT, PTE_PFN_MASK, PTE_ZERO, AddressSpaces
 from memdesc.mm.page_alloc.core import PCP_COUNT
 from memdesc.sim import anon as SA
+from nojit import jsonable, run_json
 
 P = 4096
 MTHP = H.ThpSettings(sizes={"16kB": "always", "64kB": "always"})
@@ -410,10 +408,7 @@ def test_nojit_equals_jit():
             "r = run_workload('linux', '256M', shrink=True, scale=64); r.pop('seconds'); print(json.dumps(r))")
     jit = SA.run_workload("linux", "256M", shrink=True, scale=64)
     jit.pop("seconds")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    assert p.returncode == 0, p.stderr[-2000:]
-    assert json.loads(p.stdout.strip().splitlines()[-1]) == json.loads(json.dumps(jit))
+    assert run_json(code, jit=False, timeout=600) == jsonable(jit)
 
 
 def test_cli_model_alone(tmp_path):

@@ -3,11 +3,6 @@ proactive compaction, migration through the design, against a reference model.""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -23,6 +18,7 @@ from memdesc.mm import gfp as G
 from memdesc.mm.machine import Machine
 from memdesc.mm.mmzone import PAGEBLOCK_ORDER
 from memdesc.mm.page_alloc.dispatch import pa_drain
+from nojit import both
 
 MOVABLE = "GFP_HIGHUSER_MOVABLE"
 
@@ -383,12 +379,7 @@ def test_nojit_gives_the_same_compaction():
         "c = C.Compaction(f)\n"
         "r = c.compact_memory()\n"
         "print(json.dumps([r, c.stats(), c.events().tolist(), np.asarray(m.design.zs.nr_free).tolist(), f.check()]))\n")
-    outs = []
-    for jit in ("0", "1"):
-        env = {**os.environ, "NUMBA_DISABLE_JIT": jit}
-        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-        assert p.returncode == 0, p.stderr[-2000:]
-        outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    outs = both(code, timeout=900)
     assert outs[0] == outs[1] and outs[0][-1] == "ok" and outs[0][1]["pages_migrated"] > 0
 
 

@@ -24,9 +24,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -46,6 +43,7 @@ from memdesc.sim.churn import Churn
 from memdesc.sim.replay import replay, sample_path
 from memdesc.sim.snapshot import machine_from_snapshot
 from memdesc.trace.reader import read_trace
+from nojit import both
 
 #: every registered design, and every non-default option value it declares
 SPECS = [name for name in DESIGNS] + [f"{name}:{key}={v}" for name, cls in DESIGNS.items()
@@ -416,18 +414,9 @@ print(json.dumps({"jit_disabled": JIT_DISABLED, "check": m.check(), "stats": m.s
 """
 
 
-def _run_nojit(design: str, disable: str) -> dict:
-    env = dict(os.environ, NUMBA_DISABLE_JIT=disable)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", _NOJIT, design], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 @pytest.mark.parametrize("design", list(DESIGNS))
 def test_same_results_without_jit(design):
-    nojit, jit = _run_nojit(design, "1"), _run_nojit(design, "0")
+    nojit, jit = both(_NOJIT, args=[design], timeout=900)
     assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
     assert nojit["check"] == "ok"
     assert nojit == jit

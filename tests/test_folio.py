@@ -8,11 +8,6 @@ machine at the end): check() runs after every step, descriptors included.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -29,6 +24,7 @@ from memdesc.sim import memtypes as MT
 from memdesc.sim.replay import sample_path
 from memdesc.trace.kpageflags import KPageSnapshot
 from memdesc.trace.reader import read_trace, to_numpy_columns
+from nojit import both
 
 DESIGNS = list(REGISTERED)  # every registered design (llfree too)
 TYPED = [MD_FILE, MD_ANON, MD_SLAB, MD_PAGETABLE, MD_NETPOOL, MD_ZSMALLOC, MD_MISC]
@@ -299,12 +295,7 @@ def test_nojit_gives_the_same_state():
         "s = f.state\n"
         "print(json.dumps([r, int(s.meta[0]), s.pfn[:s.meta[0]].tolist(), s.ref[:s.meta[0]].tolist(),"
         " s.desc[:s.meta[0]].tolist(), f.check()]))\n")
-    outs = []
-    for jit in ("0", "1"):
-        env = {**os.environ, "NUMBA_DISABLE_JIT": jit}
-        p = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=900)
-        assert p.returncode == 0, p.stderr[-2000:]
-        outs.append(json.loads(p.stdout.strip().splitlines()[-1]))
+    outs = both(code, timeout=900)
     assert outs[0] == outs[1] and outs[0][-1] == "ok"
 
 

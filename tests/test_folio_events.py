@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -24,8 +19,7 @@ from memdesc.trace.folio_events import (
     parse_folio_text,
     read_folio_events,
 )
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from nojit import both
 
 
 def _sample_text() -> str:
@@ -229,13 +223,7 @@ print(json.dumps({k: f.rows() for k, f in r.frames.items()} | {"_acct": [r.lines
 
 def test_scanner_same_results_without_numba():
     code = f"BAD = {BAD!r}\n" + _NOJIT
-    outs = []
-    for jit in ("0", "1"):
-        env = dict(os.environ, PYTHONPATH=str(SRC), NUMBA_DISABLE_JIT=jit)
-        p = subprocess.run([sys.executable, "-c", code, str(sample_path())], env=env, capture_output=True,
-                           text=True, timeout=600)
-        assert p.returncode == 0, p.stderr[-2000:]
-        outs.append(json.loads(p.stdout))
+    outs = both(code, args=[sample_path()], timeout=600)
     assert outs[0] == outs[1]
     assert sum(len(v) for k, v in outs[0].items() if not k.startswith("_")) > 500
     assert outs[0]["_acct"][0] == 906

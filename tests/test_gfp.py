@@ -11,7 +11,6 @@ Independent ground truth used here:
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 import sys
@@ -26,6 +25,7 @@ from hypothesis import strategies as st
 from memdesc.errors import ConfigError, FormatError, InvalidOrder
 from memdesc.mm import gfp as g
 from memdesc.mm.mmzone import MIGRATETYPE_NAMES, ZONES_I386, ZONES_X86_64, MigrateType, ZoneType
+from nojit import subprocess_env
 
 DATA = Path(__file__).parent / "data" / "gfp"
 REPO = Path(__file__).resolve().parents[1]
@@ -420,7 +420,7 @@ def test_kernels_agree_with_python_api():
 def test_numba_disabled_run():
     """The numba kernels of gfp.py and vmstat.py also run as plain Python: the tests
     named ``*kernels*`` of both modules, again under NUMBA_DISABLE_JIT=1."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
+    env = subprocess_env(jit=False)  # this tree's src/ first, as in every no-JIT run (tests/nojit.py)
     r = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-k", "kernels",
                         str(REPO / "tests" / "test_gfp.py"), str(REPO / "tests" / "test_vmstat.py")],
                        env=env, capture_output=True, text=True, cwd=REPO, timeout=300)

@@ -8,10 +8,7 @@ a Linux 6.18 machine check the result against what /proc said at the same moment
 from __future__ import annotations
 
 import json
-import os
 import random
-import subprocess
-import sys
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -50,6 +47,7 @@ from memdesc.trace.kpageflags import (
     read_kpage_dump,
     zone_spans_from_zoneinfo,
 )
+from nojit import run_json
 
 SAMPLE = files("memdesc") / "data" / "sample"
 CAPTURES = [(c, s) for c in ("build", "anon", "pagecache") for s in ("before", "after")]
@@ -589,8 +587,7 @@ def test_sample_mapped_stats(sample):
 # --------------------------------------------------------------------------- no-JIT agreement
 
 _NOJIT_SCRIPT = r"""
-import json, sys
-sys.path.insert(0, sys.argv[1])
+import json
 from memdesc._numba import JIT_DISABLED
 assert JIT_DISABLED
 from test_kpageflags import synthetic_snapshot, pageblock_machine
@@ -604,10 +601,7 @@ print(json.dumps({"classes": snap.page_class.tolist(), "bits": snap.bit_counts()
 
 
 def test_kernels_agree_without_jit():
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT, str(Path(__file__).parent)], env=env,
-                         capture_output=True, text=True, timeout=120, check=True)
-    nojit = json.loads(out.stdout)
+    nojit = run_json(_NOJIT_SCRIPT, jit=False, timeout=120)
     snap, _ = synthetic_snapshot()
     pb = pageblock_machine()
     t = pb.pageblock_migratetypes({"0:Normal": {"Unmovable": 1, "Reclaimable": 2, "Movable": 5}})

@@ -3,15 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 
 from memdesc.lib.llfree import HUGE_ORDER, TREE_SIZE, Classing, LLFree
+from nojit import call_json, jsonable
 
 
 def workload() -> dict:
@@ -54,14 +50,7 @@ def workload() -> dict:
 
 
 def test_plain_python_kernels_agree_with_numba():
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    here = Path(__file__).resolve().parent
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_llfree_nojit as t; "
-            "print(json.dumps(t.workload()))")
-    out = subprocess.run([sys.executable, "-W", "error::RuntimeWarning", "-c", code, str(here)], env=env,
-                         capture_output=True, text=True, timeout=600, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    plain = json.loads(out.stdout.strip().splitlines()[-1])
-    jit = json.loads(json.dumps(workload()))
+    plain = call_json("test_llfree_nojit", "workload", jit=False, timeout=600, warnings_as_errors=True)
+    jit = jsonable(workload())
     assert plain == jit
     assert sum(r is not None for r in jit["movable"]["got"][:-1]) > 250

@@ -9,9 +9,6 @@ beside the kernel's within the margins stated at each assertion.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -27,6 +24,7 @@ from memdesc.sim.replay import sample_path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
+from nojit import both_call  # noqa: E402
 from schema_check import check as schema_check  # noqa: E402
 
 # ------------------------------------------------------------------ a synthetic stream
@@ -101,15 +99,7 @@ def _nojit_digest() -> dict:
 
 
 def test_plain_python_kernel_agrees_with_numba():
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_mm_replay as t; "
-            "print(json.dumps(t._nojit_digest()))")
-    runs = []
-    for flag in ("1", "0"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=flag)
-        out = subprocess.run([sys.executable, "-c", code, str(HERE)], env=env, capture_output=True, text=True,
-                             timeout=900, check=False)
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    runs = both_call("test_mm_replay", "_nojit_digest", timeout=900)
     assert runs[0] == runs[1]
     assert runs[1]["linux"]["check"] == "ok" and runs[1]["linux"]["reclaim"]["memcg_rounds"] > 0
 

@@ -47,9 +47,9 @@ from memdesc.trace.kpagetype import (
     census_from_files,
     present_from_zoneinfo,
 )
+from nojit import run_json
 
 SAMPLE = Path(str(files("memdesc") / "data" / "sample"))
-REPO = Path(__file__).resolve().parents[1]
 
 
 def F(*bits: KPF) -> int:
@@ -262,8 +262,7 @@ def memdesc_words() -> list[int]:
 def test_same_results_without_jit(tmp_path):
     """The census, scanner and memdesc word kernels give the same results with NUMBA_DISABLE_JIT=1."""
     code = (
-        "import json, sys\n"
-        f"sys.path.insert(0, {str(REPO / 'tests')!r})\n"
+        "import json\n"
         "from test_ontology import synthetic\n"
         "from memdesc.trace.kpagetype import census_from_arrays\n"
         "from memdesc.sim.scanner import scanner_table\n"
@@ -274,9 +273,7 @@ def test_same_results_without_jit(tmp_path):
         "print(json.dumps({'census': c.census(), 'folios': c.folios(), 'head': int(c.head.sum()),"
         " 'order': int(c.order.astype(int).sum()), 'words': memdesc_words(),"
         " 'scan': {d: {s: r.as_dict() for s, r in row.items()} for d, row in t.items()}}))\n")
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    nojit = json.loads(out.stdout)
+    nojit = run_json(code, jit=False, timeout=None)
     f, z, p = synthetic()
     c = census_from_arrays(f, z, p, section_pages=1024)
     t = scanner_table(c)

@@ -2,12 +2,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 
 from memdesc.mm.filemap import PG_READAHEAD, PageCache
@@ -21,8 +15,8 @@ from memdesc.mm.readahead import (
     get_init_ra_size,
     get_next_ra_size,
 )
+from nojit import both
 
-SRC = Path(__file__).resolve().parents[1] / "src"
 MB = 1 << 20
 SYNC, ASYNC, ORDER, UNB, ADD = ("page_cache_sync_ra", "page_cache_async_ra", "page_cache_ra_order",
                                 "page_cache_ra_unbounded", "mm_filemap_add_to_page_cache")
@@ -316,11 +310,6 @@ print(json.dumps(out))
 
 
 def test_same_results_without_numba():
-    outs = []
-    for jit in ("0", "1"):
-        env = dict(os.environ, PYTHONPATH=str(SRC), NUMBA_DISABLE_JIT=jit)
-        p = subprocess.run([sys.executable, "-c", _SCRIPT], env=env, capture_output=True, text=True, timeout=900)
-        assert p.returncode == 0, p.stderr[-3000:]
-        outs.append(json.loads(p.stdout))
+    outs = both(_SCRIPT, timeout=900)
     assert outs[0] == outs[1]
     assert outs[0][-1] == "ok" and sum(len(x) for x in outs[0][:-3] if isinstance(x, list)) > 1000

@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import polars as pl
 import pytest
@@ -15,8 +11,7 @@ from typer.testing import CliRunner
 from memdesc.cli import app
 from memdesc.errors import FormatError
 from memdesc.sim.readahead import MODES, compare, sample_path, validate_readahead
-
-SRC = Path(__file__).resolve().parents[1] / "src"
+from nojit import both
 
 
 @pytest.fixture(scope="module")
@@ -97,13 +92,7 @@ print(json.dumps(out))
 
 
 def test_validation_kernels_same_results_without_numba():
-    outs = []
-    for jit in ("0", "1"):
-        env = dict(os.environ, PYTHONPATH=str(SRC), NUMBA_DISABLE_JIT=jit)
-        p = subprocess.run([sys.executable, "-c", _NOJIT, str(sample_path())], env=env, capture_output=True,
-                           text=True, timeout=1200)
-        assert p.returncode == 0, p.stderr[-3000:]
-        outs.append(json.loads(p.stdout))
+    outs = both(_NOJIT, args=[sample_path()], timeout=1200)
     assert outs[0] == outs[1]
     assert outs[0]["informed"]["events"] == 1508 and len(outs[0]["model"]) == 1508
 

@@ -2,26 +2,18 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-HERE = Path(__file__).resolve().parent
+from nojit import both_call
 
 
 def workload() -> dict:
     """Exact and policy replay of a small churn trace and of the synthetic trace of test_replay."""
     import hashlib
 
+    import test_replay as t
     from memdesc.mm.machine import Machine
     from memdesc.sim.churn import Churn
     from memdesc.sim.replay import replay
     from memdesc.sim.replay_io import event_log_frame
-
-    sys.path.insert(0, str(HERE))
-    import test_replay as t
 
     def digest(m) -> str:
         h = hashlib.blake2b(digest_size=8)
@@ -67,16 +59,7 @@ def workload() -> dict:
 
 
 def test_plain_python_kernels_agree_with_numba():
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_replay_nojit as t; "
-            "print(json.dumps(t.workload()))")
-    runs = []
-    for flag in ("1", "0"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=flag)
-        out = subprocess.run([sys.executable, "-c", code, str(HERE)], env=env, capture_output=True, text=True,
-                             timeout=900, check=False)
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    nojit, jit = runs
+    nojit, jit = both_call("test_replay_nojit", "workload", timeout=900)
     assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
     assert nojit == jit
     assert jit["churn/exact"]["check"] == "ok" and jit["churn/exact"]["inconsistencies"] == {}

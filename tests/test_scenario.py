@@ -11,10 +11,6 @@ allocation time everything a free will need.  The smallest i386 machine with Hig
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
@@ -24,6 +20,7 @@ from memdesc.errors import ConfigError
 from memdesc.mm.mm_init import i386_layout
 from memdesc.mm.mmzone import ZoneType
 from memdesc.sim.scenarios import highmem_free, variants
+from nojit import run_json
 
 MEM = "1G"
 _cache: dict = {}
@@ -202,17 +199,8 @@ print(json.dumps(out))
 '''
 
 
-def _subprocess(env_extra: dict) -> dict:
-    env = dict(os.environ, **env_extra)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    p = subprocess.run([sys.executable, "-c", NOJIT], env=env, capture_output=True, text=True, timeout=900)
-    assert p.returncode == 0, p.stderr[-3000:]
-    return json.loads(p.stdout.strip().splitlines()[-1])
-
-
 def test_same_counts_without_jit():
-    nojit = _subprocess({"NUMBA_DISABLE_JIT": "1"})
+    nojit = run_json(NOJIT, jit=False, timeout=900)
     assert nojit.pop("jit_disabled") is True
     jit = {r.label: r.counts() for r in (highmem_free(d, p, "x86_64", "64M", seed=3, user_pages=6000)
                                          for d, p in (("linux", None), ("radix", "consume")))}

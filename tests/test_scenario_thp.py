@@ -11,12 +11,6 @@ pinned at 256M so that a change in any layer moves them.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import pytest
 from typer.testing import CliRunner
 
@@ -24,6 +18,7 @@ from memdesc.cli import app
 from memdesc.errors import ConfigError
 from memdesc.sim.scenarios import SCENARIOS
 from memdesc.sim.thp_scenario import ALL_DESIGNS, runs_for, thp_after_pagecache
+from nojit import jsonable, run_json
 from schema_check import check
 
 MEM = "256M"
@@ -172,9 +167,6 @@ def test_nojit_equal():
     """The kernels give the same figures interpreted (NUMBA_DISABLE_JIT=1), on a small run."""
     code = ("import json; from memdesc.sim.thp_scenario import thp_after_pagecache as t; "
             "r = t('vmem', '64M', seed=3, compaction=True, max_chunk='1M'); print(json.dumps(r.counts()))")
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1", "PYTHONPATH": str(Path(__file__).resolve().parents[1] / "src")}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600)
-    assert out.returncode == 0, out.stderr[-2000:]
-    nojit = json.loads(out.stdout.strip().splitlines()[-1])
+    nojit = run_json(code, jit=False, timeout=600)
     jit = thp_after_pagecache("vmem", "64M", seed=3, compaction=True, max_chunk="1M").counts()
-    assert nojit == json.loads(json.dumps(jit))
+    assert nojit == jsonable(jit)

@@ -11,10 +11,6 @@ random states.  Shadow replay of the real captures is in test_replay_shared.py.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import polars as pl
@@ -34,8 +30,8 @@ from memdesc.sim.replay import replay
 from memdesc.sim.replay_io import event_log_frame
 from memdesc.trace import events as E
 from memdesc.trace.writer import write_ftrace
+from nojit import both_call
 
-HERE = Path(__file__).resolve().parent
 MEM = "256M"
 
 
@@ -192,16 +188,7 @@ def nojit_workload() -> dict:
 
 
 def test_plain_python_shadow_agrees_with_numba():
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_shadow as t; "
-            "print(json.dumps(t.nojit_workload()))")
-    runs = []
-    for flag in ("1", "0"):
-        env = dict(os.environ, NUMBA_DISABLE_JIT=flag)
-        out = subprocess.run([sys.executable, "-c", code, str(HERE)], env=env, capture_output=True, text=True,
-                             timeout=900, check=False)
-        assert out.returncode == 0, out.stderr[-3000:]
-        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
-    nojit, jit = runs
+    nojit, jit = both_call("test_shadow", "nojit_workload", timeout=900)
     assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
     assert nojit == jit and jit["shadow"]["decisions"] > 1000
 

@@ -7,10 +7,6 @@ strings), from real /proc/slabinfo lines, or from a reference model kept in plai
 from __future__ import annotations
 
 import itertools
-import json
-import os
-import subprocess
-import sys
 
 import hypothesis.strategies as hst
 import numpy as np
@@ -66,6 +62,7 @@ from memdesc.mm.slab import (
     virt_to_cache_nb,
     virt_to_slab_nb,
 )
+from nojit import jsonable, run_json
 
 PAGE = 4096
 i64 = np.int64
@@ -863,14 +860,10 @@ result = {"jit_disabled": nb.JIT_DISABLED, "log": log, "check": slab_check(st), 
 
 def test_same_results_without_jit():
     """The scenario run as plain Python (subprocess) and compiled (here) gives identical results."""
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    script = _SCENARIO + "json.dump(result, sys.stdout)\n"
-    nojit = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True,
-                           timeout=600)
-    assert nojit.returncode == 0, nojit.stderr[-3000:]
+    a = run_json(_SCENARIO + "json.dump(result, sys.stdout)\n", jit=False, timeout=600)
     ns: dict = {}
     exec(_SCENARIO, ns)
-    a, b = json.loads(nojit.stdout), json.loads(json.dumps(ns["result"]))
+    b = jsonable(ns["result"])
     assert a["jit_disabled"] is True and b["jit_disabled"] is False
     assert a["check"] == a["kcheck"] == a["mcheck"] == "ok"
     assert a["log"] == b["log"] and a["stats"] == b["stats"]

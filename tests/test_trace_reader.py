@@ -8,11 +8,7 @@ from the numba parser.  gfp strings are mapped by memdesc.mm.gfp.parse_gfp in bo
 from __future__ import annotations
 
 import gzip
-import json
-import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -45,6 +41,7 @@ from memdesc.trace.reader import (
     to_numpy_columns,
 )
 from memdesc.trace.writer import write_ftrace
+from nojit import run_json
 
 DATA = Path(__file__).resolve().parent / "data" / "trace"
 FTRACE = DATA / "ftrace-header.txt"
@@ -655,10 +652,7 @@ def test_kernels_agree_without_jit(tmp_path):
     text = "\n".join([*lines, *TASK_NAMES.splitlines(), *FAILED.splitlines(), *MIXED.splitlines(),
                       *BAD_LINES, OLD_ALLOC, *FTRACE_STACK.splitlines(), *PERF_CALLCHAIN.splitlines()]) + "\n"
     text_ftrace = "\n".join(x for x in text.splitlines() if "kmem:" not in x) + "\n"
-    env = {**os.environ, "NUMBA_DISABLE_JIT": "1"}
-    out = subprocess.run([sys.executable, "-c", _NOJIT_SCRIPT, str(tmp_path / "w.txt")], input=text_ftrace,
-                         capture_output=True, text=True, env=env, check=True)
-    got = json.loads(out.stdout)
+    got = run_json(_NOJIT_SCRIPT, jit=False, args=[tmp_path / "w.txt"], input=text_ftrace, timeout=None)
     res = parse_trace_text(text_ftrace, comm=True)
     write_ftrace(res.df, tmp_path / "jit.txt")
     assert got["rows"] == [list(r) for r in res.df.drop("comm").rows()]

@@ -7,11 +7,7 @@ counters and check() must be identical with and without the JIT.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from nojit import both
 
 SCENARIO = r'''
 import hashlib, json
@@ -50,18 +46,8 @@ print(json.dumps(out))
 '''
 
 
-def run(env_extra: dict) -> dict:
-    env = dict(os.environ, **env_extra)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", SCENARIO], env=env, capture_output=True, text=True, timeout=900)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def test_vmem_same_results_without_jit():
-    nojit = run({"NUMBA_DISABLE_JIT": "1"})
-    jit = run({"NUMBA_DISABLE_JIT": "0"})
+    nojit, jit = both(SCENARIO, timeout=900)
     assert nojit.pop("jit_disabled") is True
     assert jit.pop("jit_disabled") is False
     assert nojit["check"] == "ok"

@@ -2,15 +2,10 @@
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
 import numpy as np
 
 from memdesc.lib.vmem import Policy, SegType, Vmem
+from nojit import call_json, jsonable
 
 
 def workload() -> dict:
@@ -55,12 +50,5 @@ def workload() -> dict:
 
 
 def test_plain_python_kernels_agree_with_numba():
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    here = Path(__file__).resolve().parent
-    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import test_vmem_nojit as t; "
-            "print(json.dumps(t.workload()))")
-    out = subprocess.run([sys.executable, "-c", code, str(here)], env=env, capture_output=True, text=True,
-                         timeout=300, check=False)
-    assert out.returncode == 0, out.stderr[-3000:]
-    plain = json.loads(out.stdout.strip().splitlines()[-1])
-    assert plain == json.loads(json.dumps(workload()))
+    plain = call_json("test_vmem_nojit", "workload", jit=False, timeout=300)
+    assert plain == jsonable(workload())

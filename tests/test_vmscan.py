@@ -4,11 +4,6 @@ NUMBA_DISABLE_JIT equality."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 from hypothesis import HealthCheck, settings
@@ -19,6 +14,7 @@ from memdesc.mm import vmscan as V
 from memdesc.mm.machine import Machine
 from memdesc.mm.swap import LOG_RECLAIMED, PAGEVEC_SIZE
 from memdesc.mm.vmscan import Reclaim
+from nojit import call_json
 
 # ------------------------------------------------------------------ the kernel's formulas
 
@@ -482,13 +478,7 @@ def scenario() -> dict:
 
 
 def test_numba_disable_jit_equality():
-    here = os.path.dirname(os.path.abspath(__file__))
-    code = "import json, sys; sys.path.insert(0, sys.argv[1]); import test_vmscan as t; print(json.dumps(t.scenario()))"
-    env = dict(os.environ, NUMBA_DISABLE_JIT="1")
-    p = subprocess.run([sys.executable, "-c", code, here], env=env, capture_output=True, text=True, timeout=1200,
-                       check=False)
-    assert p.returncode == 0, p.stderr[-3000:]
-    nojit = json.loads(p.stdout.strip().splitlines()[-1])
+    nojit = call_json("test_vmscan", "scenario", jit=False, timeout=1200)
     jit = scenario()
     assert nojit.pop("jit_disabled") is True and jit.pop("jit_disabled") is False
     assert nojit == jit

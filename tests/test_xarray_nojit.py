@@ -8,11 +8,7 @@ its results must equal those of the same scenario compiled.
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
+from nojit import both
 
 SCENARIO = r'''
 import json
@@ -78,19 +74,8 @@ print(json.dumps(out))
 '''
 
 
-def run(env_extra: dict) -> dict:
-    env = dict(os.environ, **env_extra)
-    src = str(Path(__file__).resolve().parents[1] / "src")
-    env["PYTHONPATH"] = src + os.pathsep + env.get("PYTHONPATH", "")
-    r = subprocess.run([sys.executable, "-c", SCENARIO], env=env, capture_output=True, text=True,
-                       timeout=600)
-    assert r.returncode == 0, r.stderr[-3000:]
-    return json.loads(r.stdout.strip().splitlines()[-1])
-
-
 def test_kernels_without_jit_match_compiled():
-    nojit = run({"NUMBA_DISABLE_JIT": "1", "PYTHONWARNINGS": "error::RuntimeWarning"})
-    jit = run({"NUMBA_DISABLE_JIT": "0"})
+    nojit, jit = both(SCENARIO, timeout=600, nojit_kw={"env": {"PYTHONWARNINGS": "error::RuntimeWarning"}})
     assert nojit.pop("jit_disabled") is True
     assert jit.pop("jit_disabled") is False
     assert nojit == jit
