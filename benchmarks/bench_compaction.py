@@ -1,6 +1,6 @@
 """A full compaction (vm.compact_memory) per design: time, pages migrated, descriptor allocations.
 
-    .venv/bin/python benchmarks/bench_compaction.py [--designs linux,radix,vmem] [--mem 1G]
+    .venv/bin/python benchmarks/bench_compaction.py [--designs linux,radix,vmem,llfree] [--mem 1G]
                                                     [--capture ../shared/traces/compaction] [--json PATH]
 
 1. **Synthetic**: a fresh x86-64 machine of ``--mem`` filled with order-0 (and every 7th an
@@ -48,7 +48,7 @@ def fragmented(design: str, mem: str) -> tuple[Machine, F.Folios]:
 
 
 def order9(m: Machine) -> int:
-    nf = np.asarray(m.design.zs.nr_free)
+    nf = np.asarray(m.design.nr_free)   # buddyinfo's view on every design
     return int(sum(int(nf[:, o].sum()) << (o - 9) for o in range(9, nf.shape[1])))
 
 
@@ -71,7 +71,7 @@ def synthetic(design: str, mem: str) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--designs", default="linux,radix,vmem")
+    ap.add_argument("--designs", default="linux,radix,vmem,llfree")
     ap.add_argument("--mem", default="1G")
     ap.add_argument("--capture", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None)

@@ -91,7 +91,7 @@ def test_synthetic_stream_on_every_design(design):
     assert r["reclaim"]["memcg_rounds"] > 0 and r["vm"]["pgsteal_memcg"] > 0
     # 32 MiB cannot hold the stream: the machine reclaims globally too
     assert r["vm"]["direct_reclaim"] + r["vm"]["kswapd_wake"] > 0
-    assert c[M.C_COMPACT] == (0 if design == "llfree" else 1)
+    assert c[M.C_COMPACT] == 1   # every design registers the compaction primitives
 
 
 def _nojit_digest() -> dict:
@@ -150,7 +150,7 @@ def test_mthp_slice_on_every_design(mthp_runs):
         # the same stream on every design; all of its folios are made (24 GiB, no pressure)
         assert r["events"] == lin["events"] and r["applied"]["alloc_failed"] == 0
         assert r["folios_made"] == lin["folios_made"]
-        assert r["compaction"]["available"] == (design != "llfree")
+        assert r["compaction"]["available"] and r["compaction"]["note"] == "ok"
     # the workload's mTHP sizes: 16 KiB (order 2) and 64 KiB (order 4) anon folios, PMD THP (order 9)
     anon = lin["folios_made"]["anon"]
     assert anon.get("4", 0) > 1000 and anon.get("2", 0) > 100 and anon.get("9", 0) > 0

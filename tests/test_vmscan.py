@@ -214,16 +214,21 @@ def test_direct_reclaim_and_kswapd_in_the_allocation_entry():
     assert r.check() == "ok"
 
 
-def _holes_between_anon(design: str, compaction: bool) -> tuple[Reclaim, int | None, int]:
+def _holes_between_anon(design: str, compaction: bool, hold_free_blocks: bool = False,
+                        ) -> tuple[Reclaim, int | None, int]:
     """Memory filled with order-0 anon folios (no swap: reclaim cannot free them), those at odd
     pfns then freed: the free memory is order-0 holes.  Then a THP fault in an madvised VMA
-    (GFP_TRANSHUGE: direct reclaim, __GFP_NORETRY) asks for order 9."""
+    (GFP_TRANSHUGE: direct reclaim, __GFP_NORETRY) asks for order 9.  ``hold_free_blocks``:
+    before the holes are made, order-9 folios are allocated and held until none is left (LLFree's
+    fill keeps an entirely free child)."""
     m = Machine.create("64M", design=design, cpus=2)
     r = Reclaim(m, compaction=compaction)
     pa = m.design.state
     free = int(pa.z_free.sum())
     got = [s for s in r.add_folios(free, anon=True) if s is not None]   # the last ones fail: memory is full
     assert len(got) > 0.9 * free
+    while hold_free_blocks and r.alloc(order=9, gfp="GFP_TRANSHUGE") is not None:
+        pass
     pfn = r.folios.state.pfn
     for s in got:
         if pfn[s] % 2:          # every odd pfn: no two free pages are buddies
@@ -254,14 +259,21 @@ def test_direct_compaction_in_the_allocation_entry(design):
     assert r.check() == "ok" and r.machine.check() == "ok"
 
 
-def test_direct_compaction_skipped_on_a_design_without_compaction_primitives():
-    """LLFree registers no compaction primitives: the allocation entry compiles for it and
-    compacts nothing (COMPACT_SKIPPED, as without CONFIG_COMPACTION).  (Its fill ends with
-    1,019 failed order-0 faults while an order-9 block is still to be had -- not examined
-    here -- so the THP fault does not even need recovery.)"""
-    r, s, failed = _holes_between_anon("llfree", compaction=True)
-    assert r.compaction is None and int(r.compact_state.stats.sum()) == 0
-    assert r.vmstat()["compact_stall"] == 0 and r.check() == "ok"
+def test_direct_compaction_compiles_and_runs_on_llfree():
+    """LLFree registers compaction primitives: its allocation entry compacts.  On this fill it
+    does not need to: LLFree's fill ends with 1,019 failed order-0 faults while an entirely
+    free child is left (its gets fail at 528 free pages, min watermark 511: not examined here),
+    and after the holes the THP fault is served without compaction.  With ``hold_free_blocks``
+    the order-9 requests that empty the zone stall in direct compaction, which finds the
+    zone unsuitable (nothing scanned) and leaves every state consistent.  Direct compaction that
+    migrates on llfree: tests/test_compaction.py::test_direct_compaction_capture_and_deferral."""
+    r0, s0, failed0 = _holes_between_anon("llfree", compaction=False, hold_free_blocks=True)
+    assert r0.vmstat()["compact_stall"] == 0 and s0 is not None and failed0 == 0
+    r, s, failed = _holes_between_anon("llfree", compaction=True, hold_free_blocks=True)
+    assert r.compaction is not None and s is not None and failed == 0
+    cs = r.compaction.stats()
+    assert cs["compact_stall"] >= 1 and cs["compact_migrate_scanned"] == 0
+    assert r.check() == "ok" and r.machine.check() == "ok"
 
 
 # ------------------------------------------------------------------ stateful, against a reference model

@@ -797,7 +797,7 @@ class MmCompaction(Model):
     """The mm replay's compaction: the model's (direct, and compact_memory where the capture ran
     one) beside the kernel's events and vmstat."""
 
-    available: bool = Field(description="false: the design has no compaction primitives (llfree): run without")
+    available: bool = Field(description="false: no compaction primitives, or compaction off: run without")
     note: str
     compact_memory_runs: KernelModel
     compact_stall: KernelModel

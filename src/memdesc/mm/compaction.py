@@ -108,7 +108,9 @@ from memdesc.mm.page_alloc.dispatch import (
     pa_isolate_free,
     pa_split_alloc,
     pa_split_prepare,
+    pa_zone_free_area,
 )
+from memdesc.mm.vmstat import fill_contig_page_info_nb
 
 # ------------------------------------------------------------------ include/linux/compaction.h
 
@@ -320,17 +322,11 @@ def pageblock_valid(cs, pa, start, end, z):
 
 @njit
 def fill_contig_page_info(pa, z, order):
-    """(free_pages, free_blocks_total, free_blocks_suitable) of zone z for ``order``."""
-    free_pages = np.int64(0)
-    total = np.int64(0)
-    suitable = np.int64(0)
-    for o in range(NR_PAGE_ORDERS):
-        n = pa.nr_free[z, o]
-        total += n
-        free_pages += n << o
-        if o >= order:
-            suitable += n << (o - order)
-    return free_pages, total, suitable
+    """(free_pages, free_blocks_total, free_blocks_suitable) of zone z for ``order``: the
+    kernel's formula (vmstat) over the zone's free blocks as buddyinfo counts them
+    (``pa_zone_free_area``: nr_free on a buddy design; LLFree's bitfields scanned)."""
+    fp, tot, sui = fill_contig_page_info_nb(pa_zone_free_area(pa, z), order)
+    return np.int64(fp), np.int64(tot), np.int64(sui)
 
 
 @njit

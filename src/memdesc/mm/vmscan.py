@@ -74,8 +74,8 @@ Every function below is a port of the 6.18 function of the same name, reduced to
   not lift a zone over its min watermark) and ``should_compact_retry`` (priority raised
   towards ``MIN_COMPACT_PRIORITY``, ``MAX_COMPACT_RETRIES`` after successes).  A block the
   compactor captured becomes the folio (``memdesc_adopt_held``: its descriptor allocated
-  then).  Designs without compaction primitives (LLFree), and a compaction state built with
-  ``direct=False``, compact nothing (``COMPACT_SKIPPED``, as without CONFIG_COMPACTION).
+  then).  A design without compaction primitives (every registered design has them today), and
+  a compaction state built with ``direct=False``, compact nothing (``COMPACT_SKIPPED``, as without CONFIG_COMPACTION).
 
 Not modelled: the VMA flags (``VM_EXEC`` rotation on the active list, ``VM_LOCKED``; mlock
 is PG_mlocked), workingset refault detection (shadow entries; refaults are not activated),

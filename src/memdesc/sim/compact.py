@@ -44,6 +44,7 @@ from memdesc.mm import compaction as C
 from memdesc.mm import folio as F
 from memdesc.mm import memmap as mmap
 from memdesc.mm.mmzone import HPAGE_PMD_ORDER, NR_PAGE_ORDERS, PAGEBLOCK_ORDER
+from memdesc.mm.page_alloc.dispatch import pa_zone_free_area
 from memdesc.sim.snapshot import machine_from_snapshot, reuse_snapshots
 from memdesc.trace.compaction import compaction_runs
 from memdesc.trace.kpageflags import KPF, PageClass, kpf_mask
@@ -63,7 +64,10 @@ def _lru_of(flags: np.ndarray, anon: np.ndarray) -> np.ndarray:
 
 
 def _free_area(pa) -> dict[str, list[int]]:
-    return {str(z): [int(x) for x in pa.nr_free[z]] for z in range(pa.z_start.shape[0]) if int(pa.z_managed[z]) > 0}
+    """Free blocks per order and zone as /proc/buddyinfo counts them (``pa_zone_free_area``:
+    vmem's and llfree's ``nr_free`` hold size classes for their watermark tests)."""
+    return {str(z): [int(x) for x in pa_zone_free_area(pa, z)] for z in range(pa.z_start.shape[0])
+            if int(pa.z_managed[z]) > 0}
 
 
 def _blocks_of_order(nr_free: list[int], order: int) -> int:

@@ -47,8 +47,8 @@ design and counts what it costs in descriptor allocations.  The machine is x86_6
    folios of step 1 go through the same entry, without direct compaction in either variant.
    Both variants start from the same
    state: the run is repeated with the same seed (every count of steps 1-2 is equal, tested).
-   A design without compaction primitives (llfree) runs the variant without compaction only
-   and reports compaction as unsupported.
+   A design without compaction primitives (none of the registered designs today) would run the
+   variant without compaction only and report compaction as unsupported.
 
 Figures (per run): order-9 folios obtained and the failed requests; compaction stalls /
 successes / failures, pages migrated, descriptor allocations made to migrate

@@ -1986,10 +1986,29 @@ def no_own_pages(st, pfn):
     return False
 
 
+@njit
+def free_area_of(counts, z):
+    """The per-order row of zone z from free-block counts[zone, migratetype, order] (what a
+    design's buddyinfo scan fills): a design's pa_zone_free_area when nr_free is not it."""
+    out = np.zeros(counts.shape[2], np.int64)
+    for mt in range(counts.shape[1]):
+        for o in range(counts.shape[2]):
+            out[o] += counts[z, mt, o]
+    return out
+
+
+@njit
+def zone_free_area(st, z):
+    """zone->free_area[*].nr_free: the design's nr_free row (buddy designs and vmem count
+    their free blocks there, as buddyinfo shows them)."""
+    return st.nr_free[z]
+
+
 #: defaults every design gets unless it registers its own (dispatch "optional" layer)
 GENERIC_DEFAULTS = {
     "pcp_free_bulk": free_pcppages_bulk,
     "pa_own_page": no_own_pages,
+    "pa_zone_free_area": zone_free_area,
 }
 
 #: the zone layer and exact placement on the buddy layer: what a design registering list_* and

@@ -196,6 +196,11 @@ pa_own_page = primitive(
     "pa_own_page", "pa_own_page(st, pfn) -> True if the allocation at pfn is the design's own metadata (radix "
     "tree-node pages, vmem descriptor pages): frees of it are refused, replay never touches it; default False.",
     "optional")
+pa_zone_free_area = primitive(
+    "pa_zone_free_area", "pa_zone_free_area(st, z) -> int64[NR_PAGE_ORDERS]: zone z's free blocks per order as "
+    "/proc/buddyinfo counts them (free_area[order].nr_free), what fill_contig_page_info() reads for the "
+    "fragmentation index and score; default the row nr_free[z] (a design whose nr_free counts something else, "
+    "LLFree's child size classes, scans its own state).", "optional")
 
 # ----------------------------------------------------------------- the buddy layer
 # Lists are identified by a list id (see core.buddy_lid / core.pcp_lid); pfns are int64.
@@ -269,13 +274,15 @@ pa_split_prepare = primitive("pa_split_prepare", "pa_split_prepare(st, pieces) -
 
 # ----------------------------------------------------------------- compaction's free scanner
 # What mm/compaction.py needs to take free pages as migration targets.  Not required of every
-# design: linux, radix and vmem register them (memdesc.mm.page_alloc.typed); a design without
-# them cannot be compacted (memdesc compact refuses it by name).
+# design: linux, radix and vmem register them (memdesc.mm.page_alloc.typed), llfree its own
+# (memdesc.mm.page_alloc.llfree_zone); a design without them cannot be compacted (memdesc compact
+# refuses it by name).
 
 pa_free_block = primitive("pa_free_block", "pa_free_block(st, pfn) -> order of the free block that starts at pfn "
                           "and can be taken whole (buddy designs: PageBuddy's buddy_order; vmem: the largest "
-                          "aligned block at pfn inside its free segment), or -1: what isolate_freepages_block() "
-                          "and the migrate scanner read at a pfn.", "compaction")
+                          "aligned block at pfn inside its free segment; llfree: the largest aligned block at pfn "
+                          "whose frames are free in the bitfields), or -1: what isolate_freepages_block() and the "
+                          "migrate scanner read at a pfn.", "compaction")
 pa_isolate_free = primitive("pa_isolate_free", "pa_isolate_free(st, pfn, order) -> 0, or a negative error (nothing "
                             "changed): __isolate_free_page() + post_alloc_hook(): the free block [pfn, 2^order) "
                             "leaves the free lists and becomes one movable allocation of that order, which the "

@@ -15,7 +15,7 @@ from memdesc.lib import _llfree_kernels as K
 from memdesc.mm import gfp as G
 from memdesc.mm import memmap as mmap
 from memdesc.mm.memblock import block_order
-from memdesc.mm.mmzone import MAX_PAGE_ORDER, MIGRATE_PCPTYPES, NR_PAGE_ORDERS
+from memdesc.mm.mmzone import MAX_PAGE_ORDER, MIGRATE_PCPTYPES, MIGRATE_TYPES, NR_PAGE_ORDERS
 from memdesc.mm.page_alloc import core
 
 # ------------------------------------------------------------------ the page word
@@ -354,6 +354,39 @@ def ll_take(st, pfn, order):
     return np.int64(core.OK)
 
 
+# ------------------------------------------------------------------ compaction's free scanner
+@njit
+def ll_free_block(st, pfn):
+    """pa_free_block(): the largest aligned block (<= MAX_PAGE_ORDER) that starts at pfn with
+    every frame free in LLFree (frames in a CPU's tree reservation are free; pcp pages are
+    allocated in LLFree), or -1.  Scanning up from a pfn that is not free, the first free
+    frame starts such a block, as the head of a buddy block does."""
+    z = core.page_zone(st, pfn)
+    if z < 0 or st.llz[z, 1] == 0:
+        return np.int64(-1)
+    w = zw(st, z)
+    f = pfn - st.llz[z, 2]
+    if f < 0 or f >= w[K.M_FRAMES] or not K.lower_is_free(w, f, 0):
+        return np.int64(-1)
+    o = np.int64(0)
+    while o < MAX_PAGE_ORDER and (f & ((np.int64(2) << o) - 1)) == 0 \
+            and f + (np.int64(2) << o) <= w[K.M_FRAMES] and K.lower_is_free(w, f, o + 1):
+        o += 1
+    return o
+
+
+@njit
+def ll_isolate_free(st, pfn, order):
+    """pa_isolate_free(): __isolate_free_page() + post_alloc_hook(): exactly these free frames
+    out of LLFree (llfree_take, whatever reservation or tree counter holds them), then an
+    allocation head of a movable allocation."""
+    if ll_take(st, pfn, order) != core.OK:
+        return np.int64(core.E_BUSY)
+    ll_mark_allocated(st, pfn, order, G.__GFP_MOVABLE)
+    st.owner[pfn] = core.owner_encode(order, core.MT_MOVABLE)
+    return np.int64(core.OK)
+
+
 # ------------------------------------------------------------------ exact placement
 @njit
 def ll_free_range(st, start, end, fpi):
@@ -413,8 +446,23 @@ def ll_free_blocks(st, out, counts):
     (pfn, order, migratetype, zone) into ``out`` while it has room, and counts[z, mt, order]."""
     n = 0
     for z in range(st.z_start.shape[0]):
-        if st.llz[z, 1] == 0:
-            continue
+        n = _zone_free_blocks(st, z, out, counts, n)
+    return n
+
+
+@njit
+def ll_zone_free_area(st, z):
+    """pa_zone_free_area(): zone z's free blocks per order as buddyinfo counts them (a scan of
+    the bitfields: nr_free holds LLFree's child size classes, not blocks)."""
+    counts = np.zeros((st.z_start.shape[0], MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64)
+    _zone_free_blocks(st, z, np.zeros((0, 4), np.int64), counts, 0)
+    return core.free_area_of(counts, z)
+
+
+@njit
+def _zone_free_blocks(st, z, out, counts, n):
+    """ll_free_blocks() of zone z, rows from index n on; returns the new n."""
+    if st.llz[z, 1] != 0:
         w = zw(st, z)
         base = st.llz[z, 2]
         run = np.int64(-1)

@@ -754,6 +754,15 @@ def vmem_free_blocks(st, out, counts):
             p += np.int64(1) << o
 
 
+@njit
+def vmem_zone_free_area(st, z):
+    """pa_zone_free_area(): zone z's free segments as the aligned blocks buddyinfo counts
+    (nr_free holds size classes of segments, which the watermark test reads)."""
+    counts = np.zeros((st.z_start.shape[0], MIGRATE_TYPES, NR_PAGE_ORDERS), np.int64)
+    vmem_free_blocks(st, np.zeros((0, 4), np.int64), counts)
+    return core.free_area_of(counts, z)
+
+
 # ------------------------------------------------------------------ the design
 def _mag_array(nlists: int) -> np.ndarray:
     """The pcp magazines, one 128-byte row per list, rows on cache-line boundaries."""
@@ -987,6 +996,7 @@ class VmemDesign(Design):
 
 register_design(VmemDesign, {
     **typed.VMEM,
+    "pa_zone_free_area": vmem_zone_free_area,
     "pa_alloc": core.__alloc_pages,
     "pa_free": vmem_pa_free,
     "pa_take": vmem_take,
