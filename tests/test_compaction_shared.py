@@ -40,7 +40,7 @@ def test_capture_compaction_scanners_against_the_kernel(linux_run):
     assert n["kernel"]["meeting_pfn"] == 0x282C00 and n["kernel"]["migratepages"]["nr_migrated"] == 51_650
     assert abs(n["model"]["meeting_pfn"] - 0x222800) <= 0.1 * (0x222800 - 0x100000)
     assert abs(r["pages_migrated"] - 122_495) <= 12_250
-    assert r["order9_blocks_after"] > r["order9_blocks_before"]          # measured 3,631 -> 4,143
+    assert r["order9_blocks_after"] > r["order9_blocks_before"]          # measured 3,631 -> 4,116 (6c1f7a0)
     assert r["fragmentation_score_node_after"] < r["fragmentation_score_node_before"]  # 28 -> 14
 
 
