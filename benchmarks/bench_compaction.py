@@ -41,9 +41,13 @@ def fragmented(design: str, mem: str) -> tuple[Machine, F.Folios]:
             break
         f.lru_add(h, "inactive_anon")
         hs.append(h)
-    for h in hs[1::2]:
-        f.lru_del(h)
-        f.put(h)
+    for i, h in enumerate(hs):
+        if i % 2:
+            f.lru_del(h)
+            f.put(h)
+        else:   # as a page fault leaves them: mapped (a PTE per page), the allocation's reference dropped
+            f.map_ptes(h, 0, f.nr_pages(h))
+            f.put(h)
     return m, f
 
 
