@@ -25,13 +25,15 @@ registered (:func:`register_design`), and registering it is all it takes to appe
                         ``pool_move_freepages_block``, ``pool_retype_block``,
                         ``pcp_add``, ``pcp_pop``, ``mark_allocated``, ``mark_freed``,
                         ``pa_free_extent``
-   optional             ``pcp_free_bulk``, ``pa_own_page``                            all
+   optional             ``pcp_free_bulk``, ``pa_own_page``, ``pa_zone_free_area``     all
    buddy                ``list_add/del/first/last/next``, ``set_buddy``,              --
                         ``clear_buddy``, ``is_buddy``, ``buddy_order``,
                         ``mark_reserved``
    exact placement      ``pa_free_range``, ``pa_set_pageblock_type``,                 buddy
                         ``pa_mark_allocated``, ``pa_mark_unallocated``, ``pa_split``,
                         ``pa_pcp_link``, ``pa_pcp_unlink``, ``pa_online_range``
+   compaction           ``pa_free_block``, ``pa_isolate_free`` (a design without     --
+                        them runs without compaction)
    ===================  ==========================================================  ========
 
    *buddy* defaults: a design that registers the whole buddy layer gets core's zone layer
