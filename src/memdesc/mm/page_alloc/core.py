@@ -1999,8 +1999,8 @@ def free_area_of(counts, z):
 
 @njit
 def zone_free_area(st, z):
-    """zone->free_area[*].nr_free: the design's nr_free row (buddy designs and vmem count
-    their free blocks there, as buddyinfo shows them)."""
+    """zone->free_area[*].nr_free: the design's nr_free row (list buddies count their free
+    blocks there, as buddyinfo shows them; vmem and llfree register their own scans)."""
     return st.nr_free[z]
 
 
